@@ -1,0 +1,3 @@
+from wrapcli.cli import app
+
+app(prog_name="wrapcli")

@@ -1,0 +1,241 @@
+"""Checkpoints: one ``.safetensors`` file with string metadata (DESIGN.md decision 2).
+
+Metadata keys (all strings; JSON where noted):
+
+- ``format``: ``pt`` (safetensors' own convention for PyTorch tensors);
+- ``wrapcli_schema``: checkpoint schema version (``1``);
+- ``config``: the Hugging Face config, JSON (``model_type`` picks the class);
+- ``vocab``: JSON list of token strings (synthetic tasks), absent for tokenizer models;
+- ``task``: JSON task spec the weights were last trained on (tasks/spec.py);
+- ``lineage``: JSON list, oldest first, one entry per training step that produced the
+  weights: ``kind``, ``parent_sha256``, ``command``, ``seed``, ``steps``, ``lr``,
+  ``task``, ``wrapcli_version``, ``created``;
+- ``tied``: JSON ``{dropped_name: kept_name}`` for tied weights (safetensors stores
+  shared tensors once; loading re-ties them through the config).
+
+Loading also accepts a Hugging Face model directory (``config.json`` plus one or more
+safetensors shards). Pickled weights (``*.bin``, ``*.pt``) are refused, never opened.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wrapcli.errors import WrapError
+from wrapcli.files import atomic_path, sha256
+
+SCHEMA = "1"
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archives, raw pickles
+SIDE_FILE = "wrapcli.json"  # synthetic metadata kept beside an exported HF directory
+
+
+@dataclass
+class Checkpoint:
+    model: object  # a transformers PreTrainedModel
+    path: Path
+    sha256: str
+    vocab: list[str] | None = None
+    task: dict | None = None
+    lineage: list[dict] = field(default_factory=list)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def task_spec(self):
+        from wrapcli.tasks.spec import TaskSpec
+
+        return TaskSpec.from_dict(self.task) if self.task else None
+
+
+# -- saving -------------------------------------------------------------------------
+def split_tied(model) -> tuple[dict, dict]:
+    """State dict without duplicate storage, plus ``{dropped: kept}`` for tied names."""
+    tensors, tied, seen = {}, {}, {}
+    for name, t in model.state_dict().items():
+        key = (t.data_ptr(), t.shape, t.dtype) if t.numel() else None
+        if key is not None and key in seen:
+            tied[name] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = name
+        tensors[name] = t.detach().contiguous().cpu()
+    return tensors, tied
+
+
+def save(path, model, *, vocab=None, task=None, lineage=()) -> None:
+    from safetensors.torch import save_file
+
+    tensors, tied = split_tied(model)
+    meta = {
+        "format": "pt",
+        "wrapcli_schema": SCHEMA,
+        "config": model.config.to_json_string(use_diff=False),
+        "lineage": json.dumps(list(lineage)),
+        "tied": json.dumps(tied),
+    }
+    if vocab is not None:
+        meta["vocab"] = json.dumps(list(vocab))
+    if task is not None:
+        meta["task"] = json.dumps(task)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+# -- loading ------------------------------------------------------------------------
+def read_metadata(path) -> dict:
+    """The string metadata of a wrapcli file, after checking it is safe to open."""
+    from safetensors import safe_open
+
+    path = _check_file(Path(path))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise WrapError(f"{path}: not a valid safetensors file ({_short(e)})") from None
+
+
+def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
+    """Open a wrapcli ``.safetensors`` file or a Hugging Face model directory."""
+    quiet_transformers()
+    path = Path(path)
+    if path.is_dir():
+        return _load_hf_dir(path, dtype, device)
+    meta = read_metadata(path)
+    if "config" not in meta:
+        raise WrapError(
+            f"{path}: safetensors file has no 'config' metadata (not a wrapcli checkpoint); "
+            "pass the Hugging Face model directory that contains it instead"
+        )
+    model = _model_from_file(path, meta, dtype, device)
+    return Checkpoint(
+        model=model,
+        path=path,
+        sha256=sha256(path),
+        vocab=_json(meta, "vocab", path),
+        task=_json(meta, "task", path),
+        lineage=_json(meta, "lineage", path) or [],
+    )
+
+
+def _model_from_file(path: Path, meta: dict, dtype: str, device: str):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        cfg = json.loads(meta["config"])
+        config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    except Exception as e:
+        raise WrapError(f"{path}: unreadable model config in metadata ({_short(e)})") from None
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:
+        raise WrapError(f"{path}: cannot read tensors ({_short(e)})") from None
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    tied = _json(meta, "tied", path) or {}
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise WrapError(f"{path}: weights do not match the config ({_short(e)})") from None
+    missing = [m for m in missing if m not in tied]
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        kind = "missing" if missing else "unexpected"
+        raise WrapError(
+            f"{path}: weights do not match the config ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected; first {kind}: {first})"
+        )
+    return model.to(device=device, dtype=getattr(torch, dtype)).eval()
+
+
+def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if not (path / "config.json").is_file():
+        raise WrapError(f"{path}: directory has no config.json (not a Hugging Face model)")
+    shards = list(path.glob("*.safetensors"))
+    if not shards:
+        pickles = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+        hint = (
+            f" It holds pickled weights ({', '.join(sorted(pickles))}), which wrapcli never "
+            "opens: convert them where you trust them, e.g. "
+            "AutoModelForCausalLM.from_pretrained(d).save_pretrained(d, safe_serialization=True)."
+            if pickles else ""
+        )
+        raise WrapError(f"{path}: no .safetensors weights in the directory.{hint}")
+    for shard in shards:
+        _check_file(shard)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True,
+            dtype=getattr(torch, dtype), attn_implementation="sdpa",
+        )
+    except Exception as e:
+        raise WrapError(f"{path}: cannot load Hugging Face model ({_short(e)})") from None
+    side = path / SIDE_FILE
+    extra = {}
+    if side.is_file():
+        try:
+            extra = json.loads(side.read_text())
+        except ValueError as e:
+            raise WrapError(f"{side}: invalid JSON ({e})") from None
+    return Checkpoint(
+        model=model.to(device).eval(),
+        path=path,
+        sha256=sha256(path),
+        vocab=extra.get("vocab"),
+        task=extra.get("task"),
+        lineage=extra.get("lineage", []),
+    )
+
+
+def export(ckpt: Checkpoint, dest) -> None:
+    """Write ``ckpt`` as a Hugging Face directory that ``from_pretrained`` opens."""
+    quiet_transformers()
+    with atomic_path(dest, directory=True) as tmp:
+        ckpt.model.save_pretrained(str(tmp), safe_serialization=True)
+        side = {"vocab": ckpt.vocab, "task": ckpt.task, "lineage": ckpt.lineage}
+        (tmp / SIDE_FILE).write_text(json.dumps(side, indent=2))
+
+
+def quiet_transformers() -> None:
+    """transformers' own progress bars and warnings would break our stderr contract."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+# -- checks -------------------------------------------------------------------------
+def _check_file(path: Path) -> Path:
+    if not path.exists():
+        raise WrapError(f"{path}: no such file")
+    if not path.is_file():
+        raise WrapError(f"{path}: not a file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise WrapError(f"{path}: file is empty")
+    if head.startswith(PICKLE_MAGIC):
+        raise WrapError(
+            f"{path}: this is a pickle (torch.save) file; wrapcli never unpickles untrusted "
+            "weights — convert it to .safetensors where you trust it"
+        )
+    return path
+
+
+def _json(meta: dict, key: str, path: Path):
+    if key not in meta:
+        return None
+    try:
+        return json.loads(meta[key])
+    except ValueError:
+        raise WrapError(f"{path}: metadata {key!r} is not valid JSON") from None
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

@@ -1,0 +1,78 @@
+"""``wrapcli train``: pretrain a small transformer on the procedural tasks."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from wrapcli.commands._options import Debug, Device, Json, Quiet, Seed
+from wrapcli.console import accuracy_table, errors_as_exit, progress, stderr
+
+EXAMPLE = """
+Example:
+
+  wrapcli train --task count --prior a=0.9,b=0.1 -o pt.safetensors --log pt.json
+
+  wrapcli train --preset paper --device cuda -o pt.safetensors   # the paper's scale
+"""
+
+
+def train(
+    out: Annotated[str, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors).")],
+    task: Annotated[str, typer.Option("--task", help="Task mix, e.g. count, count:a, count,index, token.")] = "count",
+    prior: Annotated[Optional[str], typer.Option("--prior", help="Operand prior, e.g. a=0.9,b=0.1 [preset].")] = None,
+    preset: Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke.")] = "cpu",
+    text_len: Annotated[Optional[int], typer.Option("--text-len", help="Terminals per text [preset].")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help="Counting window O' [preset].")] = None,
+    k: Annotated[int, typer.Option("--k", help="Indexing: k-th occurrence.")] = 6,
+    offset: Annotated[int, typer.Option("--offset", help="Token task: positions before <eot>.")] = 40,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="gpt2 or llama [preset].")] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="n_layers [preset].")] = None,
+    heads: Annotated[Optional[int], typer.Option("--heads", help="n_heads [preset].")] = None,
+    d_model: Annotated[Optional[int], typer.Option("--d-model", help="Width [preset].")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps [preset].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size [preset].")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [preset].")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="full (next-token) or answer [preset].")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Steps between evaluations [preset].")] = None,
+    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation [preset].")] = None,
+    log: Annotated[Optional[str], typer.Option("--log", help="Write the JSON training report here.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")] = False,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Steps between resumable states (default: every 60 s).")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Pretrain on procedurally generated tasks (PCFG counting, indexing, token lookup).
+
+    The operand prior decides how often pretraining asks about each operand, which is
+    what later decides whether fine-tuning can reuse the capability.
+    """
+    with errors_as_exit(debug):
+        from wrapcli import presets, reports
+        from wrapcli.jobs import pretrain
+
+        p = presets.get(preset)
+        con = stderr(quiet)
+        started = time.time()
+        with progress(steps or p.steps, "train", quiet) as update:
+            result = pretrain(
+                out=out, task=task, preset=p, prior=prior, text_len=text_len, window=window,
+                k=k, offset=offset, arch=arch, layers=layers, heads=heads, d_model=d_model,
+                steps=steps, batch_size=batch_size, lr=lr, loss=loss, eval_every=eval_every,
+                eval_size=eval_size, resume=resume, save_every=save_every, seed=seed,
+                device=device, on_step=update,
+            )
+        result["preset"] = preset
+        result["wall_s"] = time.time() - started
+        con.print(accuracy_table(result["final_eval"], f"{out}: evaluation after {result['train']['steps']} steps"))
+        con.print(f"wrote {out} ({result['wall_s']:.0f} s)")
+        report = reports.envelope("train", result, seed=seed, device=result["device"])
+        reports.write(report, log, json_out)
+
+
+train.__doc__ += EXAMPLE

@@ -1,0 +1,97 @@
+"""Terminal output: human tables and progress on stderr, errors as one line.
+
+Channels (DESIGN.md decision 6): artefacts go to ``-o``; ``--json`` prints the report to
+stdout; everything for humans goes to stderr and switches off with ``--quiet`` or when
+stderr is not a terminal (progress) — tables still print unless ``--quiet``.
+Exit codes: 0 success, 1 runtime or data error, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import typer
+
+from wrapcli.errors import WrapError
+
+
+def stderr(quiet: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet, highlight=False)
+
+
+@contextlib.contextmanager
+def errors_as_exit(debug: bool = False):
+    """Turn a WrapError (or any unexpected failure) into one line on stderr + exit 1."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except WrapError as e:
+        if debug:
+            raise
+        print(f"wrapcli: error: {e}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except Exception as e:  # unexpected: still one line unless --debug
+        if debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"wrapcli: error: {type(e).__name__}: {msg} (rerun with --debug for a traceback)", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@contextlib.contextmanager
+def progress(total: int, description: str, quiet: bool):
+    """A rich progress bar on stderr; yields ``update(step, metrics)``. Silent (a no-op)
+    with ``--quiet`` or when stderr is not a terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda step, metrics: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+        console=stderr(), transient=False,
+    )
+    shown = {}
+
+    def update(step: int, metrics: dict) -> None:
+        for key in ("loss", "tokens_per_s"):
+            if metrics.get(key) is not None:
+                shown[key] = metrics[key]
+        if metrics.get("accuracy"):
+            shown["acc"] = " ".join(f"{k}={v:.2f}" for k, v in metrics["accuracy"].items())
+        info = "  ".join(
+            [f"loss {shown['loss']:.3f}" if "loss" in shown else "",
+             f"{shown['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in shown else "",
+             shown.get("acc", "")]
+        )
+        bar.update(task, completed=step, info=info)
+
+    with bar:
+        task = bar.add_task(description, total=total, info="")
+        yield update
+
+
+def accuracy_table(results: dict, title: str):
+    """A rich table of ``{component: {setting: score}}`` (evaluation.evaluate's shape):
+    each cell is the accuracy with the majority baseline of that set in brackets."""
+    from rich.table import Table
+
+    order = ["natural", "C_Te=0", "C_Te=1"]
+    settings = sorted({s for rows in results.values() for s in rows}, key=order.index)
+    table = Table(title=title)
+    table.add_column("task")
+    for s in settings:
+        table.add_column(f"{s} (majority)", justify="right")
+    table.add_column("n", justify="right")
+    for comp, rows in results.items():
+        cells = [
+            f"{rows[s]['accuracy']:.1%} ({rows[s]['majority_baseline']:.0%})" if s in rows else "-"
+            for s in settings
+        ]
+        table.add_row(comp, *cells, str(next(iter(rows.values()))["n"]))
+    return table

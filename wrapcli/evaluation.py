@@ -1,0 +1,75 @@
+"""Accuracy of a model on the fixed evaluation sets of a task (PROTOCOL.md, "Fine-tuning":
+report accuracy on each operand with and without the spurious feature).
+
+A prediction is the argmax over the whole vocabulary of the logits at ``<ans>`` — no
+restriction to plausible answers, so a model that emits a wrong kind of token is wrong.
+Next to every accuracy we report the majority baseline: the accuracy of always giving
+the evaluation set's most common answer, which is far from zero for short texts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from wrapcli.tasks import vocab
+from wrapcli.tasks.sequences import Batch, eval_batch
+from wrapcli.tasks.spec import TaskSpec
+
+SETTINGS = {"natural": None, "C_Te=0": False, "C_Te=1": True}
+
+
+def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512) -> np.ndarray:
+    """Argmax token at the ``<ans>`` position for each row of ``tokens`` (n, L)."""
+    import torch
+
+    ans = tokens.shape[1] - 3
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(tokens), chunk):
+            x = torch.as_tensor(tokens[i : i + chunk, : ans + 1], device=device)
+            with autocast(device):
+                logits = model(input_ids=x, logits_to_keep=1).logits[:, -1]
+            out.append(logits.argmax(-1).cpu().numpy())
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def autocast(device):
+    """bf16 autocast on CUDA; a no-op elsewhere (on this project's CPUs bf16 was slower,
+    benchmarks/bench_train.py)."""
+    import torch
+
+    dev = torch.device(device)
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
+def score(model, batch: Batch, device="cpu") -> dict:
+    """Accuracy, majority baseline and per-answer breakdown on one batch."""
+    pred = predict(model, batch.tokens, device)
+    correct = pred == batch.answer
+    per_answer = {}
+    for a in np.unique(batch.answer):
+        rows = batch.answer == a
+        per_answer[vocab.TOKENS[a]] = {"n": int(rows.sum()), "accuracy": float(correct[rows].mean())}
+    majority = Counter(batch.answer.tolist()).most_common(1)[0][1] / len(batch.answer)
+    return {
+        "accuracy": float(correct.mean()),
+        "n": int(len(correct)),
+        "majority_baseline": float(majority),
+        "per_answer": per_answer,
+    }
+
+
+def evaluate(model, spec: TaskSpec, n: int, device="cpu", settings=tuple(SETTINGS)) -> dict:
+    """``{component: {setting: score}}`` for every (family, operand) the spec covers.
+    The C_Te settings apply to the families that have a spurious feature (count, index)."""
+    out = {}
+    for comp in spec.eval_components():
+        rows = {}
+        for name in settings:
+            if SETTINGS[name] is not None and comp.family not in ("count", "index"):
+                continue
+            rows[name] = score(model, eval_batch(spec, comp, n, SETTINGS[name]), device)
+        out[str(comp)] = rows
+    return out

@@ -1,0 +1,72 @@
+"""Building the synthetic models: small Hugging Face GPT-2 (default) or Llama configs.
+
+We never reimplement an architecture (DESIGN.md decision 1): the models are stock
+``transformers`` classes, so every analysis also runs on third-party checkpoints.
+Dropout is off: data is sampled online and never repeats, so there is nothing to
+regularise against, and it would make runs harder to reproduce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from wrapcli.errors import WrapError
+
+ARCHS = ("gpt2", "llama")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    arch: str = "gpt2"
+    n_layers: int = 6
+    n_heads: int = 6
+    d_model: int = 192  # the paper's minGPT width; d_mlp = 4 * d_model
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.arch not in ARCHS:
+            problems.append(f"unknown architecture {self.arch!r} (known: {', '.join(ARCHS)})")
+        for name in ("n_layers", "n_heads", "d_model"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.n_heads >= 1 and self.d_model % self.n_heads:
+            problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if problems:
+            raise WrapError("invalid model: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_config(shape: ModelShape, vocab_size: int, n_positions: int):
+    from transformers import GPT2Config, LlamaConfig
+
+    from wrapcli.tasks import vocab
+
+    special = dict(bos_token_id=vocab.BOS, eos_token_id=vocab.EOS, pad_token_id=vocab.PAD)
+    if shape.arch == "gpt2":
+        return GPT2Config(
+            vocab_size=vocab_size, n_positions=n_positions, n_embd=shape.d_model,
+            n_layer=shape.n_layers, n_head=shape.n_heads, resid_pdrop=0.0, embd_pdrop=0.0,
+            attn_pdrop=0.0, tie_word_embeddings=True, **special,
+        )
+    return LlamaConfig(
+        vocab_size=vocab_size, max_position_embeddings=n_positions,
+        hidden_size=shape.d_model, intermediate_size=4 * shape.d_model,
+        num_hidden_layers=shape.n_layers, num_attention_heads=shape.n_heads,
+        num_key_value_heads=shape.n_heads, tie_word_embeddings=False, **special,
+    )
+
+
+def build_model(config, seed: int):
+    """A freshly initialised model; the seed fixes the initial weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from wrapcli.checkpoint import quiet_transformers
+
+    quiet_transformers()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    return model.float()

@@ -1,0 +1,215 @@
+"""The one training loop behind train (and, later, finetune and revive): AdamW, linear
+warm-up then cosine decay, periodic evaluation, periodic resumable state, progress.
+
+Data for step ``s`` is a pure function of (task seed, stream, s) (tasks/sequences.py),
+and the optimizer state is saved exactly, so a run killed at any point and resumed
+from its state file finishes with the same weights as an uninterrupted run.
+Defaults the paper leaves open (PROTOCOL.md, "Model and pretraining"): weight decay 0.1,
+betas (0.9, 0.95) and gradient clipping at 1.0, all minGPT's defaults; the cosine ends
+at lr/100, the paper's fine-tuning floor, used for pretraining too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from wrapcli.errors import WrapError
+from wrapcli.evaluation import autocast, evaluate
+from wrapcli.files import atomic_path
+from wrapcli.tasks.sequences import batch_for_step
+from wrapcli.tasks.spec import TaskSpec
+
+LOSSES = ("full", "answer")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    loss: str = "full"  # "full": next-token loss on the whole sequence (the paper's)
+    warmup_frac: float = 0.2
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 0.1
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_size: int = 512
+    stream: int = 0  # which training stream of the task spec's seed
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.steps < 1:
+            problems.append(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            problems.append(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            problems.append(f"learning rate must be > 0, got {self.lr}")
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not 0 <= self.warmup_frac < 1:
+            problems.append(f"warm-up fraction must be in [0, 1), got {self.warmup_frac}")
+        if self.eval_every < 1 or self.eval_size < 1:
+            problems.append("eval_every and eval_size must be >= 1")
+        if problems:
+            raise WrapError("invalid training settings: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for ``step`` (0-based): linear warm-up, then cosine to lr*min_ratio."""
+    warm = int(cfg.warmup_frac * cfg.steps)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, cfg.steps - warm)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def loss_on(model, tokens, mode: str):
+    """Cross-entropy of one batch of (B, L) token ids: every next token, or the answer."""
+    import torch.nn.functional as F
+
+    if mode == "full":
+        logits = model(input_ids=tokens).logits[:, :-1]  # (B, L-1, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
+    ans = tokens.shape[1] - 3
+    logits = model(input_ids=tokens[:, : ans + 1], logits_to_keep=1).logits[:, -1]  # (B, V)
+    return F.cross_entropy(logits.float(), tokens[:, ans + 1])
+
+
+def make_optimizer(model, cfg: TrainConfig):
+    """AdamW with weight decay on matrices only (minGPT's split: no decay on biases,
+    norms or position/token embeddings' 1-d parameters)."""
+    import torch
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
+
+
+def train(
+    model,
+    spec: TaskSpec,
+    cfg: TrainConfig,
+    *,
+    device: str = "cpu",
+    state_path: str | Path | None = None,
+    resume: bool = False,
+    save_every: int | None = None,
+    save_seconds: float = 60.0,
+    on_step=None,
+) -> list[dict]:
+    """Train ``model`` in place on ``spec``; return the log (one entry per evaluation).
+
+    ``state_path`` receives resumable state every ``save_every`` steps (or every
+    ``save_seconds`` when that is None); ``resume`` continues from it if it exists.
+    ``on_step(step, metrics)`` is called after every step (progress display).
+    """
+    import torch
+
+    model.to(device).train()
+    opt = make_optimizer(model, cfg)
+    log: list[dict] = []
+    start = 0
+    if resume and state_path and Path(state_path).exists():
+        start, log = load_state(state_path, model, opt, cfg, spec)
+    components = spec.eval_components()
+    t0, last_save, tokens_seen = time.time(), time.time(), 0
+    for step in range(start, cfg.steps):
+        batch = batch_for_step(spec, step, cfg.batch_size, cfg.stream)
+        x = torch.as_tensor(batch.tokens, device=device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with autocast(device):
+            loss = loss_on(model, x, cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        tokens_seen += x.numel()
+        done = step + 1
+        metrics = {"lr": lr_at(step, cfg)}
+        if done % 10 == 0:  # .item() syncs with the device: not every step
+            metrics["loss"] = loss.item()
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            entry = _eval_entry(model, spec, cfg, components, device, done, loss.item())
+            entry["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
+            log.append(entry)
+            metrics.update(entry)
+            model.train()
+        if on_step:
+            metrics["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
+            on_step(done, metrics)
+        due = (save_every and done % save_every == 0) or (
+            not save_every and time.time() - last_save >= save_seconds
+        )
+        if state_path and due and done < cfg.steps:
+            save_state(state_path, model, opt, cfg, spec, done, log)
+            last_save = time.time()
+    model.eval()
+    return log
+
+
+def _eval_entry(model, spec, cfg, components, device, step, loss) -> dict:
+    model.eval()
+    n = cfg.eval_size
+    acc = evaluate(model, spec.replace(components=tuple(components)), n, device, ("natural",))
+    return {
+        "step": step,
+        "loss": loss,
+        "lr": lr_at(step - 1, cfg),
+        "accuracy": {c: r["natural"]["accuracy"] for c, r in acc.items()},
+    }
+
+
+# -- resumable state (safetensors, never pickle) ------------------------------------
+def save_state(path, model, opt, cfg, spec, step, log) -> None:
+    from safetensors.torch import save_file
+
+    from wrapcli.checkpoint import split_tied
+
+    weights, _ = split_tied(model)
+    tensors = {f"model/{k}": v for k, v in weights.items()}
+    for i, p in enumerate(_params(opt)):
+        for key, value in opt.state.get(p, {}).items():
+            tensors[f"optim/{i}/{key}"] = value.detach().cpu().contiguous()
+    meta = {"step": str(step), "log": json.dumps(log), "train": json.dumps(cfg.to_dict()), "task": spec.to_json()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_state(path, model, opt, cfg, spec) -> tuple[int, list]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise WrapError(f"{path}: unreadable resume state ({e}); delete it to start over") from None
+    if json.loads(meta["train"]) != cfg.to_dict() or meta["task"] != spec.to_json():
+        raise WrapError(
+            f"{path}: resume state was written by a run with other settings; "
+            "delete it or rerun with the same flags"
+        )
+    model_sd = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    model.load_state_dict(model_sd, strict=False)
+    device = next(model.parameters()).device
+    for i, p in enumerate(_params(opt)):
+        state = {k.split("/")[2]: v for k, v in tensors.items() if k.startswith(f"optim/{i}/")}
+        if state:
+            opt.state[p] = {k: (v if k == "step" else v.to(device)) for k, v in state.items()}
+    return int(meta["step"]), json.loads(meta["log"])
+
+
+def _params(opt):
+    return [p for group in opt.param_groups for p in group["params"]]
