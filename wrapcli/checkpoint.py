@@ -27,7 +27,7 @@ from wrapcli.errors import WrapError
 from wrapcli.files import atomic_path, sha256
 
 SCHEMA = "1"
-PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archives, raw pickles
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")  # zip, pickle 2-5
 SIDE_FILE = "wrapcli.json"  # synthetic metadata kept beside an exported HF directory
 
 
@@ -217,10 +217,14 @@ def _check_file(path: Path) -> Path:
     if not path.is_file():
         raise WrapError(f"{path}: not a file")
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
     if not head:
         raise WrapError(f"{path}: file is empty")
-    if head.startswith(PICKLE_MAGIC):
+    # safetensors starts with a little-endian u64 header length, then "{"; that length's
+    # first byte can be 0x80, so only a file that is NOT such a header is sniffed as pickle.
+    header_len = int.from_bytes(head[:8], "little")
+    plausible = len(head) == 9 and head[8:9] == b"{" and 8 + header_len <= path.stat().st_size
+    if not plausible and head.startswith(PICKLE_MAGIC):
         raise WrapError(
             f"{path}: this is a pickle (torch.save) file; wrapcli never unpickles untrusted "
             "weights — convert it to .safetensors where you trust it"

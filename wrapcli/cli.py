@@ -6,9 +6,9 @@ from __future__ import annotations
 import typer
 
 from wrapcli import __version__
-from wrapcli.commands.eval import eval_
-from wrapcli.commands.export import export
-from wrapcli.commands.train import train
+from wrapcli.commands import eval as eval_cmd
+from wrapcli.commands import export as export_cmd
+from wrapcli.commands import train as train_cmd
 
 app = typer.Typer(
     name="wrapcli",
@@ -21,7 +21,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 
 
@@ -38,6 +37,7 @@ def main(
     pass
 
 
-app.command("train")(train)
-app.command("eval")(eval_)
-app.command("export")(export)
+# Each command's help ends with its module's EXAMPLE (the epilog).
+app.command("train", epilog=train_cmd.EXAMPLE)(train_cmd.train)
+app.command("eval", epilog=eval_cmd.EXAMPLE)(eval_cmd.eval_)
+app.command("export", epilog=export_cmd.EXAMPLE)(export_cmd.export)

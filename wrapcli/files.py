@@ -19,15 +19,26 @@ from pathlib import Path
 from wrapcli.errors import WrapError
 
 
-@contextlib.contextmanager
-def atomic_path(dest: str | Path, directory: bool = False):
-    """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success."""
+def check_writable(dest: str | Path, directory: bool = False) -> None:
+    """Raise a WrapError now if ``dest`` could not be written later."""
     dest = Path(dest)
-    parent = dest.parent if str(dest.parent) else Path(".")
+    parent = dest.parent
     if not parent.is_dir():
         raise WrapError(f"cannot write {dest}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise WrapError(f"cannot write {dest}: directory {parent} is not writable")
+    if not directory and dest.is_dir():
+        raise WrapError(f"cannot write {dest}: it is a directory")
+    if directory and dest.exists() and not dest.is_dir():
+        raise WrapError(f"cannot write {dest}: it exists and is not a directory")
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path, directory: bool = False):
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success."""
+    dest = Path(dest)
+    check_writable(dest, directory)
+    parent = dest.parent
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=parent))
     else:
@@ -36,6 +47,10 @@ def atomic_path(dest: str | Path, directory: bool = False):
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp/mkdtemp create owner-only files; artefacts get the usual umask mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~umask)
         if directory and dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

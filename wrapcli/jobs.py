@@ -7,6 +7,7 @@ from pathlib import Path
 
 from wrapcli import __version__, checkpoint, reports
 from wrapcli.errors import WrapError
+from wrapcli.files import check_writable
 from wrapcli.evaluation import evaluate
 from wrapcli.models import ModelShape, build_config, build_model
 from wrapcli.presets import Preset
@@ -53,7 +54,7 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
         lr=_pick(lr, preset.lr), loss=_pick(loss, preset.loss),
         eval_every=_pick(eval_every, preset.eval_every), eval_size=_pick(eval_size, preset.eval_size),
     )
-    _check_writable(out)
+    check_writable(out)  # fail before training, not after
     model = build_model(build_config(shape, vocab.VOCAB_SIZE, seq_len(spec.text_len)), seed)
     log = train(model, spec, cfg, device=device, state_path=state_path(out), resume=resume,
                 save_every=save_every, on_step=on_step)
@@ -87,12 +88,3 @@ def lineage_entry(kind: str, parent_sha256, spec: TaskSpec, cfg: TrainConfig, se
     }
 
 
-def _check_writable(out) -> None:
-    """Fail before hours of training, not after, if ``out`` cannot be written."""
-    parent = Path(out).parent
-    if not parent.is_dir():
-        raise WrapError(f"cannot write {out}: directory {parent} does not exist")
-    import os
-
-    if not os.access(parent, os.W_OK):
-        raise WrapError(f"cannot write {out}: directory {parent} is not writable")

@@ -42,7 +42,7 @@ PRESETS = {
         eval_size=1000,
     ),
     "cpu": Preset(
-        shape=ModelShape("gpt2", 4, 4, 128), text_len=48, window=40, steps=1000,
+        shape=ModelShape("gpt2", 4, 4, 128), text_len=48, window=40, steps=600,
         batch_size=128, lr=1e-3, loss="answer", prior="a=0.9,b=0.1", eval_every=100,
         eval_size=512,
     ),

@@ -15,8 +15,7 @@ import typer
 
 from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
 
-EXAMPLE = """
-Example:
+EXAMPLE = """Example:
 
   wrapcli eval pt.safetensors --task count:a --task count:b -o eval.json
 """
@@ -41,10 +40,13 @@ def eval_(
         from wrapcli.commands._options import resolve_device
         from wrapcli.errors import WrapError
         from wrapcli.evaluation import evaluate
+        from wrapcli.files import check_writable
         from wrapcli.tasks.checks import task_for
 
         if n < 1:
             raise WrapError(f"--n must be >= 1, got {n}")
+        if out and out != "-":
+            check_writable(out)
         device = resolve_device(device)
         ck = checkpoint.load(ckpt, device=device)
         results = {}
@@ -59,4 +61,3 @@ def eval_(
         reports.write(report, out, json_out)
 
 
-eval_.__doc__ += EXAMPLE

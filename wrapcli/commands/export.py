@@ -8,8 +8,7 @@ import typer
 
 from wrapcli.commands._options import Debug, Quiet
 
-EXAMPLE = """
-Example:
+EXAMPLE = """Example:
 
   wrapcli export pt.safetensors pt_hf/
   python -c "from transformers import AutoModelForCausalLM as M; M.from_pretrained('pt_hf')"
@@ -33,4 +32,3 @@ def export(
         stderr(quiet).print(f"wrote {dest}/")
 
 
-export.__doc__ += EXAMPLE

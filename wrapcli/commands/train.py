@@ -10,8 +10,7 @@ import typer
 from wrapcli.commands._options import Debug, Device, Json, Quiet, Seed
 from wrapcli.console import accuracy_table, errors_as_exit, progress, stderr
 
-EXAMPLE = """
-Example:
+EXAMPLE = """Example:
 
   wrapcli train --task count --prior a=0.9,b=0.1 -o pt.safetensors --log pt.json
 
@@ -75,4 +74,3 @@ def train(
         reports.write(report, log, json_out)
 
 
-train.__doc__ += EXAMPLE

@@ -1,0 +1,143 @@
+"""Checkpoint format: round trips checked against Hugging Face's own forward pass, and
+every kind of bad file refused with a one-line WrapError."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM
+
+from wrapcli import checkpoint
+from wrapcli.errors import WrapError
+from wrapcli.tasks import vocab
+
+from models import tiny, tiny_hf
+
+
+def logits(model, seed=0):
+    x = torch.randint(0, model.config.vocab_size, (3, 20), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return model(input_ids=x).logits
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_round_trip_gives_identical_logits(tmp_path, arch):
+    model = tiny(arch).eval()
+    path = tmp_path / "m.safetensors"
+    lineage = [{"kind": "train", "parent_sha256": None}]
+    checkpoint.save(path, model, vocab=vocab.TOKENS, task={"x": 1}, lineage=lineage)
+    ck = checkpoint.load(path)
+    assert torch.equal(logits(model), logits(ck.model))
+    assert ck.vocab == list(vocab.TOKENS) and ck.task == {"x": 1} and ck.lineage == lineage
+    assert len(ck.sha256) == 64
+
+
+def test_tied_weights_are_stored_once_and_retied(tmp_path):
+    model = tiny("gpt2")
+    path = tmp_path / "m.safetensors"
+    checkpoint.save(path, model, vocab=vocab.TOKENS)
+    with safe_open(str(path), framework="pt") as f:
+        keys, meta = set(f.keys()), f.metadata()
+    assert "lm_head.weight" not in keys and "transformer.wte.weight" in keys
+    assert json.loads(meta["tied"]) == {"lm_head.weight": "transformer.wte.weight"}
+    assert meta["format"] == "pt" and meta["wrapcli_schema"] == checkpoint.SCHEMA
+    ck = checkpoint.load(path)
+    assert ck.model.lm_head.weight.data_ptr() == ck.model.transformer.wte.weight.data_ptr()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_export_opens_with_from_pretrained_identically(tmp_path, arch):
+    model = tiny(arch).eval()
+    path = tmp_path / "m.safetensors"
+    checkpoint.save(path, model, vocab=vocab.TOKENS, task={"t": 1})
+    checkpoint.export(checkpoint.load(path), tmp_path / "hf")
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", local_files_only=True).eval()
+    assert torch.equal(logits(model), logits(hf))
+    back = checkpoint.load(tmp_path / "hf")  # wrapcli reads its side file back
+    assert back.vocab == list(vocab.TOKENS) and back.task == {"t": 1}
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_loads_sharded_hf_directory(tmp_path, arch):
+    model = tiny_hf(arch).eval()
+    model.save_pretrained(tmp_path / "hf", max_shard_size="20KB")
+    assert (tmp_path / "hf" / "model.safetensors.index.json").exists()
+    ck = checkpoint.load(tmp_path / "hf")
+    assert torch.allclose(logits(model), logits(ck.model))
+    assert ck.vocab is None
+
+
+def test_atomic_save_leaves_existing_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"precious")
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("safetensors.torch.save_file", boom)
+    with pytest.raises(RuntimeError):
+        checkpoint.save(path, tiny(), vocab=vocab.TOKENS)
+    assert path.read_bytes() == b"precious"
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def _good_file(tmp_path):
+    path = tmp_path / "good.safetensors"
+    checkpoint.save(path, tiny(), vocab=vocab.TOKENS)
+    return path
+
+
+BAD_FILES = {
+    "empty": lambda p, good: p.write_bytes(b""),
+    "truncated": lambda p, good: p.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2]),
+    "garbled": lambda p, good: p.write_bytes(b"\x07" * 64 + good.read_bytes()[64:]),
+    "header only": lambda p, good: p.write_bytes(good.read_bytes()[:200]),
+    "pickle": lambda p, good: p.write_bytes(pickle.dumps({"w": [1, 2]})),
+    "torch.save": lambda p, good: torch.save({"w": torch.ones(2)}, p),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_files_give_one_line_errors(tmp_path, kind):
+    good = _good_file(tmp_path)
+    bad = tmp_path / "bad.safetensors"
+    BAD_FILES[kind](bad, good)
+    with pytest.raises(WrapError) as e:
+        checkpoint.load(bad)
+    assert "\n" not in str(e.value) and str(bad) in str(e.value)
+    if kind in ("pickle", "torch.save"):
+        assert "pickle" in str(e.value)
+
+
+def test_safetensors_without_wrapcli_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(WrapError, match="no 'config' metadata"):
+        checkpoint.load(tmp_path / "plain.safetensors")
+
+
+def test_directory_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WrapError, match="no config.json"):
+        checkpoint.load(tmp_path / "empty")
+    d = tmp_path / "pickled"
+    tiny_hf().save_pretrained(d)
+    (d / "model.safetensors").unlink()
+    torch.save({}, d / "pytorch_model.bin")
+    with pytest.raises(WrapError, match="pytorch_model.bin"):
+        checkpoint.load(d)
+    with pytest.raises(WrapError, match="no such file"):
+        checkpoint.load(tmp_path / "missing.safetensors")
+
+
+def test_weights_not_matching_config(tmp_path):
+    from safetensors.torch import save_file
+
+    good = _good_file(tmp_path)
+    meta = checkpoint.read_metadata(good)
+    save_file({"transformer.wte.weight": torch.ones(3, 3)}, str(tmp_path / "x.safetensors"), metadata=meta)
+    with pytest.raises(WrapError, match="do not match"):
+        checkpoint.load(tmp_path / "x.safetensors")

@@ -1,0 +1,190 @@
+"""Every command driven through the CLI, its JSON parsed; bad input -> one line, exit 1;
+usage errors -> exit 2."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from wrapcli.cli import app
+
+runner = CliRunner()
+SMOKE = ["--preset", "smoke", "--steps", "6", "--eval-every", "3", "--eval-size", "16", "--device", "cpu"]
+
+
+def run(*args, code=0):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    return result
+
+
+@pytest.fixture(scope="module")
+def pt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pt")
+    run("train", *SMOKE, "--task", "count", "--prior", "a=0.9,b=0.1", "-o", d / "pt.safetensors",
+        "--log", d / "log.json", "-q")
+    return d / "pt.safetensors"
+
+
+def test_help_is_fast_and_imports_no_torch():
+    code = "import sys, wrapcli.cli; print('torch' in sys.modules or 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "export"])
+def test_every_help_ends_with_an_example(command):
+    out = run(command, "--help").output
+    assert "Example" in out and f"wrapcli {command}" in out.split("Example")[-1]
+
+
+def test_train_writes_checkpoint_and_log(pt):
+    log = json.loads((pt.parent / "log.json").read_text())
+    assert log["schema"] == "wrapcli.train" and log["seed"] == 0
+    results = log["results"]
+    assert results["train"]["steps"] == 6 and [e["step"] for e in results["log"]] == [3, 6]
+    assert set(results["final_eval"]) == {"count:a", "count:b"}
+    from wrapcli import checkpoint
+
+    ck = checkpoint.load(pt)
+    assert ck.lineage[0]["kind"] == "train" and ck.lineage[0]["steps"] == 6
+    assert ck.task["prior"] == {"a": 0.9, "b": 0.1} and ck.task["text_len"] == 48
+    assert not Path(f"{pt}.state").exists()  # removed once the run finished
+
+
+def test_eval_json(pt, tmp_path):
+    res = run("eval", pt, "--task", "count:a", "--task", "index:b", "--n", "40", "--json", "-q")
+    report = json.loads(res.stdout)
+    assert report["schema"] == "wrapcli.eval"
+    assert report["inputs"][0]["sha256"] and report["results"]["n"] == 40
+    tasks = report["results"]["tasks"]
+    assert set(tasks["count:a"]) == {"natural", "C_Te=0", "C_Te=1"}
+    row = tasks["count:a"]["natural"]
+    assert 0 <= row["accuracy"] <= 1 and row["n"] == 40
+    assert sum(v["n"] for v in row["per_answer"].values()) == 40
+    # accuracy is the per-answer accuracies weighted by their counts
+    weighted = sum(v["n"] * v["accuracy"] for v in row["per_answer"].values()) / 40
+    assert weighted == pytest.approx(row["accuracy"])
+    run("eval", pt, "--n", "20", "-o", tmp_path / "e.json", "-q")
+    assert json.loads((tmp_path / "e.json").read_text())["results"]["tasks"]
+
+
+def test_eval_matches_an_independent_forward(pt):
+    """Recompute count:a accuracy with HF's plain forward over full rows."""
+    import torch
+
+    from wrapcli import checkpoint
+    from wrapcli.tasks.sequences import eval_batch
+    from wrapcli.tasks.spec import Component
+
+    res = json.loads(run("eval", pt, "--task", "count:a", "--n", "64", "--json", "-q").stdout)
+    ck = checkpoint.load(pt)
+    batch = eval_batch(ck.task_spec().replace(seed=0), Component("count", "a"), 64, None)
+    with torch.no_grad():
+        logits = ck.model(input_ids=torch.as_tensor(batch.tokens)).logits
+    acc = (logits[:, -3].argmax(-1).numpy() == batch.tokens[:, -2]).mean()
+    assert res["results"]["tasks"]["count:a"]["natural"]["accuracy"] == pytest.approx(acc)
+
+
+def test_export_round_trip(pt, tmp_path):
+    run("export", pt, tmp_path / "hf", "-q")
+    a = json.loads(run("eval", pt, "--n", "30", "--json", "-q").stdout)["results"]["tasks"]
+    b = json.loads(run("eval", tmp_path / "hf", "--n", "30", "--json", "-q").stdout)["results"]["tasks"]
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", *SMOKE, "--task", "bogus", "-o", "{d}/x.safetensors"], "unknown task family"),
+        (["train", *SMOKE, "--prior", "a=0.5,b=0.1", "-o", "{d}/x.safetensors"], "sum to 1"),
+        (["train", *SMOKE, "-o", "{d}/nodir/x.safetensors"], "does not exist"),
+        (["train", *SMOKE, "-o", "{d}/x.bin"], "must end in .safetensors"),
+        (["train", *SMOKE, "--preset", "huge", "-o", "{d}/x.safetensors"], "unknown preset"),
+        (["eval", "{d}/missing.safetensors"], "no such file"),
+        (["eval", "{d}/pickle.bin"], "pickle"),
+        (["eval", "{d}/empty.safetensors"], "empty"),
+        (["eval", "{d}"], "no config.json"),
+        (["eval", "{pt}", "--task", "count:q"], "not valid"),
+        (["eval", "{pt}", "--n", "0"], "--n"),
+        (["eval", "{pt}", "--n", "5", "-o", "{d}"], "is a directory"),
+        (["eval", "{pt}", "--n", "5", "-o", "{pt}/x.json"], "does not exist"),
+        (["train", *SMOKE, "-o", "{d}"], "must end in .safetensors"),
+        (["export", "{pt}", "{pt}"], "not a directory"),
+    ],
+)
+def test_bad_input_is_one_line_exit_1(pt, tmp_path, args, message):
+    import torch
+
+    torch.save({"a": 1}, tmp_path / "pickle.bin")
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    args = [a.format(d=tmp_path, pt=pt) for a in args]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1, res.output
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("wrapcli: error:") and message in lines[0], lines
+
+
+def test_unwritable_output_keeps_existing_file(pt, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    target = ro / "e.json"
+    target.write_text("keep me")
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        res = runner.invoke(app, ["eval", str(pt), "--n", "10", "-o", str(target)])
+        assert res.exit_code == 1 and "not writable" in res.stderr
+        assert target.read_text() == "keep me"
+    finally:
+        ro.chmod(0o700)
+
+
+def test_failed_run_leaves_existing_checkpoint(pt, tmp_path):
+    target = tmp_path / "pt.safetensors"
+    target.write_bytes(pt.read_bytes())
+    before = target.read_bytes()
+    res = runner.invoke(app, ["train", *SMOKE, "--task", "count", "--prior", "a=2", "-o", str(target)])
+    assert res.exit_code == 1
+    assert target.read_bytes() == before
+
+
+def test_usage_errors_exit_2(pt):
+    assert runner.invoke(app, ["eval", str(pt), "--no-such-flag"]).exit_code == 2
+    assert runner.invoke(app, ["train"]).exit_code == 2  # -o is required
+    assert runner.invoke(app, ["frobnicate"]).exit_code == 2
+
+
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
+    """A real SIGKILL mid-run, then --resume, finishes with bit-identical weights."""
+    import torch
+
+    from wrapcli import checkpoint
+
+    args = ["--preset", "smoke", "--steps", "300", "--batch-size", "8", "--eval-every", "100",
+            "--eval-size", "8", "--save-every", "10", "--device", "cpu", "-q"]
+    cmd = [sys.executable, "-m", "wrapcli", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cmd, "-o", str(tmp_path / "a.safetensors")], check=True, env=env)
+
+    out = tmp_path / "b.safetensors"
+    proc = subprocess.Popen([*cmd, "-o", str(out)], env=env)
+    state = Path(f"{out}.state")
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists() and not out.exists(), "the run finished before it could be killed"
+    subprocess.run([*cmd, "-o", str(out), "--resume"], check=True, env=env)
+    a, b = checkpoint.load(tmp_path / "a.safetensors"), checkpoint.load(out)
+    for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(x, y), name

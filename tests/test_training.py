@@ -1,0 +1,102 @@
+"""The training loop: schedule, learning, and exact resume."""
+
+import math
+
+import pytest
+import torch
+
+from wrapcli.tasks.spec import parse_prior, parse_task
+from wrapcli.training import TrainConfig, loss_on, lr_at, train
+from wrapcli.tasks.sequences import batch_for_step
+
+from models import tiny
+
+SPEC = parse_task("count", prior=parse_prior("a=0.9,b=0.1"), text_len=48)
+
+
+def test_lr_schedule_hand_values():
+    cfg = TrainConfig(steps=100, batch_size=1, lr=1e-3, warmup_frac=0.2, min_lr_ratio=0.01)
+    assert lr_at(0, cfg) == pytest.approx(1e-3 / 20)
+    assert lr_at(19, cfg) == pytest.approx(1e-3)  # end of the 20-step warm-up
+    assert lr_at(20, cfg) == pytest.approx(1e-3)  # cosine starts at the peak
+    mid = 20 + 40  # halfway through the cosine: (peak + floor) / 2
+    assert lr_at(mid, cfg) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr_at(99, cfg) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * 79 / 80)))
+
+
+def test_answer_loss_is_cross_entropy_at_the_answer():
+    model = tiny().eval()
+    x = torch.as_tensor(batch_for_step(SPEC, 0, 4).tokens)
+    with torch.no_grad():
+        full_logits = model(input_ids=x).logits  # HF's own forward over the whole row
+        expected = torch.nn.functional.cross_entropy(full_logits[:, -3], x[:, -2])
+        assert loss_on(model, x, "answer").item() == pytest.approx(expected.item(), rel=1e-5)
+        expected_full = torch.nn.functional.cross_entropy(
+            full_logits[:, :-1].reshape(-1, full_logits.shape[-1]), x[:, 1:].reshape(-1)
+        )
+        assert loss_on(model, x, "full").item() == pytest.approx(expected_full.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["full", "answer"])
+def test_loss_falls(loss):
+    model = tiny()
+    cfg = TrainConfig(steps=40, batch_size=32, lr=3e-3, loss=loss, eval_every=20, eval_size=32)
+    x = torch.as_tensor(batch_for_step(SPEC, 10_000, 64).tokens)
+    with torch.no_grad():
+        before = loss_on(model.eval(), x, loss).item()
+    train(model, SPEC, cfg)
+    with torch.no_grad():
+        after = loss_on(model.eval(), x, loss).item()
+    assert after < before - 0.3
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    cfg = TrainConfig(steps=12, batch_size=8, lr=1e-3, eval_every=4, eval_size=16)
+    straight = tiny(seed=1)
+    log_a = train(straight, SPEC, cfg)
+
+    state = tmp_path / "run.state"
+    interrupted = tiny(seed=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_7(step, metrics):
+        if step == 7:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(interrupted, SPEC, cfg, state_path=state, save_every=3, on_step=stop_at_7)
+    assert state.exists()
+    resumed = tiny(seed=99)  # different init: everything must come from the state file
+    log_b = train(resumed, SPEC, cfg, state_path=state, resume=True, save_every=3)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [e["step"] for e in log_a] == [e["step"] for e in log_b]
+    assert [e["accuracy"] for e in log_a] == [e["accuracy"] for e in log_b]
+
+
+def test_resume_refuses_state_from_other_settings(tmp_path):
+    from wrapcli.errors import WrapError
+
+    state = tmp_path / "run.state"
+    cfg = TrainConfig(steps=6, batch_size=4, lr=1e-3, eval_every=3, eval_size=8)
+
+    def stop(step, metrics):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(), SPEC, cfg, state_path=state, save_every=2, on_step=stop)
+    other = TrainConfig(steps=6, batch_size=4, lr=2e-3, eval_every=3, eval_size=8)
+    with pytest.raises(WrapError, match="other settings"):
+        train(tiny(), SPEC, other, state_path=state, resume=True)
+
+
+def test_bad_training_settings():
+    from wrapcli.errors import WrapError
+
+    with pytest.raises(WrapError, match="steps.*learning rate"):
+        TrainConfig(steps=0, batch_size=1, lr=-1)
+    with pytest.raises(WrapError, match="loss"):
+        TrainConfig(steps=1, batch_size=1, lr=1e-3, loss="mse")
