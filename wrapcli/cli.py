@@ -8,6 +8,8 @@ import typer
 from wrapcli import __version__
 from wrapcli.commands import eval as eval_cmd
 from wrapcli.commands import export as export_cmd
+from wrapcli.commands import finetune as finetune_cmd
+from wrapcli.commands import revive as revive_cmd
 from wrapcli.commands import train as train_cmd
 
 app = typer.Typer(
@@ -39,5 +41,7 @@ def main(
 
 # Each command's help ends with its module's EXAMPLE (the epilog).
 app.command("train", epilog=train_cmd.EXAMPLE)(train_cmd.train)
+app.command("finetune", epilog=finetune_cmd.EXAMPLE)(finetune_cmd.finetune)
+app.command("revive", epilog=revive_cmd.EXAMPLE)(revive_cmd.revive)
 app.command("eval", epilog=eval_cmd.EXAMPLE)(eval_cmd.eval_)
 app.command("export", epilog=export_cmd.EXAMPLE)(export_cmd.export)

@@ -18,6 +18,9 @@ from wrapcli.tasks.sequences import Batch, eval_batch
 from wrapcli.tasks.spec import TaskSpec
 
 SETTINGS = {"natural": None, "C_Te=0": False, "C_Te=1": True}
+# Evaluation sets are drawn from this seed unless asked otherwise, whatever seed a model
+# was trained with, so every checkpoint of a study is scored on the same examples.
+EVAL_SEED = 0
 
 
 def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512) -> np.ndarray:
@@ -44,9 +47,15 @@ def autocast(device):
     return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
 
-def score(model, batch: Batch, device="cpu") -> dict:
-    """Accuracy, majority baseline and per-answer breakdown on one batch."""
-    pred = predict(model, batch.tokens, device)
+def score(model, batch: Batch, device="cpu", conjugate: dict | None = None) -> dict:
+    """Accuracy, majority baseline and per-answer breakdown on one batch; with a
+    ``conjugate`` relabelling the model sees s(prompt) and its answer is mapped back."""
+    if conjugate:
+        from wrapcli.tasks.conjugate import relabel, unmap
+
+        pred = unmap(predict(model, relabel(batch, conjugate).tokens, device), conjugate)
+    else:
+        pred = predict(model, batch.tokens, device)
     correct = pred == batch.answer
     per_answer = {}
     for a in np.unique(batch.answer):
@@ -61,7 +70,8 @@ def score(model, batch: Batch, device="cpu") -> dict:
     }
 
 
-def evaluate(model, spec: TaskSpec, n: int, device="cpu", settings=tuple(SETTINGS)) -> dict:
+def evaluate(model, spec: TaskSpec, n: int, device="cpu", settings=tuple(SETTINGS),
+             conjugate: dict | None = None) -> dict:
     """``{component: {setting: score}}`` for every (family, operand) the spec covers.
     The C_Te settings apply to the families that have a spurious feature (count, index)."""
     out = {}
@@ -70,6 +80,6 @@ def evaluate(model, spec: TaskSpec, n: int, device="cpu", settings=tuple(SETTING
         for name in settings:
             if SETTINGS[name] is not None and comp.family not in ("count", "index"):
                 continue
-            rows[name] = score(model, eval_batch(spec, comp, n, SETTINGS[name]), device)
+            rows[name] = score(model, eval_batch(spec, comp, n, SETTINGS[name]), device, conjugate)
         out[str(comp)] = rows
     return out

@@ -8,13 +8,21 @@ from pathlib import Path
 from wrapcli import __version__, checkpoint, reports
 from wrapcli.errors import WrapError
 from wrapcli.files import check_writable
-from wrapcli.evaluation import evaluate
-from wrapcli.models import ModelShape, build_config, build_model
+from wrapcli.evaluation import EVAL_SEED, evaluate
+from wrapcli.models import ModelShape, build_config, build_model, resolve_device
 from wrapcli.presets import Preset
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import parse_components, parse_prior, TaskSpec
 from wrapcli.training import TrainConfig, train
+
+
+def _check_out(out) -> None:
+    if str(out) == "-":
+        raise WrapError("a checkpoint cannot be written to stdout; give a file name")
+    if not str(out).endswith(".safetensors"):
+        raise WrapError(f"checkpoint name must end in .safetensors: {out}")
+    check_writable(out)  # fail before training, not after
 
 
 def _pick(value, default):
@@ -31,12 +39,7 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
              batch_size=None, lr=None, loss=None, eval_every=None, eval_size=None,
              resume=False, save_every=None, seed=0, device="auto", on_step=None) -> dict:
     """Pretrain a fresh model; writes the checkpoint ``out`` and returns the results."""
-    from wrapcli.commands._options import resolve_device
-
-    if str(out) == "-":
-        raise WrapError("a checkpoint cannot be written to stdout; give a file name")
-    if not str(out).endswith(".safetensors"):
-        raise WrapError(f"checkpoint name must end in .safetensors: {out}")
+    _check_out(out)
     device = resolve_device(device)
     spec = TaskSpec(
         components=parse_components(task),
@@ -54,14 +57,13 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
         lr=_pick(lr, preset.lr), loss=_pick(loss, preset.loss),
         eval_every=_pick(eval_every, preset.eval_every), eval_size=_pick(eval_size, preset.eval_size),
     )
-    check_writable(out)  # fail before training, not after
     model = build_model(build_config(shape, vocab.VOCAB_SIZE, seq_len(spec.text_len)), seed)
     log = train(model, spec, cfg, device=device, state_path=state_path(out), resume=resume,
                 save_every=save_every, on_step=on_step)
-    lineage = [lineage_entry("train", None, spec, cfg, seed)]
+    final = evaluate(model, spec.replace(seed=EVAL_SEED), cfg.eval_size, device)
+    lineage = [lineage_entry("train", None, spec, cfg, seed, final)]
     checkpoint.save(out, model, vocab=vocab.TOKENS, task=spec.to_dict(), lineage=lineage)
     state_path(out).unlink(missing_ok=True)
-    final = evaluate(model, spec, cfg.eval_size, device)
     return {
         "checkpoint": str(out),
         "task": spec.to_dict(),
@@ -74,7 +76,10 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
     }
 
 
-def lineage_entry(kind: str, parent_sha256, spec: TaskSpec, cfg: TrainConfig, seed: int) -> dict:
+def lineage_entry(kind: str, parent_sha256, spec: TaskSpec, cfg: TrainConfig, seed: int,
+                  final: dict, **extra) -> dict:
+    """One lineage record; ``accuracy`` keeps the natural-set accuracy per component so
+    later steps (revive's threshold) know what the model could do."""
     return {
         "kind": kind,
         "parent_sha256": parent_sha256,
@@ -85,6 +90,71 @@ def lineage_entry(kind: str, parent_sha256, spec: TaskSpec, cfg: TrainConfig, se
         "task": spec.name,
         "wrapcli_version": __version__,
         "created": reports.now(),
+        "accuracy": {c: rows["natural"]["accuracy"] for c, rows in final.items() if "natural" in rows},
+        **extra,
     }
 
 
+def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
+             spurious_offset=1, mix=0.0, steps=None, batch_size=None, loss=None,
+             eval_every=None, eval_size=None, resume=False, save_every=None, seed=0,
+             device="auto", on_step=None) -> dict:
+    """Fine-tune checkpoint ``parent`` on ``task``; writes ``out`` and returns the results.
+
+    Evaluates the fine-tuning operand(s) and the parent's pretraining operands, each
+    without (C_Te=0) and with (C_Te=1) the spurious feature, during and after training.
+    """
+    from wrapcli.tasks.checks import task_for
+    from wrapcli.training import Evaluation
+
+    _check_out(out)
+    device = resolve_device(device)
+    ck = checkpoint.load(parent, device=device)
+    base = ck.task_spec()
+    spec = task_for(ck, task).replace(spurious=spurious, spurious_offset=spurious_offset, seed=seed)
+    lr_value, lr_name = resolve_lr(lr, preset)
+    cfg = TrainConfig(
+        steps=_pick(steps, preset.ft_steps), batch_size=_pick(batch_size, preset.ft_batch_size),
+        lr=lr_value, loss=_pick(loss, preset.loss), mix=mix,
+        eval_every=_pick(eval_every, max(1, _pick(steps, preset.ft_steps) // 10)),
+        eval_size=_pick(eval_size, preset.eval_size),
+    )
+    if mix and base is None:
+        raise WrapError(f"--mix needs the parent's pretraining task, which {parent} does not record")
+    watched = _watched(spec, base)
+    evaluation = Evaluation(watched, settings=("C_Te=0", "C_Te=1"))
+    log = train(ck.model, spec, cfg, device=device, evaluation=evaluation,
+                mix_spec=base.replace(seed=seed) if mix else None, state_path=state_path(out),
+                resume=resume, save_every=save_every, on_step=on_step)
+    final = evaluate(ck.model, watched.replace(seed=EVAL_SEED), cfg.eval_size, device)
+    entry = lineage_entry("finetune", ck.sha256, spec, cfg, seed, final, lr_preset=lr_name,
+                          spurious=spurious, spurious_offset=spurious_offset, mix=mix)
+    checkpoint.save(out, ck.model, vocab=ck.vocab, task=spec.to_dict(), lineage=[*ck.lineage, entry])
+    state_path(out).unlink(missing_ok=True)
+    return {
+        "checkpoint": str(out),
+        "parent": {"path": str(parent), "sha256": ck.sha256},
+        "task": spec.to_dict(),
+        "lr_preset": lr_name,
+        "train": cfg.to_dict(),
+        "device": device,
+        "log": log,
+        "final_eval": final,
+    }
+
+
+def resolve_lr(lr: str, preset: Preset) -> tuple[float, str | None]:
+    """``small|medium|large`` (the preset's value) or a number such as ``3e-5``."""
+    try:
+        return float(lr), None
+    except ValueError:
+        return preset.ft_lr(lr), lr
+
+
+def _watched(spec: TaskSpec, base: TaskSpec | None) -> TaskSpec:
+    """The fine-tuning components plus the parent's pretraining ones (with every operand
+    its prior covers): what a fine-tune may have changed."""
+    comps = list(spec.components)
+    if base is not None:
+        comps += [c for c in base.eval_components() if c not in comps]
+    return spec.replace(components=tuple(comps), spurious=0.0)

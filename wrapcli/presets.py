@@ -10,6 +10,15 @@
   on CPU the step is compute-bound and the answer-only loss is what the counting
   capability needs.
 - ``smoke``: a few steps of a tiny model, only to check the wiring end to end (CI).
+
+Fine-tuning (PROTOCOL.md "Fine-tuning"): the paper fine-tunes 10K steps, batch 96, at
+small / medium / large LR = 1e-6 / 1e-5 / 1e-4. Adam moves each weight by about the
+LR per step, so what a preset controls is the total update budget lr x steps: 0.01 /
+0.1 / 1 in the paper. The CPU preset fine-tunes 400 steps and keeps those budgets,
+so its LRs are 2.5e-5 / 2.5e-4 / 2.5e-3. Dividing the pretraining LR instead (the
+paper's main text: /100, /10) would leave a 400-step fine-tune almost unable to move
+at the small LR, which is not the regime the paper studies. Reverse fine-tuning
+(revive) runs one preset step lower (LR / 10) for the same number of steps.
 """
 
 from __future__ import annotations
@@ -33,23 +42,35 @@ class Preset:
     prior: str
     eval_every: int
     eval_size: int
+    ft_steps: int
+    ft_batch_size: int
+    ft_lrs: tuple[tuple[str, float], ...]  # (name, lr) from small to large
+
+    def ft_lr(self, name: str) -> float:
+        lrs = dict(self.ft_lrs)
+        if name not in lrs:
+            raise WrapError(f"unknown learning-rate preset {name!r} (known: {', '.join(lrs)})")
+        return lrs[name]
 
 
 PRESETS = {
     "paper": Preset(
         shape=ModelShape("gpt2", 6, 6, 192), text_len=250, window=40, steps=200_000,
         batch_size=96, lr=1e-3, loss="full", prior="a=0.9,b=0.1", eval_every=2000,
-        eval_size=1000,
+        eval_size=1000, ft_steps=10_000, ft_batch_size=96,
+        ft_lrs=(("small", 1e-6), ("medium", 1e-5), ("large", 1e-4)),
     ),
     "cpu": Preset(
         shape=ModelShape("gpt2", 4, 4, 128), text_len=48, window=40, steps=600,
         batch_size=128, lr=1e-3, loss="answer", prior="a=0.9,b=0.1", eval_every=100,
-        eval_size=512,
+        eval_size=512, ft_steps=400, ft_batch_size=96,
+        ft_lrs=(("small", 2.5e-5), ("medium", 2.5e-4), ("large", 2.5e-3)),
     ),
     "smoke": Preset(
         shape=ModelShape("gpt2", 2, 2, 32), text_len=48, window=40, steps=20,
         batch_size=16, lr=1e-3, loss="answer", prior="a=0.9,b=0.1", eval_every=10,
-        eval_size=64,
+        eval_size=64, ft_steps=10, ft_batch_size=16,
+        ft_lrs=(("small", 2.5e-5), ("medium", 2.5e-4), ("large", 2.5e-3)),
     ),
 }
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wrapcli.errors import WrapError
-from wrapcli.evaluation import autocast, evaluate
+from wrapcli.evaluation import EVAL_SEED, autocast, evaluate
 from wrapcli.files import atomic_path
 from wrapcli.tasks.sequences import batch_for_step
 from wrapcli.tasks.spec import TaskSpec
@@ -40,6 +40,7 @@ class TrainConfig:
     eval_every: int = 100
     eval_size: int = 512
     stream: int = 0  # which training stream of the task spec's seed
+    mix: float = 0.0  # fraction of batches from a mixed-in task (train's ``mix``)
 
     def __post_init__(self) -> None:
         problems = []
@@ -53,6 +54,8 @@ class TrainConfig:
             problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0 <= self.warmup_frac < 1:
             problems.append(f"warm-up fraction must be in [0, 1), got {self.warmup_frac}")
+        if not 0.0 <= self.mix < 1.0:
+            problems.append(f"mix fraction must be in [0, 1), got {self.mix}")
         if self.eval_every < 1 or self.eval_size < 1:
             problems.append("eval_every and eval_size must be >= 1")
         if problems:
@@ -95,12 +98,36 @@ def make_optimizer(model, cfg: TrainConfig):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What the loop scores while it trains: every (family, operand) of ``spec`` under
+    each setting of ``settings``, at the steps ``at`` (default: every ``eval_every``
+    steps and the last; step 0 means before the first update)."""
+
+    spec: TaskSpec
+    settings: tuple[str, ...] = ("natural",)
+    at: tuple[int, ...] | None = None
+
+    def due(self, step: int, cfg: TrainConfig) -> bool:
+        if self.at is not None:
+            return step in self.at
+        return step > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
+
+
+def mixed(step: int, fraction: float) -> bool:
+    """Whether ``step`` draws its batch from the mixed-in task: exactly
+    floor(n * fraction) of any first n steps do, spread evenly."""
+    return math.floor((step + 1) * fraction) > math.floor(step * fraction)
+
+
 def train(
     model,
     spec: TaskSpec,
     cfg: TrainConfig,
     *,
     device: str = "cpu",
+    evaluation: Evaluation | None = None,
+    mix_spec: TaskSpec | None = None,
     state_path: str | Path | None = None,
     resume: bool = False,
     save_every: int | None = None,
@@ -109,22 +136,31 @@ def train(
 ) -> list[dict]:
     """Train ``model`` in place on ``spec``; return the log (one entry per evaluation).
 
-    ``state_path`` receives resumable state every ``save_every`` steps (or every
-    ``save_seconds`` when that is None); ``resume`` continues from it if it exists.
-    ``on_step(step, metrics)`` is called after every step (progress display).
+    ``mix_spec`` supplies the ``cfg.mix`` fraction of batches (the paper's mixing of
+    pretraining data into fine-tuning). ``state_path`` receives
+    resumable state every ``save_every`` steps (or every ``save_seconds`` when that is
+    None); ``resume`` continues from it if it exists. ``on_step(step, metrics)`` is
+    called after every step (progress display).
     """
     import torch
 
+    evaluation = evaluation or Evaluation(spec)
+    if cfg.mix and mix_spec is None:
+        raise WrapError("a mix fraction was given but no task to mix in")
     model.to(device).train()
     opt = make_optimizer(model, cfg)
     log: list[dict] = []
     start = 0
     if resume and state_path and Path(state_path).exists():
         start, log = load_state(state_path, model, opt, cfg, spec)
-    components = spec.eval_components()
+    if start == 0 and evaluation.due(0, cfg):
+        log.append(_eval_entry(model, evaluation, cfg, device, 0, None))
     t0, last_save, tokens_seen = time.time(), time.time(), 0
     for step in range(start, cfg.steps):
-        batch = batch_for_step(spec, step, cfg.batch_size, cfg.stream)
+        if cfg.mix and mixed(step, cfg.mix):
+            batch = batch_for_step(mix_spec, step, cfg.batch_size, cfg.stream + 1)
+        else:
+            batch = batch_for_step(spec, step, cfg.batch_size, cfg.stream)
         x = torch.as_tensor(batch.tokens, device=device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -140,8 +176,8 @@ def train(
         metrics = {"lr": lr_at(step, cfg)}
         if done % 10 == 0:  # .item() syncs with the device: not every step
             metrics["loss"] = loss.item()
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            entry = _eval_entry(model, spec, cfg, components, device, done, loss.item())
+        if evaluation.due(done, cfg):
+            entry = _eval_entry(model, evaluation, cfg, device, done, loss.item())
             entry["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
             log.append(entry)
             metrics.update(entry)
@@ -159,16 +195,17 @@ def train(
     return log
 
 
-def _eval_entry(model, spec, cfg, components, device, step, loss) -> dict:
+def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:
+    """A log entry; ``accuracy`` keys are ``"count:a"`` (natural) or ``"count:a C_Te=1"``."""
     model.eval()
-    n = cfg.eval_size
-    acc = evaluate(model, spec.replace(components=tuple(components)), n, device, ("natural",))
-    return {
-        "step": step,
-        "loss": loss,
-        "lr": lr_at(step - 1, cfg),
-        "accuracy": {c: r["natural"]["accuracy"] for c, r in acc.items()},
+    fixed = evaluation.spec.replace(seed=EVAL_SEED)
+    scores = evaluate(model, fixed, cfg.eval_size, device, evaluation.settings)
+    accuracy = {
+        comp if setting == "natural" else f"{comp} {setting}": score["accuracy"]
+        for comp, rows in scores.items()
+        for setting, score in rows.items()
     }
+    return {"step": step, "loss": loss, "lr": lr_at(max(step - 1, 0), cfg), "accuracy": accuracy}
 
 
 # -- resumable state (safetensors, never pickle) ------------------------------------

@@ -5,6 +5,8 @@ Report ``results``: ``{"checkpoint", "eval_seed", "n", "tasks": {component: {set
 {accuracy, n, majority_baseline, per_answer: {answer: {n, accuracy}}}}}}`` where setting
 is ``natural`` (grammar strings as they come), ``C_Te=0`` (spurious relation absent) or
 ``C_Te=1`` (present in every string); the C_Te settings exist for count and index tasks.
+With ``--conjugate``, ``conjugate: {"mapping": {letter: letter}, "tasks": ...}`` holds the
+same table for relabelled prompts (answers mapped back), on the same examples.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
 EXAMPLE = """Example:
 
   wrapcli eval pt.safetensors --task count:a --task count:b -o eval.json
+
+  wrapcli eval ft.safetensors --task count:a --conjugate a:c,c:a
 """
 
 
@@ -25,7 +29,8 @@ def eval_(
     ckpt: Annotated[str, typer.Argument(help="A wrapcli .safetensors checkpoint or HF directory.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Task(s) to evaluate; default: the checkpoint's own. Repeatable.")] = None,
     n: Annotated[int, typer.Option("--n", help="Examples per evaluation set.")] = 1000,
-    eval_seed: Annotated[int, typer.Option("--seed", help="Seed of the fixed evaluation sets (same default for every checkpoint, so they are compared on the same data).")] = 0,
+    conjugate: Annotated[Optional[str], typer.Option("--conjugate", help="Also evaluate with this invertible relabelling of a, b, c, e.g. a:c,c:a (answers mapped back).")] = None,
+    eval_seed: Annotated[int, typer.Option("--seed", help="Seed of the fixed evaluation sets (one default for every checkpoint, so all are scored on the same examples).")] = 0,
     device: Device = "auto",
     out: Out = None,
     json_out: Json = False,
@@ -37,27 +42,33 @@ def eval_(
 
     with errors_as_exit(debug):
         from wrapcli import checkpoint, reports
-        from wrapcli.commands._options import resolve_device
+        from wrapcli.models import resolve_device
         from wrapcli.errors import WrapError
         from wrapcli.evaluation import evaluate
         from wrapcli.files import check_writable
         from wrapcli.tasks.checks import task_for
+        from wrapcli.tasks.conjugate import parse_mapping
 
         if n < 1:
             raise WrapError(f"--n must be >= 1, got {n}")
         if out and out != "-":
             check_writable(out)
+        mapping = parse_mapping(conjugate) if conjugate else None
         device = resolve_device(device)
         ck = checkpoint.load(ckpt, device=device)
-        results = {}
-        for t in task or [None]:
-            spec = task_for(ck, t).replace(seed=eval_seed)
-            results.update(evaluate(ck.model, spec, n, device))
-        stderr(quiet).print(accuracy_table(results, f"{ckpt}"))
-        report = reports.envelope(
-            "eval", {"checkpoint": str(ckpt), "eval_seed": eval_seed, "n": n, "tasks": results},
-            inputs=[ckpt], seed=eval_seed, device=device,
-        )
+        specs = [task_for(ck, t).replace(seed=eval_seed) for t in task or [None]]
+        results = {"checkpoint": str(ckpt), "eval_seed": eval_seed, "n": n, "tasks": {}}
+        for spec in specs:
+            results["tasks"].update(evaluate(ck.model, spec, n, device))
+        con = stderr(quiet)
+        con.print(accuracy_table(results["tasks"], f"{ckpt}"))
+        if mapping:
+            conj = {}
+            for spec in specs:
+                conj.update(evaluate(ck.model, spec, n, device, conjugate=mapping))
+            results["conjugate"] = {"mapping": mapping, "tasks": conj}
+            con.print(accuracy_table(conj, f"{ckpt}, conjugate prompts {conjugate}"))
+        report = reports.envelope("eval", results, inputs=[ckpt], seed=eval_seed, device=device)
         reports.write(report, out, json_out)
 
 

@@ -30,7 +30,9 @@ def check_compatible(ckpt, spec: TaskSpec) -> None:
 
 def task_for(ckpt, task: str | None) -> TaskSpec:
     """The task to run on ``ckpt``: its own spec, or ``task`` (short form) with the
-    checkpoint's text length, window, prior etc. so the data matches its training."""
+    checkpoint's text length, window, prior etc. so the data matches its training.
+    A new task does not inherit the checkpoint's spurious fraction: evaluation builds
+    its own with/without sets and fine-tuning sets it explicitly."""
     base = ckpt.task_spec()
     if task is None:
         if base is None:
@@ -39,6 +41,6 @@ def task_for(ckpt, task: str | None) -> TaskSpec:
     elif base is None:
         spec = TaskSpec(components=parse_components(task))
     else:
-        spec = base.replace(components=parse_components(task))
+        spec = base.replace(components=parse_components(task), spurious=0.0)
     check_compatible(ckpt, spec)
     return spec

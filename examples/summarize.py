@@ -1,0 +1,93 @@
+"""Summarise a study folder made by examples/Makefile as Markdown tables (mean ± std
+over seeds), reading only the JSON reports the commands wrote.
+
+Run: python examples/summarize.py runs/cpu
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def mean_std(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{100 * statistics.mean(xs):.1f} ± {100 * sd:.1f}"
+
+
+def results(path: Path) -> dict:
+    return json.loads(path.read_text())["results"]
+
+
+def pretrain_table(out: Path) -> None:
+    groups = defaultdict(list)
+    for f in sorted(out.glob("pt-*_eval.json")):
+        prior = f.name.split("-")[1]
+        groups[prior].append(results(f)["tasks"])
+    if not groups:
+        return
+    print("| pretrained (prior) | seeds | count:a | count:b | majority a / b |")
+    print("| --- | --- | --- | --- | --- |")
+    for prior, runs in groups.items():
+        a = [r["count:a"]["natural"]["accuracy"] for r in runs]
+        b = [r["count:b"]["natural"]["accuracy"] for r in runs if "count:b" in r]
+        maj = f"{100 * runs[0]['count:a']['natural']['majority_baseline']:.0f}"
+        if "count:b" in runs[0]:
+            maj += f" / {100 * runs[0]['count:b']['natural']['majority_baseline']:.0f}"
+        print(f"| {prior} | {len(runs)} | {mean_std(a)} | {mean_std(b)} | {maj} |")
+    print()
+
+
+def finetune_table(out: Path) -> None:
+    groups = defaultdict(list)
+    for f in sorted(out.glob("ft-*_eval.json")):
+        key = re.sub(r"-s\d+_eval\.json$", "", f.name)[3:]
+        groups[key].append(results(f))
+    if not groups:
+        return
+    cols = [("count:b", "C_Te=0"), ("count:b", "C_Te=1"), ("count:a", "C_Te=0"), ("count:a", "C_Te=1")]
+    print("| fine-tune (prior-LR-C_Tr) | seeds | " + " | ".join(f"{t} {s}" for t, s in cols)
+          + " | count:a conjugate a:c,c:a | majority (count:a natural) |")
+    print("|" + " --- |" * (len(cols) + 4))
+    for key, runs in groups.items():
+        cells = [mean_std([r["tasks"][t][s]["accuracy"] for r in runs]) for t, s in cols]
+        conj = mean_std([r["conjugate"]["tasks"]["count:a"]["natural"]["accuracy"] for r in runs if "conjugate" in r])
+        maj = f"{100 * runs[0]['tasks']['count:a']['natural']['majority_baseline']:.0f}"
+        print(f"| {key} | {len(runs)} | " + " | ".join(cells) + f" | {conj} | {maj} |")
+    print()
+
+
+def revive_table(out: Path) -> None:
+    files = sorted(out.glob("revive-*.json"))
+    if not files:
+        return
+    print("| reverse fine-tune of | LR | threshold | model | acc. at steps (mean ± std) | steps to threshold | verdict |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for f in files:
+        r = results(f)
+        steps = r["eval_steps"]
+        for i, m in enumerate(r["models"]):
+            acc = m["accuracy"]
+            curve = ", ".join(f"{s}: {100 * mu:.0f}±{100 * sd:.0f}" for s, mu, sd in zip(steps, acc["mean"], acc["std"]))
+            reached = m["steps_to_threshold"]["mean_curve"]
+            verdict = r["speedup"]["verdict"] if i == 0 else ""
+            print(f"| {f.stem[7:]} | {r['lr']:g} | {r['threshold']:.3f} | {m['name']} | {curve} | "
+                  f"{'never' if reached is None else reached} | {verdict} |")
+    print()
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/cpu")
+    pretrain_table(out)
+    finetune_table(out)
+    revive_table(out)
+
+
+if __name__ == "__main__":
+    main()

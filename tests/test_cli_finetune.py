@@ -1,0 +1,138 @@
+"""finetune, revive and conjugate eval through the CLI, JSON parsed; their bad inputs."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from wrapcli import checkpoint
+from wrapcli.cli import app
+from wrapcli.files import sha256
+from wrapcli.tasks import vocab
+
+runner = CliRunner()
+TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
+
+
+def run(*args, code=0):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    return result
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    d = tmp_path_factory.mktemp("chain")
+    run("train", *TINY, "--steps", "6", "--eval-size", "16", "--prior", "a=0.9,b=0.1", "-o", d / "pt.safetensors")
+    run("finetune", d / "pt.safetensors", *TINY, "--task", "count:b", "--lr", "large", "--steps", "6",
+        "--spurious", "0.5", "--mix", "0.5", "--eval-size", "16", "--log", d / "ft.json", "-o", d / "ft.safetensors")
+    return d
+
+
+def test_finetune_lineage_and_log(chain):
+    pt, ft = chain / "pt.safetensors", chain / "ft.safetensors"
+    lineage = checkpoint.load(ft).lineage
+    assert [e["kind"] for e in lineage] == ["train", "finetune"]
+    assert lineage[1]["parent_sha256"] == sha256(pt)
+    assert lineage[1]["lr"] == 2.5e-3 and lineage[1]["lr_preset"] == "large"
+    assert lineage[1]["spurious"] == 0.5 and lineage[1]["mix"] == 0.5
+    report = json.loads((chain / "ft.json").read_text())
+    assert report["schema"] == "wrapcli.finetune" and report["inputs"][0]["sha256"] == sha256(pt)
+    last = report["results"]["log"][-1]["accuracy"]
+    # both operands, with and without the spurious feature
+    assert set(last) == {"count:b C_Te=0", "count:b C_Te=1", "count:a C_Te=0", "count:a C_Te=1"}
+    assert set(report["results"]["final_eval"]) == {"count:b", "count:a"}
+    # a second fine-tune extends the chain
+    run("finetune", ft, *TINY, "--task", "count:a", "--lr", "1e-4", "--steps", "2", "--eval-size", "8",
+        "-o", chain / "ft2.safetensors")
+    lineage2 = checkpoint.load(chain / "ft2.safetensors").lineage
+    assert len(lineage2) == 3 and lineage2[2]["parent_sha256"] == sha256(ft) and lineage2[2]["lr_preset"] is None
+
+
+def test_revive_with_controls(chain, tmp_path):
+    out = tmp_path / "revive.json"
+    run("revive", chain / "ft.safetensors", "--task", "count:a", "--scratch", "--control",
+        chain / "pt.safetensors", "--seeds", "2", "--steps", "12", "--eval-size", "16", *TINY,
+        "--save-dir", tmp_path / "kept", "-o", out)
+    res = json.loads(out.read_text())["results"]
+    assert res["eval_steps"] == [0, 10, 12] and res["seeds"] == [0, 1]
+    assert res["lr"] == pytest.approx(2.5e-4) and "large" in res["lr_source"]
+    names = [m["name"] for m in res["models"]]
+    assert names == ["revived", "control:pt.safetensors", "scratch"]
+    for m in res["models"]:
+        per_seed = m["accuracy"]["per_seed"]
+        assert len(per_seed) == 2 and all(len(c) == 3 for c in per_seed)
+        mean = [sum(c[i] for c in per_seed) / 2 for i in range(3)]
+        assert m["accuracy"]["mean"] == pytest.approx(mean)
+    # the control at step 0 is the pretrained model itself: scored as eval scores it
+    ev = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--n", "16", "--json", "-q").stdout)
+    assert res["models"][1]["accuracy"]["per_seed"][0][0] == ev["results"]["tasks"]["count:a"]["natural"]["accuracy"]
+    assert "verdict" in res["speedup"]
+    kept = checkpoint.load(tmp_path / "kept" / "revived_seed1.safetensors")
+    assert kept.lineage[-1]["kind"] == "revive"
+
+
+def test_revive_plot_needs_the_extra(chain, tmp_path):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        res = runner.invoke(app, ["revive", str(chain / "ft.safetensors"), "--task", "count:a",
+                                  "--plot", str(tmp_path / "r.png"), *TINY])
+        assert res.exit_code == 1 and "wrapcli[plot]" in res.stderr
+    else:
+        run("revive", chain / "ft.safetensors", "--task", "count:a", "--steps", "3", "--eval-size", "8",
+            "--plot", tmp_path / "r.png", *TINY)
+        assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_conjugate_json(chain):
+    rep = json.loads(run("eval", chain / "ft.safetensors", "--task", "count:a", "--task", "token",
+                         "--conjugate", "a:c,c:a", "--n", "20", "--json", "-q").stdout)["results"]
+    assert rep["conjugate"]["mapping"] == {"a": "c", "b": "b", "c": "a"}
+    assert set(rep["conjugate"]["tasks"]) == {"count:a", "token"}
+
+
+def _tiny_without_task(tmp_path):
+    from models import tiny
+
+    path = tmp_path / "notask.safetensors"
+    checkpoint.save(path, tiny(text_len=250), vocab=vocab.TOKENS)
+    return path
+
+
+def _other_config(tmp_path):
+    from wrapcli.models import ModelShape, build_config, build_model
+    from wrapcli.tasks.sequences import seq_len
+
+    model = build_model(build_config(ModelShape("gpt2", 2, 2, 16), vocab.VOCAB_SIZE, seq_len(48)), 0)
+    path = tmp_path / "other.safetensors"
+    checkpoint.save(path, model, vocab=vocab.TOKENS)
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["finetune", "{notask}", "--task", "count:b", "--mix", "0.5", "-o", "{d}/x.safetensors"], "--mix needs"),
+        (["finetune", "{ft}", "--task", "count:b", "--lr", "huge", "-o", "{d}/x.safetensors"], "learning-rate preset"),
+        (["finetune", "{ft}", "--task", "count:b", "--spurious", "1.5", "-o", "{d}/x.safetensors"], "spurious"),
+        (["finetune", "{ft}", "--task", "token", "--spurious", "0.5", "-o", "{d}/x.safetensors"], "count and index"),
+        (["revive", "{ft}", "--task", "count:a", "--control", "{other}"], "does not match"),
+        (["revive", "{ft}", "--task", "count:a", "--threshold", "1.5"], "--threshold"),
+        (["revive", "{ft}", "--task", "count:a", "--threshold", "0"], "--threshold"),
+        (["revive", "{ft}", "--task", "count"], "fixed operand"),
+        (["revive", "{pt}", "--task", "count:a"], "pass --lr"),
+        (["eval", "{ft}", "--conjugate", "a:b", "--device", "cpu"], "not invertible"),
+    ],
+)
+def test_bad_input(chain, tmp_path, args, message):
+    paths = dict(d=tmp_path, ft=chain / "ft.safetensors", pt=chain / "pt.safetensors")
+    if "{notask}" in args:
+        paths["notask"] = _tiny_without_task(tmp_path)
+    if "{other}" in args:
+        paths["other"] = _other_config(tmp_path)
+    extra = TINY if args[0] != "eval" else ["-q"]
+    res = runner.invoke(app, [a.format(**paths) for a in args] + extra)
+    assert res.exit_code == 1, res.output
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0], lines

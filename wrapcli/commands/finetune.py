@@ -1,0 +1,66 @@
+"""``wrapcli finetune``: fine-tune a checkpoint on a new task (PROTOCOL.md "Fine-tuning")."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from wrapcli.commands._options import Debug, Device, Json, Quiet, Seed
+
+EXAMPLE = """Example:
+
+  wrapcli finetune pt.safetensors --task count:b --lr small -o ft_small.safetensors
+
+  wrapcli finetune pt.safetensors --task count:b --lr medium --spurious 1.0 -o ft_sp.safetensors
+"""
+
+
+def finetune(
+    ckpt: Annotated[str, typer.Argument(help="Parent checkpoint (.safetensors or HF directory).")],
+    out: Annotated[str, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors).")],
+    task: Annotated[str, typer.Option("--task", help="Fine-tuning task, e.g. count:b or index:b.")],
+    lr: Annotated[str, typer.Option("--lr", help="small, medium, large (preset values) or a number like 3e-5.")] = "medium",
+    spurious: Annotated[float, typer.Option("--spurious", help="C_Tr: fraction of strings with count(b) = count(a) + q.")] = 0.0,
+    spurious_offset: Annotated[int, typer.Option("--spurious-offset", help="q, the spurious offset.")] = 1,
+    mix: Annotated[float, typer.Option("--mix", help="Fraction of batches drawn from the parent's pretraining task.")] = 0.0,
+    preset: Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke: steps, batch and LR values.")] = "cpu",
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps [preset].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size [preset].")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="full (next-token) or answer [preset].")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Steps between evaluations [steps/10].")] = None,
+    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation [preset].")] = None,
+    log: Annotated[Optional[str], typer.Option("--log", help="Write the JSON fine-tuning report here.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")] = False,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Steps between resumable states (default: every 60 s).")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Fine-tune on a new task, watching the fine-tuning and the pretraining operands with
+    (C_Te=1) and without (C_Te=0) the spurious feature."""
+    from wrapcli.console import accuracy_table, errors_as_exit, progress, stderr
+
+    with errors_as_exit(debug):
+        from wrapcli import presets, reports
+        from wrapcli.jobs import finetune as run
+
+        p = presets.get(preset)
+        con = stderr(quiet)
+        started = time.time()
+        with progress(steps or p.ft_steps, "finetune", quiet) as update:
+            result = run(
+                parent=ckpt, out=out, task=task, preset=p, lr=lr, spurious=spurious,
+                spurious_offset=spurious_offset, mix=mix, steps=steps, batch_size=batch_size,
+                loss=loss, eval_every=eval_every, eval_size=eval_size, resume=resume,
+                save_every=save_every, seed=seed, device=device, on_step=update,
+            )
+        result["preset"] = preset
+        result["wall_s"] = time.time() - started
+        con.print(accuracy_table(result["final_eval"], f"{out}: after fine-tuning at lr={result['train']['lr']:g}"))
+        con.print(f"wrote {out} ({result['wall_s']:.0f} s)")
+        report = reports.envelope("finetune", result, inputs=[ckpt], seed=seed, device=result["device"])
+        reports.write(report, log, json_out)

@@ -1,0 +1,89 @@
+"""``wrapcli revive``: reverse fine-tuning against controls (PROTOCOL.md "Reverse fine-tuning").
+
+Report ``results`` (see wrapcli/revival.py): ``task``; ``threshold`` and
+``threshold_source``; ``lr`` and ``lr_source``; ``train`` (resolved settings);
+``seeds``; ``eval_steps``; ``models``: one entry per model (``revived`` first, then
+``control:NAME`` and ``scratch``) with ``accuracy.per_seed`` / ``mean`` / ``std`` at each
+evaluated step and ``steps_to_threshold`` (of the mean curve and per seed, null = never);
+``speedup``: ``value`` (best control steps / revived steps), ``lower_bound`` (true when no
+control reached the threshold, which then counts as the full run), ``best_control``,
+``verdict``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
+
+EXAMPLE = """Example:
+
+  wrapcli revive ft.safetensors --task count:a --scratch --seeds 3 -o revive.json --plot revive.png
+
+  wrapcli revive ft.safetensors --task count:a --control scrft.safetensors -o revive.json
+"""
+
+
+def revive(
+    ckpt: Annotated[str, typer.Argument(help="The fine-tuned checkpoint to revive.")],
+    task: Annotated[str, typer.Option("--task", help="The capability to bring back, e.g. count:a.")],
+    control: Annotated[Optional[list[str]], typer.Option("--control", help="A control checkpoint, trained identically (repeatable).")] = None,
+    scratch: Annotated[bool, typer.Option("--scratch", help="Add a fresh initialisation of the same config as a control.")] = False,
+    lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number [fine-tuning LR / 10 from the lineage].")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeats with different data and initialisation seeds.")] = 1,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Accuracy that counts as revived [0.9 x pretrained, else 0.9].")] = None,
+    preset: Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke: steps and batch.")] = "cpu",
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Reverse fine-tuning steps [preset fine-tuning steps].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size [preset].")] = None,
+    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation [preset].")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw the curves to this image (needs wrapcli[plot]).")] = None,
+    save_dir: Annotated[Optional[str], typer.Option("--save-dir", help="Keep each seed's revived checkpoint here.")] = None,
+    device: Device = "auto",
+    out: Out = None,
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Reverse fine-tune on the pretraining task: how many steps until the capability returns,
+    against controls that never had it?"""
+    from wrapcli.console import errors_as_exit, progress, stderr
+
+    with errors_as_exit(debug):
+        from wrapcli import presets, reports, revival
+        from wrapcli.models import resolve_device
+        from wrapcli.files import check_writable
+
+        for path in (out, plot):
+            if path and path != "-":
+                check_writable(path)
+        if plot:
+            revival.require_matplotlib()
+        device = resolve_device(device)
+        p = presets.get(preset)
+        runs = seeds * (1 + len(control or []) + int(scratch))
+        per_run = steps or p.ft_steps
+        with progress(runs * per_run, "revive", quiet) as update:
+            done = {"base": 0, "last": 0}
+
+            def on_progress(step, metrics):  # steps restart at 1 for every model and seed
+                if step < done["last"]:
+                    done["base"] += done["last"]
+                done["last"] = step
+                update(done["base"] + step, metrics)
+
+            result = revival.revive(
+                ckpt_path=ckpt, task=task, controls=control or [], scratch=scratch, lr=lr,
+                preset=p, steps=steps, batch_size=batch_size, seeds=seeds, threshold=threshold,
+                eval_size=eval_size, device=device, save_dir=save_dir, on_progress=on_progress,
+            )
+        con = stderr(quiet)
+        con.print(revival.summary_table(result["eval_steps"], result["models"], result["threshold"]))
+        con.print(result["speedup"]["verdict"])
+        if plot:
+            revival.plot(plot, result["eval_steps"], result["models"], result["threshold"],
+                         f"revive {result['task']} at lr={result['lr']:g}")
+        report = reports.envelope("revive", result, inputs=[ckpt, *(control or [])],
+                                  seed=result["seeds"][0], device=device)
+        reports.write(report, out, json_out)
