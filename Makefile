@@ -1,10 +1,12 @@
 # wrapcli: the two set-up commands are `make demo` and `make test` (README.md).
-# TORCH_SPEC picks the torch build: the default is the CPU wheel (seconds to install
-# here); a GPU user sets e.g. TORCH_SPEC='torch==2.13.0' TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# TORCH_SPEC picks the torch build. The default is the 2.13.0 CPU wheel, taken from
+# TORCH_WHEELS (a local wheel folder, /opt/wheels where it exists: seconds to install).
+# A GPU user sets e.g. TORCH_INDEX=https://download.pytorch.org/whl/cu128 TORCH_WHEELS=
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
+TORCH_WHEELS ?= $(wildcard /opt/wheels)
 PRESET ?= cpu
 OUT ?= out
 BIN := $(VENV)/bin
@@ -13,8 +15,8 @@ BIN := $(VENV)/bin
 
 $(BIN)/wrapcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) \
+		$(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS)) "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
