@@ -193,11 +193,14 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
     )
 
 
-def export(ckpt: Checkpoint, dest) -> None:
-    """Write ``ckpt`` as a Hugging Face directory that ``from_pretrained`` opens."""
+def export(ckpt: Checkpoint, dest, tokenizer=None) -> None:
+    """Write ``ckpt`` (and a tokenizer, if given) as a Hugging Face directory that
+    ``from_pretrained`` opens."""
     quiet_transformers()
     with atomic_path(dest, directory=True) as tmp:
         ckpt.model.save_pretrained(str(tmp), safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
         side = {"vocab": ckpt.vocab, "task": ckpt.task, "lineage": ckpt.lineage}
         (tmp / SIDE_FILE).write_text(json.dumps(side, indent=2))
 

@@ -14,7 +14,7 @@ from wrapcli.presets import Preset
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import parse_components, parse_prior, TaskSpec
-from wrapcli.training import TrainConfig, train
+from wrapcli.training import TaskData, TrainConfig, train
 
 
 def _check_out(out) -> None:
@@ -61,7 +61,7 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
     log = train(model, spec, cfg, device=device, state_path=state_path(out), resume=resume,
                 save_every=save_every, on_step=on_step)
     final = evaluate(model, spec.replace(seed=EVAL_SEED), cfg.eval_size, device)
-    lineage = [lineage_entry("train", None, spec, cfg, seed, final)]
+    lineage = [lineage_entry("train", None, spec.name, cfg, seed, final)]
     checkpoint.save(out, model, vocab=vocab.TOKENS, task=spec.to_dict(), lineage=lineage)
     state_path(out).unlink(missing_ok=True)
     return {
@@ -76,7 +76,7 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
     }
 
 
-def lineage_entry(kind: str, parent_sha256, spec: TaskSpec, cfg: TrainConfig, seed: int,
+def lineage_entry(kind: str, parent_sha256, task: str, cfg: TrainConfig, seed: int,
                   final: dict, **extra) -> dict:
     """One lineage record; ``accuracy`` keeps the natural-set accuracy per component so
     later steps (revive's threshold) know what the model could do."""
@@ -87,7 +87,7 @@ def lineage_entry(kind: str, parent_sha256, spec: TaskSpec, cfg: TrainConfig, se
         "seed": seed,
         "steps": cfg.steps,
         "lr": cfg.lr,
-        "task": spec.name,
+        "task": task,
         "wrapcli_version": __version__,
         "created": reports.now(),
         "accuracy": {c: rows["natural"]["accuracy"] for c, rows in final.items() if "natural" in rows},
@@ -123,11 +123,11 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
         raise WrapError(f"--mix needs the parent's pretraining task, which {parent} does not record")
     watched = _watched(spec, base)
     evaluation = Evaluation(watched, settings=("C_Te=0", "C_Te=1"))
-    log = train(ck.model, spec, cfg, device=device, evaluation=evaluation,
-                mix_spec=base.replace(seed=seed) if mix else None, state_path=state_path(out),
-                resume=resume, save_every=save_every, on_step=on_step)
+    data = TaskData(spec, base.replace(seed=seed) if mix else None)
+    log = train(ck.model, data, cfg, device=device, evaluation=evaluation,
+                state_path=state_path(out), resume=resume, save_every=save_every, on_step=on_step)
     final = evaluate(ck.model, watched.replace(seed=EVAL_SEED), cfg.eval_size, device)
-    entry = lineage_entry("finetune", ck.sha256, spec, cfg, seed, final, lr_preset=lr_name,
+    entry = lineage_entry("finetune", ck.sha256, spec.name, cfg, seed, final, lr_preset=lr_name,
                           spurious=spurious, spurious_offset=spurious_offset, mix=mix)
     checkpoint.save(out, ck.model, vocab=ck.vocab, task=spec.to_dict(), lineage=[*ck.lineage, entry])
     state_path(out).unlink(missing_ok=True)
@@ -140,6 +140,48 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
         "device": device,
         "log": log,
         "final_eval": final,
+    }
+
+
+def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medium",
+                  steps=None, batch_size=None, eval_every=None, resume=False, save_every=None,
+                  seed=0, device="auto", on_step=None) -> dict:
+    """Fine-tune a Hugging Face model directory on user JSONL records; writes ``out`` as
+    a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage)."""
+    from wrapcli.files import sha256
+    from wrapcli.userdata import load_tokenizer, score_text, text_data
+
+    if str(out).endswith(".safetensors") or str(out) == "-":
+        raise WrapError("with --data the output is a Hugging Face directory that carries the tokenizer: give -o DIR")
+    check_writable(out, directory=True)
+    device = resolve_device(device)
+    ck = checkpoint.load(parent, device=device)
+    train_set = text_data(data, parent, ck.model, seed)
+    eval_set = text_data(eval_data, parent, ck.model, seed) if eval_data else train_set
+    lr_value, lr_name = resolve_lr(lr, preset)
+    n_steps = _pick(steps, preset.ft_steps)
+    cfg = TrainConfig(steps=n_steps, batch_size=_pick(batch_size, preset.ft_batch_size), lr=lr_value,
+                      eval_every=_pick(eval_every, max(1, n_steps // 10)))
+    before = score_text(ck.model, eval_set, device)
+    log = train(ck.model, train_set, cfg, device=device, state_path=state_path(out),
+                resume=resume, save_every=save_every, on_step=on_step)
+    after = score_text(ck.model, eval_set, device)
+    entry = lineage_entry("finetune", ck.sha256, f"data:{Path(data).name}", cfg, seed, {},
+                          lr_preset=lr_name, data_sha256=sha256(data))
+    ck.lineage = [*ck.lineage, entry]
+    checkpoint.export(ck, out, tokenizer=load_tokenizer(parent))
+    state_path(out).unlink(missing_ok=True)
+    return {
+        "checkpoint": str(out),
+        "parent": {"path": str(parent), "sha256": ck.sha256},
+        "data": {"path": str(data), "sha256": sha256(data), "records": len(train_set.examples)},
+        "eval_data": str(eval_data or data),
+        "lr_preset": lr_name,
+        "train": cfg.to_dict(),
+        "device": device,
+        "log": log,
+        "before": before,
+        "after": after,
     }
 
 

@@ -243,7 +243,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         Path(save_dir).mkdir(parents=True, exist_ok=True)
 
         def keep(seed, model):
-            entry = lineage_entry("revive", ck.sha256, spec.replace(seed=seed), cfg, seed, {})
+            entry = lineage_entry("revive", ck.sha256, spec.name, cfg, seed, {})
             checkpoint.save(Path(save_dir) / f"revived_seed{seed}.safetensors", model,
                             vocab=ck.vocab, task=spec.replace(seed=seed).to_dict(),
                             lineage=[*ck.lineage, entry])

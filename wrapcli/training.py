@@ -120,68 +120,94 @@ def mixed(step: int, fraction: float) -> bool:
     return math.floor((step + 1) * fraction) > math.floor(step * fraction)
 
 
+@dataclass(frozen=True)
+class TaskData:
+    """Batches of a built-in task; ``mix_spec`` supplies the ``cfg.mix`` fraction of them
+    (the paper's mixing of pretraining data into fine-tuning)."""
+
+    spec: TaskSpec
+    mix_spec: TaskSpec | None = None
+
+    @property
+    def identity(self) -> str:
+        return self.spec.to_json() + (self.mix_spec.to_json() if self.mix_spec else "")
+
+    def batch(self, step: int, cfg: TrainConfig, device) -> dict:
+        import torch
+
+        if cfg.mix and mixed(step, cfg.mix):
+            if self.mix_spec is None:
+                raise WrapError("a mix fraction was given but no task to mix in")
+            b = batch_for_step(self.mix_spec, step, cfg.batch_size, cfg.stream + 1)
+        else:
+            b = batch_for_step(self.spec, step, cfg.batch_size, cfg.stream)
+        return {"input_ids": torch.as_tensor(b.tokens, device=device)}
+
+    def loss(self, model, batch: dict, cfg: TrainConfig):
+        return loss_on(model, batch["input_ids"], cfg.loss)
+
+
 def train(
     model,
-    spec: TaskSpec,
+    data,
     cfg: TrainConfig,
     *,
     device: str = "cpu",
     evaluation: Evaluation | None = None,
-    mix_spec: TaskSpec | None = None,
     state_path: str | Path | None = None,
     resume: bool = False,
     save_every: int | None = None,
     save_seconds: float = 60.0,
     on_step=None,
 ) -> list[dict]:
-    """Train ``model`` in place on ``spec``; return the log (one entry per evaluation).
+    """Train ``model`` in place; return the log (one entry per evaluation).
 
-    ``mix_spec`` supplies the ``cfg.mix`` fraction of batches (the paper's mixing of
-    pretraining data into fine-tuning). ``state_path`` receives
-    resumable state every ``save_every`` steps (or every ``save_seconds`` when that is
-    None); ``resume`` continues from it if it exists. ``on_step(step, metrics)`` is
-    called after every step (progress display).
+    ``data`` is a TaskSpec (built-in task), a TaskData, or any object with the same
+    ``batch(step, cfg, device)``, ``loss(model, batch, cfg)`` and ``identity`` (user text,
+    wrapcli/userdata.py). ``evaluation`` defaults to the task's own components, and to
+    none for other data. ``state_path`` receives resumable state every ``save_every``
+    steps (or every ``save_seconds`` when that is None); ``resume`` continues from it if
+    it exists. ``on_step(step, metrics)`` is called after every step (progress display).
     """
     import torch
 
-    evaluation = evaluation or Evaluation(spec)
-    if cfg.mix and mix_spec is None:
-        raise WrapError("a mix fraction was given but no task to mix in")
+    if isinstance(data, TaskSpec):
+        data = TaskData(data)
+    if evaluation is None and isinstance(data, TaskData):
+        evaluation = Evaluation(data.spec)
     model.to(device).train()
     opt = make_optimizer(model, cfg)
     log: list[dict] = []
     start = 0
     if resume and state_path and Path(state_path).exists():
-        start, log = load_state(state_path, model, opt, cfg, spec)
-    if start == 0 and evaluation.due(0, cfg):
+        start, log = load_state(state_path, model, opt, cfg, data.identity)
+    if start == 0 and evaluation and evaluation.due(0, cfg):
         log.append(_eval_entry(model, evaluation, cfg, device, 0, None))
     t0, last_save, tokens_seen = time.time(), time.time(), 0
     for step in range(start, cfg.steps):
-        if cfg.mix and mixed(step, cfg.mix):
-            batch = batch_for_step(mix_spec, step, cfg.batch_size, cfg.stream + 1)
-        else:
-            batch = batch_for_step(spec, step, cfg.batch_size, cfg.stream)
-        x = torch.as_tensor(batch.tokens, device=device)
+        batch = data.batch(step, cfg, device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with autocast(device):
-            loss = loss_on(model, x, cfg.loss)
+            loss = data.loss(model, batch, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        tokens_seen += x.numel()
+        tokens_seen += batch["input_ids"].numel()
         done = step + 1
         metrics = {"lr": lr_at(step, cfg)}
         if done % 10 == 0:  # .item() syncs with the device: not every step
             metrics["loss"] = loss.item()
-        if evaluation.due(done, cfg):
+        if evaluation and evaluation.due(done, cfg):
             entry = _eval_entry(model, evaluation, cfg, device, done, loss.item())
             entry["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
             log.append(entry)
             metrics.update(entry)
             model.train()
+        elif evaluation is None and (done % cfg.eval_every == 0 or done == cfg.steps):
+            log.append({"step": done, "loss": loss.item(), "lr": lr_at(step, cfg)})
         if on_step:
             metrics["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
             on_step(done, metrics)
@@ -189,7 +215,7 @@ def train(
             not save_every and time.time() - last_save >= save_seconds
         )
         if state_path and due and done < cfg.steps:
-            save_state(state_path, model, opt, cfg, spec, done, log)
+            save_state(state_path, model, opt, cfg, data.identity, done, log)
             last_save = time.time()
     model.eval()
     return log
@@ -209,7 +235,7 @@ def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:
 
 
 # -- resumable state (safetensors, never pickle) ------------------------------------
-def save_state(path, model, opt, cfg, spec, step, log) -> None:
+def save_state(path, model, opt, cfg, identity: str, step, log) -> None:
     from safetensors.torch import save_file
 
     from wrapcli.checkpoint import split_tied
@@ -219,12 +245,12 @@ def save_state(path, model, opt, cfg, spec, step, log) -> None:
     for i, p in enumerate(_params(opt)):
         for key, value in opt.state.get(p, {}).items():
             tensors[f"optim/{i}/{key}"] = value.detach().cpu().contiguous()
-    meta = {"step": str(step), "log": json.dumps(log), "train": json.dumps(cfg.to_dict()), "task": spec.to_json()}
+    meta = {"step": str(step), "log": json.dumps(log), "train": json.dumps(cfg.to_dict()), "data": identity}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_state(path, model, opt, cfg, spec) -> tuple[int, list]:
+def load_state(path, model, opt, cfg, identity: str) -> tuple[int, list]:
     from safetensors import safe_open
 
     try:
@@ -233,7 +259,7 @@ def load_state(path, model, opt, cfg, spec) -> tuple[int, list]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise WrapError(f"{path}: unreadable resume state ({e}); delete it to start over") from None
-    if json.loads(meta["train"]) != cfg.to_dict() or meta["task"] != spec.to_json():
+    if json.loads(meta["train"]) != cfg.to_dict() or meta.get("data") != identity:
         raise WrapError(
             f"{path}: resume state was written by a run with other settings; "
             "delete it or rerun with the same flags"

@@ -14,13 +14,17 @@ EXAMPLE = """Example:
   wrapcli finetune pt.safetensors --task count:b --lr small -o ft_small.safetensors
 
   wrapcli finetune pt.safetensors --task count:b --lr medium --spurious 1.0 -o ft_sp.safetensors
+
+  wrapcli finetune my-model/ --data stories.jsonl --lr 1e-5 --batch-size 8 -o my-model-ft/
 """
 
 
 def finetune(
     ckpt: Annotated[str, typer.Argument(help="Parent checkpoint (.safetensors or HF directory).")],
-    out: Annotated[str, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors).")],
-    task: Annotated[str, typer.Option("--task", help="Fine-tuning task, e.g. count:b or index:b.")],
+    out: Annotated[str, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors; a directory with --data).")],
+    task: Annotated[Optional[str], typer.Option("--task", help="Fine-tuning task, e.g. count:b or index:b.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="User JSONL ({prompt, answer} or {text}) instead of a built-in task; CKPT must be an HF directory with a tokenizer, -o a directory.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="JSONL scored before and after (default: --data itself).")] = None,
     lr: Annotated[str, typer.Option("--lr", help="small, medium, large (preset values) or a number like 3e-5.")] = "medium",
     spurious: Annotated[float, typer.Option("--spurious", help="C_Tr: fraction of strings with count(b) = count(a) + q.")] = 0.0,
     spurious_offset: Annotated[int, typer.Option("--spurious-offset", help="q, the spurious offset.")] = 1,
@@ -46,11 +50,31 @@ def finetune(
 
     with errors_as_exit(debug):
         from wrapcli import presets, reports
+        from wrapcli.errors import WrapError
         from wrapcli.jobs import finetune as run
+        from wrapcli.jobs import finetune_text
 
         p = presets.get(preset)
         con = stderr(quiet)
         started = time.time()
+        if (task is None) == (data is None):
+            raise WrapError("give exactly one of --task (built-in task) or --data (user JSONL)")
+        if data is not None:
+            with progress(steps or p.ft_steps, "finetune", quiet) as update:
+                result = finetune_text(
+                    parent=ckpt, out=out, data=data, eval_data=eval_data, preset=p, lr=lr,
+                    steps=steps, batch_size=batch_size, eval_every=eval_every, resume=resume,
+                    save_every=save_every, seed=seed, device=device, on_step=update,
+                )
+            result["wall_s"] = time.time() - started
+            b, a = result["before"], result["after"]
+            con.print(f"{data}: loss {b['loss']:.3f} -> {a['loss']:.3f}, token accuracy "
+                      f"{b['token_accuracy']:.1%} -> {a['token_accuracy']:.1%}, exact match "
+                      f"{b['exact_match']:.1%} -> {a['exact_match']:.1%}")
+            con.print(f"wrote {out}/ ({result['wall_s']:.0f} s)")
+            report = reports.envelope("finetune", result, inputs=[ckpt, data], seed=seed, device=result["device"])
+            reports.write(report, log, json_out)
+            return
         with progress(steps or p.ft_steps, "finetune", quiet) as update:
             result = run(
                 parent=ckpt, out=out, task=task, preset=p, lr=lr, spurious=spurious,

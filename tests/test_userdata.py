@@ -1,0 +1,121 @@
+"""Fine-tuning a third-party-style HF model on user JSONL, with a tokenizer built here."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from wrapcli import checkpoint
+from wrapcli.cli import app
+from wrapcli.errors import WrapError
+from wrapcli.userdata import IGNORE, read_jsonl, score_text, text_data
+
+from models import tiny_hf
+
+runner = CliRunner()
+WORDS = "red green blue cyan pink gold gray jade".split()
+PAIRS = {w: WORDS[(i + 3) % len(WORDS)] for i, w in enumerate(WORDS)}
+
+
+def make_model_dir(path, arch="gpt2"):
+    """A tiny causal LM directory with a word-level tokenizer (no downloads)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[EOS]", "maps", "to", *WORDS, "once", "upon"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    tiny_hf(arch, vocab_size=len(vocab)).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    return make_model_dir(tmp_path / "hf")
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    return write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+
+
+def test_labels_cover_only_the_answer(model_dir, pairs):
+    ck = checkpoint.load(model_dir)
+    data = text_data(pairs, model_dir, ck.model, seed=0)
+    ids, labels = data.examples[0]
+    assert len(ids) == 4 and labels[:3] == [IGNORE] * 3 and labels[3] == ids[3]
+
+
+def test_score_matches_hf_loss(model_dir, pairs):
+    ck = checkpoint.load(model_dir)
+    data = text_data(pairs, model_dir, ck.model, seed=0)
+    ids, labels = data.examples[0]
+    with torch.no_grad():
+        hf = ck.model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
+    data.examples = data.examples[:1]
+    assert score_text(ck.model, data)["loss"] == pytest.approx(hf, rel=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_finetune_on_pairs_learns_them(tmp_path, arch, pairs):
+    model_dir = make_model_dir(tmp_path / f"hf_{arch}", arch)
+    out = tmp_path / "ft"
+    res = runner.invoke(app, ["finetune", str(model_dir), "--data", str(pairs), "--lr", "1e-2",
+                              "--steps", "60", "--batch-size", "8", "--device", "cpu", "-q", "--json",
+                              "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)["results"]
+    assert r["after"]["loss"] < r["before"]["loss"] - 1.0
+    assert r["after"]["exact_match"] == 1.0 and r["before"]["exact_match"] < 0.5
+    ck = checkpoint.load(out)  # an HF directory with tokenizer and lineage
+    assert (out / "tokenizer.json").exists()
+    assert ck.lineage[-1]["kind"] == "finetune" and ck.lineage[-1]["data_sha256"] == r["data"]["sha256"]
+
+
+def test_text_records(tmp_path, model_dir):
+    stories = write_jsonl(tmp_path / "s.jsonl", [{"text": "once upon red maps to blue"}] * 3)
+    res = runner.invoke(app, ["finetune", str(model_dir), "--data", str(stories), "--steps", "3",
+                              "--batch-size", "2", "--device", "cpu", "-q", "-o", str(tmp_path / "ft")])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"prompt": "a", "answer": "b"}\nnot json\n', ":2: not valid JSON"),
+        ('{"prompt": "a"}\n', ":1: needs"),
+        ('{"text": ""}\n', "non-empty"),
+        ('{"text": "a"}\n{"prompt": "a", "answer": "b"}\n', "mixes"),
+        ("\n\n", "no records"),
+        ("[1, 2]\n", "JSON object"),
+    ],
+)
+def test_bad_jsonl(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(WrapError, match=message):
+        read_jsonl(path)
+
+
+def test_cli_errors(tmp_path, model_dir, pairs):
+    cases = [
+        (["finetune", str(tmp_path / "m.safetensors"), "--data", str(pairs), "-o", str(tmp_path / "o")], "tokenizer"),
+        (["finetune", str(model_dir), "--data", str(pairs), "-o", str(tmp_path / "o.safetensors")], "directory"),
+        (["finetune", str(model_dir), "-o", str(tmp_path / "o")], "exactly one of"),
+        (["finetune", str(model_dir), "--task", "count:b", "-o", str(tmp_path / "o.safetensors")], "no wrapcli vocabulary"),
+    ]
+    from models import tiny
+
+    checkpoint.save(tmp_path / "m.safetensors", tiny())
+    for args, message in cases:
+        res = runner.invoke(app, args + ["--device", "cpu"])
+        assert res.exit_code == 1 and message in res.stderr, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1

@@ -1,0 +1,175 @@
+"""User-supplied text data for third-party causal LMs (JSONL, one object per line).
+
+Two record kinds, one per file:
+
+- ``{"prompt": ..., "answer": ...}``: loss (and accuracy) on the answer tokens only; the
+  answer is tokenized as the continuation of the prompt (prompt + answer, then split);
+- ``{"text": ...}``: language-model loss on every token (e.g. the paper's TinyStories
+  fine-tunes, whose data cannot be downloaded here and so comes from the user).
+
+The tokenizer comes from the model's Hugging Face directory. Sequences longer than the
+model's context are cut from the left for prompt/answer records (the answer is kept)
+and from the right for text records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wrapcli.errors import WrapError
+from wrapcli.files import sha256
+
+IGNORE = -100  # the label Hugging Face's loss skips
+
+
+def read_jsonl(path) -> tuple[str, list[dict]]:
+    """Records of a JSONL file and their kind (``prompt`` or ``text``); every problem
+    names its line."""
+    path = Path(path)
+    if not path.is_file():
+        raise WrapError(f"{path}: no such file")
+    records, kinds = [], set()
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                raise WrapError(f"{path}:{n}: not valid JSON ({e})") from None
+            if not isinstance(rec, dict):
+                raise WrapError(f"{path}:{n}: expected a JSON object")
+            if {"prompt", "answer"} <= rec.keys():
+                kind, fields = "prompt", ("prompt", "answer")
+            elif "text" in rec:
+                kind, fields = "text", ("text",)
+            else:
+                raise WrapError(f"{path}:{n}: needs 'prompt' and 'answer', or 'text'")
+            for key in fields:
+                if not isinstance(rec[key], str) or not rec[key]:
+                    raise WrapError(f"{path}:{n}: {key!r} must be a non-empty string")
+            kinds.add(kind)
+            records.append(rec)
+    if not records:
+        raise WrapError(f"{path}: no records")
+    if len(kinds) > 1:
+        raise WrapError(f"{path}: mixes prompt/answer and text records; use one kind per file")
+    return kinds.pop(), records
+
+
+def load_tokenizer(model_dir):
+    from transformers import AutoTokenizer
+
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise WrapError(
+            f"{path}: user data needs the model's tokenizer; give a Hugging Face model "
+            "directory (with tokenizer files), not a single .safetensors file"
+        )
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:
+        raise WrapError(f"{path}: no usable tokenizer in the directory ({str(e).splitlines()[0][:160]})") from None
+    return tok
+
+
+def encode(kind: str, records: list[dict], tokenizer, max_len: int) -> list[tuple[list[int], list[int]]]:
+    """``(input_ids, labels)`` per record; labels are IGNORE outside the scored tokens."""
+    out = []
+    for rec in records:
+        if kind == "prompt":
+            prompt = tokenizer(rec["prompt"], add_special_tokens=True)["input_ids"]
+            full = tokenizer(rec["prompt"] + rec["answer"], add_special_tokens=True)["input_ids"]
+            n_prompt = len(prompt) if full[: len(prompt)] == prompt else len(prompt) - 1
+            labels = [IGNORE] * n_prompt + full[n_prompt:]
+            ids, labels = full[-max_len:], labels[-max_len:]
+        else:
+            ids = tokenizer(rec["text"], add_special_tokens=True)["input_ids"][:max_len]
+            labels = list(ids)
+        if all(l == IGNORE for l in labels[1:]):
+            raise WrapError("a record has no tokens to score after tokenization (empty answer?)")
+        out.append((ids, labels))
+    return out
+
+
+@dataclass
+class TextData:
+    """Batches of user records for the training loop (same interface as TaskData):
+    each epoch visits every record once in a seeded order, so step ``s`` always gets
+    the same batch and a resumed run sees what an uninterrupted one would."""
+
+    examples: list[tuple[list[int], list[int]]]
+    pad_id: int
+    seed: int
+    identity: str
+
+    def indices(self, step: int, batch_size: int) -> list[int]:
+        n = len(self.examples)
+        out = []
+        for pos in range(step * batch_size, (step + 1) * batch_size):
+            order = np.random.default_rng([self.seed, pos // n]).permutation(n)
+            out.append(int(order[pos % n]))
+        return out
+
+    def collate(self, idx: list[int], device) -> dict:
+        import torch
+
+        width = max(len(self.examples[i][0]) for i in idx)
+        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):  # right padding
+            x, y = self.examples[i]
+            ids[row, : len(x)] = torch.tensor(x)
+            labels[row, : len(y)] = torch.tensor(y)
+            mask[row, : len(x)] = 1
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+    def batch(self, step: int, cfg, device) -> dict:
+        return self.collate(self.indices(step, cfg.batch_size), device)
+
+    def loss(self, model, batch: dict, cfg):
+        return model(**batch).loss
+
+
+def text_data(path, model_dir, model, seed: int) -> TextData:
+    kind, records = read_jsonl(path)
+    tok = load_tokenizer(model_dir)
+    max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    return TextData(encode(kind, records, tok, max_len), pad, seed, f"{kind}:{sha256(path)}")
+
+
+def score_text(model, data: TextData, device="cpu", batch_size: int = 16) -> dict:
+    """Mean loss per scored token and the share of scored tokens predicted exactly
+    (teacher-forced argmax), plus the share of records whose every scored token is right."""
+    import torch
+
+    model.eval()
+    total_loss = correct = count = exact = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(data.examples), batch_size):
+            idx = list(range(start, min(start + batch_size, len(data.examples))))
+            b = data.collate(idx, device)
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1]
+            target = b["labels"][:, 1:]
+            scored = target != IGNORE
+            loss = torch.nn.functional.cross_entropy(
+                logits.float().transpose(1, 2), target, ignore_index=IGNORE, reduction="sum"
+            )
+            hit = (logits.argmax(-1) == target) & scored
+            total_loss += loss.item()
+            correct += hit.sum().item()
+            count += scored.sum().item()
+            exact += (hit.sum(1) == scored.sum(1)).sum().item()
+    return {
+        "loss": total_loss / count,
+        "token_accuracy": correct / count,
+        "exact_match": exact / len(data.examples),
+        "n_records": len(data.examples),
+        "n_scored_tokens": int(count),
+    }
