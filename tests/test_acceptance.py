@@ -4,11 +4,10 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from wrapcli.cli import app
 
-runner = CliRunner()
+from cli import runner
 
 
 @pytest.mark.slow

@@ -10,18 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from wrapcli.cli import app
 
-runner = CliRunner()
+from cli import one_line_error, run, runner
+
 SMOKE = ["--preset", "smoke", "--steps", "6", "--eval-every", "3", "--eval-size", "16", "--device", "cpu"]
-
-
-def run(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +119,7 @@ def test_bad_input_is_one_line_exit_1(pt, tmp_path, args, message):
     torch.save({"a": 1}, tmp_path / "pickle.bin")
     (tmp_path / "empty.safetensors").write_bytes(b"")
     args = [a.format(d=tmp_path, pt=pt) for a in args]
-    res = runner.invoke(app, args)
-    assert res.exit_code == 1, res.output
-    lines = [l for l in res.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("wrapcli: error:") and message in lines[0], lines
+    one_line_error(runner.invoke(app, args), message)
 
 
 def test_unwritable_output_keeps_existing_file(pt, tmp_path):

@@ -3,21 +3,15 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from wrapcli import checkpoint
 from wrapcli.cli import app
 from wrapcli.files import sha256
 from wrapcli.tasks import vocab
 
-runner = CliRunner()
+from cli import one_line_error, run, runner
+
 TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
-
-
-def run(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +126,4 @@ def test_bad_input(chain, tmp_path, args, message):
     if "{other}" in args:
         paths["other"] = _other_config(tmp_path)
     extra = TINY if args[0] != "eval" else ["-q"]
-    res = runner.invoke(app, [a.format(**paths) for a in args] + extra)
-    assert res.exit_code == 1, res.output
-    lines = [l for l in res.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and message in lines[0], lines
+    one_line_error(runner.invoke(app, [a.format(**paths) for a in args] + extra), message)

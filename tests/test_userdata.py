@@ -4,16 +4,15 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from wrapcli import checkpoint
 from wrapcli.cli import app
 from wrapcli.errors import WrapError
 from wrapcli.userdata import IGNORE, read_jsonl, score_text, text_data
 
+from cli import runner
 from models import tiny_hf
 
-runner = CliRunner()
 WORDS = "red green blue cyan pink gold gray jade".split()
 PAIRS = {w: WORDS[(i + 3) % len(WORDS)] for i, w in enumerate(WORDS)}
 

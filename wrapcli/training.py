@@ -1,5 +1,5 @@
-"""The one training loop behind train (and, later, finetune and revive): AdamW, linear
-warm-up then cosine decay, periodic evaluation, periodic resumable state, progress.
+"""The one training loop behind train, finetune and revive (DESIGN.md decision 4): AdamW,
+linear warm-up then cosine decay, periodic evaluation, resumable state, progress.
 
 Data for step ``s`` is a pure function of (task seed, stream, s) (tasks/sequences.py),
 and the optimizer state is saved exactly, so a run killed at any point and resumed
@@ -40,7 +40,7 @@ class TrainConfig:
     eval_every: int = 100
     eval_size: int = 512
     stream: int = 0  # which training stream of the task spec's seed
-    mix: float = 0.0  # fraction of batches from a mixed-in task (train's ``mix``)
+    mix: float = 0.0  # fraction of batches from TaskData.mix_spec
 
     def __post_init__(self) -> None:
         problems = []

@@ -12,3 +12,14 @@ Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No tables or progres
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for data and initialisation.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Preset = Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke.")]
+
+# Training runs (train, finetune, revive): "(default: preset)" means the preset gives it.
+Steps = Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps (default: preset).")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (default: preset).")]
+Loss = Annotated[Optional[str], typer.Option("--loss", help="full (next-token) or answer (default: preset).")]
+EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Steps between evaluations (default: preset; fine-tuning: steps / 10).")]
+EvalSize = Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation (default: preset).")]
+Log = Annotated[Optional[str], typer.Option("--log", help="Write the JSON run report here.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")]
+SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Steps between resumable states (default: every 60 s).")]

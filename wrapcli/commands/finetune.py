@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, Json, Quiet, Seed
+from wrapcli.commands._options import (
+    BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
+)
 
 EXAMPLE = """Example:
 
@@ -29,15 +31,15 @@ def finetune(
     spurious: Annotated[float, typer.Option("--spurious", help="C_Tr: fraction of strings with count(b) = count(a) + q.")] = 0.0,
     spurious_offset: Annotated[int, typer.Option("--spurious-offset", help="q, the spurious offset.")] = 1,
     mix: Annotated[float, typer.Option("--mix", help="Fraction of batches drawn from the parent's pretraining task.")] = 0.0,
-    preset: Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke: steps, batch and LR values.")] = "cpu",
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps [preset].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size [preset].")] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="full (next-token) or answer [preset].")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Steps between evaluations [steps/10].")] = None,
-    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation [preset].")] = None,
-    log: Annotated[Optional[str], typer.Option("--log", help="Write the JSON fine-tuning report here.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")] = False,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Steps between resumable states (default: every 60 s).")] = None,
+    preset: Preset = "cpu",
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    loss: Loss = None,
+    eval_every: EvalEvery = None,
+    eval_size: EvalSize = None,
+    log: Log = None,
+    resume: Resume = False,
+    save_every: SaveEvery = None,
     seed: Seed = 0,
     device: Device = "auto",
     json_out: Json = False,

@@ -16,7 +16,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
+from wrapcli.commands._options import (
+    BatchSize, Debug, Device, EvalSize, Json, Out, Preset, Quiet, Steps,
+)
 
 EXAMPLE = """Example:
 
@@ -31,14 +33,14 @@ def revive(
     task: Annotated[str, typer.Option("--task", help="The capability to bring back, e.g. count:a.")],
     control: Annotated[Optional[list[str]], typer.Option("--control", help="A control checkpoint, trained identically (repeatable).")] = None,
     scratch: Annotated[bool, typer.Option("--scratch", help="Add a fresh initialisation of the same config as a control.")] = False,
-    lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number [fine-tuning LR / 10 from the lineage].")] = None,
+    lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number (default: fine-tuning LR / 10 from the lineage).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeats with different data and initialisation seeds.")] = 1,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Accuracy that counts as revived [0.9 x pretrained, else 0.9].")] = None,
-    preset: Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke: steps and batch.")] = "cpu",
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Reverse fine-tuning steps [preset fine-tuning steps].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size [preset].")] = None,
-    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation [preset].")] = None,
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw the curves to this image (needs wrapcli[plot]).")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Accuracy that counts as revived (default: 0.9 x pretrained, else 0.9).")] = None,
+    preset: Preset = "cpu",
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    eval_size: EvalSize = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw the curves to this image (needs the plot extra: pip install 'wrapcli[plot]').")] = None,
     save_dir: Annotated[Optional[str], typer.Option("--save-dir", help="Keep each seed's revived checkpoint here.")] = None,
     device: Device = "auto",
     out: Out = None,

@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, Json, Quiet, Seed
+from wrapcli.commands._options import (
+    BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
+)
 from wrapcli.console import accuracy_table, errors_as_exit, progress, stderr
 
 EXAMPLE = """Example:
@@ -21,25 +23,25 @@ EXAMPLE = """Example:
 def train(
     out: Annotated[str, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors).")],
     task: Annotated[str, typer.Option("--task", help="Task mix, e.g. count, count:a, count,index, token.")] = "count",
-    prior: Annotated[Optional[str], typer.Option("--prior", help="Operand prior, e.g. a=0.9,b=0.1 [preset].")] = None,
-    preset: Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke.")] = "cpu",
-    text_len: Annotated[Optional[int], typer.Option("--text-len", help="Terminals per text [preset].")] = None,
-    window: Annotated[Optional[int], typer.Option("--window", help="Counting window O' [preset].")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help="Operand prior, e.g. a=0.9,b=0.1 (default: preset).")] = None,
+    preset: Preset = "cpu",
+    text_len: Annotated[Optional[int], typer.Option("--text-len", help="Terminals per text (default: preset).")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help="Counting window O' (default: preset).")] = None,
     k: Annotated[int, typer.Option("--k", help="Indexing: k-th occurrence.")] = 6,
     offset: Annotated[int, typer.Option("--offset", help="Token task: positions before <eot>.")] = 40,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="gpt2 or llama [preset].")] = None,
-    layers: Annotated[Optional[int], typer.Option("--layers", help="n_layers [preset].")] = None,
-    heads: Annotated[Optional[int], typer.Option("--heads", help="n_heads [preset].")] = None,
-    d_model: Annotated[Optional[int], typer.Option("--d-model", help="Width [preset].")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps [preset].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size [preset].")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [preset].")] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="full (next-token) or answer [preset].")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Steps between evaluations [preset].")] = None,
-    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation [preset].")] = None,
-    log: Annotated[Optional[str], typer.Option("--log", help="Write the JSON training report here.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")] = False,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Steps between resumable states (default: every 60 s).")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="gpt2 or llama (default: preset).")] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="n_layers (default: preset).")] = None,
+    heads: Annotated[Optional[int], typer.Option("--heads", help="n_heads (default: preset).")] = None,
+    d_model: Annotated[Optional[int], typer.Option("--d-model", help="Width (default: preset).")] = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: preset).")] = None,
+    loss: Loss = None,
+    eval_every: EvalEvery = None,
+    eval_size: EvalSize = None,
+    log: Log = None,
+    resume: Resume = False,
+    save_every: SaveEvery = None,
     seed: Seed = 0,
     device: Device = "auto",
     json_out: Json = False,
