@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from wrapcli.tasks import vocab
 from wrapcli.tasks.spec import parse_prior, parse_task
-from wrapcli.training import TrainConfig, loss_on, lr_at, train
+from wrapcli.training import TaskData, TrainConfig, loss_on, lr_at, train
 from wrapcli.tasks.sequences import batch_for_step
 
 from models import tiny
@@ -100,3 +101,12 @@ def test_bad_training_settings():
         TrainConfig(steps=0, batch_size=1, lr=-1)
     with pytest.raises(WrapError, match="loss"):
         TrainConfig(steps=1, batch_size=1, lr=1e-3, loss="mse")
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5])
+def test_mixed_batches_come_from_the_parent_task_at_the_exact_fraction(fraction):
+    data = TaskData(parse_task("count:b", text_len=48), mix_spec=parse_task("count:a", text_len=48))
+    cfg = TrainConfig(steps=40, batch_size=4, lr=1e-3, mix=fraction)
+    operands = [set(data.batch(s, cfg, "cpu")["input_ids"][:, 2].tolist()) for s in range(40)]
+    assert operands.count({vocab.ID["a"]}) == int(40 * fraction)
+    assert operands.count({vocab.ID["b"]}) == 40 - int(40 * fraction)
