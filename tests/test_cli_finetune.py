@@ -11,16 +11,7 @@ from wrapcli.tasks import vocab
 
 from cli import one_line_error, run, runner
 
-TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    d = tmp_path_factory.mktemp("chain")
-    run("train", *TINY, "--steps", "6", "--eval-size", "16", "--prior", "a=0.9,b=0.1", "-o", d / "pt.safetensors")
-    run("finetune", d / "pt.safetensors", *TINY, "--task", "count:b", "--lr", "large", "--steps", "6",
-        "--spurious", "0.5", "--mix", "0.5", "--eval-size", "16", "--log", d / "ft.json", "-o", d / "ft.safetensors")
-    return d
+from conftest import TINY
 
 
 def test_finetune_lineage_and_log(chain):

@@ -157,41 +157,6 @@ def summary_table(steps: list[int], models: list[dict], threshold: float):
     return table
 
 
-def plot(path: str, steps: list[int], models: list[dict], threshold: float, title: str) -> None:
-    """Curves with ±1 std bands on a log x-axis (step 0 drawn at 1)."""
-    plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [max(s, 1) for s in steps]
-    for m in models:
-        mean, std = np.array(m["accuracy"]["mean"]), np.array(m["accuracy"]["std"])
-        ax.plot(xs, mean, marker="o", label=m["name"])
-        ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
-    ax.set_xscale("log")
-    ax.set_xlabel("reverse fine-tuning step (0 drawn at 1)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    from wrapcli.files import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.rsplit(".", 1)[-1] if "." in path else "png", dpi=120)
-    plt.close(fig)
-
-
-def require_matplotlib():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise WrapError("--plot needs matplotlib: pip install 'wrapcli[plot]'") from None
-    return plt
-
-
 def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, steps=None,
            batch_size=None, seeds=1, threshold=None, eval_size=None, device="cpu",
            save_dir=None, on_progress=None) -> dict:

@@ -54,6 +54,7 @@ def revive(
 
     with errors_as_exit(debug):
         from wrapcli import presets, reports, revival
+        from wrapcli.plots import line_plot, require_matplotlib
         from wrapcli.models import resolve_device
         from wrapcli.files import check_writable
 
@@ -61,7 +62,7 @@ def revive(
             if path and path != "-":
                 check_writable(path)
         if plot:
-            revival.require_matplotlib()
+            require_matplotlib()
         device = resolve_device(device)
         p = presets.get(preset)
         runs = seeds * (1 + len(control or []) + int(scratch))
@@ -84,8 +85,11 @@ def revive(
         con.print(revival.summary_table(result["eval_steps"], result["models"], result["threshold"]))
         con.print(result["speedup"]["verdict"])
         if plot:
-            revival.plot(plot, result["eval_steps"], result["models"], result["threshold"],
-                         f"revive {result['task']} at lr={result['lr']:g}")
+            models = result["models"]
+            line_plot(plot, result["eval_steps"], {m["name"]: m["accuracy"]["mean"] for m in models},
+                      "reverse fine-tuning step (0 drawn at 1)", f"revive {result['task']} at lr={result['lr']:g}",
+                      log_x=True, bands={m["name"]: m["accuracy"]["std"] for m in models},
+                      hline=(result["threshold"], "threshold"))
         report = reports.envelope("revive", result, inputs=[ckpt, *(control or [])],
                                   seed=result["seeds"][0], device=device)
         reports.write(report, out, json_out)

@@ -1,0 +1,111 @@
+"""``wrapcli prune``: weight x gradient pruning (PROTOCOL.md "Pruning").
+
+Report ``results``: ``checkpoint``; ``task`` (the scored task); ``also`` (extra tasks
+evaluated); ``unit`` (neuron, head or weight); ``iterative``; ``n_units`` (how many units
+of that kind the model has); ``batches`` and ``batch_size`` (scoring data); ``pruned``:
+the units in pruning order, each ``{layer, kind, index, score}`` where score = sum of
+weight x gradient over the unit's weights = first-order estimate of the task-loss drop
+when the unit is zeroed; ``sweep``: one ``{"k", "results"}`` per K, ``results`` being
+eval's ``{task: {setting: {accuracy, majority_baseline, ...}}}`` (or, with ``--data``,
+``{"data": {loss, token_accuracy, exact_match, ...}}``); ``written``: the pruned
+checkpoint, if ``-w`` was given.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Json, Out, Quiet, Seed
+
+EXAMPLE = """Example:
+
+  wrapcli prune ft.safetensors --task count:a --also count:b --k 0,1,2,5,10,15,20 -o prune.json
+
+  wrapcli prune ft.safetensors --task count:a -w pruned.safetensors --write-k 10
+"""
+
+
+def prune(
+    ckpt: Annotated[str, typer.Argument(help="The checkpoint to prune (.safetensors or HF directory).")],
+    task: Annotated[Optional[str], typer.Option("--task", help="The capability to restore, e.g. count:a: scored and evaluated.")] = None,
+    also: Annotated[Optional[list[str]], typer.Option("--also", help="Other tasks to evaluate at each K, e.g. count:b (repeatable).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL instead of a built-in task (HF directory with tokenizer).")] = None,
+    unit: Annotated[str, typer.Option("--unit", help="neuron, head or weight.")] = "neuron",
+    k: Annotated[str, typer.Option("--k", help="Comma-separated K values to sweep.")] = "0,1,2,5,10,15,20",
+    iterative: Annotated[bool, typer.Option("--iterative", help="Re-score after every removal.")] = False,
+    batches: Annotated[int, typer.Option("--batches", help="Forward/backward passes to score with.")] = 1,
+    batch_size: BatchSize = 512,
+    eval_size: EvalSize = 512,
+    write: Annotated[Optional[str], typer.Option("-w", "--write", help="Write the pruned checkpoint here.")] = None,
+    write_k: Annotated[Optional[int], typer.Option("--write-k", help="Units pruned in the written checkpoint.")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw accuracy vs K to this image (needs the plot extra: pip install 'wrapcli[plot]').")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    out: Out = None,
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Does removing a handful of units bring the capability back? Sweep K, report accuracy."""
+    from wrapcli.console import errors_as_exit, stderr
+
+    with errors_as_exit(debug):
+        from wrapcli import pruning, reports
+        from wrapcli.errors import WrapError
+        from wrapcli.files import check_writable
+        from wrapcli.models import resolve_device
+        from wrapcli.plots import require_matplotlib
+
+        try:
+            ks = [int(x) for x in k.split(",") if x.strip()]
+        except ValueError:
+            raise WrapError(f"--k takes comma-separated integers, got {k!r}") from None
+        for path in (out, plot, write):
+            if path and path != "-":
+                check_writable(path)
+        if plot:
+            require_matplotlib()
+        device = resolve_device(device)
+        result = pruning.prune(
+            ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
+            iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
+            seed=seed, device=device, write=write, write_k=write_k,
+        )
+        stderr(quiet).print(sweep_table(result))
+        if plot:
+            from wrapcli.plots import line_plot
+
+            series = _series(result)
+            line_plot(plot, [r["k"] for r in result["sweep"]], series, "units pruned (K)",
+                      f"prune {result['task']} ({unit})", log_x=False)
+        report = reports.envelope("prune", result, inputs=[ckpt] + ([data] if data else []), seed=seed, device=device)
+        reports.write(report, out, json_out)
+
+
+def _series(result: dict) -> dict[str, list[float]]:
+    """One accuracy series per task and setting, over the swept K."""
+    series: dict[str, list[float]] = {}
+    for row in result["sweep"]:
+        for task, rows in row["results"].items():
+            if "token_accuracy" in rows:
+                series.setdefault(task, []).append(rows["token_accuracy"])
+                continue
+            for setting, score in rows.items():
+                name = task if setting == "natural" else f"{task} {setting}"
+                series.setdefault(name, []).append(score["accuracy"])
+    return series
+
+
+def sweep_table(result: dict):
+    from rich.table import Table
+
+    series = _series(result)
+    table = Table(title=f"{result['checkpoint']}: accuracy after pruning K {result['unit']}s by weight x gradient")
+    table.add_column("K", justify="right")
+    for name in series:
+        table.add_column(name, justify="right")
+    for i, row in enumerate(result["sweep"]):
+        table.add_row(str(row["k"]), *[f"{v[i]:.1%}" for v in series.values()])
+    return table
