@@ -24,14 +24,15 @@ class Layout:
     mlp_out: str  # within a block: the MLP output projection
     attn_out: str  # within a block: the attention output projection
     in_axis: int  # weight axis that indexes the projection's inputs
+    final_norm: str  # the norm between the last block and the unembedding
 
 
 LAYOUTS = {
-    "gpt2": Layout("transformer.h", "mlp.c_proj", "attn.c_proj", 0),
-    "llama": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
-    "mistral": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
-    "qwen2": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
-    "gpt_neox": Layout("gpt_neox.layers", "mlp.dense_4h_to_h", "attention.dense", 1),
+    "gpt2": Layout("transformer.h", "mlp.c_proj", "attn.c_proj", 0, "transformer.ln_f"),
+    "llama": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
+    "mistral": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
+    "qwen2": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
+    "gpt_neox": Layout("gpt_neox.layers", "mlp.dense_4h_to_h", "attention.dense", 1, "gpt_neox.final_layer_norm"),
 }
 
 
@@ -58,6 +59,35 @@ class Adapter:
         self.n_heads = cfg.num_attention_heads
         self.d_model = cfg.hidden_size
         self.head_dim = getattr(cfg, "head_dim", None) or self.d_model // self.n_heads
+
+    @property
+    def final_norm(self):
+        return _get(self.model, self.layout.final_norm)
+
+    def residual_stream(self, input_ids, attention_mask=None) -> list:
+        """Residual stream ``[B0, B1, ..., Bn]``: the embedding output (block 0's input) and
+        every block's output, each (B, T, d_model), captured with forward hooks (before
+        the final norm, which Hugging Face applies to its last hidden state)."""
+        import torch
+
+        caught = []
+
+        def before(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            caught.append(hidden.detach())
+
+        def after(module, args, output):
+            caught.append((output[0] if isinstance(output, tuple) else output).detach())
+
+        handles = [self.blocks[0].register_forward_pre_hook(before, with_kwargs=True)]
+        handles += [b.register_forward_hook(after) for b in self.blocks]
+        try:
+            with torch.inference_mode():
+                self.model(input_ids=input_ids, attention_mask=attention_mask)
+        finally:
+            for h in handles:
+                h.remove()
+        return caught
 
     def mlp_out(self, layer: int):
         return _get(self.blocks[layer], self.layout.mlp_out)

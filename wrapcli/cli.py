@@ -9,6 +9,7 @@ from wrapcli import __version__
 from wrapcli.commands import eval as eval_cmd
 from wrapcli.commands import export as export_cmd
 from wrapcli.commands import finetune as finetune_cmd
+from wrapcli.commands import probe as probe_cmd
 from wrapcli.commands import prune as prune_cmd
 from wrapcli.commands import revive as revive_cmd
 from wrapcli.commands import train as train_cmd
@@ -45,5 +46,6 @@ app.command("train", epilog=train_cmd.EXAMPLE)(train_cmd.train)
 app.command("finetune", epilog=finetune_cmd.EXAMPLE)(finetune_cmd.finetune)
 app.command("revive", epilog=revive_cmd.EXAMPLE)(revive_cmd.revive)
 app.command("prune", epilog=prune_cmd.EXAMPLE)(prune_cmd.prune)
+app.command("probe", epilog=probe_cmd.EXAMPLE)(probe_cmd.probe)
 app.command("eval", epilog=eval_cmd.EXAMPLE)(eval_cmd.eval_)
 app.command("export", epilog=export_cmd.EXAMPLE)(export_cmd.export)

@@ -61,6 +61,29 @@ def read_jsonl(path) -> tuple[str, list[dict]]:
     return kinds.pop(), records
 
 
+def read_labelled(path) -> tuple[list[str], list[str]]:
+    """``{"text": ..., "label": ...}`` records (for probes): texts and labels as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise WrapError(f"{path}: no such file")
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                raise WrapError(f"{path}:{n}: not valid JSON ({e})") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or "label" not in rec:
+                raise WrapError(f"{path}:{n}: needs 'text' (a string) and 'label'")
+            texts.append(rec["text"])
+            labels.append(str(rec["label"]))
+    if len(set(labels)) < 2:
+        raise WrapError(f"{path}: labels must take at least two values (found {sorted(set(labels))})")
+    return texts, labels
+
+
 def load_tokenizer(model_dir):
     from transformers import AutoTokenizer
 
