@@ -82,11 +82,49 @@ def revive_table(out: Path) -> None:
     print()
 
 
+def grouped(out: Path, prefix: str) -> dict[str, list[dict]]:
+    groups = defaultdict(list)
+    for f in sorted(out.glob(f"{prefix}-*.json")):
+        groups[re.sub(r"-s\d+\.json$", "", f.name)[len(prefix) + 1 :]].append(results(f))
+    return groups
+
+
+def prune_table(out: Path) -> None:
+    groups = grouped(out, "prune")
+    if not groups:
+        return
+    print("| pruned fine-tune | unit | K | count:a | count:b | count:a majority |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for key, runs in groups.items():
+        for i, row in enumerate(runs[0]["sweep"]):
+            a = [r["sweep"][i]["results"]["count:a"]["natural"]["accuracy"] for r in runs]
+            b = [r["sweep"][i]["results"]["count:b"]["natural"]["accuracy"] for r in runs]
+            maj = runs[0]["sweep"][i]["results"]["count:a"]["natural"]["majority_baseline"]
+            print(f"| {key} ({len(runs)} seeds) | {runs[0]['unit']} | {row['k']} | {mean_std(a)} | {mean_std(b)} | {100 * maj:.0f} |")
+    print()
+
+
+def probe_table(out: Path) -> None:
+    groups = grouped(out, "probe")
+    if not groups:
+        return
+    print("| probed fine-tune | layer | probe count:a | pretrained reference | random init | majority |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for key, runs in groups.items():
+        for i, row in enumerate(runs[0]["layers"]):
+            col = lambda name: mean_std([r["layers"][i][name] for r in runs])  # noqa: E731
+            print(f"| {key} ({len(runs)} seeds) | {row['layer']} | {col('accuracy')} | {col('reference')} | "
+                  f"{col('random_init')} | {col('majority_baseline')} |")
+    print()
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/cpu")
     pretrain_table(out)
     finetune_table(out)
     revive_table(out)
+    prune_table(out)
+    probe_table(out)
 
 
 if __name__ == "__main__":
