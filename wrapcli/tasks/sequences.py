@@ -33,6 +33,7 @@ all others (chance coincidences redrawn), so "with" and "without" are clean test
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,9 +246,11 @@ def batch_for_step(spec: TaskSpec, step: int, n: int, stream: int = 0) -> Batch:
 EVAL_STREAM = 1_000_000  # stream ids below this are training streams
 
 
+@functools.lru_cache(maxsize=64)
 def eval_batch(spec: TaskSpec, component: Component, n: int, spurious: bool | None) -> Batch:
     """The fixed evaluation set of one component: natural strings (``spurious=None``),
-    strings without the feature (False, C_Te=0) or all with it (True, C_Te=1)."""
+    strings without the feature (False, C_Te=0) or all with it (True, C_Te=1).
+    Cached: sweeps and curves score many models on the same sets (treat as read-only)."""
     fixed = spec.fixed(component)
     key = {None: 0, False: 1, True: 2}[spurious]
     rng = np.random.default_rng([spec.seed, EVAL_STREAM + key, *map(ord, str(component))])
