@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from wrapcli import __version__
+from wrapcli.commands import compare as compare_cmd
 from wrapcli.commands import eval as eval_cmd
 from wrapcli.commands import export as export_cmd
 from wrapcli.commands import finetune as finetune_cmd
@@ -47,5 +48,6 @@ app.command("finetune", epilog=finetune_cmd.EXAMPLE)(finetune_cmd.finetune)
 app.command("revive", epilog=revive_cmd.EXAMPLE)(revive_cmd.revive)
 app.command("prune", epilog=prune_cmd.EXAMPLE)(prune_cmd.prune)
 app.command("probe", epilog=probe_cmd.EXAMPLE)(probe_cmd.probe)
+app.command("compare", epilog=compare_cmd.EXAMPLE)(compare_cmd.compare)
 app.command("eval", epilog=eval_cmd.EXAMPLE)(eval_cmd.eval_)
 app.command("export", epilog=export_cmd.EXAMPLE)(export_cmd.export)

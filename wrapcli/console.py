@@ -19,7 +19,8 @@ from wrapcli.errors import WrapError
 def stderr(quiet: bool = False):
     from rich.console import Console
 
-    return Console(stderr=True, quiet=quiet, highlight=False)
+    # No markup or emoji: paths and task names ("count:b", "[x]") must print as they are.
+    return Console(stderr=True, quiet=quiet, highlight=False, emoji=False, markup=False)
 
 
 @contextlib.contextmanager

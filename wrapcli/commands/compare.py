@@ -1,0 +1,82 @@
+"""``wrapcli compare``: side by side, what changed between checkpoints, where, and the verdict.
+
+Report ``results`` (see wrapcli/audit.py and wrapcli/weightdiff.py): ``checkpoints``
+(path, sha256; the first is the ``base``); ``thresholds`` (the verdict's options);
+``weights``: one entry per checkpoint after the base, with per-tensor ``tensors``
+(``relative_change`` = ||dW||/||W||, ``cosine``, for matrices ``rank`` of dW and
+``energy_top`` = share of dW's squared singular values in the top 1/4/16 directions),
+``layers`` and ``module_kinds`` aggregates, ``changed_tensors`` and ``top_units`` (neurons /
+heads whose reading weights moved most); ``behaviour``: ``{task: {checkpoint: accuracy}}``
+(token accuracy for JSONL tasks); ``representations``: per checkpoint, linear CKA with
+the base per layer B0..Bn on the first task's inputs; ``evidence``: the merged reports
+per checkpoint; ``verdicts``: per checkpoint, one ``{task, label, base_accuracy, accuracy,
+evidence, text}`` per task, label one of intact / wrapped / removed / suppressed.
+Exit codes: 0 done, 1 error, 2 usage, 3 the verdict matched ``--fail-on``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
+
+EXAMPLE = """Example:
+
+  wrapcli compare pt.safetensors ft.safetensors --task count:a --task count:b --reports prune.json probe.json revive.json -o audit.json --markdown audit.md
+
+  wrapcli compare base/ tuned/ --task prompts.jsonl --fail-on wrapped   # exit 3 if wrapped
+"""
+
+
+def compare(
+    ckpts: Annotated[list[str], typer.Argument(help="Two or more checkpoints; the first is the base.")],
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="Capability to compare: a built-in task (count:a) or a prompt/answer JSONL file. Repeatable.")] = None,
+    reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge (repeatable).")] = None,
+    n: Annotated[int, typer.Option("--n", help="Examples per built-in task.")] = 512,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16 for the forward passes.")] = "float32",
+    drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed.")] = 0.2,
+    probe_margin: Annotated[float, typer.Option("--probe-margin", help="Probe accuracy above majority that counts as decodable.")] = 0.2,
+    prune_gain: Annotated[float, typer.Option("--prune-gain", help="Accuracy gain from pruning that counts as restored.")] = 0.1,
+    revive_speedup: Annotated[float, typer.Option("--revive-speedup", help="Speed-up over the best control that counts as revived.")] = 2.0,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", help="wrapped or changed: exit 3 when a verdict matches.")] = None,
+    markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write a readable audit here.")] = None,
+    device: Device = "auto",
+    out: Out = None,
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """What did fine-tuning change, where — and is the capability gone or only wrapped?"""
+    from wrapcli.console import errors_as_exit, stderr
+
+    with errors_as_exit(debug):
+        from wrapcli import audit, reports as envelope
+        from wrapcli.errors import WrapError
+        from wrapcli.files import check_writable, write_text
+        from wrapcli.models import resolve_device
+
+        if fail_on not in (None, "wrapped", "changed"):
+            raise WrapError(f"--fail-on takes wrapped or changed, got {fail_on!r}")
+        for path in (out, markdown_out):
+            if path and path != "-":
+                check_writable(path)
+        th = audit.Thresholds(drop, probe_margin, prune_gain, revive_speedup)
+        device = resolve_device(device)
+        result = audit.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
+                               dtype=dtype, device=device)
+        con = stderr(quiet)
+        for name, vs in result["verdicts"].items():
+            for v in vs:
+                con.print(f"{v['label'].upper()} {name}: {v['text']}")
+        for w in result["weights"]:
+            changed = ", ".join(f"{k} {v['relative_change']:.3f}" for k, v in w["layers"].items())
+            con.print(f"weights {w['a']} -> {w['b']}: relative change per layer: {changed or 'none'}")
+        if markdown_out:
+            write_text(markdown_out, audit.markdown(result))
+        inputs = list(ckpts) + list(reports or []) + [t for t in task or [] if t.endswith(".jsonl")]
+        envelope.write(envelope.envelope("compare", result, inputs=inputs, device=device), out, json_out)
+        labels = {v["label"] for vs in result["verdicts"].values() for v in vs}
+        if (fail_on == "wrapped" and "wrapped" in labels) or (fail_on == "changed" and labels - {"intact"}):
+            raise typer.Exit(3)

@@ -1,0 +1,179 @@
+"""What changed in the weights between two checkpoints, streamed tensor by tensor.
+
+For every parameter tensor: relative change ||dW|| / ||W||, cosine similarity, and for
+matrices the singular values of dW: numerical rank and the share of dW's energy
+(squared singular values) in its top 1 / 4 / 16 directions. A thin wrapper tends to be
+low-rank and local. Aggregates per layer and per module kind, and the MLP neurons and
+attention heads whose weights moved most. Tensors are read one at a time straight from
+the safetensors files, so memory stays near the largest tensor, not the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from wrapcli.errors import WrapError
+
+KIND_PATTERNS = (  # first match wins; names of GPT-2, Llama-family and GPT-NeoX modules
+    ("embedding", r"(wte|wpe|embed|lm_head)"),
+    ("norm", r"(ln_|norm|layernorm)"),
+    ("attention", r"(attn|attention|q_proj|k_proj|v_proj|o_proj|query_key_value)"),
+    ("mlp", r"(mlp|fc|c_proj|down_proj|up_proj|gate_proj|dense_h_to_4h|dense_4h_to_h)"),
+)
+
+
+class WeightFile:
+    """Lazy access to the tensors of a wrapcli file or a (sharded) HF directory."""
+
+    def __init__(self, path):
+        from safetensors import safe_open
+
+        from wrapcli.checkpoint import _check_file
+
+        self.path = Path(path)
+        if self.path.is_dir():
+            files = sorted(self.path.glob("*.safetensors"))
+            if not files:
+                pickles = [p.name for p in self.path.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
+                hint = (f"; it holds pickled weights ({', '.join(pickles)}): convert them where you trust "
+                        "them with save_pretrained(d, safe_serialization=True)") if pickles else ""
+                raise WrapError(f"{self.path}: no .safetensors weights{hint}")
+            config = self.path / "config.json"
+            self.config = json.loads(config.read_text()) if config.is_file() else {}
+        else:
+            files = [self.path]
+            self.config = None
+        self.handles = {}
+        self.where = {}
+        for f in files:
+            _check_file(f)
+            try:
+                h = safe_open(str(f), framework="pt")
+            except Exception as e:
+                raise WrapError(f"{f}: not a valid safetensors file ({str(e).splitlines()[0][:160]})") from None
+            self.handles[f] = h
+            if self.config is None:
+                meta = h.metadata() or {}
+                self.config = json.loads(meta["config"]) if "config" in meta else {}
+                self.tied = json.loads(meta.get("tied", "{}"))
+            for name in h.keys():
+                self.where[name] = f
+
+    def names(self) -> list[str]:
+        return sorted(self.where)
+
+    def shape(self, name: str) -> tuple:
+        return tuple(self.handles[self.where[name]].get_slice(name).get_shape())
+
+    def tensor(self, name: str):
+        return self.handles[self.where[name]].get_tensor(name)
+
+
+def module_kind(name: str) -> str:
+    for kind, pattern in KIND_PATTERNS:
+        if re.search(pattern, name):
+            return kind
+    return "other"
+
+
+def layer_of(name: str) -> int | None:
+    m = re.search(r"\.(\d+)\.", name)
+    return int(m.group(1)) if m else None
+
+
+def check_comparable(a: WeightFile, b: WeightFile) -> None:
+    """Same tensor names and shapes (and vocabulary size), naming the first difference."""
+    na, nb = set(a.names()), set(b.names())
+    if na != nb:
+        first = sorted(na ^ nb)[0]
+        side = a.path if first in na else b.path
+        raise WrapError(f"{a.path} and {b.path} differ: tensor {first} exists only in {side}")
+    for name in a.names():
+        if a.shape(name) != b.shape(name):
+            raise WrapError(f"{a.path} and {b.path} differ: {name} has shape {a.shape(name)} vs {b.shape(name)}")
+
+
+def tensor_stats(wa, wb) -> dict:
+    import torch
+
+    wa, wb = wa.double(), wb.double()
+    delta = wb - wa
+    na, nd = wa.norm().item(), delta.norm().item()
+    denom = na * wb.norm().item()
+    stats = {
+        "shape": list(wa.shape),
+        "norm": na,
+        "delta_norm": nd,
+        "relative_change": nd / na if na > 0 else (0.0 if nd == 0 else math.inf),
+        "cosine": float((wa * wb).sum().item() / denom) if denom > 0 else 1.0,
+    }
+    if wa.dim() == 2 and nd > 0:
+        s = torch.linalg.svdvals(delta)
+        energy = s**2 / (s**2).sum()
+        tol = s[0] * max(delta.shape) * torch.finfo(torch.float32).eps
+        stats["rank"] = int((s > tol).sum().item())
+        stats["energy_top"] = {str(k): float(energy[:k].sum().item()) for k in (1, 4, 16)}
+    return stats
+
+
+def compare_weights(path_a, path_b, top_units: int = 10) -> dict:
+    """The weight report for ``path_a`` -> ``path_b``."""
+    a, b = WeightFile(path_a), WeightFile(path_b)
+    check_comparable(a, b)
+    tensors, layers, kinds = {}, {}, {}
+    for name in a.names():
+        st = tensor_stats(a.tensor(name), b.tensor(name))
+        tensors[name] = st
+        for key, bucket in ((layer_of(name), layers), (module_kind(name), kinds)):
+            if key is None:
+                continue
+            agg = bucket.setdefault(key, {"norm_sq": 0.0, "delta_sq": 0.0, "n_tensors": 0, "n_changed": 0})
+            agg["norm_sq"] += st["norm"] ** 2
+            agg["delta_sq"] += st["delta_norm"] ** 2
+            agg["n_tensors"] += 1
+            agg["n_changed"] += st["delta_norm"] > 0
+    return {
+        "a": str(path_a),
+        "b": str(path_b),
+        "tensors": tensors,
+        "layers": {str(k): _finish(v) for k, v in sorted(layers.items())},
+        "module_kinds": {k: _finish(v) for k, v in sorted(kinds.items())},
+        "changed_tensors": [n for n, st in tensors.items() if st["delta_norm"] > 0],
+        "top_units": top_moved_units(a, b, top_units),
+    }
+
+
+def _finish(agg: dict) -> dict:
+    norm = math.sqrt(agg["norm_sq"])
+    return {
+        "relative_change": math.sqrt(agg["delta_sq"]) / norm if norm else 0.0,
+        "n_tensors": agg["n_tensors"],
+        "n_changed": int(agg["n_changed"]),
+    }
+
+
+def top_moved_units(a: WeightFile, b: WeightFile, k: int) -> list[dict]:
+    """MLP neurons and attention heads ranked by how far the weights that read from them
+    (their output-projection slice) moved, for the architectures adapters.py knows."""
+    from wrapcli.adapters import LAYOUTS
+
+    layout = LAYOUTS.get((a.config or {}).get("model_type"))
+    if layout is None:
+        return []
+    n_heads = a.config.get("n_head") or a.config.get("num_attention_heads")
+    units = []
+    for name in a.names():
+        for kind, proj in (("neuron", layout.mlp_out), ("head", layout.attn_out)):
+            if not (name.startswith(layout.blocks + ".") and name.endswith(f".{proj}.weight")):
+                continue
+            delta = (b.tensor(name).double() - a.tensor(name).double())
+            per_input = (delta**2).sum(dim=1 - layout.in_axis)  # (in_features,)
+            if kind == "head":
+                per_input = per_input.view(n_heads, -1).sum(1)
+            for i, v in enumerate(per_input.sqrt().tolist()):
+                if v > 0:
+                    units.append({"layer": layer_of(name), "kind": kind, "index": i, "delta_norm": v})
+    return sorted(units, key=lambda u: -u["delta_norm"])[:k]
