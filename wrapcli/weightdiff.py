@@ -1,7 +1,7 @@
 """What changed in the weights between two checkpoints, streamed tensor by tensor.
 
 For every parameter tensor: relative change ||dW|| / ||W||, cosine similarity, and for
-matrices the singular values of dW: numerical rank and the share of dW's energy
+matrices the singular values of dW (from its Gram matrix): numerical rank and the share of dW's energy
 (squared singular values) in its top 1 / 4 / 16 directions. A thin wrapper tends to be
 low-rank and local. Aggregates per layer and per module kind, and the MLP neurons and
 attention heads whose weights moved most. Tensors are read one at a time straight from
@@ -46,30 +46,35 @@ class WeightFile:
         else:
             files = [self.path]
             self.config = None
-        self.handles = {}
-        self.where = {}
+        self.where, self.shapes = {}, {}
         for f in files:
             _check_file(f)
             try:
-                h = safe_open(str(f), framework="pt")
+                with safe_open(str(f), framework="pt") as h:
+                    if self.config is None:
+                        meta = h.metadata() or {}
+                        self.config = json.loads(meta["config"]) if "config" in meta else {}
+                    for name in h.keys():
+                        self.where[name] = f
+                        self.shapes[name] = tuple(h.get_slice(name).get_shape())
+            except WrapError:
+                raise
             except Exception as e:
                 raise WrapError(f"{f}: not a valid safetensors file ({str(e).splitlines()[0][:160]})") from None
-            self.handles[f] = h
-            if self.config is None:
-                meta = h.metadata() or {}
-                self.config = json.loads(meta["config"]) if "config" in meta else {}
-                self.tied = json.loads(meta.get("tied", "{}"))
-            for name in h.keys():
-                self.where[name] = f
 
     def names(self) -> list[str]:
         return sorted(self.where)
 
     def shape(self, name: str) -> tuple:
-        return tuple(self.handles[self.where[name]].get_slice(name).get_shape())
+        return self.shapes[name]
 
     def tensor(self, name: str):
-        return self.handles[self.where[name]].get_tensor(name)
+        """One tensor, copied out of its file; the file is mapped only during the read,
+        so pages already compared do not accumulate in memory."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.where[name]), framework="pt") as h:
+            return h.get_tensor(name)
 
 
 def module_kind(name: str) -> str:
@@ -97,26 +102,56 @@ def check_comparable(a: WeightFile, b: WeightFile) -> None:
 
 
 def tensor_stats(wa, wb) -> dict:
+    """Statistics of one tensor pair (``wb`` is overwritten). Memory: the two tensors in
+    float32, plus an (n x n) Gram matrix for the singular values (n = smaller side)."""
     import torch
 
-    wa, wb = wa.double(), wb.double()
-    delta = wb - wa
-    na, nd = wa.norm().item(), delta.norm().item()
-    denom = na * wb.norm().item()
+    wa, wb = wa.float(), wb.float()
+    na, nb = math.sqrt(_blocked_dot(wa, wa)), math.sqrt(_blocked_dot(wb, wb))
+    dot = _blocked_dot(wa, wb)
+    shape = list(wa.shape)
+    delta = wb.sub_(wa)  # in place: two tensors of the largest size at most
+    del wa
+    nd = math.sqrt(_blocked_dot(delta, delta))
     stats = {
-        "shape": list(wa.shape),
+        "shape": shape,
         "norm": na,
         "delta_norm": nd,
         "relative_change": nd / na if na > 0 else (0.0 if nd == 0 else math.inf),
-        "cosine": float((wa * wb).sum().item() / denom) if denom > 0 else 1.0,
+        "cosine": dot / (na * nb) if na * nb > 0 else 1.0,
     }
-    if wa.dim() == 2 and nd > 0:
-        s = torch.linalg.svdvals(delta)
+    if delta.dim() == 2 and nd > 0:
+        s = singular_values(delta)
         energy = s**2 / (s**2).sum()
+        # numerical rank at float32 precision (weights are stored in float32 or less)
         tol = s[0] * max(delta.shape) * torch.finfo(torch.float32).eps
         stats["rank"] = int((s > tol).sum().item())
         stats["energy_top"] = {str(k): float(energy[:k].sum().item()) for k in (1, 4, 16)}
     return stats
+
+
+def singular_values(m, block: int = 4096):
+    """Singular values of ``m`` (descending) from the eigenvalues of its smaller Gram
+    matrix, accumulated in float64 over row blocks: exact enough for rank and energy at
+    float32 tolerance, with an (n x n) workspace instead of a full SVD of a tall matrix."""
+    import torch
+
+    if m.shape[0] < m.shape[1]:
+        m = m.T
+    gram = torch.zeros(m.shape[1], m.shape[1], dtype=torch.float64)
+    for i in range(0, m.shape[0], block):
+        rows = m[i : i + block].double()
+        gram += rows.T @ rows
+    eig = torch.linalg.eigvalsh(gram).clamp(min=0).flip(0)
+    return eig.sqrt()
+
+
+def _blocked_dot(a, b, block: int = 1 << 20) -> float:
+    """<a, b> accumulated in float64 a block at a time (a whole-tensor float64 copy of an
+    embedding matrix would double the memory this module promises)."""
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    return sum((fa[i : i + block].double() * fb[i : i + block].double()).sum().item()
+               for i in range(0, fa.numel(), block))
 
 
 def compare_weights(path_a, path_b, top_units: int = 10) -> dict:
@@ -169,8 +204,8 @@ def top_moved_units(a: WeightFile, b: WeightFile, k: int) -> list[dict]:
         for kind, proj in (("neuron", layout.mlp_out), ("head", layout.attn_out)):
             if not (name.startswith(layout.blocks + ".") and name.endswith(f".{proj}.weight")):
                 continue
-            delta = (b.tensor(name).double() - a.tensor(name).double())
-            per_input = (delta**2).sum(dim=1 - layout.in_axis)  # (in_features,)
+            delta = b.tensor(name).float() - a.tensor(name).float()
+            per_input = (delta.double() ** 2).sum(dim=1 - layout.in_axis)  # (in_features,)
             if kind == "head":
                 per_input = per_input.view(n_heads, -1).sum(1)
             for i, v in enumerate(per_input.sqrt().tolist()):
