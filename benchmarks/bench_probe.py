@@ -11,10 +11,15 @@ Run: python benchmarks/bench_probe.py [--n 2000] [--len 64]
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
+
+
+def _hwm() -> float:
+    """Peak resident memory so far, MiB (VmHWM)."""
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 
 
 def main() -> None:
@@ -35,12 +40,12 @@ def main() -> None:
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=args.layers, n_embd=args.width, n_head=12)).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _hwm()
     tokens = np.random.default_rng(0).integers(0, model.config.vocab_size, (args.n, args.len))
     t0 = time.perf_counter()
     feats = layer_features(model, token_chunks(tokens, 64), lambda h, m: h[:, -1])
     dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _hwm()
     kept = sum(f.nbytes for f in feats) / 2**20
     print(f"model {params:.0f}M params, {args.n} x {args.len} tokens, {len(feats)} layers")
     print(f"time {dt:.1f} s ({args.n / dt:.0f} examples/s); kept activations {kept:.1f} MiB (float16)")

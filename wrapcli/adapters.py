@@ -82,8 +82,8 @@ class Adapter:
         handles = [self.blocks[0].register_forward_pre_hook(before, with_kwargs=True)]
         handles += [b.register_forward_hook(after) for b in self.blocks]
         try:
-            with torch.inference_mode():
-                self.model(input_ids=input_ids, attention_mask=attention_mask)
+            with torch.inference_mode():  # the base model: no vocabulary-sized logits
+                self.model.base_model(input_ids=input_ids, attention_mask=attention_mask)
         finally:
             for h in handles:
                 h.remove()
