@@ -33,6 +33,13 @@ def check_writable(dest: str | Path, directory: bool = False) -> None:
         raise WrapError(f"cannot write {dest}: it exists and is not a directory")
 
 
+def check_outputs(*paths) -> None:
+    """check_writable for every output a command was given (None and '-' = stdout skip)."""
+    for path in paths:
+        if path and str(path) != "-":
+            check_writable(path)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path, directory: bool = False):
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success."""

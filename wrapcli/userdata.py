@@ -26,13 +26,11 @@ from wrapcli.files import sha256
 IGNORE = -100  # the label Hugging Face's loss skips
 
 
-def read_jsonl(path) -> tuple[str, list[dict]]:
-    """Records of a JSONL file and their kind (``prompt`` or ``text``); every problem
-    names its line."""
+def json_lines(path):
+    """``(line number, object)`` for every non-blank line of a JSONL file."""
     path = Path(path)
     if not path.is_file():
         raise WrapError(f"{path}: no such file")
-    records, kinds = [], set()
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -43,17 +41,25 @@ def read_jsonl(path) -> tuple[str, list[dict]]:
                 raise WrapError(f"{path}:{n}: not valid JSON ({e})") from None
             if not isinstance(rec, dict):
                 raise WrapError(f"{path}:{n}: expected a JSON object")
-            if {"prompt", "answer"} <= rec.keys():
-                kind, fields = "prompt", ("prompt", "answer")
-            elif "text" in rec:
-                kind, fields = "text", ("text",)
-            else:
-                raise WrapError(f"{path}:{n}: needs 'prompt' and 'answer', or 'text'")
-            for key in fields:
-                if not isinstance(rec[key], str) or not rec[key]:
-                    raise WrapError(f"{path}:{n}: {key!r} must be a non-empty string")
-            kinds.add(kind)
-            records.append(rec)
+            yield n, rec
+
+
+def read_jsonl(path) -> tuple[str, list[dict]]:
+    """Records of a JSONL file and their kind (``prompt`` or ``text``); every problem
+    names its line."""
+    records, kinds = [], set()
+    for n, rec in json_lines(path):
+        if {"prompt", "answer"} <= rec.keys():
+            kind, fields = "prompt", ("prompt", "answer")
+        elif "text" in rec:
+            kind, fields = "text", ("text",)
+        else:
+            raise WrapError(f"{path}:{n}: needs 'prompt' and 'answer', or 'text'")
+        for key in fields:
+            if not isinstance(rec[key], str) or not rec[key]:
+                raise WrapError(f"{path}:{n}: {key!r} must be a non-empty string")
+        kinds.add(kind)
+        records.append(rec)
     if not records:
         raise WrapError(f"{path}: no records")
     if len(kinds) > 1:
@@ -63,22 +69,12 @@ def read_jsonl(path) -> tuple[str, list[dict]]:
 
 def read_labelled(path) -> tuple[list[str], list[str]]:
     """``{"text": ..., "label": ...}`` records (for probes): texts and labels as strings."""
-    path = Path(path)
-    if not path.is_file():
-        raise WrapError(f"{path}: no such file")
     texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as e:
-                raise WrapError(f"{path}:{n}: not valid JSON ({e})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or "label" not in rec:
-                raise WrapError(f"{path}:{n}: needs 'text' (a string) and 'label'")
-            texts.append(rec["text"])
-            labels.append(str(rec["label"]))
+    for n, rec in json_lines(path):
+        if not isinstance(rec.get("text"), str) or "label" not in rec:
+            raise WrapError(f"{path}:{n}: needs 'text' (a string) and 'label'")
+        texts.append(rec["text"])
+        labels.append(str(rec["label"]))
     if len(set(labels)) < 2:
         raise WrapError(f"{path}: labels must take at least two values (found {sorted(set(labels))})")
     return texts, labels

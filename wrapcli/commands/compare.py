@@ -54,14 +54,12 @@ def compare(
     with errors_as_exit(debug):
         from wrapcli import audit, reports as envelope
         from wrapcli.errors import WrapError
-        from wrapcli.files import check_writable, write_text
+        from wrapcli.files import check_outputs, write_text
         from wrapcli.models import resolve_device
 
         if fail_on not in (None, "wrapped", "changed"):
             raise WrapError(f"--fail-on takes wrapped or changed, got {fail_on!r}")
-        for path in (out, markdown_out):
-            if path and path != "-":
-                check_writable(path)
+        check_outputs(out, markdown_out)
         th = audit.Thresholds(drop, probe_margin, prune_gain, revive_speedup)
         device = resolve_device(device)
         result = audit.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,

@@ -45,14 +45,13 @@ def eval_(
         from wrapcli.models import resolve_device
         from wrapcli.errors import WrapError
         from wrapcli.evaluation import evaluate
-        from wrapcli.files import check_writable
+        from wrapcli.files import check_outputs
         from wrapcli.tasks.checks import task_for
         from wrapcli.tasks.conjugate import parse_mapping
 
         if n < 1:
             raise WrapError(f"--n must be >= 1, got {n}")
-        if out and out != "-":
-            check_writable(out)
+        check_outputs(out)
         mapping = parse_mapping(conjugate) if conjugate else None
         device = resolve_device(device)
         ck = checkpoint.load(ckpt, device=device)

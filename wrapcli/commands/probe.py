@@ -50,13 +50,12 @@ def probe(
     with errors_as_exit(debug):
         from wrapcli import probing, reports
         from wrapcli.errors import WrapError
-        from wrapcli.files import check_writable
+        from wrapcli.files import check_outputs
         from wrapcli.models import resolve_device
 
         if n < 8:
             raise WrapError(f"--n must be >= 8, got {n}")
-        if out and out != "-":
-            check_writable(out)
+        check_outputs(out)
         device = resolve_device(device)
         result = probing.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention)

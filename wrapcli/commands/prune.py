@@ -54,7 +54,7 @@ def prune(
     with errors_as_exit(debug):
         from wrapcli import pruning, reports
         from wrapcli.errors import WrapError
-        from wrapcli.files import check_writable
+        from wrapcli.files import check_outputs
         from wrapcli.models import resolve_device
         from wrapcli.plots import require_matplotlib
 
@@ -62,9 +62,7 @@ def prune(
             ks = [int(x) for x in k.split(",") if x.strip()]
         except ValueError:
             raise WrapError(f"--k takes comma-separated integers, got {k!r}") from None
-        for path in (out, plot, write):
-            if path and path != "-":
-                check_writable(path)
+        check_outputs(out, plot, write)
         if plot:
             require_matplotlib()
         device = resolve_device(device)

@@ -56,11 +56,9 @@ def revive(
         from wrapcli import presets, reports, revival
         from wrapcli.plots import line_plot, require_matplotlib
         from wrapcli.models import resolve_device
-        from wrapcli.files import check_writable
+        from wrapcli.files import check_outputs
 
-        for path in (out, plot):
-            if path and path != "-":
-                check_writable(path)
+        check_outputs(out, plot)
         if plot:
             require_matplotlib()
         device = resolve_device(device)
