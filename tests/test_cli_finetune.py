@@ -59,7 +59,7 @@ def test_revive_with_controls(chain, tmp_path):
 
 def test_revive_plot_needs_the_extra(chain, tmp_path):
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (is the plot extra installed?)
     except ImportError:
         res = runner.invoke(app, ["revive", str(chain / "ft.safetensors"), "--task", "count:a",
                                   "--plot", str(tmp_path / "r.png"), *TINY])

@@ -77,7 +77,6 @@ def test_sweep_restores_weights_and_is_monotone_in_units():
     x = batch()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     adapter = Adapter(model)
-    seen = []
 
     def evaluate_fn(m):
         with torch.no_grad():

@@ -9,7 +9,6 @@ only wrapped comes back in far fewer steps than the controls need to learn it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,18 +202,18 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     def loader(c):
         return lambda seed: checkpoint.load(c.path, device="cpu").model
 
-    keep = None
+    def keep(seed, model):  # --save-dir: each seed's revived checkpoint, with lineage
+        entry = lineage_entry("revive", ck.sha256, spec.name, cfg, seed, {})
+        checkpoint.save(Path(save_dir) / f"revived_seed{seed}.safetensors", model,
+                        vocab=ck.vocab, task=spec.replace(seed=seed).to_dict(),
+                        lineage=[*ck.lineage, entry])
+
     if save_dir:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
 
-        def keep(seed, model):
-            entry = lineage_entry("revive", ck.sha256, spec.name, cfg, seed, {})
-            checkpoint.save(Path(save_dir) / f"revived_seed{seed}.safetensors", model,
-                            vocab=ck.vocab, task=spec.replace(seed=seed).to_dict(),
-                            lineage=[*ck.lineage, entry])
-
     curves = [Curve("revived", str(ckpt_path), ck.sha256,
-                    run_curve(loader(ck), spec, cfg, seed_list, grid, device, on_progress, keep))]
+                    run_curve(loader(ck), spec, cfg, seed_list, grid, device, on_progress,
+                              keep if save_dir else None))]
     for path, other in zip(controls, others):
         curves.append(Curve(f"control:{Path(path).name}", str(path), other.sha256,
                             run_curve(loader(other), spec, cfg, seed_list, grid, device, on_progress)))
