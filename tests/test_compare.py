@@ -23,8 +23,9 @@ def probe_report(acc, majority=0.35):
     return {"path": "probe.json", "schema": "wrapcli.probe", "results": {"target": "count:a", "layers": layers}}
 
 
-def prune_report(accs):
-    sweep = [{"k": k, "results": {"count:a": {"natural": {"accuracy": a}}}} for k, a in accs]
+def prune_report(accs, majority=0.35):
+    sweep = [{"k": k, "results": {"count:a": {"natural": {"accuracy": a, "majority_baseline": majority}}}}
+             for k, a in accs]
     return {"path": "prune.json", "schema": "wrapcli.prune", "results": {"task": "count:a", "unit": "head", "sweep": sweep}}
 
 
@@ -38,7 +39,10 @@ def test_verdicts_on_hand_made_evidence():
     v = audit.verdict("count:a", 0.99, 0.36, audit.evidence("count:a", [probe_report(0.98)], TH), TH)
     assert v["label"] == "wrapped" and "layers B1–B2" in v["text"] and "98%" in v["text"]
     v = audit.verdict("count:a", 0.99, 0.36, audit.evidence("count:a", [prune_report([(0, 0.36), (2, 0.55)])], TH), TH)
-    assert v["label"] == "wrapped" and "pruning 2 heads (36% -> 55%)" in v["text"]
+    assert v["label"] == "wrapped" and "pruning 2 heads (36% -> 55%" in v["text"]
+    # climbing from far below the majority baseline up to it is not a restoration
+    to_majority = audit.evidence("count:a", [prune_report([(0, 0.19), (3, 0.34)])], TH)
+    assert audit.verdict("count:a", 0.99, 0.19, to_majority, TH)["label"] == "removed"
     v = audit.verdict("count:a", 0.99, 0.36, audit.evidence("count:a", [revive_report(12.0)], TH), TH)
     assert v["label"] == "wrapped"
     dead = [probe_report(0.40), prune_report([(0, 0.36), (2, 0.38)]), revive_report(1.2)]

@@ -5,7 +5,8 @@ The verdict, for each checkpoint after the first (the base) and each capability 
 - ``intact``: accuracy did not fall by ``drop`` or more from the base;
 - ``wrapped``: it fell, and some evidence says the capability is still there: still
   linearly decodable (a probe layer >= majority + ``probe_margin``), restored by pruning
-  (accuracy up by ``prune_gain`` or more at some K), or revived at least
+  (accuracy at some K above both the unpruned model's and the majority baseline by
+  ``prune_gain`` or more), or revived at least
   ``revive_speedup`` times faster than the best control;
 - ``removed``: it fell and the evidence that was given says none of these;
 - ``suppressed``: it fell and no prune / probe / revive report was given for it.
@@ -80,13 +81,18 @@ def evidence(task: str, reports: list[dict], th: Thresholds) -> list[dict]:
                     f"not linearly decodable (best probe {best['accuracy']:.0%} vs majority {best['majority_baseline']:.0%})")
             out.append({"kind": "probe", "positive": bool(good), "text": text, "source": rep["path"]})
         elif rep["schema"] == "wrapcli.prune" and r["task"] == task:
-            accs = [(row["k"], row["results"][task]["natural"]["accuracy"]) for row in r["sweep"]]
+            rows = [(row["k"], row["results"][task]["natural"]) for row in r["sweep"]]
+            accs = [(k, s["accuracy"]) for k, s in rows]
             k0 = dict(accs).get(0, accs[0][1])
+            majority = rows[0][1]["majority_baseline"]
             k_best, best = max(accs, key=lambda x: x[1])
-            gain = best - k0
+            # restored = better than both the unpruned model and always giving the majority answer
+            gain = best - max(k0, majority)
             positive = k_best > 0 and gain >= th.prune_gain
-            text = (f"restored by pruning {k_best} {r['unit']}s ({k0:.0%} -> {best:.0%})" if positive else
-                    f"not restored by pruning up to {accs[-1][0]} {r['unit']}s (best gain {gain:+.0%})")
+            text = (f"restored by pruning {k_best} {r['unit']}s ({k0:.0%} -> {best:.0%}, majority {majority:.0%})"
+                    if positive else
+                    f"not restored by pruning up to {accs[-1][0]} {r['unit']}s (best {best:.0%} at K={k_best}, "
+                    f"unpruned {k0:.0%}, majority {majority:.0%})")
             out.append({"kind": "prune", "positive": positive, "text": text, "source": rep["path"]})
         elif rep["schema"] == "wrapcli.revive" and r["task"] == task:
             s = r["speedup"]
