@@ -68,3 +68,13 @@ def test_prune_hf_directory_on_user_data(tmp_path, arch):
 def test_bad_input(chain, tmp_path, args, message):
     args = [a.format(d=tmp_path) for a in args]
     one_line_error(runner.invoke(app, ["prune", str(chain / "ft.safetensors"), *args, *TINY]), message)
+
+
+def test_unknown_architecture_one_line(tmp_path):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
+                             max_position_embeddings=32, word_embed_proj_dim=16)).save_pretrained(tmp_path / "opt")
+    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "a", "answer": " b"}])
+    one_line_error(runner.invoke(app, ["prune", str(tmp_path / "opt"), "--data", str(data), "--device", "cpu"]),
+                   "unsupported architecture 'opt'")
