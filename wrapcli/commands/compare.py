@@ -24,7 +24,7 @@ from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
 
 EXAMPLE = """Example:
 
-  wrapcli compare pt.safetensors ft.safetensors --task count:a --task count:b --reports prune.json probe.json revive.json -o audit.json --markdown audit.md
+  wrapcli compare pt.safetensors ft.safetensors --task count:a --reports prune.json --reports probe.json -o audit.json --markdown audit.md
 
   wrapcli compare base/ tuned/ --task prompts.jsonl --fail-on wrapped   # exit 3 if wrapped
 """
