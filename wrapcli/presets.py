@@ -23,7 +23,6 @@ at the small LR, which is not the regime the paper studies. Reverse fine-tuning
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from wrapcli.errors import WrapError
@@ -79,7 +78,3 @@ def get(name: str) -> Preset:
     if name not in PRESETS:
         raise WrapError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
     return PRESETS[name]
-
-
-def as_dict(preset: Preset) -> dict:
-    return dataclasses.asdict(preset)

@@ -111,10 +111,6 @@ class TaskSpec:
     def name(self) -> str:
         return ",".join(str(c) for c in self.components)
 
-    @property
-    def prior_dict(self) -> dict[str, float]:
-        return dict(self.prior)
-
     def replace(self, **changes) -> "TaskSpec":
         return dataclasses.replace(self, **changes)
 
