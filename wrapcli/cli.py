@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from wrapcli import __version__
@@ -37,9 +39,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    pass
+    from wrapcli.distributed import PARALLEL_COMMANDS, world
+
+    if world().size > 1 and ctx.invoked_subcommand not in PARALLEL_COMMANDS:
+        print(f"wrapcli: error: {ctx.invoked_subcommand} does not run data-parallel; "
+              f"under torchrun use {' or '.join(PARALLEL_COMMANDS)}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 # Each command's help ends with its module's EXAMPLE (the epilog).

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wrapcli import __version__, checkpoint, reports
+from wrapcli.distributed import is_main
 from wrapcli.errors import WrapError
 from wrapcli.files import check_writable
 from wrapcli.evaluation import EVAL_SEED, evaluate
@@ -62,8 +63,9 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
                 save_every=save_every, on_step=on_step)
     final = evaluate(model, spec.replace(seed=EVAL_SEED), cfg.eval_size, device)
     lineage = [lineage_entry("train", None, spec.name, cfg, seed, final)]
-    checkpoint.save(out, model, vocab=vocab.TOKENS, task=spec.to_dict(), lineage=lineage)
-    state_path(out).unlink(missing_ok=True)
+    if is_main():  # under torchrun, rank 0 writes
+        checkpoint.save(out, model, vocab=vocab.TOKENS, task=spec.to_dict(), lineage=lineage)
+        state_path(out).unlink(missing_ok=True)
     return {
         "checkpoint": str(out),
         "task": spec.to_dict(),
@@ -129,8 +131,9 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
     final = evaluate(ck.model, watched.replace(seed=EVAL_SEED), cfg.eval_size, device)
     entry = lineage_entry("finetune", ck.sha256, spec.name, cfg, seed, final, lr_preset=lr_name,
                           spurious=spurious, spurious_offset=spurious_offset, mix=mix)
-    checkpoint.save(out, ck.model, vocab=ck.vocab, task=spec.to_dict(), lineage=[*ck.lineage, entry])
-    state_path(out).unlink(missing_ok=True)
+    if is_main():
+        checkpoint.save(out, ck.model, vocab=ck.vocab, task=spec.to_dict(), lineage=[*ck.lineage, entry])
+        state_path(out).unlink(missing_ok=True)
     return {
         "checkpoint": str(out),
         "parent": {"path": str(parent), "sha256": ck.sha256},
@@ -169,8 +172,9 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     entry = lineage_entry("finetune", ck.sha256, f"data:{Path(data).name}", cfg, seed, {},
                           lr_preset=lr_name, data_sha256=sha256(data))
     ck.lineage = [*ck.lineage, entry]
-    checkpoint.export(ck, out, tokenizer=load_tokenizer(parent))
-    state_path(out).unlink(missing_ok=True)
+    if is_main():
+        checkpoint.export(ck, out, tokenizer=load_tokenizer(parent))
+        state_path(out).unlink(missing_ok=True)
     return {
         "checkpoint": str(out),
         "parent": {"path": str(parent), "sha256": ck.sha256},

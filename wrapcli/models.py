@@ -76,11 +76,13 @@ def resolve_device(name: str) -> str:
     """``auto`` -> cuda when available, else cpu; an unusable device is a WrapError."""
     import torch
 
+    from wrapcli.distributed import local_device
+
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return local_device("cuda") if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise WrapError(f"device {name!r} requested but CUDA is not available")
     if name != "cpu" and not name.startswith("cuda"):
         raise WrapError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)")
-    return name
+    return local_device(name)
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from wrapcli.distributed import mean, process_group
 from wrapcli.errors import WrapError
 from wrapcli.evaluation import EVAL_SEED, autocast, evaluate
 from wrapcli.files import atomic_path
@@ -169,45 +170,61 @@ def train(
     steps (or every ``save_seconds`` when that is None); ``resume`` continues from it if
     it exists. ``on_step(step, metrics)`` is called after every step (progress display).
     """
-    import torch
-
     if isinstance(data, TaskSpec):
         data = TaskData(data)
     if evaluation is None and isinstance(data, TaskData):
         evaluation = Evaluation(data.spec)
+    with process_group(device) as world:
+        return _loop(model, data, cfg, device, evaluation, state_path, resume, save_every,
+                     save_seconds, on_step, world)
+
+
+def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, save_seconds,
+          on_step, world) -> list[dict]:
+    import torch
+
     model.to(device).train()
+    net = model
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    rows = world.shard(cfg.batch_size)
     opt = make_optimizer(model, cfg)
     log: list[dict] = []
     start = 0
     if resume and state_path and Path(state_path).exists():
         start, log = load_state(state_path, model, opt, cfg, data.identity)
-    if start == 0 and evaluation and evaluation.due(0, cfg):
+    if start == 0 and evaluation and evaluation.due(0, cfg) and world.main:
         log.append(_eval_entry(model, evaluation, cfg, device, 0, None))
     t0, last_save, tokens_seen = time.time(), time.time(), 0
-    for step in range(start, cfg.steps):
-        batch = data.batch(step, cfg, device)
+    for step, batch in prefetched(data, cfg, start, device, rows):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with autocast(device):
-            loss = data.loss(model, batch, cfg)
+            loss = data.loss(net, batch, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        tokens_seen += batch["input_ids"].numel()
+        tokens_seen += batch["input_ids"].numel() * world.size
         done = step + 1
         metrics = {"lr": lr_at(step, cfg)}
-        if done % 10 == 0:  # .item() syncs with the device: not every step
-            metrics["loss"] = loss.item()
+        logged = done % 10 == 0 or done == cfg.steps or (evaluation and evaluation.due(done, cfg))
+        if logged:  # .item() syncs with the device (and the ranks): not every step
+            metrics["loss"] = mean(loss).item()
+        if not world.main:
+            continue
         if evaluation and evaluation.due(done, cfg):
-            entry = _eval_entry(model, evaluation, cfg, device, done, loss.item())
+            entry = _eval_entry(model, evaluation, cfg, device, done, metrics["loss"])
             entry["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
             log.append(entry)
             metrics.update(entry)
             model.train()
         elif evaluation is None and (done % cfg.eval_every == 0 or done == cfg.steps):
-            log.append({"step": done, "loss": loss.item(), "lr": lr_at(step, cfg)})
+            log.append({"step": done, "loss": metrics["loss"], "lr": lr_at(step, cfg)})
         if on_step:
             metrics["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
             on_step(done, metrics)
@@ -219,6 +236,30 @@ def train(
             last_save = time.time()
     model.eval()
     return log
+
+
+def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = slice(None), ahead: int = 2):
+    """Yield (step, batch) for steps start..cfg.steps-1, this rank's ``rows`` of each.
+
+    A background thread makes the batches ``ahead`` steps early (pinned on CUDA), so the
+    accelerator never waits for the generator; batch(step) is a pure function of the
+    step, so producing it early changes nothing.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pin = device.startswith("cuda")
+
+    def make(step: int) -> dict:
+        batch = {k: v[rows] for k, v in data.batch(step, cfg, "cpu").items()}
+        return {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+
+    with ThreadPoolExecutor(1, thread_name_prefix="wrapcli-data") as pool:
+        queue = [pool.submit(make, s) for s in range(start, min(start + ahead, cfg.steps))]
+        for step in range(start, cfg.steps):
+            if step + ahead < cfg.steps:
+                queue.append(pool.submit(make, step + ahead))
+            batch = queue.pop(0).result()
+            yield step, {k: v.to(device, non_blocking=pin) for k, v in batch.items()}
 
 
 def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:

@@ -20,6 +20,6 @@ BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Batch si
 Loss = Annotated[Optional[str], typer.Option("--loss", help="full (next-token) or answer (default: preset).")]
 EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Steps between evaluations (default: preset; fine-tuning: steps / 10).")]
 EvalSize = Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation (default: preset).")]
-Log = Annotated[Optional[str], typer.Option("--log", help="Write the JSON run report here.")]
+Log = Annotated[Optional[str], typer.Option("--log", "--log-file", help="Write the JSON run report here (--log-file under torchrun, whose own parser takes --log).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Steps between resumable states (default: every 60 s).")]

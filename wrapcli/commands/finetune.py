@@ -52,11 +52,13 @@ def finetune(
 
     with errors_as_exit(debug):
         from wrapcli import presets, reports
+        from wrapcli.distributed import is_main
         from wrapcli.errors import WrapError
         from wrapcli.jobs import finetune as run
         from wrapcli.jobs import finetune_text
 
         p = presets.get(preset)
+        quiet = quiet or not is_main()  # under torchrun, rank 0 reports
         con = stderr(quiet)
         started = time.time()
         if (task is None) == (data is None):
@@ -75,7 +77,8 @@ def finetune(
                       f"{b['exact_match']:.1%} -> {a['exact_match']:.1%}")
             con.print(f"wrote {out}/ ({result['wall_s']:.0f} s)")
             report = reports.envelope("finetune", result, inputs=[ckpt, data], seed=seed, device=result["device"])
-            reports.write(report, log, json_out)
+            if is_main():
+                reports.write(report, log, json_out)
             return
         with progress(steps or p.ft_steps, "finetune", quiet) as update:
             result = run(
@@ -89,4 +92,5 @@ def finetune(
         con.print(accuracy_table(result["final_eval"], f"{out}: after fine-tuning at lr={result['train']['lr']:g}"))
         con.print(f"wrote {out} ({result['wall_s']:.0f} s)")
         report = reports.envelope("finetune", result, inputs=[ckpt], seed=seed, device=result["device"])
-        reports.write(report, log, json_out)
+        if is_main():
+            reports.write(report, log, json_out)

@@ -55,9 +55,11 @@ def train(
     """
     with errors_as_exit(debug):
         from wrapcli import presets, reports
+        from wrapcli.distributed import is_main
         from wrapcli.jobs import pretrain
 
         p = presets.get(preset)
+        quiet = quiet or not is_main()  # under torchrun, rank 0 reports
         con = stderr(quiet)
         started = time.time()
         with progress(steps or p.steps, "train", quiet) as update:
@@ -73,6 +75,7 @@ def train(
         con.print(accuracy_table(result["final_eval"], f"{out}: evaluation after {result['train']['steps']} steps"))
         con.print(f"wrote {out} ({result['wall_s']:.0f} s)")
         report = reports.envelope("train", result, seed=seed, device=result["device"])
-        reports.write(report, log, json_out)
+        if is_main():
+            reports.write(report, log, json_out)
 
 

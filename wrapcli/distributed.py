@@ -1,0 +1,92 @@
+"""Data-parallel training under ``torchrun`` (DDP).
+
+``torchrun --nproc-per-node N -m wrapcli train …`` starts N copies of the command with
+RANK / WORLD_SIZE / LOCAL_RANK in the environment. Results keep the one-process meaning:
+every rank draws the same global batch for step s (a pure function of the task seed, the
+stream and s) and trains on its contiguous 1/N slice; DDP averages the gradients, which
+equals the global-batch gradient because the slices have equal sizes. So ``--batch-size``
+is the global batch and the run gives the one-process weights up to float summation
+order. Rank 0 alone writes the checkpoint, the resumable state and the reports; every
+rank reads the state on ``--resume``. The backend is NCCL on CUDA and gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+from wrapcli.errors import WrapError
+
+# The commands torchrun may launch; the others would only repeat their work N times.
+PARALLEL_COMMANDS = ("train", "finetune")
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, batch_size: int) -> slice:
+        """This rank's rows of a global batch."""
+        if batch_size % self.size:
+            raise WrapError(f"batch size {batch_size} is not divisible by the {self.size} processes")
+        n = batch_size // self.size
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+
+def world() -> World:
+    """The launch this process belongs to (rank 0 of 1 outside torchrun)."""
+    try:
+        return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+    except ValueError:
+        raise WrapError("RANK and WORLD_SIZE must be integers") from None
+
+
+def is_main() -> bool:
+    return world().main
+
+
+
+
+@contextlib.contextmanager
+def process_group(device: str):
+    """Join the torchrun process group for the duration of a training loop (a no-op in
+    one process); yields the World."""
+    import torch
+    import torch.distributed as dist
+
+    w = world()
+    if w.size == 1 or dist.is_initialized():
+        yield w
+        return
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend)
+    try:
+        yield w
+    finally:
+        dist.destroy_process_group()
+
+
+def local_device(device: str) -> str:
+    """``cuda`` means this rank's GPU (LOCAL_RANK) under torchrun."""
+    if device == "cuda" and world().size > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return device
+
+
+def mean(value):
+    """The mean over ranks of a scalar tensor (itself in one process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / dist.get_world_size()
