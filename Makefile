@@ -17,17 +17,18 @@ $(BIN)/wrapcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) \
 		$(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS)) "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,plot]"
 	touch $@
 
 install: $(BIN)/wrapcli
 
-# The main job on the built-in default: pretrain counting (CPU preset), then evaluate
-# the main operand a and the rarely seen operand b.
+# The main job: the whole study for one seed on the CPU preset (examples/Makefile demo):
+# pretrain, fine-tune at small and large LR and with the spurious feature, eval, prune,
+# probe, revive against scratch, compare; tables on the terminal, audit.md and figures in
+# $(OUT). Make rebuilds only what changed, so a rerun is nearly free.
 demo: install
-	mkdir -p $(OUT)
-	$(BIN)/wrapcli train --preset $(PRESET) --task count --log $(OUT)/pt_train.json -o $(OUT)/pt.safetensors
-	$(BIN)/wrapcli eval $(OUT)/pt.safetensors --task count:a --task count:b -o $(OUT)/pt_eval.json
+	$(MAKE) -f examples/Makefile demo PRESET=$(PRESET) OUT=$(OUT) PLOT=1 \
+		WRAPCLI=$(abspath $(BIN))/wrapcli PYTHON=$(abspath $(BIN))/python
 
 # Fast tier (what CI runs): everything but tests marked slow.
 test: install

@@ -104,8 +104,8 @@ def prune_table(out: Path) -> None:
     print()
 
 
-def probe_table(out: Path) -> None:
-    groups = grouped(out, "probe")
+def probe_table(out: Path, prefix: str = "probe") -> None:
+    groups = grouped(out, prefix)
     if not groups:
         return
     print("| probed fine-tune | layer | probe count:a | pretrained reference | random init | majority |")
@@ -118,6 +118,36 @@ def probe_table(out: Path) -> None:
     print()
 
 
+def eval_table(out: Path, prefix: str, title: str) -> None:
+    """Every task and test setting in the ``PREFIX-*_eval.json`` reports (the further
+    setups: mixing, indexer, jailbreak), mean ± std over seeds."""
+    groups = defaultdict(list)
+    for f in sorted(out.glob(f"{prefix}-*_eval.json")):
+        groups[re.sub(r"-?s\d+_eval\.json$", "", f.name)[len(prefix) + 1 :] or "-"].append(results(f)["tasks"])
+    if not groups:
+        return
+    cols = sorted({(t, s) for runs in groups.values() for r in runs for t, rows in r.items() for s in rows})
+    print(f"| {title} | seeds | " + " | ".join(f"{t} {s}" for t, s in cols) + " |")
+    print("|" + " --- |" * (len(cols) + 2))
+    for key, runs in groups.items():
+        cells = [mean_std([r[t][s]["accuracy"] for r in runs if s in r.get(t, {})]) for t, s in cols]
+        print(f"| {key} | {len(runs)} | " + " | ".join(cells) + " |")
+    print()
+
+
+def audit_table(out: Path) -> None:
+    path = out / "audit.json"
+    if not path.exists():
+        return
+    print("| audited checkpoint | task | verdict | accuracy before -> after |")
+    print("| --- | --- | --- | --- |")
+    for name, verdicts in results(path)["verdicts"].items():
+        for v in verdicts:
+            print(f"| {Path(name).name} | {v['task']} | {v['label']} | "
+                  f"{100 * v['base_accuracy']:.1f} -> {100 * v['accuracy']:.1f} |")
+    print()
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/cpu")
     pretrain_table(out)
@@ -125,6 +155,13 @@ def main() -> None:
     revive_table(out)
     prune_table(out)
     probe_table(out)
+    eval_table(out, "mix", "data mixing (prior-LR-mix)")
+    eval_table(out, "ix", "indexer pretrained (prior)")
+    eval_table(out, "ixft", "indexer fine-tune (prior-LR-C_Tr)")
+    eval_table(out, "jb", "jailbreak pretrained")
+    eval_table(out, "jbft", "jailbreak fine-tune (LR)")
+    probe_table(out, "jbprobe")
+    audit_table(out)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from wrapcli.distributed import mean, process_group
 from wrapcli.errors import WrapError
 from wrapcli.evaluation import EVAL_SEED, autocast, evaluate
 from wrapcli.files import atomic_path
+from wrapcli.kernels import fused_activations
 from wrapcli.tasks.sequences import batch_for_step
 from wrapcli.tasks.spec import TaskSpec
 
@@ -174,7 +175,7 @@ def train(
         data = TaskData(data)
     if evaluation is None and isinstance(data, TaskData):
         evaluation = Evaluation(data.spec)
-    with process_group(device) as world:
+    with process_group(device) as world, fused_activations(model):
         return _loop(model, data, cfg, device, evaluation, state_path, resume, save_every,
                      save_seconds, on_step, world)
 

@@ -1,0 +1,43 @@
+"""The study's Makefile (examples/Makefile), run end to end on the smoke preset, so the
+wiring of `make demo` and of the paper's further setups cannot rot. The figures are the
+smoke model's, meaningless; what is checked is that every step runs and links up."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+def make(out: Path, *targets: str, jobs: int = 1) -> str:
+    cmd = ["make", f"-j{jobs}", "-f", str(ROOT / "examples" / "Makefile"), "PRESET=smoke", f"OUT={out}",
+           f"WRAPCLI={sys.executable} -m wrapcli", f"PYTHON={sys.executable}", "DEVICE=cpu", "SEEDS=0",
+           "REVIVE_SEEDS=1", "MIXES=0.5", "PRUNE_K=0,1,2", "PLOT=1", *targets]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
+    out = tmp_path / "runs"
+    summary = make(out, "demo")
+    for name in ("pt-medium-s0.safetensors", "ft-medium-small-sp0-s0_eval.json", "ft-medium-large-sp0-s0_eval.json",
+                 "ft-medium-medium-sp1-s0_eval.json", "revive-medium-large-sp0.json", "revive-medium-large-sp0.png",
+                 "prune-medium-small-sp0-s0.png", "probe-medium-large-sp0-s0.json", "audit.md", "audit.json"):
+        assert (out / name).exists(), name
+    assert "| audited checkpoint |" in summary and "| reverse fine-tune of |" in summary
+
+    again = make(out, "demo")  # nothing changed: only the summary runs
+    assert "wrapcli train" not in again and "wrapcli finetune" not in again and "| pretrained" in again
+
+    make(out, "mixing", "indexer", "jailbreak", "scrft", jobs=2)
+    for name in ("mix-medium-large-m0.5-s0_eval.json", "ix-medium-s0_eval.json", "ixft-medium-large-sp0-s0_eval.json",
+                 "jbft-medium-s0_eval.json", "jbprobe-medium-s0.json", "revive-scrft.json"):
+        assert (out / name).exists(), name
+    tables = subprocess.run([sys.executable, str(ROOT / "examples" / "summarize.py"), str(out)],
+                            capture_output=True, text=True, check=True).stdout
+    assert "| jailbreak fine-tune (LR) |" in tables and "count2:a natural" in tables
