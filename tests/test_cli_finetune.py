@@ -38,7 +38,7 @@ def test_revive_with_controls(chain, tmp_path):
     out = tmp_path / "revive.json"
     run("revive", chain / "ft.safetensors", "--task", "count:a", "--scratch", "--control",
         chain / "pt.safetensors", "--seeds", "2", "--steps", "12", "--eval-size", "16", *TINY,
-        "--save-dir", tmp_path / "kept", "-o", out)
+        "--save-dir", tmp_path / "kept", "--save-every", "5", "-o", out)
     res = json.loads(out.read_text())["results"]
     assert res["eval_steps"] == [0, 10, 12] and res["seeds"] == [0, 1]
     assert res["lr"] == pytest.approx(2.5e-4) and "large" in res["lr_source"]
@@ -54,7 +54,14 @@ def test_revive_with_controls(chain, tmp_path):
     assert res["models"][1]["accuracy"]["per_seed"][0][0] == ev["results"]["tasks"]["count:a"]["natural"]["accuracy"]
     assert "verdict" in res["speedup"]
     kept = checkpoint.load(tmp_path / "kept" / "revived_seed1.safetensors")
-    assert kept.lineage[-1]["kind"] == "revive"
+    assert kept.lineage[-1]["kind"] == "revive" and kept.lineage[-1]["at_step"] == 12
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [
+        f"revived_seed{s}{at}.safetensors" for s in (0, 1) for at in ("", "_step10", "_step5")]
+    # the step-10 snapshot is the model the curve scored at step 10
+    at10 = tmp_path / "kept" / "revived_seed1_step10.safetensors"
+    ev10 = json.loads(run("eval", at10, "--task", "count:a", "--n", "16", "--json", "-q").stdout)
+    assert ev10["results"]["tasks"]["count:a"]["natural"]["accuracy"] == res["models"][0]["accuracy"]["per_seed"][1][1]
+    assert checkpoint.load(at10).lineage[-1]["at_step"] == 10
 
 
 def test_revive_plot_needs_the_extra(chain, tmp_path):
@@ -105,6 +112,7 @@ def _other_config(tmp_path):
         (["revive", "{ft}", "--task", "count:a", "--control", "{other}"], "does not match"),
         (["revive", "{ft}", "--task", "count:a", "--threshold", "1.5"], "--threshold"),
         (["revive", "{ft}", "--task", "count:a", "--threshold", "0"], "--threshold"),
+        (["revive", "{ft}", "--task", "count:a", "--save-every", "5"], "--save-every"),
         (["revive", "{ft}", "--task", "count"], "fixed operand"),
         (["revive", "{pt}", "--task", "count:a"], "pass --lr"),
         (["eval", "{ft}", "--conjugate", "a:b", "--device", "cpu"], "not invertible"),

@@ -121,21 +121,30 @@ class Curve:
         }
 
 
-def run_curve(model_factory, spec, cfg, seeds, steps, device, on_progress=None, keep=None):
+def run_curve(model_factory, spec, cfg, seeds, steps, device, on_progress=None, keep=None,
+              keep_every=None):
     """Train a fresh copy from ``model_factory(seed)`` for each seed, recording the target's
-    accuracy at ``steps``. ``keep(seed, model)`` may save the trained model."""
+    accuracy at ``steps``. ``keep(seed, model, step)`` may save the model: after the last
+    step, and every ``keep_every`` steps before it."""
     from wrapcli.training import Evaluation, train
 
     curves = []
     for seed in seeds:
         model = model_factory(seed)
+
+        def on_step(step, metrics, seed=seed, model=model):
+            if on_progress:
+                on_progress(step, metrics)
+            if keep and keep_every and step % keep_every == 0 and step < cfg.steps:
+                keep(seed, model, step)
+
         data = spec.replace(seed=seed)
         evaluation = Evaluation(spec, ("natural",), at=tuple(steps))
-        log = train(model, data, cfg, device=device, evaluation=evaluation, on_step=on_progress)
+        log = train(model, data, cfg, device=device, evaluation=evaluation, on_step=on_step)
         target = str(spec.components[0])
         curves.append([e["accuracy"][target] for e in log])
         if keep:
-            keep(seed, model)
+            keep(seed, model, cfg.steps)
     return curves
 
 
@@ -158,7 +167,7 @@ def summary_table(steps: list[int], models: list[dict], threshold: float):
 
 def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, steps=None,
            batch_size=None, seeds=1, threshold=None, eval_size=None, device="cpu",
-           save_dir=None, on_progress=None) -> dict:
+           save_dir=None, save_every=None, on_progress=None) -> dict:
     """Reverse fine-tune ``ckpt_path`` (and the controls) on ``task``; the report's results."""
     from pathlib import Path
 
@@ -187,6 +196,8 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         threshold_source = "--threshold"
     if seeds < 1:
         raise WrapError(f"--seeds must be >= 1, got {seeds}")
+    if save_every is not None and (save_every < 1 or not save_dir):
+        raise WrapError("--save-every takes a step count >= 1 and needs --save-dir")
     others = []
     for path in controls:
         other = checkpoint.load(path, device="cpu")
@@ -202,9 +213,10 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     def loader(c):
         return lambda seed: checkpoint.load(c.path, device="cpu").model
 
-    def keep(seed, model):  # --save-dir: each seed's revived checkpoint, with lineage
-        entry = lineage_entry("revive", ck.sha256, spec.name, cfg, seed, {})
-        checkpoint.save(Path(save_dir) / f"revived_seed{seed}.safetensors", model,
+    def keep(seed, model, step):  # --save-dir: revived checkpoints, with lineage
+        entry = lineage_entry("revive", ck.sha256, spec.name, cfg, seed, {}, at_step=step)
+        name = f"revived_seed{seed}" + ("" if step == cfg.steps else f"_step{step}")
+        checkpoint.save(Path(save_dir) / f"{name}.safetensors", model,
                         vocab=ck.vocab, task=spec.replace(seed=seed).to_dict(),
                         lineage=[*ck.lineage, entry])
 
@@ -213,7 +225,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
 
     curves = [Curve("revived", str(ckpt_path), ck.sha256,
                     run_curve(loader(ck), spec, cfg, seed_list, grid, device, on_progress,
-                              keep if save_dir else None))]
+                              keep if save_dir else None, save_every))]
     for path, other in zip(controls, others):
         curves.append(Curve(f"control:{Path(path).name}", str(path), other.sha256,
                             run_curve(loader(other), spec, cfg, seed_list, grid, device, on_progress)))

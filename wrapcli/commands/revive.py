@@ -41,7 +41,8 @@ def revive(
     batch_size: BatchSize = None,
     eval_size: EvalSize = None,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Draw the curves to this image (needs the plot extra: pip install 'wrapcli[plot]').")] = None,
-    save_dir: Annotated[Optional[str], typer.Option("--save-dir", help="Keep each seed's revived checkpoint here.")] = None,
+    save_dir: Annotated[Optional[str], typer.Option("--save-dir", help="Keep each seed's revived checkpoint here (revived_seedS.safetensors).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="With --save-dir, also keep one every N steps (revived_seedS_stepN.safetensors).")] = None,
     device: Device = "auto",
     out: Out = None,
     json_out: Json = False,
@@ -77,7 +78,8 @@ def revive(
             result = revival.revive(
                 ckpt_path=ckpt, task=task, controls=control or [], scratch=scratch, lr=lr,
                 preset=p, steps=steps, batch_size=batch_size, seeds=seeds, threshold=threshold,
-                eval_size=eval_size, device=device, save_dir=save_dir, on_progress=on_progress,
+                eval_size=eval_size, device=device, save_dir=save_dir, save_every=save_every,
+                on_progress=on_progress,
             )
         con = stderr(quiet)
         con.print(revival.summary_table(result["eval_steps"], result["models"], result["threshold"]))
