@@ -3,9 +3,9 @@
 The plain loop is written here: a stock Hugging Face GPT-2 of the preset's config
 (transformers' default attention), the preset's batch, AdamW with default settings,
 the HF loss (``labels=input_ids``, every next token), batches generated inline, no
-tricks. The trainer is ``wrapcli.training.train`` with the preset's settings (on the
-CPU and paper presets that differs in the loss the protocol needs: answer-only on
-CPU). Lever rows change one thing in the plain loop, so each lever is measured on its
+tricks. The trainer is ``wrapcli.training.train`` with the preset's settings (the CPU
+preset's loss is answer-only) and ``--precision auto`` (bf16 autocast on CUDA and on
+AMX CPUs). Lever rows change one thing in the plain loop, so each lever is measured on its
 own. Every row runs in a fresh subprocess (its own peak memory), rows alternate, and
 each is repeated ``--repeats`` times; the table shows the median.
 
@@ -28,12 +28,14 @@ import time
 
 LEVERS = {
     "plain": "HF GPT-2, HF loss, AdamW defaults",
-    "trainer": "wrapcli train loop, preset loss",
-    "trainer --loss full": "wrapcli train loop, full loss",
+    "trainer": "wrapcli train loop, preset loss, --precision auto",
+    "trainer --precision fp32": "wrapcli train loop, preset loss, fp32",
+    "trainer --loss full": "wrapcli train loop, full loss, --precision auto",
     "plain + answer loss": "lever: answer-only loss",
     "plain + fused GELU": "lever: one-kernel gelu_new",
     "plain + eager attention": "lever: SDPA off (eager)",
     "plain + bf16 autocast": "lever: bf16 autocast",
+    "plain + bf16 + eager": "lever: bf16 autocast, eager attention",
     "plain + fused AdamW": "lever: fused AdamW",
     "plain + foreach AdamW": "lever: foreach AdamW",
     "plain + compile": "lever: torch.compile (--compile)",
@@ -64,13 +66,13 @@ def run_plain(lever: str, preset_name: str, steps: int, warmup: int, device: str
 
     from wrapcli.tasks.sequences import batch_for_step
 
-    attn = "eager" if lever == "plain + eager attention" else "sdpa"
+    attn = "eager" if lever in ("plain + eager attention", "plain + bf16 + eager") else "sdpa"
     p, spec, model = setup(preset_name, device, attn)
     kwargs = {"fused": True} if lever == "plain + fused AdamW" else {}
     kwargs |= {"foreach": True} if lever == "plain + foreach AdamW" else {}
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, **kwargs)
     forward = torch.compile(model) if lever == "plain + compile" else model
-    bf16 = lever == "plain + bf16 autocast"
+    bf16 = lever in ("plain + bf16 autocast", "plain + bf16 + eager")
     if lever == "plain + fused GELU":
         from wrapcli.kernels import fused_activations
 
@@ -96,12 +98,14 @@ def run_plain(lever: str, preset_name: str, steps: int, warmup: int, device: str
 def run_trainer(lever: str, preset_name: str, steps: int, warmup: int, device: str) -> dict:
     import torch
 
+    from wrapcli.kernels import resolve_precision
     from wrapcli.training import TrainConfig, train
 
     p, spec, model = setup(preset_name, device)
     loss = "full" if lever == "trainer --loss full" else p.loss
+    precision = "fp32" if lever == "trainer --precision fp32" else resolve_precision("auto", device)
     cfg = TrainConfig(steps=warmup + steps, batch_size=p.batch_size, lr=p.lr, loss=loss,
-                      eval_every=10**9, eval_size=p.eval_size)
+                      eval_every=10**9, eval_size=p.eval_size, precision=precision)
     stamps = {}
 
     def on_step(step, metrics):
@@ -115,7 +119,8 @@ def run_trainer(lever: str, preset_name: str, steps: int, warmup: int, device: s
     per_step = (stamps[last] - stamps[warmup]) / (last - warmup)
     from wrapcli.tasks.sequences import seq_len
 
-    return {"s_per_step": per_step, "batch": p.batch_size, "seq": seq_len(p.text_len), "model": model}
+    return {"s_per_step": per_step, "batch": p.batch_size, "seq": seq_len(p.text_len), "model": model,
+            "precision": precision}
 
 
 def child(args) -> None:

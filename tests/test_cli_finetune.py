@@ -113,6 +113,7 @@ def _other_config(tmp_path):
         (["revive", "{ft}", "--task", "count:a", "--threshold", "1.5"], "--threshold"),
         (["revive", "{ft}", "--task", "count:a", "--threshold", "0"], "--threshold"),
         (["revive", "{ft}", "--task", "count:a", "--save-every", "5"], "--save-every"),
+        (["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"], "unknown precision"),
         (["revive", "{ft}", "--task", "count"], "fixed operand"),
         (["revive", "{pt}", "--task", "count:a"], "pass --lr"),
         (["eval", "{ft}", "--conjugate", "a:b", "--device", "cpu"], "not invertible"),

@@ -39,8 +39,8 @@ def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512) -> np.nda
 
 
 def autocast(device):
-    """bf16 autocast on CUDA; a no-op elsewhere (on this project's CPUs bf16 was slower,
-    benchmarks/bench_train.py)."""
+    """bf16 autocast on CUDA; a no-op elsewhere (on CPU, bf16 with the fused attention
+    kernel that evaluation uses is slower than fp32: wrapcli/kernels.py)."""
     import torch
 
     dev = torch.device(device)

@@ -9,6 +9,7 @@ from wrapcli import __version__, checkpoint, reports
 from wrapcli.distributed import is_main
 from wrapcli.errors import WrapError
 from wrapcli.files import check_writable
+from wrapcli.kernels import resolve_precision
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.models import ModelShape, build_config, build_model, resolve_device
 from wrapcli.presets import Preset
@@ -38,7 +39,8 @@ def state_path(out: str) -> Path:
 def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=None, k=6,
              offset=40, arch=None, layers=None, heads=None, d_model=None, steps=None,
              batch_size=None, lr=None, loss=None, eval_every=None, eval_size=None,
-             resume=False, save_every=None, seed=0, device="auto", on_step=None) -> dict:
+             resume=False, save_every=None, seed=0, device="auto", precision="auto",
+             on_step=None) -> dict:
     """Pretrain a fresh model; writes the checkpoint ``out`` and returns the results."""
     _check_out(out)
     device = resolve_device(device)
@@ -57,6 +59,7 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
         steps=_pick(steps, preset.steps), batch_size=_pick(batch_size, preset.batch_size),
         lr=_pick(lr, preset.lr), loss=_pick(loss, preset.loss),
         eval_every=_pick(eval_every, preset.eval_every), eval_size=_pick(eval_size, preset.eval_size),
+        precision=resolve_precision(precision, device),
     )
     model = build_model(build_config(shape, vocab.VOCAB_SIZE, seq_len(spec.text_len)), seed)
     log = train(model, spec, cfg, device=device, state_path=state_path(out), resume=resume,
@@ -100,7 +103,7 @@ def lineage_entry(kind: str, parent_sha256, task: str, cfg: TrainConfig, seed: i
 def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
              spurious_offset=1, mix=0.0, steps=None, batch_size=None, loss=None,
              eval_every=None, eval_size=None, resume=False, save_every=None, seed=0,
-             device="auto", on_step=None) -> dict:
+             device="auto", precision="auto", on_step=None) -> dict:
     """Fine-tune checkpoint ``parent`` on ``task``; writes ``out`` and returns the results.
 
     Evaluates the fine-tuning operand(s) and the parent's pretraining operands, each
@@ -119,7 +122,7 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
         steps=_pick(steps, preset.ft_steps), batch_size=_pick(batch_size, preset.ft_batch_size),
         lr=lr_value, loss=_pick(loss, preset.loss), mix=mix,
         eval_every=_pick(eval_every, max(1, _pick(steps, preset.ft_steps) // 10)),
-        eval_size=_pick(eval_size, preset.eval_size),
+        eval_size=_pick(eval_size, preset.eval_size), precision=resolve_precision(precision, device),
     )
     if mix and base is None:
         raise WrapError(f"--mix needs the parent's pretraining task, which {parent} does not record")
@@ -148,7 +151,7 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
 
 def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medium",
                   steps=None, batch_size=None, eval_every=None, resume=False, save_every=None,
-                  seed=0, device="auto", on_step=None) -> dict:
+                  seed=0, device="auto", precision="auto", on_step=None) -> dict:
     """Fine-tune a Hugging Face model directory on user JSONL records; writes ``out`` as
     a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage)."""
     from wrapcli.files import sha256
@@ -164,7 +167,8 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     lr_value, lr_name = resolve_lr(lr, preset)
     n_steps = _pick(steps, preset.ft_steps)
     cfg = TrainConfig(steps=n_steps, batch_size=_pick(batch_size, preset.ft_batch_size), lr=lr_value,
-                      eval_every=_pick(eval_every, max(1, n_steps // 10)))
+                      eval_every=_pick(eval_every, max(1, n_steps // 10)),
+                      precision=resolve_precision(precision, device))
     before = score_text(ck.model, eval_set, device)
     log = train(ck.model, train_set, cfg, device=device, state_path=state_path(out),
                 resume=resume, save_every=save_every, on_step=on_step)

@@ -1,4 +1,4 @@
-"""Faster kernels for the same function while a model trains.
+"""Faster kernels while a model trains, and the training precision.
 
 GPT-2's ``gelu_new`` is the tanh approximation of GELU written as six elementwise
 operations in Python (transformers' ``NewGELUActivation``); each one reads and writes the
@@ -7,13 +7,50 @@ approximate="tanh")`` computes the same formula in one fused kernel (equal to fl
 rounding; tests/test_kernels.py). On the CPU preset the activation was the largest cost
 after the matrix products (benchmarks/bench_train.py measures the lever).
 
-The swap lasts only while the loop runs: the model's config still says ``gelu_new`` and
-the saved weights are untouched, so checkpoints load anywhere as before.
+Precision: bf16 autocast (weights and optimizer state stay fp32). ``auto`` picks it on
+CUDA and on CPUs with AMX bf16 units, fp32 elsewhere. On CPU, PyTorch's fused attention
+kernel is several times slower in bf16 than in fp32, so a bf16 CPU run uses the plain
+("eager") attention, whose matrix products go to the bf16 units: on the CPU preset that
+made a step 1.6x faster (benchmarks/bench_train.py).
+
+Every swap lasts only while the loop runs: the model's config still says ``gelu_new``
+and its attention implementation, and the saved weights are untouched, so checkpoints
+load anywhere as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
+
+from wrapcli.errors import WrapError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def has_fast_bf16_cpu() -> bool:
+    """Whether this CPU has AMX bf16 units (Linux /proc/cpuinfo; False elsewhere)."""
+    try:
+        return " amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def resolve_precision(name: str, device: str) -> str:
+    """``auto`` -> bf16 on CUDA or an AMX CPU, else fp32; fp32 and bf16 as given."""
+    if name not in PRECISIONS:
+        raise WrapError(f"unknown precision {name!r} (known: {', '.join(PRECISIONS)})")
+    if name != "auto":
+        return name
+    return "bf16" if device.startswith("cuda") or has_fast_bf16_cpu() else "fp32"
+
+
+def autocast(device: str, precision: str):
+    """The autocast context of a training step."""
+    import torch
+
+    dev = torch.device(device)
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _fused():
@@ -25,6 +62,22 @@ def _fused():
             return torch.nn.functional.gelu(x, approximate="tanh")
 
     return FusedTanhGELU()
+
+
+@contextlib.contextmanager
+def training_kernels(model, device: str, precision: str):
+    """The fused activation, and eager attention for bf16 on CPU, while training."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    swap = precision == "bf16" and not device.startswith("cuda") and before == "sdpa"
+    with fused_activations(model):
+        if swap:
+            model.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            if swap:
+                model.set_attn_implementation(before)
 
 
 @contextlib.contextmanager

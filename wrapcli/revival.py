@@ -167,12 +167,13 @@ def summary_table(steps: list[int], models: list[dict], threshold: float):
 
 def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, steps=None,
            batch_size=None, seeds=1, threshold=None, eval_size=None, device="cpu",
-           save_dir=None, save_every=None, on_progress=None) -> dict:
+           save_dir=None, save_every=None, precision="auto", on_progress=None) -> dict:
     """Reverse fine-tune ``ckpt_path`` (and the controls) on ``task``; the report's results."""
     from pathlib import Path
 
     from wrapcli import checkpoint
     from wrapcli.jobs import lineage_entry, resolve_lr
+    from wrapcli.kernels import resolve_precision
     from wrapcli.models import build_model
     from wrapcli.tasks.checks import task_for
     from wrapcli.training import TrainConfig
@@ -206,6 +207,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     cfg = TrainConfig(
         steps=steps or preset.ft_steps, batch_size=batch_size or preset.ft_batch_size,
         lr=lr_value, loss=preset.loss, eval_size=eval_size or preset.eval_size,
+        precision=resolve_precision(precision, device),
     )
     grid = log_grid(cfg.steps)
     seed_list = list(range(seeds))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from wrapcli.distributed import mean, process_group
 from wrapcli.errors import WrapError
-from wrapcli.evaluation import EVAL_SEED, autocast, evaluate
+from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.files import atomic_path
-from wrapcli.kernels import fused_activations
+from wrapcli.kernels import autocast, training_kernels
 from wrapcli.tasks.sequences import batch_for_step
 from wrapcli.tasks.spec import TaskSpec
 
@@ -43,6 +43,7 @@ class TrainConfig:
     eval_size: int = 512
     stream: int = 0  # which training stream of the task spec's seed
     mix: float = 0.0  # fraction of batches from TaskData.mix_spec
+    precision: str = "fp32"  # or "bf16" autocast (wrapcli/kernels.py)
 
     def __post_init__(self) -> None:
         problems = []
@@ -58,6 +59,8 @@ class TrainConfig:
             problems.append(f"warm-up fraction must be in [0, 1), got {self.warmup_frac}")
         if not 0.0 <= self.mix < 1.0:
             problems.append(f"mix fraction must be in [0, 1), got {self.mix}")
+        if self.precision not in ("fp32", "bf16"):
+            problems.append(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.eval_every < 1 or self.eval_size < 1:
             problems.append("eval_every and eval_size must be >= 1")
         if problems:
@@ -175,7 +178,7 @@ def train(
         data = TaskData(data)
     if evaluation is None and isinstance(data, TaskData):
         evaluation = Evaluation(data.spec)
-    with process_group(device) as world, fused_activations(model):
+    with process_group(device) as world, training_kernels(model, device, cfg.precision):
         return _loop(model, data, cfg, device, evaluation, state_path, resume, save_every,
                      save_seconds, on_step, world)
 
@@ -203,7 +206,7 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
     for step, batch in prefetched(data, cfg, start, device, rows):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        with autocast(device):
+        with autocast(device, cfg.precision):
             loss = data.loss(net, batch, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -239,28 +242,34 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
     return log
 
 
-def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = slice(None), ahead: int = 2):
+def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = slice(None)):
     """Yield (step, batch) for steps start..cfg.steps-1, this rank's ``rows`` of each.
 
-    A background thread makes the batches ``ahead`` steps early (pinned on CUDA), so the
-    accelerator never waits for the generator; batch(step) is a pure function of the
-    step, so producing it early changes nothing.
+    On CUDA a background thread makes the batches two steps early, pinned, so the GPU
+    never waits for the generator (batch(step) is a pure function of the step, so
+    making it early changes nothing). On CPU the batch is made inline: the host is the
+    accelerator there, and a second thread only competed with the matrix products for
+    the cores (0.38 vs 0.35 s/step on two cores, benchmarks/bench_train.py).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    pin = device.startswith("cuda")
-
     def make(step: int) -> dict:
         batch = {k: v[rows] for k, v in data.batch(step, cfg, "cpu").items()}
-        return {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+        return {k: v.pin_memory() for k, v in batch.items()} if cuda else batch
 
+    cuda = device.startswith("cuda")
+    if not cuda:
+        for step in range(start, cfg.steps):
+            yield step, make(step)
+        return
+    ahead = 2
     with ThreadPoolExecutor(1, thread_name_prefix="wrapcli-data") as pool:
         queue = [pool.submit(make, s) for s in range(start, min(start + ahead, cfg.steps))]
         for step in range(start, cfg.steps):
             if step + ahead < cfg.steps:
                 queue.append(pool.submit(make, step + ahead))
             batch = queue.pop(0).result()
-            yield step, {k: v.to(device, non_blocking=pin) for k, v in batch.items()}
+            yield step, {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:

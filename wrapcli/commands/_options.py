@@ -23,3 +23,4 @@ EvalSize = Annotated[Optional[int], typer.Option("--eval-size", help="Examples p
 Log = Annotated[Optional[str], typer.Option("--log", "--log-file", help="Write the JSON run report here (--log-file under torchrun, whose own parser takes --log).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Steps between resumable states (default: every 60 s).")]
+Precision = Annotated[str, typer.Option("--precision", help="auto (bf16 on CUDA and AMX CPUs, else fp32), fp32 or bf16 autocast.")]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from wrapcli.commands._options import (
-    BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
+    BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Precision, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
 )
 
 EXAMPLE = """Example:
@@ -42,6 +42,7 @@ def finetune(
     save_every: SaveEvery = None,
     seed: Seed = 0,
     device: Device = "auto",
+    precision: Precision = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -68,7 +69,7 @@ def finetune(
                 result = finetune_text(
                     parent=ckpt, out=out, data=data, eval_data=eval_data, preset=p, lr=lr,
                     steps=steps, batch_size=batch_size, eval_every=eval_every, resume=resume,
-                    save_every=save_every, seed=seed, device=device, on_step=update,
+                    save_every=save_every, seed=seed, device=device, precision=precision, on_step=update,
                 )
             result["wall_s"] = time.time() - started
             b, a = result["before"], result["after"]
@@ -85,7 +86,7 @@ def finetune(
                 parent=ckpt, out=out, task=task, preset=p, lr=lr, spurious=spurious,
                 spurious_offset=spurious_offset, mix=mix, steps=steps, batch_size=batch_size,
                 loss=loss, eval_every=eval_every, eval_size=eval_size, resume=resume,
-                save_every=save_every, seed=seed, device=device, on_step=update,
+                save_every=save_every, seed=seed, device=device, precision=precision, on_step=update,
             )
         result["preset"] = preset
         result["wall_s"] = time.time() - started

@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from wrapcli.commands._options import (
-    BatchSize, Debug, Device, EvalSize, Json, Out, Preset, Quiet, Steps,
+    BatchSize, Debug, Device, EvalSize, Json, Out, Precision, Preset, Quiet, Steps,
 )
 
 EXAMPLE = """Example:
@@ -44,6 +44,7 @@ def revive(
     save_dir: Annotated[Optional[str], typer.Option("--save-dir", help="Keep each seed's revived checkpoint here (revived_seedS.safetensors).")] = None,
     save_every: Annotated[Optional[int], typer.Option("--save-every", help="With --save-dir, also keep one every N steps (revived_seedS_stepN.safetensors).")] = None,
     device: Device = "auto",
+    precision: Precision = "auto",
     out: Out = None,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -79,7 +80,7 @@ def revive(
                 ckpt_path=ckpt, task=task, controls=control or [], scratch=scratch, lr=lr,
                 preset=p, steps=steps, batch_size=batch_size, seeds=seeds, threshold=threshold,
                 eval_size=eval_size, device=device, save_dir=save_dir, save_every=save_every,
-                on_progress=on_progress,
+                precision=precision, on_progress=on_progress,
             )
         con = stderr(quiet)
         con.print(revival.summary_table(result["eval_steps"], result["models"], result["threshold"]))

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from wrapcli.commands._options import (
-    BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
+    BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Precision, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
 )
 from wrapcli.console import accuracy_table, errors_as_exit, progress, stderr
 
@@ -44,6 +44,7 @@ def train(
     save_every: SaveEvery = None,
     seed: Seed = 0,
     device: Device = "auto",
+    precision: Precision = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -68,7 +69,7 @@ def train(
                 k=k, offset=offset, arch=arch, layers=layers, heads=heads, d_model=d_model,
                 steps=steps, batch_size=batch_size, lr=lr, loss=loss, eval_every=eval_every,
                 eval_size=eval_size, resume=resume, save_every=save_every, seed=seed,
-                device=device, on_step=update,
+                device=device, precision=precision, on_step=update,
             )
         result["preset"] = preset
         result["wall_s"] = time.time() - started
