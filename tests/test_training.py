@@ -148,3 +148,16 @@ def test_trainer_follows_a_plain_loop(loss, precision, tolerance):
     for step, value in seen.items():
         assert value == pytest.approx(plain[step], rel=tolerance), step
     assert plain[30] < plain[1] - 0.3  # it learned something: the comparison is not vacuous
+
+
+def test_background_batches_are_the_inline_ones_with_each_rank_its_slice():
+    from wrapcli.training import prefetched
+
+    cfg = TrainConfig(steps=7, batch_size=6, lr=1e-3)
+    data = TaskData(SPEC)
+    inline = list(prefetched(data, cfg, 2, "cpu", background=False))
+    ahead = list(prefetched(data, cfg, 2, "cpu", slice(3, 6), background=True))
+    assert [s for s, _ in inline] == [s for s, _ in ahead] == [2, 3, 4, 5, 6]
+    for (step, a), (_, b) in zip(inline, ahead):
+        expected = torch.as_tensor(batch_for_step(SPEC, step, 6).tokens)
+        assert torch.equal(a["input_ids"], expected) and torch.equal(b["input_ids"], expected[3:6])

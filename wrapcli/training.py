@@ -242,14 +242,15 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
     return log
 
 
-def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = slice(None)):
+def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = slice(None),
+               background: bool | None = None):
     """Yield (step, batch) for steps start..cfg.steps-1, this rank's ``rows`` of each.
 
-    On CUDA a background thread makes the batches two steps early, pinned, so the GPU
-    never waits for the generator (batch(step) is a pure function of the step, so
-    making it early changes nothing). On CPU the batch is made inline: the host is the
-    accelerator there, and a second thread only competed with the matrix products for
-    the cores (0.38 vs 0.35 s/step on two cores, benchmarks/bench_train.py).
+    ``background`` (default: on CUDA) makes the batches two steps early in a thread,
+    pinned on CUDA, so the GPU never waits for the generator (batch(step) is a pure
+    function of the step, so making it early changes nothing). On CPU the batch is made
+    inline: the host is the accelerator there, and a second thread only competed with
+    the matrix products for the cores (0.38 vs 0.35 s/step on two cores).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -258,7 +259,7 @@ def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = sl
         return {k: v.pin_memory() for k, v in batch.items()} if cuda else batch
 
     cuda = device.startswith("cuda")
-    if not cuda:
+    if not (cuda if background is None else background):
         for step in range(start, cfg.steps):
             yield step, make(step)
         return
@@ -269,7 +270,7 @@ def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = sl
             if step + ahead < cfg.steps:
                 queue.append(pool.submit(make, step + ahead))
             batch = queue.pop(0).result()
-            yield step, {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            yield step, {k: v.to(device, non_blocking=cuda) for k, v in batch.items()}
 
 
 def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:
