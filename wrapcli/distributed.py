@@ -51,8 +51,6 @@ def is_main() -> bool:
     return world().main
 
 
-
-
 @contextlib.contextmanager
 def process_group(device: str):
     """Join the torchrun process group for the duration of a training loop (a no-op in

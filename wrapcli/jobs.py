@@ -92,6 +92,7 @@ def lineage_entry(kind: str, parent_sha256, task: str, cfg: TrainConfig, seed: i
         "seed": seed,
         "steps": cfg.steps,
         "lr": cfg.lr,
+        "precision": cfg.precision,
         "task": task,
         "wrapcli_version": __version__,
         "created": reports.now(),
