@@ -216,18 +216,21 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
         tokens_seen += batch["input_ids"].numel() * world.size
         done = step + 1
         metrics = {"lr": lr_at(step, cfg)}
-        logged = done % 10 == 0 or done == cfg.steps or (evaluation and evaluation.due(done, cfg))
-        if logged:  # .item() syncs with the device (and the ranks): not every step
+        if evaluation:
+            record = evaluation.due(done, cfg)
+        else:
+            record = done % cfg.eval_every == 0 or done == cfg.steps
+        if record or done % 10 == 0:  # .item() syncs with the device (and ranks): not every step
             metrics["loss"] = mean(loss).item()
         if not world.main:
             continue
-        if evaluation and evaluation.due(done, cfg):
+        if evaluation and record:
             entry = _eval_entry(model, evaluation, cfg, device, done, metrics["loss"])
             entry["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
             log.append(entry)
             metrics.update(entry)
             model.train()
-        elif evaluation is None and (done % cfg.eval_every == 0 or done == cfg.steps):
+        elif record:
             log.append({"step": done, "loss": metrics["loss"], "lr": lr_at(step, cfg)})
         if on_step:
             metrics["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
