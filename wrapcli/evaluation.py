@@ -46,10 +46,9 @@ def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512) -> np.nda
 def autocast(device):
     """bf16 autocast on CUDA; a no-op elsewhere (on CPU, bf16 with the fused attention
     kernel that evaluation uses is slower than fp32: wrapcli/kernels.py)."""
-    import torch
+    from wrapcli.kernels import autocast as training_autocast
 
-    dev = torch.device(device)
-    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    return training_autocast(device, "bf16" if str(device).startswith("cuda") else "fp32")
 
 
 def score(model, batch: Batch, device="cpu", conjugate: dict | None = None) -> dict:
