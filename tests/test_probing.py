@@ -42,6 +42,25 @@ def test_probe_decodes_a_linear_feature_and_not_shuffled_labels():
     assert shuffled["accuracy"] < shuffled["majority_baseline"] + 0.08
 
 
+def test_probe_solver_reaches_the_lbfgs_optimum():
+    """Overlapping classes (no margin), so the optimum matters: the fast solver's probe
+    scores as sklearn's lbfgs run to a tight tolerance, on the same split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 6, size=1600)
+    x = rng.normal(size=(6, 32))[labels] + rng.normal(size=(1600, 32)) * 3.0
+    got = fit_probe(x, labels, seed=3)
+    x_tr, x_te, y_tr, y_te = train_test_split(x.astype(np.float32), labels, test_size=0.25,
+                                              random_state=3, stratify=labels)
+    scaler = StandardScaler().fit(x_tr)
+    ref = LogisticRegression(solver="lbfgs", tol=1e-10, max_iter=20_000).fit(scaler.transform(x_tr), y_tr)
+    assert 0.4 < got["accuracy"] < 0.95  # neither trivial nor hopeless
+    assert got["accuracy"] == pytest.approx(ref.score(scaler.transform(x_te), y_te), abs=1 / len(y_te))
+
+
 def test_probe_refuses_one_class():
     with pytest.raises(WrapError, match="single class"):
         fit_probe(np.zeros((10, 2)), np.ones(10))
