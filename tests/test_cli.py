@@ -77,13 +77,33 @@ def test_eval_matches_an_independent_forward(pt):
     from wrapcli.tasks.sequences import eval_batch
     from wrapcli.tasks.spec import Component
 
-    res = json.loads(run("eval", pt, "--task", "count:a", "--n", "64", "--json", "-q").stdout)
+    res = json.loads(run("eval", pt, "--task", "count:a", "--n", "64", "--precision", "fp32", "--json", "-q").stdout)
+    assert res["results"]["precision"] == "fp32"
     ck = checkpoint.load(pt)
     batch = eval_batch(ck.task_spec().replace(seed=0), Component("count", "a"), 64, None)
     with torch.no_grad():
         logits = ck.model(input_ids=torch.as_tensor(batch.tokens)).logits
     acc = (logits[:, -3].argmax(-1).numpy() == batch.tokens[:, -2]).mean()
     assert res["results"]["tasks"]["count:a"]["natural"]["accuracy"] == pytest.approx(acc)
+
+
+def test_bf16_evaluation_agrees_with_fp32_and_leaves_the_model_as_it_was(pt):
+    """--precision bf16 runs the training kernels (eager attention, fused GELU) under
+    autocast; predictions may differ only where two logits tie within bf16 rounding."""
+    from wrapcli import checkpoint
+    from wrapcli.evaluation import predict
+    from wrapcli.tasks.sequences import eval_batch
+    from wrapcli.tasks.spec import Component
+
+    ck = checkpoint.load(pt)
+    tokens = eval_batch(ck.task_spec().replace(seed=0), Component("count", "a"), 512, None).tokens
+    exact = predict(ck.model, tokens, precision="fp32")
+    fast = predict(ck.model, tokens, precision="bf16")
+    assert (exact == fast).mean() >= 0.97
+    assert ck.model.config._attn_implementation == "sdpa"
+    assert type(ck.model.transformer.h[0].mlp.act).__name__ == "NewGELUActivation"
+    res = json.loads(run("eval", pt, "--task", "count:a", "--n", "64", "--precision", "bf16", "--json", "-q").stdout)
+    assert res["results"]["precision"] == "bf16"
 
 
 def test_export_round_trip(pt, tmp_path):

@@ -26,13 +26,13 @@ def test_fused_gelu_matches_gelu_new_and_is_put_back():
 
 
 def test_bf16_on_cpu_trains_with_eager_attention_and_puts_sdpa_back():
-    from wrapcli.kernels import resolve_precision, training_kernels
+    from wrapcli.kernels import resolve_precision, fast_kernels
 
     model = tiny()
     assert model.config._attn_implementation == "sdpa"
-    with training_kernels(model, "cpu", "bf16"):
+    with fast_kernels(model, "cpu", "bf16"):
         assert model.config._attn_implementation == "eager"
     assert model.config._attn_implementation == "sdpa"
-    with training_kernels(model, "cpu", "fp32"):
+    with fast_kernels(model, "cpu", "fp32"):
         assert model.config._attn_implementation == "sdpa"
     assert resolve_precision("fp32", "cuda") == "fp32" and resolve_precision("auto", "cuda") == "bf16"

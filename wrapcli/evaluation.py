@@ -23,43 +23,35 @@ SETTINGS = {"natural": None, "C_Te=0": False, "C_Te=1": True}
 EVAL_SEED = 0
 
 
-def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512) -> np.ndarray:
-    """Argmax token at the ``<ans>`` position for each row of ``tokens`` (n, L). GPT-2's
-    activation runs as one fused kernel (the same function, wrapcli/kernels.py): with
-    the six-operation original, evaluation spent more time in it than in the matrix
-    products."""
+def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512, precision: str = "fp32") -> np.ndarray:
+    """Argmax token at the ``<ans>`` position for each row of ``tokens`` (n, L), in fp32 or
+    under bf16 autocast. The kernels are the training ones (wrapcli/kernels.py): GPT-2's
+    activation as one fused kernel (with the six-operation original, evaluation spent
+    more time in it than in the matrix products), and eager attention for bf16 on CPU."""
     import torch
 
-    from wrapcli.kernels import fused_activations
+    from wrapcli.kernels import autocast, fast_kernels
 
     ans = tokens.shape[1] - 3
     out = []
-    with torch.inference_mode(), fused_activations(model):
+    with torch.inference_mode(), fast_kernels(model, str(device), precision):
         for i in range(0, len(tokens), chunk):
             x = torch.as_tensor(tokens[i : i + chunk, : ans + 1], device=device)
-            with autocast(device):
+            with autocast(str(device), precision):
                 logits = model(input_ids=x, logits_to_keep=1).logits[:, -1]
             out.append(logits.argmax(-1).cpu().numpy())
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
-def autocast(device):
-    """bf16 autocast on CUDA; a no-op elsewhere (on CPU, bf16 with the fused attention
-    kernel that evaluation uses is slower than fp32: wrapcli/kernels.py)."""
-    from wrapcli.kernels import autocast as training_autocast
-
-    return training_autocast(device, "bf16" if str(device).startswith("cuda") else "fp32")
-
-
-def score(model, batch: Batch, device="cpu", conjugate: dict | None = None) -> dict:
+def score(model, batch: Batch, device="cpu", conjugate: dict | None = None, precision: str = "fp32") -> dict:
     """Accuracy, majority baseline and per-answer breakdown on one batch; with a
     ``conjugate`` relabelling the model sees s(prompt) and its answer is mapped back."""
     if conjugate:
         from wrapcli.tasks.conjugate import relabel, unmap
 
-        pred = unmap(predict(model, relabel(batch, conjugate).tokens, device), conjugate)
+        pred = unmap(predict(model, relabel(batch, conjugate).tokens, device, precision=precision), conjugate)
     else:
-        pred = predict(model, batch.tokens, device)
+        pred = predict(model, batch.tokens, device, precision=precision)
     correct = pred == batch.answer
     per_answer = {}
     for a in np.unique(batch.answer):
@@ -75,15 +67,16 @@ def score(model, batch: Batch, device="cpu", conjugate: dict | None = None) -> d
 
 
 def evaluate(model, spec: TaskSpec, n: int, device="cpu", settings=tuple(SETTINGS),
-             conjugate: dict | None = None) -> dict:
+             conjugate: dict | None = None, precision: str = "fp32") -> dict:
     """``{component: {setting: score}}`` for every (family, operand) the spec covers.
-    The C_Te settings apply to the families that have a spurious feature (count, index)."""
+    The C_Te settings apply to the families that have a spurious feature (count, index).
+    ``precision`` is resolved (fp32 or bf16), never ``auto``."""
     out = {}
     for comp in spec.eval_components():
         rows = {}
         for name in settings:
             if SETTINGS[name] is not None and comp.family not in ("count", "index"):
                 continue
-            rows[name] = score(model, eval_batch(spec, comp, n, SETTINGS[name]), device, conjugate)
+            rows[name] = score(model, eval_batch(spec, comp, n, SETTINGS[name]), device, conjugate, precision)
         out[str(comp)] = rows
     return out

@@ -64,7 +64,7 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
     model = build_model(build_config(shape, vocab.VOCAB_SIZE, seq_len(spec.text_len)), seed)
     log = train(model, spec, cfg, device=device, state_path=state_path(out), resume=resume,
                 save_every=save_every, on_step=on_step)
-    final = evaluate(model, spec.replace(seed=EVAL_SEED), cfg.eval_size, device)
+    final = evaluate(model, spec.replace(seed=EVAL_SEED), cfg.eval_size, device, precision=cfg.precision)
     lineage = [lineage_entry("train", None, spec.name, cfg, seed, final)]
     if is_main():  # under torchrun, rank 0 writes
         checkpoint.save(out, model, vocab=vocab.TOKENS, task=spec.to_dict(), lineage=lineage)
@@ -132,7 +132,7 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
     data = TaskData(spec, base.replace(seed=seed) if mix else None)
     log = train(ck.model, data, cfg, device=device, evaluation=evaluation,
                 state_path=state_path(out), resume=resume, save_every=save_every, on_step=on_step)
-    final = evaluate(ck.model, watched.replace(seed=EVAL_SEED), cfg.eval_size, device)
+    final = evaluate(ck.model, watched.replace(seed=EVAL_SEED), cfg.eval_size, device, precision=cfg.precision)
     entry = lineage_entry("finetune", ck.sha256, spec.name, cfg, seed, final, lr_preset=lr_name,
                           spurious=spurious, spurious_offset=spurious_offset, mix=mix)
     if is_main():

@@ -140,8 +140,9 @@ PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/f
 
 def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 2, 5, 10, 15, 20),
           iterative=False, batches=1, batch_size=512, eval_size=512, seed=0, device="cpu",
-          write=None, write_k=None, on_k=None) -> dict:
-    """Score, sweep K, and optionally write the model pruned at ``write_k``."""
+          write=None, write_k=None, on_k=None, precision="fp32") -> dict:
+    """Score, sweep K, and optionally write the model pruned at ``write_k``. The saliency
+    is always computed in fp32; ``precision`` (fp32 or bf16) applies to the evaluations."""
     from wrapcli import checkpoint
     from wrapcli.evaluation import EVAL_SEED, evaluate
     from wrapcli.jobs import lineage_entry
@@ -187,7 +188,7 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         def evaluate_fn(model):
             out = {}
             for s in specs:
-                out.update(evaluate(model, s.replace(seed=EVAL_SEED), eval_size, device))
+                out.update(evaluate(model, s.replace(seed=EVAL_SEED), eval_size, device, precision=precision))
             return out
 
         target = spec.name
@@ -211,5 +212,6 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         "pruned": [u.to_dict() for u in order],
         "sweep": rows,
         "written": {"path": str(write), "k": write_k} if write else None,
+        "precision": precision,
         "device": device,
     }

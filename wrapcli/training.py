@@ -21,7 +21,7 @@ from wrapcli.distributed import mean, process_group
 from wrapcli.errors import WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.files import atomic_path
-from wrapcli.kernels import autocast, training_kernels
+from wrapcli.kernels import autocast, fast_kernels
 from wrapcli.tasks.sequences import batch_for_step
 from wrapcli.tasks.spec import TaskSpec
 
@@ -178,7 +178,7 @@ def train(
         data = TaskData(data)
     if evaluation is None and isinstance(data, TaskData):
         evaluation = Evaluation(data.spec)
-    with process_group(device) as world, training_kernels(model, device, cfg.precision):
+    with process_group(device) as world, fast_kernels(model, device, cfg.precision):
         return _loop(model, data, cfg, device, evaluation, state_path, resume, save_every,
                      save_seconds, on_step, world)
 
@@ -280,7 +280,7 @@ def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:
     """A log entry; ``accuracy`` keys are ``"count:a"`` (natural) or ``"count:a C_Te=1"``."""
     model.eval()
     fixed = evaluation.spec.replace(seed=EVAL_SEED)
-    scores = evaluate(model, fixed, cfg.eval_size, device, evaluation.settings)
+    scores = evaluate(model, fixed, cfg.eval_size, device, evaluation.settings, precision=cfg.precision)
     accuracy = {
         comp if setting == "natural" else f"{comp} {setting}": score["accuracy"]
         for comp, rows in scores.items()

@@ -8,7 +8,7 @@ weight x gradient over the unit's weights = first-order estimate of the task-los
 when the unit is zeroed; ``sweep``: one ``{"k", "results"}`` per K, ``results`` being
 eval's ``{task: {setting: {accuracy, majority_baseline, ...}}}`` (or, with ``--data``,
 ``{"data": {loss, token_accuracy, exact_match, ...}}``); ``written``: the pruned
-checkpoint, if ``-w`` was given.
+checkpoint, if ``-w`` was given; ``precision`` of the evaluations (the saliency is fp32).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Json, Out, Quiet, Seed
+from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Json, Out, Precision, Quiet, Seed
 
 EXAMPLE = """Example:
 
@@ -43,6 +43,7 @@ def prune(
     plot: Annotated[Optional[str], typer.Option("--plot", help="Draw accuracy vs K to this image (needs the plot extra: pip install 'wrapcli[plot]').")] = None,
     seed: Seed = 0,
     device: Device = "auto",
+    precision: Precision = "auto",
     out: Out = None,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -55,6 +56,7 @@ def prune(
         from wrapcli import pruning, reports
         from wrapcli.errors import WrapError
         from wrapcli.files import check_outputs
+        from wrapcli.kernels import resolve_precision
         from wrapcli.models import resolve_device
         from wrapcli.plots import require_matplotlib
 
@@ -70,6 +72,7 @@ def prune(
             ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
             iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
             seed=seed, device=device, write=write, write_k=write_k,
+            precision=resolve_precision(precision, device),
         )
         stderr(quiet).print(sweep_table(result))
         if plot:
