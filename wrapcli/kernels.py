@@ -13,7 +13,7 @@ kernel is several times slower in bf16 than in fp32, so a bf16 CPU run uses the 
 ("eager") attention, whose matrix products go to the bf16 units: on the CPU preset that
 made a step 1.6x faster (benchmarks/bench_train.py).
 
-Evaluation takes the same precision (``--precision`` of eval, prune and compare; a
+Evaluation takes the same precision (``--precision`` of eval and prune; a
 training run evaluates at its own): on the AMX CPU, bf16 evaluation was 1.7x faster and
 changed 0-0.35% of the predictions of the CPU preset's checkpoints (README, "Speed").
 
