@@ -41,3 +41,18 @@ def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
     tables = subprocess.run([sys.executable, str(ROOT / "examples" / "summarize.py"), str(out)],
                             capture_output=True, text=True, check=True).stdout
     assert "| jailbreak fine-tune (LR) |" in tables and "count2:a natural" in tables
+
+
+def test_demo_shortens_fine_tunes_on_the_cpu_preset_only(tmp_path):
+    """`make demo` on the CPU preset fine-tunes and reverse fine-tunes 200 steps (README);
+    other presets keep their own step counts. Dry run: nothing is executed."""
+    def planned(preset):
+        cmd = ["make", "-n", "-f", str(ROOT / "examples" / "Makefile"), f"PRESET={preset}",
+               f"OUT={tmp_path / preset}", "demo"]
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    cpu = planned("cpu")
+    for command in ("finetune", "revive"):
+        lines = [l for l in cpu.splitlines() if f"wrapcli {command} " in l]
+        assert lines and all("--steps 200" in l for l in lines), (command, lines)
+    assert "--steps" not in planned("smoke")
