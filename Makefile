@@ -13,14 +13,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test test-all bench clean
 
-# --no-compile: Python compiles only the modules a command imports, on first use, instead
-# of every file of torch and its neighbours at install (42 s less here, 9 s more on the
-# first command).
 $(BIN)/wrapcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) \
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) \
 		$(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS)) "$(TORCH_SPEC)"
-	$(BIN)/pip install -q --no-compile -e ".[test,plot]"
+	$(BIN)/pip install -q -e ".[test,plot]"
 	touch $@
 
 install: $(BIN)/wrapcli
