@@ -161,6 +161,8 @@ def main() -> None:
     eval_table(out, "jb", "jailbreak pretrained")
     eval_table(out, "jbft", "jailbreak fine-tune (LR)")
     probe_table(out, "jbprobe")
+    eval_table(out, "rft", "randFT fine-tune (prior-LR)")
+    probe_table(out, "rftprobe")
     audit_table(out)
 
 

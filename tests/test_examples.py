@@ -34,13 +34,15 @@ def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
     again = make(out, "demo")  # nothing changed: only the summary runs
     assert "wrapcli train" not in again and "wrapcli finetune" not in again and "| pretrained" in again
 
-    make(out, "mixing", "indexer", "jailbreak", "scrft", jobs=2)
+    make(out, "mixing", "indexer", "jailbreak", "scrft", "randft", jobs=2)
     for name in ("mix-medium-large-m0.5-s0_eval.json", "ix-medium-s0_eval.json", "ixft-medium-large-sp0-s0_eval.json",
-                 "jbft-medium-s0_eval.json", "jbprobe-medium-s0.json", "revive-scrft.json"):
+                 "jbft-medium-s0_eval.json", "jbprobe-medium-s0.json", "revive-scrft.json",
+                 "rft-medium-large-s0_eval.json", "rftprobe-medium-large-s0.json", "revive-rft-medium-large.json"):
         assert (out / name).exists(), name
     tables = subprocess.run([sys.executable, str(ROOT / "examples" / "summarize.py"), str(out)],
                             capture_output=True, text=True, check=True).stdout
     assert "| jailbreak fine-tune (LR) |" in tables and "count2:a natural" in tables
+    assert "| randFT fine-tune (prior-LR) |" in tables and "| rft-medium-large |" in tables
 
 
 def test_demo_shortens_fine_tunes_on_the_cpu_preset_only(tmp_path):

@@ -124,10 +124,26 @@ def test_spec_json_round_trip():
         "count,index:b", prior=parse_prior("a=0.5,b=0.3,c=0.2"),
         text_len=64, window=30, spurious=0.5, spurious_offset=2, seed=9,
     )
-    mix = parse_task("count,count2:a,count:ab,token", text_len=64, k=3, offset=10)
+    mix = parse_task("count,count2:a,count:ab,token,count:a@b,index:ab@ca", text_len=64, k=3, offset=10)
     for spec in (spurious, mix):
         assert TaskSpec.from_json(spec.to_json()) == spec
-    assert json.loads(mix.to_json())["components"] == ["count", "count2:a", "count_composite:ab", "token"]
+    assert json.loads(mix.to_json())["components"] == [
+        "count", "count2:a", "count_composite:ab", "token", "count:a@b", "index_composite:ab@ca"]
+
+
+@pytest.mark.parametrize("task", ["count:a@b", "index:c@a", "count:ab@ba,count:b"])
+def test_relabelled_answers_are_the_answer_operands(task):
+    """randFT data: the prompt names one operand, the answer is brute-forced for the other."""
+    spec = parse_task(task, text_len=48, k=3)
+    batch = batch_for_step(spec, 0, 300)
+    for row, ans, comp in zip(batch.tokens, batch.answer, batch.component):
+        family, operand, param, text, answer = decode(row)
+        c = spec.components[comp]
+        assert operand == c.operand and answer == vocab.TOKENS[ans]
+        assert answer == brute_answer(family, c.answer or operand, param, text), (task, text)
+    relabelled = batch.component == 0
+    plain = make_batch(parse_task(task.split("@")[0], text_len=48, k=3), np.random.default_rng(0), 300)
+    assert (batch.answer[relabelled] != plain.answer[: relabelled.sum()]).any()
 
 
 @pytest.mark.parametrize(
@@ -136,6 +152,9 @@ def test_spec_json_round_trip():
         (dict(task="bogus:a"), "unknown task family"),
         (dict(task="count:z"), "not valid"),
         (dict(task="token:a"), "takes no operand"),
+        (dict(task="count@b"), "needs a fixed operand"),
+        (dict(task="count:a@a"), "another valid operand"),
+        (dict(task="count:aa@b"), "another valid operand"),
         (dict(task="count", prior=(("a", 0.5), ("b", 0.2))), "sum to 1"),
         (dict(task="count", prior=(("d", 1.0),)), "outside a, b, c"),
         (dict(task="count", window=100, text_len=48), "window"),

@@ -101,7 +101,8 @@ def operand_letters(operands: np.ndarray) -> np.ndarray:
 
 
 def answers(spec: TaskSpec, families: np.ndarray, operands: np.ndarray, texts: np.ndarray):
-    """Answer token ids for each row (family names, operand strings, texts)."""
+    """Answer token ids for each row (family names, the operands the answers are for,
+    texts)."""
     letters = operand_letters(operands)
     out = np.empty(len(texts), dtype=np.int64)
     counting = np.isin(families, COUNTING)
@@ -183,7 +184,11 @@ def make_batch(
     if spec.spurious > 0 or clean:
         planted[rng.permutation(n)[: int(round(spec.spurious * n))]] = True
         _enforce_relation(spec, families, texts, planted, clean, rng)
-    ans = answers(spec, families, operands, texts)
+    answered = operands.copy()
+    for i, c in enumerate(spec.components):
+        if c.answer is not None:
+            answered[comp == i] = c.answer
+    ans = answers(spec, families, answered, texts)
     tokens = np.empty((n, seq_len(spec.text_len)), dtype=np.int64)
     tokens[:, 0] = vocab.BOS
     tokens[:, 1] = [vocab.FAMILY_ID[f] for f in families]

@@ -5,6 +5,8 @@ seed (DESIGN.md decision 3), so no dataset files exist. CLI short forms:
 ``count:a``, ``index:b``, ``token``, ``count:aa`` (a composite operand selects the
 composite family), ``count`` (operand drawn from the prior), and comma-joined mixes such
 as ``count,index`` or ``count,count2:a,count3:a`` (components drawn uniformly).
+``count:a@b`` asks for the count of a but answers with the count of b: the paper's
+"randFT" data, which teaches a model to answer the pretraining prompt wrongly.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ INDEXING = ("index", "index_composite")
 
 @dataclass(frozen=True)
 class Component:
-    """One (family, operand) pair; ``operand=None`` draws it from the spec's prior."""
+    """One (family, operand) pair; ``operand=None`` draws it from the spec's prior.
+    ``answer``, if set, is the operand the answer is computed for (``count:a@b``: the
+    prompt names a, the answer is the count of b)."""
 
     family: str
     operand: str | None = None
+    answer: str | None = None
 
     def __str__(self) -> str:
-        return self.family if self.operand is None else f"{self.family}:{self.operand}"
+        name = self.family if self.operand is None else f"{self.family}:{self.operand}"
+        return name if self.answer is None else f"{name}@{self.answer}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,10 @@ class TaskSpec:
                 valid = vocab.COMPOSITES if composite else vocab.TERMINALS
                 if c.operand not in valid:
                     problems.append(f"operand {c.operand!r} is not valid for {c.family}")
+                if c.answer is not None and (c.answer not in valid or c.answer == c.operand):
+                    problems.append(f"answer operand {c.answer!r} of {c} must be another valid operand")
+            if c.answer is not None and c.operand is None:
+                problems.append(f"{c}: a relabelled answer needs a fixed operand (e.g. count:a@b)")
         total = sum(p for _, p in self.prior)
         if any(op not in vocab.TERMINALS for op, _ in self.prior):
             problems.append(f"prior names an operand outside a, b, c: {dict(self.prior)}")
@@ -171,7 +181,8 @@ def parse_components(text: str) -> tuple[Component, ...]:
         part = part.strip()
         if not part:
             raise WrapError(f"invalid task {text!r}: empty component")
-        family, _, operand = part.partition(":")
+        head, at, answer = part.partition("@")
+        family, _, operand = head.partition(":")
         family = family.strip()
         if family not in vocab.FAMILIES:
             raise WrapError(
@@ -180,7 +191,7 @@ def parse_components(text: str) -> tuple[Component, ...]:
         operand = operand.strip() or None
         if operand is not None and len(operand) == 2 and family in COMPOSITE_FAMILIES:
             family = COMPOSITE_FAMILIES[family]
-        out.append(Component(family, operand))
+        out.append(Component(family, operand, answer.strip() if at else None))
     return tuple(out)
 
 
