@@ -46,8 +46,8 @@ def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
 
 
 def test_demo_shortens_fine_tunes_on_the_cpu_preset_only(tmp_path):
-    """`make demo` on the CPU preset fine-tunes and reverse fine-tunes 200 steps (README);
-    other presets keep their own step counts. Dry run: nothing is executed."""
+    """`make demo` on the CPU preset fine-tunes and reverse fine-tunes 200 steps and logs
+    a fine-tune every 50 (README); other presets keep their own. Dry run: nothing runs."""
     def planned(preset):
         cmd = ["make", "-n", "-f", str(ROOT / "examples" / "Makefile"), f"PRESET={preset}",
                f"OUT={tmp_path / preset}", "demo"]
@@ -57,4 +57,6 @@ def test_demo_shortens_fine_tunes_on_the_cpu_preset_only(tmp_path):
     for command in ("finetune", "revive"):
         lines = [l for l in cpu.splitlines() if f"wrapcli {command} " in l]
         assert lines and all("--steps 200" in l for l in lines), (command, lines)
-    assert "--steps" not in planned("smoke")
+    assert all("--eval-every 50" in l for l in cpu.splitlines() if "wrapcli finetune " in l)
+    smoke = planned("smoke")
+    assert "--steps" not in smoke and "--eval-every" not in smoke
