@@ -89,6 +89,19 @@ def test_probe_cli_json(chain, tmp_path):
     assert other["results"]["target"] == "count:a (on count:b prompts)"
 
 
+def test_relabelled_target_is_labelled_with_its_answer_operand(chain):
+    """Probing count:a@b (randFT data) reads count(b) off count-a prompts."""
+    from wrapcli.checkpoint import load
+    from wrapcli.probing import _task_probe_data
+
+    ck = load(chain / "pt.safetensors")
+    tokens, labels, _ = _task_probe_data(ck, "count:a@b", None, 100, 0)
+    want_tokens, want_labels, _ = _task_probe_data(ck, "count:b", "count:a", 100, 0)
+    np.testing.assert_array_equal(tokens, want_tokens)
+    np.testing.assert_array_equal(labels, want_labels)
+    assert (labels != _task_probe_data(ck, "count:a", None, 100, 0)[1]).any()
+
+
 def test_probe_hf_directory_on_labelled_text(tmp_path):
     model_dir = make_model_dir(tmp_path / "hf", "llama")
     rows = [{"text": f"once upon {w} maps to {w}", "label": int(i % 2)} for i, w in enumerate(["red", "blue"] * 20)]
