@@ -141,7 +141,7 @@ def test_relabelled_answers_are_the_answer_operands(task, plain):
         family, operand, param, text, answer = decode(row)
         c = spec.components[comp]
         assert operand == c.operand and answer == vocab.TOKENS[ans]
-        assert answer == brute_answer(family, c.answer or operand, param, text), (task, text)
+        assert answer == brute_answer(family, c.answered, param, text), (task, text)
     # The same draw without the relabelling: the same prompts, other answers.
     unrelabelled = make_batch(parse_task(plain, text_len=48, k=3), np.random.default_rng(0), 300)
     np.testing.assert_array_equal(unrelabelled.tokens[:, :-2], batch.tokens[:, :-2])

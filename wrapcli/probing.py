@@ -182,7 +182,7 @@ def _task_probe_data(ck, target, prompt, n, seed):
     batch = make_batch(p_spec.replace(components=(p_spec.eval_components()[0],), seed=seed),
                        np.random.default_rng([seed, PROBE_STREAM]), n)
     texts = batch.tokens[:, 5 : 5 + t_spec.text_len] - vocab.TERMINAL_BASE
-    labels = answers(t_spec, np.full(n, comp.family), np.full(n, comp.answer or comp.operand or ""), texts)
+    labels = answers(t_spec, np.full(n, comp.family), np.full(n, comp.answered or ""), texts)
     what = f"{comp} (on {p_spec.eval_components()[0]} prompts)" if prompt else str(comp)
     return batch.tokens[:, : batch.answer_pos + 1], np.array(vocab.TOKENS)[labels], what
 

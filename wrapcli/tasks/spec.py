@@ -38,6 +38,11 @@ class Component:
         name = self.family if self.operand is None else f"{self.family}:{self.operand}"
         return name if self.answer is None else f"{name}@{self.answer}"
 
+    @property
+    def answered(self) -> str | None:
+        """The operand the answer is computed for."""
+        return self.operand if self.answer is None else self.answer
+
 
 @dataclass(frozen=True)
 class TaskSpec:
