@@ -1,5 +1,6 @@
 """Summarise a study folder made by examples/Makefile as Markdown tables (mean ± std
-over seeds), reading only the JSON reports the commands wrote.
+over seeds, with the Student-t 95% interval of the mean), reading only the JSON reports
+the commands wrote.
 
 Run: python examples/summarize.py runs/cpu
 """
@@ -13,12 +14,16 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from wrapcli.stats import t_interval
+
 
 def mean_std(xs: list[float]) -> str:
     if not xs:
         return "-"
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{100 * statistics.mean(xs):.1f} ± {100 * sd:.1f}"
+    if len(xs) == 1:
+        return f"{100 * xs[0]:.1f} (1 seed)"
+    mean, lo, hi = t_interval(xs)
+    return f"{100 * mean:.1f} ± {100 * statistics.stdev(xs):.1f} [{100 * max(lo, 0):.1f}, {100 * min(hi, 1):.1f}]"
 
 
 def results(path: Path) -> dict:
@@ -67,7 +72,7 @@ def revive_table(out: Path) -> None:
     files = sorted(out.glob("revive-*.json"))
     if not files:
         return
-    print("| reverse fine-tune of | LR | threshold | model | acc. at steps (mean ± std) | steps to threshold | verdict |")
+    print("| reverse fine-tune of | LR | threshold | model | acc. at steps (mean ± std) | steps to threshold per seed | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for f in files:
         r = results(f)
@@ -75,10 +80,10 @@ def revive_table(out: Path) -> None:
         for i, m in enumerate(r["models"]):
             acc = m["accuracy"]
             curve = ", ".join(f"{s}: {100 * mu:.0f}±{100 * sd:.0f}" for s, mu, sd in zip(steps, acc["mean"], acc["std"]))
-            reached = m["steps_to_threshold"]["mean_curve"]
+            reached = ", ".join("never" if x is None else f"{x:.0f}" for x in m["steps_to_threshold"]["per_seed"])
             verdict = r["speedup"]["verdict"] if i == 0 else ""
             print(f"| {f.stem[7:]} | {r['lr']:g} | {r['threshold']:.3f} | {m['name']} | {curve} | "
-                  f"{'never' if reached is None else reached} | {verdict} |")
+                  f"{reached} | {verdict} |")
     print()
 
 
@@ -108,13 +113,15 @@ def probe_table(out: Path, prefix: str = "probe") -> None:
     groups = grouped(out, prefix)
     if not groups:
         return
-    print("| probed fine-tune | layer | probe count:a | pretrained reference | random init | majority |")
+    print("| probed fine-tune | layer | probe count:a | pretrained reference | random init (best of 3) | majority |")
     print("| --- | --- | --- | --- | --- | --- |")
     for key, runs in groups.items():
         for i, row in enumerate(runs[0]["layers"]):
-            col = lambda name: mean_std([r["layers"][i][name] for r in runs])  # noqa: E731
-            print(f"| {key} ({len(runs)} seeds) | {row['layer']} | {col('accuracy')} | {col('reference')} | "
-                  f"{col('random_init')} | {col('majority_baseline')} |")
+            acc = mean_std([r["layers"][i]["accuracy"] for r in runs])
+            ref = mean_std([r["layers"][i]["reference"]["accuracy"] for r in runs if "reference" in r["layers"][i]])
+            rnd = mean_std([r["layers"][i]["random_init"]["accuracy"] for r in runs])
+            maj = mean_std([r["layers"][i]["majority_baseline"] for r in runs])
+            print(f"| {key} ({len(runs)} seeds) | {row['hook']} | {acc} | {ref} | {rnd} | {maj} |")
     print()
 
 
@@ -139,12 +146,13 @@ def audit_table(out: Path) -> None:
     path = out / "audit.json"
     if not path.exists():
         return
-    print("| audited checkpoint | task | verdict | accuracy before -> after |")
-    print("| --- | --- | --- | --- |")
+    print("| audited checkpoint | task | verdict | accuracy before -> after | criteria | why |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, verdicts in results(path)["verdicts"].items():
         for v in verdicts:
+            crit = ", ".join(f"{c['kind']} {c['outcome']}" for c in v["criteria"])
             print(f"| {Path(name).name} | {v['task']} | {v['label']} | "
-                  f"{100 * v['base_accuracy']:.1f} -> {100 * v['accuracy']:.1f} |")
+                  f"{100 * v['base']['accuracy']:.1f} -> {100 * v['fine_tuned']['accuracy']:.1f} | {crit} | {v['reason']} |")
     print()
 
 

@@ -3,6 +3,9 @@ import os
 # Tests are offline and must not touch a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Every report any command writes during the tests (subprocesses included) is checked
+# against wrapcli/schema.py; a departure fails the command that wrote it.
+os.environ["WRAPCLI_VALIDATE_REPORTS"] = "1"
 
 
 import pytest  # noqa: E402

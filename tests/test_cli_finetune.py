@@ -40,15 +40,17 @@ def test_revive_with_controls(chain, tmp_path):
         chain / "pt.safetensors", "--seeds", "2", "--steps", "12", "--eval-size", "16", *TINY,
         "--save-dir", tmp_path / "kept", "--save-every", "5", "-o", out)
     res = json.loads(out.read_text())["results"]
-    assert res["eval_steps"] == [0, 10, 12] and res["seeds"] == [0, 1]
+    assert res["eval_steps"] == [0, 5, 7, 10, 12] and res["seeds"] == [0, 1]
     assert res["lr"] == pytest.approx(2.5e-4) and "large" in res["lr_source"]
     names = [m["name"] for m in res["models"]]
     assert names == ["revived", "control:pt.safetensors", "scratch"]
     for m in res["models"]:
         per_seed = m["accuracy"]["per_seed"]
-        assert len(per_seed) == 2 and all(len(c) == 3 for c in per_seed)
-        mean = [sum(c[i] for c in per_seed) / 2 for i in range(3)]
+        assert len(per_seed) == 2 and all(len(c) == 5 for c in per_seed)
+        mean = [sum(c[i] for c in per_seed) / 2 for i in range(5)]
         assert m["accuracy"]["mean"] == pytest.approx(mean)
+        for (lo, hi), mu in zip(m["accuracy"]["ci95"], mean):
+            assert lo <= mu + 1e-12 and mu <= hi + 1e-12
     # the control at step 0 is the pretrained model itself: scored as eval scores it
     ev = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--n", "16", "--json", "-q").stdout)
     assert res["models"][1]["accuracy"]["per_seed"][0][0] == ev["results"]["tasks"]["count:a"]["natural"]["accuracy"]
@@ -60,7 +62,7 @@ def test_revive_with_controls(chain, tmp_path):
     # the step-10 snapshot is the model the curve scored at step 10
     at10 = tmp_path / "kept" / "revived_seed1_step10.safetensors"
     ev10 = json.loads(run("eval", at10, "--task", "count:a", "--n", "16", "--json", "-q").stdout)
-    assert ev10["results"]["tasks"]["count:a"]["natural"]["accuracy"] == res["models"][0]["accuracy"]["per_seed"][1][1]
+    assert ev10["results"]["tasks"]["count:a"]["natural"]["accuracy"] == res["models"][0]["accuracy"]["per_seed"][1][3]
     assert checkpoint.load(at10).lineage[-1]["at_step"] == 10
 
 

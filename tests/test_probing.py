@@ -10,11 +10,16 @@ import torch
 from wrapcli.adapters import Adapter
 from wrapcli.cli import app
 from wrapcli.errors import WrapError
-from wrapcli.probing import fit_probe, last_positions
+from wrapcli.probing import fit_probe, last_positions, split
 
 from cli import one_line_error, run, runner
 from models import tiny_hf
 from test_userdata import make_model_dir, write_jsonl
+
+
+def fit(x, labels, seed=0):
+    train, test = split(labels, seed)
+    return fit_probe(x, labels, train, test)
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
@@ -37,8 +42,9 @@ def test_probe_decodes_a_linear_feature_and_not_shuffled_labels():
     labels = rng.integers(0, 4, size=1200)
     centers = rng.normal(size=(4, 16)) * 3  # separable classes with a margin
     x = centers[labels] + rng.normal(size=(1200, 16)) * 0.3
-    assert fit_probe(x, labels)["accuracy"] > 0.99
-    shuffled = fit_probe(x, rng.permutation(labels))
+    good = fit(x, labels)
+    assert good["accuracy"] > 0.99 and good["n"] == 300 and good["ci95"][0] > 0.98
+    shuffled = fit(x, rng.permutation(labels))
     assert shuffled["accuracy"] < shuffled["majority_baseline"] + 0.08
 
 
@@ -52,7 +58,7 @@ def test_probe_solver_reaches_the_lbfgs_optimum():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 6, size=1600)
     x = rng.normal(size=(6, 32))[labels] + rng.normal(size=(1600, 32)) * 3.0
-    got = fit_probe(x, labels, seed=3)
+    got = fit(x, labels, seed=3)
     x_tr, x_te, y_tr, y_te = train_test_split(x.astype(np.float32), labels, test_size=0.25,
                                               random_state=3, stratify=labels)
     scaler = StandardScaler().fit(x_tr)
@@ -63,7 +69,16 @@ def test_probe_solver_reaches_the_lbfgs_optimum():
 
 def test_probe_refuses_one_class():
     with pytest.raises(WrapError, match="single class"):
-        fit_probe(np.zeros((10, 2)), np.ones(10))
+        fit(np.zeros((10, 2)), np.ones(10))
+
+
+def test_grouped_split_keeps_pairs_together():
+    labels = np.array([1, 0] * 50)
+    groups = np.repeat(np.arange(50), 2)  # one prompt, a true and a false completion
+    train, test = split(labels, 0, groups=groups)
+    assert not set(groups[train]) & set(groups[test]) and len(test) == 26
+    with pytest.raises(WrapError, match="one group"):
+        split(labels, 0, groups=np.zeros(100))
 
 
 def test_mean_last_k_skips_padding():
@@ -78,10 +93,17 @@ def test_probe_cli_json(chain, tmp_path):
     run("probe", chain / "ft.safetensors", "--target", "count:a", "--reference", chain / "pt.safetensors",
         "--n", "200", "--device", "cpu", "-q", "-o", out)
     res = json.loads(out.read_text())["results"]
-    assert [r["layer"] for r in res["layers"]] == ["B0", "B1", "B2"]
+    assert [(r["layer"], r["hook"]) for r in res["layers"]] == [
+        (-1, "hook_embed"), (0, "blocks.0.hook_resid_post"), (1, "blocks.1.hook_resid_post")]
+    assert res["target_task"] == "count:a" and res["prompt_task"] == "count:a" and len(res["random_init_seeds"]) == 3
     for row in res["layers"]:
-        assert {"accuracy", "majority_baseline", "random_init", "reference"} <= set(row)
-        assert row["n_train"] == 150 and row["n_test"] == 50
+        assert {"accuracy", "ci95", "majority_baseline", "random_init", "reference", "margin_over_random_init"} <= set(row)
+        assert row["n_train"] == 150 and row["n_test"] == row["n"] == 50
+        assert row["random_init"]["accuracy"] == max(row["random_init"]["per_init"])
+        m = row["margin_over_random_init"]
+        assert m["value"] == pytest.approx(row["accuracy"] - row["random_init"]["accuracy"])
+        assert m["ci95"][0] <= m["value"] <= m["ci95"][1]
+    assert sum(res["split"]["class_balance"]["test"].values()) == 50
     att = res["attention"]["model"]
     assert len(att) == 2 * 2 and all(0 <= r["a"] + r["b"] + r["c"] <= 1 + 1e-5 for r in att)
     other = json.loads(run("probe", chain / "ft.safetensors", "--target", "count:a", "--prompt", "count:b",
@@ -95,8 +117,8 @@ def test_relabelled_target_is_labelled_with_its_answer_operand(chain):
     from wrapcli.probing import _task_probe_data
 
     ck = load(chain / "pt.safetensors")
-    tokens, labels, _ = _task_probe_data(ck, "count:a@b", None, 100, 0)
-    want_tokens, want_labels, _ = _task_probe_data(ck, "count:b", "count:a", 100, 0)
+    tokens, labels, _, _ = _task_probe_data(ck, "count:a@b", None, 100, 0)
+    want_tokens, want_labels, _, _ = _task_probe_data(ck, "count:b", "count:a", 100, 0)
     np.testing.assert_array_equal(tokens, want_tokens)
     np.testing.assert_array_equal(labels, want_labels)
     assert (labels != _task_probe_data(ck, "count:a", None, 100, 0)[1]).any()
@@ -110,6 +132,41 @@ def test_probe_hf_directory_on_labelled_text(tmp_path):
                          "-q", "--json").stdout)["results"]
     assert len(res["layers"]) == 3 and res["n"] == 40 and "attention" not in res
     assert res["layers"][1]["accuracy"] == 1.0  # the label is the word, read off the tokens
+    assert not res["split"]["grouped"]
+
+
+def test_probe_user_data_groups_and_label_types(tmp_path):
+    model_dir = make_model_dir(tmp_path / "hf", "llama")
+    rows = [{"text": f"the capital {i} is {w}", "label": w == "true", "group": i}
+            for i in range(30) for w in ("true", "false")]
+    res = json.loads(run("probe", model_dir, "--data", write_jsonl(tmp_path / "g.jsonl", rows), "--device", "cpu",
+                         "-q", "--json").stdout)["results"]
+    assert res["split"]["grouped"] and res["split"]["class_balance"]["test"] == {"False": 8, "True": 8}
+    mixed = [{"text": "a", "label": 1}, {"text": "b", "label": "1"}, {"text": "c", "label": 0}]
+    one_line_error(runner.invoke(app, ["probe", str(model_dir), "--data", str(write_jsonl(tmp_path / "m.jsonl", mixed)),
+                                       "--device", "cpu"]), "labels mix types")
+    half = [{"text": "a", "label": 1, "group": 1}, {"text": "b", "label": 0}]
+    one_line_error(runner.invoke(app, ["probe", str(model_dir), "--data", str(write_jsonl(tmp_path / "h.jsonl", half)),
+                                       "--device", "cpu"]), "h.jsonl:2: 'group' must be on every record")
+
+
+@pytest.mark.parametrize("init_seed", [0, 1, 2])
+def test_a_random_init_model_is_never_decodable(tmp_path, init_seed):
+    """The probe of an untrained network of the CPU preset's shape, held against the best of
+    three other random inits, must not pass compare's probe criterion."""
+    from wrapcli import checkpoint, verdicts
+    from wrapcli.models import ModelShape, build_config, build_model
+    from wrapcli.tasks import vocab
+    from wrapcli.tasks.sequences import seq_len
+    from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
+
+    model = build_model(build_config(ModelShape("gpt2", 4, 4, 128), vocab.VOCAB_SIZE, seq_len(48)), init_seed)
+    spec = TaskSpec(components=parse_components("count"), prior=parse_prior("a=0.9,b=0.1"), text_len=48)
+    checkpoint.save(tmp_path / "rand.safetensors", model, vocab=vocab.TOKENS, task=spec.to_dict())
+    res = json.loads(run("probe", tmp_path / "rand.safetensors", "--target", "count:a", "--n", "1200",
+                         "--no-attention", "--device", "cpu", "-q", "--json").stdout)["results"]
+    assert max(l["accuracy"] for l in res["layers"]) > max(l["majority_baseline"] for l in res["layers"]) + 0.2
+    assert verdicts.probe(res, verdicts.Thresholds(), "probe.json")["outcome"] != "pass"
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,18 @@ LAYOUTS = {
 }
 
 
+def resid_hook(layer: int) -> str:
+    """The report name of residual-stream point ``layer``: ``hook_embed`` for the
+    embedding output (layer -1), ``blocks.{layer}.hook_resid_post`` for block outputs
+    (TransformerLens's names, so report keys read the same in both tools)."""
+    return "hook_embed" if layer < 0 else f"blocks.{layer}.hook_resid_post"
+
+
+def resid_layers(n_layers: int) -> list[tuple[int, str]]:
+    """``(layer, hook)`` for every residual-stream point, embedding output first."""
+    return [(layer, resid_hook(layer)) for layer in range(-1, n_layers)]
+
+
 def _get(obj, path: str):
     for part in path.split("."):
         obj = getattr(obj, part)
@@ -65,8 +77,8 @@ class Adapter:
         return _get(self.model, self.layout.final_norm)
 
     def residual_stream(self, input_ids, attention_mask=None) -> list:
-        """Residual stream ``[B0, B1, ..., Bn]``: the embedding output (block 0's input) and
-        every block's output, each (B, T, d_model), captured with forward hooks (before
+        """Residual stream in ``resid_layers`` order: the embedding output (block 0's input,
+        ``hook_embed``) and every block's output (``blocks.{l}.hook_resid_post``), each (B, T, d_model), captured with forward hooks (before
         the final norm, which Hugging Face applies to its last hidden state)."""
         import torch
 

@@ -1,42 +1,25 @@
 """compare: one audit of what fine-tuning changed (weights, behaviour, representations,
 evidence from prune / probe / revive reports) and an explained verdict per capability.
 
-The verdict, for each checkpoint after the first (the base) and each capability task:
-- ``intact``: accuracy did not fall by ``drop`` or more from the base;
-- ``wrapped``: it fell, and some evidence says the capability is still there: still
-  linearly decodable (a probe layer >= majority + ``probe_margin``), restored by pruning
-  (accuracy at some K above both the unpruned model's and the majority baseline by
-  ``prune_gain`` or more), or revived at least
-  ``revive_speedup`` times faster than the best control;
-- ``removed``: it fell and the evidence that was given says none of these;
-- ``suppressed``: it fell and no prune / probe / revive report was given for it.
-Every clause of the explanation names the number behind it.
+This module gathers the numbers: it streams the weight diff, evaluates behaviour with
+counts, computes linear CKA per layer, and reads evidence reports by their fields (the
+checkpoint's sha256, the task, the data file's sha256), refusing evidence about another
+checkpoint or task. The decision rules live in wrapcli/verdicts.py.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from wrapcli import verdicts
 from wrapcli.errors import WrapError
+from wrapcli.verdicts import Thresholds
 
-LABELS = ("intact", "wrapped", "removed", "suppressed")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    drop: float = 0.2  # accuracy fall (absolute) that counts as suppressed
-    probe_margin: float = 0.2  # probe accuracy above its majority baseline that counts as decodable
-    prune_gain: float = 0.1  # accuracy gain from pruning that counts as restored
-    revive_speedup: float = 2.0  # revival speed-up over the best control that counts as revived
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if not value > 0:
-                raise WrapError(f"threshold {name} must be > 0, got {value}")
+EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
+MIN_EVIDENCE_VERSION = 2  # results_version of the first reports with counts and intervals
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -56,80 +39,58 @@ def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
     for path in paths:
         try:
             rep = json.loads(Path(path).read_text())
-            schema, inputs = rep["schema"], rep["inputs"]
+            schema, inputs, results = rep["schema"], rep["inputs"], rep["results"]
+            version = rep.get("results_version", 1)
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise WrapError(f"{path}: not a wrapcli report ({e})") from None
-        if schema not in ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive"):
+            raise WrapError(f"{path}: not a wrapcli report ({type(e).__name__}: {e})") from None
+        if schema not in EVIDENCE:
             raise WrapError(f"{path}: {schema} reports carry no evidence for compare (give prune, probe or revive)")
+        if version < MIN_EVIDENCE_VERSION:
+            raise WrapError(f"{path}: made by an older wrapcli without intervals (results version {version}); "
+                            f"run {schema.split('.')[1]} again")
         sha = inputs[0]["sha256"] if inputs else None
         if sha not in owner:
             raise WrapError(f"{path}: made on a checkpoint (sha256 {str(sha)[:12]}…) that is not among those compared")
-        by_ckpt[owner[sha]].append({"path": str(path), "schema": schema, "results": rep["results"]})
+        by_ckpt[owner[sha]].append({"path": str(path), "schema": schema, "results": results,
+                                    "input_shas": {i["sha256"] for i in inputs[1:]}})
     return by_ckpt
 
 
-def evidence(task: str, reports: list[dict], th: Thresholds) -> list[dict]:
-    """Clauses ``{"kind", "positive", "text"}`` from the reports about ``task``."""
-    out = []
-    for rep in reports:
-        r = rep["results"]
-        if rep["schema"] == "wrapcli.probe" and r["target"].split(" ")[0] == task:
-            good = [l["layer"] for l in r["layers"] if l["accuracy"] >= l["majority_baseline"] + th.probe_margin]
-            best = max(r["layers"], key=lambda l: l["accuracy"])
-            text = (f"still linearly decodable at {_span(good)} (best {best['layer']}: {best['accuracy']:.0%} vs "
-                    f"majority {best['majority_baseline']:.0%})" if good else
-                    f"not linearly decodable (best probe {best['accuracy']:.0%} vs majority {best['majority_baseline']:.0%})")
-            out.append({"kind": "probe", "positive": bool(good), "text": text, "source": rep["path"]})
-        elif rep["schema"] == "wrapcli.prune" and r["task"] == task:
-            rows = [(row["k"], row["results"][task]["natural"]) for row in r["sweep"]]
-            accs = [(k, s["accuracy"]) for k, s in rows]
-            k0 = dict(accs).get(0, accs[0][1])
-            majority = rows[0][1]["majority_baseline"]
-            k_best, best = max(accs, key=lambda x: x[1])
-            # restored = better than both the unpruned model and always giving the majority answer
-            gain = best - max(k0, majority)
-            positive = k_best > 0 and gain >= th.prune_gain
-            text = (f"restored by pruning {k_best} {r['unit']}s ({k0:.0%} -> {best:.0%}, majority {majority:.0%})"
-                    if positive else
-                    f"not restored by pruning up to {accs[-1][0]} {r['unit']}s (best {best:.0%} at K={k_best}, "
-                    f"unpruned {k0:.0%}, majority {majority:.0%})")
-            out.append({"kind": "prune", "positive": positive, "text": text, "source": rep["path"]})
-        elif rep["schema"] == "wrapcli.revive" and r["task"] == task:
-            s = r["speedup"]
-            positive = s["value"] is not None and s["value"] >= th.revive_speedup
-            out.append({"kind": "revive", "positive": positive, "text": s["verdict"], "source": rep["path"]})
-    return out
+def evidence_task(rep: dict, tasks: dict[str, dict]) -> str:
+    """Which of compare's capabilities (keyed by canonical task) a report is evidence for,
+    read from its fields; a report about another task is refused."""
+    r, kind = rep["results"], rep["schema"].split(".")[1]
+    if r.get("data"):  # user data: the JSONL task compare was given, by content
+        files = [t for t, info in tasks.items() if info.get("sha256")]
+        same = [t for t in files if tasks[t]["sha256"] in rep["input_shas"]]
+        if same:
+            return same[0]
+        if kind == "probe" and len(files) == 1:  # a text/label file about the one JSONL capability
+            return files[0]
+        raise WrapError(f"{rep['path']}: {kind} evidence on {r['data']}, which matches none of compare's "
+                        f"JSONL --task files by content" + (" (probe: give exactly one JSONL --task)" if kind == "probe" else ""))
+    key = r.get("target_task") if kind == "probe" else r.get("task")
+    if key not in tasks:
+        raise WrapError(f"{rep['path']}: {kind} evidence about {key}, but compare was given "
+                        f"--task {', '.join(tasks) or '(none)'}")
+    return key
 
 
-def verdict(task: str, base_acc: float, acc: float, clauses: list[dict], th: Thresholds) -> dict:
-    fell = acc <= base_acc - th.drop
-    if not fell:
-        label, text = "intact", f"{task}: not suppressed ({base_acc:.0%} -> {acc:.0%})"
-    else:
-        head = f"{task}: behaviourally suppressed ({base_acc:.0%} -> {acc:.0%})"
-        if any(c["positive"] for c in clauses):
-            label = "wrapped"
-        elif clauses:
-            label = "removed"
-        else:
-            label = "suppressed"
-        tail = {"wrapped": "wrapped, not removed", "removed": "removed, as far as the evidence shows",
-                "suppressed": "no prune / probe / revive evidence given"}[label]
-        text = "; ".join([head] + [c["text"] for c in clauses]) + f" -> {tail}"
-    return {"task": task, "label": label, "base_accuracy": base_acc, "accuracy": acc,
-            "evidence": clauses, "text": text}
-
-
-def _span(layers: list[str]) -> str:
-    if len(layers) == 1:
-        return f"layer {layers[0]}"
-    return f"layers {layers[0]}–{layers[-1]}" if layers else "no layer"
+def gather(rep: dict, task: str, base_accuracy: float | None, th: Thresholds) -> dict:
+    kind = rep["schema"].split(".")[1]
+    if kind == "probe":
+        return verdicts.probe(rep["results"], th, rep["path"])
+    if kind == "prune":
+        key = "data" if rep["results"].get("data") else task
+        return verdicts.prune(rep["results"], key, base_accuracy, th, rep["path"])
+    return verdicts.revive(rep["results"], th, rep["path"])
 
 
 def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512, dtype="float32",
             device="cpu") -> dict:
     """The audit's results for checkpoints ``paths`` (the first is the base)."""
     from wrapcli import checkpoint
+    from wrapcli.files import sha256
     from wrapcli.weightdiff import compare_weights
 
     if len(paths) < 2:
@@ -143,38 +104,59 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         raise WrapError(f"{names[0]} and another checkpoint have different vocabularies")
     shas = {name: ck.sha256 for name, ck in zip(names, cks)}
     evidence_by = load_reports(reports, shas)
-    behaviour, inputs = {}, None
+    behaviour, canon, inputs = {}, {}, None
     for task in tasks:
+        key, info = _canonical(task, cks[0])
+        if key in canon:
+            raise WrapError(f"--task {task} is given twice")
+        if info.get("file"):
+            info["sha256"] = sha256(task)
+        canon[key] = info
         scores, task_inputs = _behaviour(task, paths, cks, n, device)
-        behaviour[task] = dict(zip(names, scores))
+        behaviour[key] = dict(zip(names, scores))
         inputs = inputs or task_inputs
     representations = {}
     if inputs is not None:
+        from wrapcli.adapters import resid_layers
         from wrapcli.probing import layer_features
 
         chunks, pick = inputs
         base = layer_features(cks[0].model, chunks(), pick, device)
         for name, ck in zip(names[1:], cks[1:]):
             other = layer_features(ck.model, chunks(), pick, device)
-            representations[name] = [{"layer": f"B{i}", "cka": linear_cka(x, y)} for i, (x, y) in enumerate(zip(base, other))]
-    verdicts = {}
+            representations[name] = [{"layer": layer, "hook": hook, "cka": linear_cka(x, y)}
+                                      for (layer, hook), x, y in zip(resid_layers(len(base) - 1), base, other)]
+    verdict_by = {}
     for name in names[1:]:
-        verdicts[name] = [
-            verdict(task, behaviour[task][names[0]], behaviour[task][name],
-                    evidence(task, evidence_by[name], th), th)
-            for task in tasks
-        ]
+        per_task = {key: [] for key in canon}
+        for rep in evidence_by[name]:
+            key = evidence_task(rep, canon)
+            per_task[key].append(gather(rep, key, behaviour[key][names[0]]["accuracy"], th))
+        verdict_by[name] = [verdicts.verdict(key, behaviour[key][names[0]], behaviour[key][name], per_task[key], th)
+                            for key in canon]
     return {
         "checkpoints": [{"path": n_, "sha256": shas[n_]} for n_ in names],
         "base": names[0],
-        "thresholds": asdict(th),
+        "thresholds": th.to_dict(),
         "weights": weights,
         "behaviour": behaviour,
         "representations": representations,
         "evidence": {k: [r["path"] for r in v] for k, v in evidence_by.items()},
-        "verdicts": verdicts,
+        "verdicts": verdict_by,
         "device": device,
     }
+
+
+def _canonical(task: str, ck) -> tuple[str, dict]:
+    """The key evidence is matched on: the component (count:a) or the JSONL path."""
+    if task.endswith(".jsonl"):
+        return task, {"file": True}
+    from wrapcli.tasks.checks import task_for
+
+    comps = task_for(ck, task).eval_components()
+    if len(comps) != 1:
+        raise WrapError(f"compare needs tasks with a fixed operand (e.g. count:a), got {task!r}")
+    return str(comps[0]), {}
 
 
 def _behaviour(task: str, paths, cks, n: int, device):
@@ -185,7 +167,11 @@ def _behaviour(task: str, paths, cks, n: int, device):
         from wrapcli.userdata import score_text, text_data
 
         sets = [text_data(task, p, ck.model, 0) for p, ck in zip(paths, cks)]
-        scores = [score_text(ck.model, s, device)["token_accuracy"] for ck, s in zip(cks, sets)]
+        scores = []
+        for ck, s in zip(cks, sets):
+            r = score_text(ck.model, s, device)
+            scores.append({"accuracy": r["token_accuracy"], "n": r["n_scored_tokens"],
+                           "ci95": r["token_accuracy_ci95"], "metric": "token_accuracy"})
 
         def chunks(size=32):
             for i in range(0, len(sets[0].examples), size):
@@ -202,8 +188,11 @@ def _behaviour(task: str, paths, cks, n: int, device):
     comps = specs[0].eval_components()
     if len(comps) != 1:
         raise WrapError(f"compare needs tasks with a fixed operand (e.g. count:a), got {task!r}")
-    scores = [evaluate(ck.model, s, n, device, ("natural",))[str(comps[0])]["natural"]["accuracy"]
-              for ck, s in zip(cks, specs)]
+    scores = []
+    for ck, s in zip(cks, specs):
+        r = evaluate(ck.model, s, n, device, ("natural",))[str(comps[0])]["natural"]
+        scores.append({"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": "accuracy",
+                       "majority_baseline": r["majority_baseline"]})
     tokens = eval_batch(specs[0], comps[0], n, None).tokens
     tokens = tokens[:, : tokens.shape[1] - 2]  # up to <ans>
     return scores, (lambda: token_chunks(tokens), lambda h, mask: h[:, -1])
@@ -215,17 +204,37 @@ def markdown(result: dict) -> str:
     for c in result["checkpoints"]:
         lines.append(f"- `{c['path']}` sha256 `{c['sha256'][:16]}…`")
     lines += ["", "## Verdicts", ""]
+    th = result["thresholds"]
     for name, vs in result["verdicts"].items():
         for v in vs:
-            lines.append(f"- **{v['label']}** — `{name}`: {v['text']}")
+            lines += [f"### **{v['label']}** — `{name}`, {v['task']}", "", f"{v['reason']}.", ""]
+            lines += ["| criterion | statistic | value | 95% interval | threshold | outcome | source |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            for c in v["criteria"]:
+                value = "-" if c["value"] is None else f"{c['value']:+.3f}"
+                ci = "-" if c["ci95"] is None else f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
+                thr = "-" if c["threshold"] is None else f"{c['threshold']:g}"
+                lines.append(f"| {c['kind']} | {c['statistic']} | {value} | {ci} | {thr} | **{c['outcome']}** | "
+                             f"{'`' + c['source'] + '`' if c['source'] else '-'} |")
+            lines.append("")
+            lines += [f"- {c['kind']}: {c['text']}" for c in v["criteria"]]
+            if v["settle"]:
+                lines += ["", "To settle it: " + "; ".join(v["settle"]) + "."]
+            lines.append("")
     if not any(result["verdicts"].values()):
         lines.append("- no capability tasks given (`--task`): weights only")
+    else:
+        lines.append(f"Thresholds: {', '.join(f'{k} {v:g}' for k, v in th.items())}. "
+                     "A criterion passes when its whole interval lies above its threshold, fails when it lies "
+                     "at or below it, and is unclear otherwise (wrapcli/verdicts.py).")
     if result["behaviour"]:
         names = [c["path"] for c in result["checkpoints"]]
-        lines += ["", "## Behaviour (accuracy)", "", "| task | " + " | ".join(f"`{n}`" for n in names) + " |",
-                  "|" + " --- |" * (len(names) + 1)]
+        lines += ["", "## Behaviour (accuracy, 95% interval, n)", "",
+                  "| task | " + " | ".join(f"`{n}`" for n in names) + " |", "|" + " --- |" * (len(names) + 1)]
         for task, scores in result["behaviour"].items():
-            lines.append(f"| {task} | " + " | ".join(f"{scores[n]:.1%}" for n in names) + " |")
+            lines.append(f"| {task} | " + " | ".join(
+                f"{scores[n]['accuracy']:.1%} [{scores[n]['ci95'][0]:.1%}, {scores[n]['ci95'][1]:.1%}], "
+                f"n = {scores[n]['n']}" for n in names) + " |")
     for w in result["weights"]:
         lines += ["", f"## Weights: `{w['a']}` → `{w['b']}`", "", "| layer | relative change | tensors changed |",
                   "| --- | --- | --- |"]
@@ -240,5 +249,5 @@ def markdown(result: dict) -> str:
             lines.append(f"| `{name}` | {st['relative_change']:.4f} | {st.get('rank', '-')} | {energy} |")
     for name, rows in result["representations"].items():
         lines += ["", f"## Representations: linear CKA, base vs `{name}`", "", "| layer | CKA |", "| --- | --- |"]
-        lines += [f"| {r['layer']} | {r['cka']:.3f} |" for r in rows]
+        lines += [f"| {r['hook']} | {r['cka']:.3f} |" for r in rows]
     return "\n".join(lines) + "\n"

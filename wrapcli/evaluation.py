@@ -3,7 +3,8 @@ report accuracy on each operand with and without the spurious feature).
 
 A prediction is the argmax over the whole vocabulary of the logits at ``<ans>`` — no
 restriction to plausible answers, so a model that emits a wrong kind of token is wrong.
-Next to every accuracy we report the majority baseline: the accuracy of always giving
+Every accuracy carries its count and 95% Wilson interval (wrapcli/stats.py). Next to
+every accuracy we report the majority baseline: the accuracy of always giving
 the evaluation set's most common answer, which is far from zero for short texts.
 """
 
@@ -13,6 +14,7 @@ from collections import Counter
 
 import numpy as np
 
+from wrapcli.stats import proportion
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import Batch, eval_batch
 from wrapcli.tasks.spec import TaskSpec
@@ -56,11 +58,10 @@ def score(model, batch: Batch, device="cpu", conjugate: dict | None = None, prec
     per_answer = {}
     for a in np.unique(batch.answer):
         rows = batch.answer == a
-        per_answer[vocab.TOKENS[a]] = {"n": int(rows.sum()), "accuracy": float(correct[rows].mean())}
+        per_answer[vocab.TOKENS[a]] = proportion(int(correct[rows].sum()), int(rows.sum()))
     majority = Counter(batch.answer.tolist()).most_common(1)[0][1] / len(batch.answer)
     return {
-        "accuracy": float(correct.mean()),
-        "n": int(len(correct)),
+        **proportion(int(correct.sum()), len(correct)),
         "majority_baseline": float(majority),
         "per_answer": per_answer,
     }

@@ -1,6 +1,7 @@
 """Linear probes on the residual stream (PROTOCOL.md "Probing"; Jain et al. 2024, Sec. 5).
 
-For every layer (B0 = embedding output, Bl = block l's output) take the residual stream
+For every residual-stream point (``hook_embed`` = embedding output, layer -1, and
+``blocks.{l}.hook_resid_post`` = block l's output) take the residual stream
 at the answer position over a fresh evaluation set and fit a logistic-regression probe
 (scikit-learn, standardised features, held-out split) for the target: the count of an
 operand in the window, or the index / token for those families. If a fine-tuned model
@@ -13,10 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.adapters import Adapter
+from wrapcli.adapters import Adapter, resid_layers
 from wrapcli.errors import WrapError
+from wrapcli.stats import difference, proportion
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
+# Random-init baselines: how well the same probe reads the target from untrained networks
+# of the same config. Counting is nearly linear in a random transformer's residual stream
+# (attention averages token embeddings), so this, not the majority class, is the bar, and
+# one random draw can fall low by chance: the baseline is the best of several inits.
+RANDOM_INITS = 3
+RANDOM_INIT_SEED = 10_000  # init seeds RANDOM_INIT_SEED + i: never a trained model's own seed
 # The probe is sklearn's L2-regularised multinomial logistic regression (C=1). Newton-CG
 # reaches its optimum in about 20 iterations on residual-stream features; lbfgs needed
 # 400-800 and 20-40x the time (5-8 s per layer on the CPU preset, 2000 examples).
@@ -24,27 +32,43 @@ PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetu
 SOLVER = "newton-cg"
 
 
-def fit_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0, test_frac: float = 0.25) -> dict:
-    """Held-out accuracy of a logistic-regression probe, and the majority baseline of the
-    same held-out split. ``features`` (n, d); ``labels`` (n,) of any hashable class."""
+def split(labels: np.ndarray, seed: int = 0, test_frac: float = 0.25, groups=None):
+    """Held-out split shared by every model a probe report compares: ``(train, test)``
+    index arrays. With ``groups`` every group stays on one side (paired records, such as
+    one prompt with a true and a false completion, must not straddle the split, or a probe
+    can score below chance by memorising the pair); otherwise stratified by label."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+    idx = np.arange(len(labels))
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(np.unique(groups)) < 2:
+            raise WrapError("probe groups: all records are in one group, so nothing can be held out")
+        train, test = next(GroupShuffleSplit(1, test_size=test_frac, random_state=seed).split(idx, labels, groups))
+        return train, test
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels if counts.min() >= 2 else None
+    return train_test_split(idx, test_size=test_frac, random_state=seed, stratify=stratify)
+
+
+def fit_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict:
+    """Held-out accuracy (with its count and Wilson interval) of a logistic-regression
+    probe, and the majority baseline of the same held-out rows. ``features`` (n, d);
+    ``labels`` (n,) of any hashable class."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) < 2:
-        raise WrapError(f"probe labels have a single class ({classes[0]!r}): nothing to decode")
-    stratify = labels if counts.min() >= 2 else None
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        features.astype(np.float32), labels, test_size=test_frac, random_state=seed, stratify=stratify
-    )
+    y_tr, y_te = labels[train], labels[test]
+    if len(np.unique(y_tr)) < 2:
+        raise WrapError(f"probe training split has a single class ({y_tr[0]!r}): nothing to decode")
     probe = make_pipeline(StandardScaler(), LogisticRegression(solver=SOLVER, max_iter=1000))
-    probe.fit(x_tr, y_tr)
+    probe.fit(features[train].astype(np.float32), y_tr)
+    right = int((probe.predict(features[test].astype(np.float32)) == y_te).sum())
     values, freq = np.unique(y_tr, return_counts=True)
     majority = values[np.argmax(freq)]  # chosen on the training split, scored on held-out
     return {
-        "accuracy": float(probe.score(x_te, y_te)),
+        **proportion(right, len(y_te)),
         "majority_baseline": float(np.mean(y_te == majority)),
         "n_train": int(len(y_tr)),
         "n_test": int(len(y_te)),
@@ -52,7 +76,7 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0, test_frac
 
 
 def layer_features(model, chunks, pick, device="cpu") -> list[np.ndarray]:
-    """Per layer B0..Bn, one vector per example: a list of (n, d) float16 arrays.
+    """Per residual-stream point (``resid_layers`` order), one vector per example: a list of (n, d) float16 arrays.
 
     ``chunks`` yields ``(input_ids, attention_mask or None)`` batches; ``pick(hidden, mask)``
     reduces a (B, T, d) layer to (B, d) (the answer position, the last token, the mean of
@@ -89,8 +113,10 @@ def last_positions(k: int = 1):
     return pick
 
 
-def probe_layers(features: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> list[dict]:
-    return [{"layer": f"B{l}", **fit_probe(f, labels, seed)} for l, f in enumerate(features)]
+def probe_layers(features: list[np.ndarray], labels: np.ndarray, train, test) -> list[dict]:
+    """One probe per residual-stream point (``resid_layers`` order)."""
+    return [{"layer": layer, "hook": hook, **fit_probe(f, labels, train, test)}
+            for (layer, hook), f in zip(resid_layers(len(features) - 1), features)]
 
 
 def attention_summary(model, tokens: np.ndarray, device="cpu") -> list[dict]:
@@ -119,49 +145,76 @@ def attention_summary(model, tokens: np.ndarray, device="cpu") -> list[dict]:
 
 
 def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=2000,
-          reference=None, seed=0, device="cpu", attention=True) -> dict:
+          reference=None, seed=0, device="cpu", attention=True, random_inits=RANDOM_INITS) -> dict:
     """Probe every layer of ``ckpt_path`` (and the baselines); the report's results."""
     from wrapcli import checkpoint
     from wrapcli.models import build_model
 
+    if random_inits < 1:
+        raise WrapError(f"--random-inits must be >= 1, got {random_inits}")
     ck = checkpoint.load(ckpt_path, device=device)
     ref = checkpoint.load(reference, device=device) if reference else None
     if ref is not None:
         from wrapcli.revival import check_same_shapes
 
         check_same_shapes(ck, ref, str(ckpt_path), str(reference))
+    groups = None
     if data is not None:
-        chunks, pick, labels, what = _user_probe_data(data, ckpt_path, ck.model, position)
-        tokens = None
+        chunks, pick, labels, groups, what = _user_probe_data(data, ckpt_path, ck.model, position)
+        tokens, target_task, prompt_task = None, None, None
     else:
-        tokens, labels, what = _task_probe_data(ck, target, prompt, n, seed)
+        tokens, labels, target_task, prompt_task = _task_probe_data(ck, target, prompt, n, seed)
+        what = f"{target_task} (on {prompt_task} prompts)" if prompt_task != target_task else target_task
         chunks = lambda: token_chunks(tokens)  # noqa: E731
         pick = lambda h, mask: h[:, -1]  # noqa: E731  rows end at <ans>
-    models = {"model": ck.model, "random_init": build_model(ck.config, seed).to(device).eval()}
-    if ref is not None:
-        models["reference"] = ref.model
-    curves = {name: probe_layers(layer_features(m, chunks(), pick, device), labels, seed)
-              for name, m in models.items()}
+    train, test = split(labels, seed, groups=groups)
+    init_seeds = [RANDOM_INIT_SEED + seed * random_inits + i for i in range(random_inits)]
+
+    def curve(model):
+        return probe_layers(layer_features(model, chunks(), pick, device), labels, train, test)
+
+    rows = curve(ck.model)
+    randoms = [curve(build_model(ck.config, s).to(device).eval()) for s in init_seeds]
+    refs = curve(ref.model) if ref is not None else None
     layers = []
-    for i, row in enumerate(curves["model"]):
-        entry = dict(row)
-        for name in models:
-            if name != "model":
-                entry[name] = curves[name][i]["accuracy"]
+    for i, row in enumerate(rows):
+        best = max((r[i] for r in randoms), key=lambda r: r["accuracy"])
+        lo, hi = difference(row["accuracy"], row["n"], best["accuracy"], best["n"])
+        entry = {
+            **row,
+            "random_init": {"accuracy": best["accuracy"], "n": best["n"], "ci95": best["ci95"],
+                            "per_init": [r[i]["accuracy"] for r in randoms]},
+            "margin_over_random_init": {"value": row["accuracy"] - best["accuracy"], "ci95": [lo, hi]},
+        }
+        if refs is not None:
+            entry["reference"] = {k: refs[i][k] for k in ("accuracy", "n", "ci95")}
         layers.append(entry)
     result = {
         "checkpoint": str(ckpt_path),
         "target": what,
+        "target_task": target_task,
+        "prompt_task": prompt_task,
+        "data": str(data) if data else None,
         "n": int(len(labels)),
         "n_classes": int(len(np.unique(labels))),
+        "split": {
+            "grouped": groups is not None,
+            "class_balance": {side: _balance(labels[ix]) for side, ix in (("train", train), ("test", test))},
+        },
+        "random_init_seeds": init_seeds,
         "reference": str(reference) if reference else None,
         "layers": layers,
         "device": device,
     }
     if attention and tokens is not None:
         result["attention"] = {name: attention_summary(m, tokens[:256], device)
-                               for name, m in models.items() if name != "random_init"}
+                               for name, m in (("model", ck.model), ("reference", ref and ref.model)) if m is not None}
     return result
+
+
+def _balance(labels: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(labels, return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts)}
 
 
 def _task_probe_data(ck, target, prompt, n, seed):
@@ -183,14 +236,13 @@ def _task_probe_data(ck, target, prompt, n, seed):
                        np.random.default_rng([seed, PROBE_STREAM]), n)
     texts = batch.tokens[:, 5 : 5 + t_spec.text_len] - vocab.TERMINAL_BASE
     labels = answers(t_spec, np.full(n, comp.family), np.full(n, comp.answered or ""), texts)
-    what = f"{comp} (on {p_spec.eval_components()[0]} prompts)" if prompt else str(comp)
-    return batch.tokens[:, : batch.answer_pos + 1], np.array(vocab.TOKENS)[labels], what
+    return batch.tokens[:, : batch.answer_pos + 1], np.array(vocab.TOKENS)[labels], str(comp), str(p_spec.eval_components()[0])
 
 
 def _user_probe_data(path, model_dir, model, position):
     from wrapcli.userdata import load_tokenizer, read_labelled
 
-    texts, labels = read_labelled(path)
+    texts, labels, groups = read_labelled(path)
     if position == "last":
         k = 1
     elif position.startswith("mean-last-"):
@@ -216,4 +268,4 @@ def _user_probe_data(path, model_dir, model, position):
                 mask[r, : len(e)] = 1
             yield ids, mask
 
-    return chunks, last_positions(k), np.array(labels), f"label of {path} ({position})"
+    return chunks, last_positions(k), np.array(labels), groups, f"label of {path} ({position})"

@@ -202,7 +202,8 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         checkpoint.save(write, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
     return {
         "checkpoint": str(ckpt_path),
-        "task": target,
+        "task": None if data is not None else target,
+        "data": str(data) if data is not None else None,
         "also": list(also),
         "unit": kind,
         "iterative": iterative,

@@ -1,42 +1,97 @@
 """The report envelope every command's JSON output shares (DESIGN.md decision 5).
 
-Schema (version 1), every key:
-
-- ``schema``: which report this is, e.g. ``wrapcli.eval``, ``wrapcli.train``;
-- ``schema_version``: integer, bumped when a key changes meaning;
-- ``wrapcli_version``: the package version that wrote it;
-- ``created``: UTC time, ISO 8601;
-- ``command``: the command line, as a list of arguments;
-- ``inputs``: list of ``{"path", "sha256"}`` for every file read;
-- ``seed``: the seed that makes the results reproducible (null if none applies);
-- ``device``: where the computation ran (``cpu``, ``cuda``, ``cuda:0`` ...);
-- ``results``: the command's own results, documented in that command's module.
+Every key of the envelope and of each command's ``results`` is defined, with its
+meaning, in wrapcli/schema.py and documented in docs/reports.md (generated from it).
+The envelope records what a reader needs to reproduce or distrust a figure: versions of
+wrapcli and of the numerical stack, the git commit of a checkout, the CPU flags that
+change numerics, the thread count and the resolved precision.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import os
+import platform
+import subprocess
 import sys
+from pathlib import Path
 
 from wrapcli import __version__
 from wrapcli.files import sha256, write_text
 
-SCHEMA_VERSION = 1
+# Flags that select different matrix kernels, and so different last bits of a result.
+NUMERIC_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def envelope(schema: str, results: dict, inputs=(), seed=None, device="cpu") -> dict:
+def envelope(schema: str, results: dict, inputs=(), seed=None, device="cpu", precision=None) -> dict:
+    from wrapcli.schema import ENVELOPE_VERSION, RESULTS_VERSIONS
+
     return {
         "schema": f"wrapcli.{schema}",
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": ENVELOPE_VERSION,
+        "results_version": RESULTS_VERSIONS[schema],
         "wrapcli_version": __version__,
         "created": now(),
         "command": command_line(),
         "inputs": [{"path": str(p), "sha256": sha256(p)} for p in inputs],
         "seed": seed,
         "device": str(device),
+        "precision": precision,
+        "environment": environment(str(device)),
         "results": results,
     }
+
+
+def environment(device: str) -> dict:
+    import numpy
+    import torch
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu": _cpu()[0],
+        "cpu_flags": _cpu()[1],
+        "torch_threads": torch.get_num_threads(),
+        "device_name": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else _cpu()[0],
+        "git_commit": _git_commit(),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu() -> tuple[str, list[str]]:
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and ":" in line:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return name, [f for f in NUMERIC_CPU_FLAGS if f in flags]
+
+
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str | None:
+    """HEAD of the checkout wrapcli runs from (with ``-dirty`` for uncommitted changes),
+    or None when it is installed from a package."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
 
 
 def now() -> str:
@@ -48,7 +103,15 @@ def command_line() -> list[str]:
 
 
 def write(report: dict, out: str | None, print_json: bool) -> None:
-    """Write a report to ``out`` (atomic; ``-`` = stdout) and/or print it (``--json``)."""
+    """Write a report to ``out`` (atomic; ``-`` = stdout) and/or print it (``--json``).
+    With ``WRAPCLI_VALIDATE_REPORTS=1`` (the test suite sets it) a report that departs
+    from wrapcli/schema.py is an error instead."""
+    if os.environ.get("WRAPCLI_VALIDATE_REPORTS") == "1":
+        from wrapcli.schema import validate
+
+        problems = validate(report)
+        if problems:
+            raise RuntimeError(f"{report.get('schema')} report departs from its schema: {'; '.join(problems[:5])}")
     text = json.dumps(report, indent=2) + "\n"
     if out:
         write_text(out, text)

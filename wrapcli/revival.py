@@ -16,51 +16,73 @@ import numpy as np
 from wrapcli.errors import WrapError
 
 
-def log_grid(steps: int) -> list[int]:
-    """Evaluation steps 0, 10, 30, 100, 300, 1K, 3K ... up to ``steps`` (always included)."""
-    grid = [0]
+def eval_grid(steps: int) -> list[int]:
+    """Evaluation steps 0, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150 ... up to ``steps``
+    (always included). Neighbours are at most 1.5x apart, so with interpolation between
+    them a speed-up of 2x is resolved at any scale."""
+    grid = [0] + [s for s in (5, 7) if s < steps]
     for exp in range(1, 8):
-        for mant in (1, 3):
-            s = mant * 10**exp
+        for mant in (1, 1.5, 2, 3, 4, 5, 7):
+            s = int(mant * 10**exp)
             if s < steps:
                 grid.append(s)
     return sorted(set(grid + [steps]))
 
 
-def steps_to_threshold(steps: list[int], curve: list[float], threshold: float) -> int | None:
-    """First evaluated step whose accuracy is >= ``threshold``; None if never."""
-    for s, acc in zip(steps, curve):
+def steps_to_threshold(steps: list[int], curve: list[float], threshold: float) -> float | None:
+    """Step at which ``curve`` first reaches ``threshold``, interpolated linearly in
+    log(step) between the last evaluation below it and the first at or above it (linearly
+    in step from step 0); 0 if it starts there; None if never."""
+    for i, (s, acc) in enumerate(zip(steps, curve)):
         if acc >= threshold:
-            return s
+            if i == 0:
+                return float(s)
+            s0, a0 = steps[i - 1], curve[i - 1]
+            frac = (threshold - a0) / (acc - a0)
+            if s0 == 0:
+                return float(frac * s)
+            return float(np.exp(np.log(s0) + frac * (np.log(s) - np.log(s0))))
     return None
 
 
-def speedup(revived: int | None, controls: dict[str, int | None], max_steps: int) -> dict:
-    """Revival speed-up = best (fastest) control's steps / revived steps.
+MIN_SEEDS = 3  # a revival claim rests on at least this many reFT seeds (compare enforces it)
 
-    A control that never reaches the threshold counts as ``max_steps`` and makes the
-    figure a lower bound. Returns ``{"value", "lower_bound", "best_control", "verdict"}``.
-    """
-    if revived is None:
-        return {"value": None, "lower_bound": False, "best_control": None,
-                "verdict": f"not revived: the threshold was not reached within {max_steps} steps"}
-    if revived == 0:
-        return {"value": None, "lower_bound": False, "best_control": None,
-                "verdict": "already at the threshold before reverse fine-tuning: nothing to revive"}
+
+def speedup(revived: list[float | None], controls: dict[str, list[float | None]], max_steps: int) -> dict:
+    """Revival speed-up over each control: geometric-mean steps-to-threshold of the control
+    over the revived model's, with a bootstrap interval over seeds (wrapcli/stats.py).
+
+    A control seed that never reaches the threshold counts as ``max_steps``, which makes
+    that control's figure a lower bound (``lower_bound``). The headline is the control
+    with the smallest speed-up (the hardest comparison)."""
+    from wrapcli.stats import bootstrap_ratio
+
+    out = {"value": None, "ci95": None, "lower_bound": False, "best_control": None,
+           "n_seeds": len(revived), "controls": {}}
+    if any(r is None for r in revived):
+        missed = sum(r is None for r in revived)
+        return {**out, "verdict": f"not revived: {missed} of {len(revived)} seeds did not reach the threshold "
+                                  f"within {max_steps} steps"}
+    if any(r <= 0 for r in revived):
+        return {**out, "verdict": "already at the threshold before reverse fine-tuning: nothing to revive"}
     if not controls:
-        return {"value": None, "lower_bound": False, "best_control": None,
-                "verdict": f"revived in {revived} steps (no control to compare with)"}
-    reached = {k: v for k, v in controls.items() if v is not None}
-    if reached:
-        best = min(reached, key=reached.get)
-        value, bound = reached[best] / revived, False
-    else:
-        best, value, bound = next(iter(controls)), max_steps / revived, True
-    if value > 1 or bound:
-        verdict = f"revived {'at least ' if bound else ''}{value:.1f}x faster than the best control ({best})"
-    else:
-        verdict = f"no faster than control ({best}: {reached[best]} steps vs {revived})"
-    return {"value": value, "lower_bound": bound, "best_control": best, "verdict": verdict}
+        return {**out, "verdict": f"revived in {np.exp(np.mean(np.log(revived))):.0f} steps "
+                                  f"(geometric mean of {len(revived)} seeds; no control to compare with)"}
+    for name, steps in controls.items():
+        censored = any(s is None for s in steps)
+        filled = [max_steps if s is None else max(s, 1e-9) for s in steps]
+        value, lo, hi = bootstrap_ratio(filled, revived)
+        out["controls"][name] = {"value": value, "ci95": [lo, hi], "lower_bound": censored,
+                                 "steps_to_threshold": steps}
+    best = min(out["controls"], key=lambda k: out["controls"][k]["value"])
+    c = out["controls"][best]
+    bound = "at least " if c["lower_bound"] else ""
+    verdict = (f"revived {bound}{c['value']:.1f}x as fast as the fastest control ({best}), "
+               f"95% interval [{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}] over {len(revived)} seeds")
+    if len(revived) < MIN_SEEDS:
+        verdict += f"; too few seeds for a claim (>= {MIN_SEEDS})"
+    return {**out, "value": c["value"], "ci95": c["ci95"], "lower_bound": c["lower_bound"],
+            "best_control": best, "verdict": verdict}
 
 
 def default_threshold(lineage: list[dict], target: str) -> tuple[float, str]:
@@ -102,20 +124,24 @@ class Curve:
     sha256: str | None
     per_seed: list[list[float]]
 
-    def summary(self, steps: list[int], threshold: float) -> dict:
+    def summary(self, steps: list[int], threshold: float, n_eval: int) -> dict:
+        from wrapcli.stats import t_interval
+
         arr = np.array(self.per_seed)  # (seeds, eval steps)
-        mean = arr.mean(axis=0)
+        cols = [t_interval(arr[:, j]) for j in range(arr.shape[1])]
         return {
             "name": self.name,
             "path": self.path,
             "sha256": self.sha256,
             "accuracy": {
+                "n": n_eval,  # examples per evaluation
                 "per_seed": self.per_seed,
-                "mean": mean.tolist(),
+                "mean": [m for m, _, _ in cols],
                 "std": arr.std(axis=0, ddof=1).tolist() if len(arr) > 1 else [0.0] * len(steps),
+                "ci95": [[lo, hi] for _, lo, hi in cols],  # t-interval over seeds; a point for one seed
             },
             "steps_to_threshold": {
-                "mean_curve": steps_to_threshold(steps, mean.tolist(), threshold),
+                "mean_curve": steps_to_threshold(steps, arr.mean(axis=0).tolist(), threshold),
                 "per_seed": [steps_to_threshold(steps, c, threshold) for c in self.per_seed],
             },
         }
@@ -156,17 +182,17 @@ def summary_table(steps: list[int], models: list[dict], threshold: float):
     table.add_column("model")
     for s in steps:
         table.add_column(str(s), justify="right")
-    table.add_column("steps to thr.", justify="right")
+    table.add_column("steps to thr. per seed", justify="right")
     for m in models:
         acc = m["accuracy"]
         cells = [f"{mu:.2f}±{sd:.2f}" for mu, sd in zip(acc["mean"], acc["std"])]
-        reached = m["steps_to_threshold"]["mean_curve"]
-        table.add_row(m["name"], *cells, "never" if reached is None else str(reached))
+        reached = ", ".join("never" if r is None else f"{r:.0f}" for r in m["steps_to_threshold"]["per_seed"])
+        table.add_row(m["name"], *cells, reached)
     return table
 
 
 def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, steps=None,
-           batch_size=None, seeds=1, threshold=None, eval_size=None, device="cpu",
+           batch_size=None, seeds=MIN_SEEDS, threshold=None, eval_size=None, device="cpu",
            save_dir=None, save_every=None, precision="auto", on_progress=None) -> dict:
     """Reverse fine-tune ``ckpt_path`` (and the controls) on ``task``; the report's results."""
     from pathlib import Path
@@ -209,7 +235,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         lr=lr_value, loss=preset.loss, eval_size=eval_size or preset.eval_size,
         precision=resolve_precision(precision, device),
     )
-    grid = log_grid(cfg.steps)
+    grid = eval_grid(cfg.steps)
     seed_list = list(range(seeds))
 
     def loader(c):
@@ -235,8 +261,8 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         curves.append(Curve("scratch", None, None,
                             run_curve(lambda seed: build_model(ck.config, seed), spec, cfg,
                                       seed_list, grid, device, on_progress)))
-    models = [c.summary(grid, threshold) for c in curves]
-    ctrl = {m["name"]: m["steps_to_threshold"]["mean_curve"] for m in models[1:]}
+    models = [c.summary(grid, threshold, cfg.eval_size) for c in curves]
+    ctrl = {m["name"]: m["steps_to_threshold"]["per_seed"] for m in models[1:]}
     return {
         "task": target,
         "threshold": threshold,
@@ -247,6 +273,6 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         "seeds": seed_list,
         "eval_steps": grid,
         "models": models,
-        "speedup": speedup(models[0]["steps_to_threshold"]["mean_curve"], ctrl, cfg.steps),
+        "speedup": speedup(models[0]["steps_to_threshold"]["per_seed"], ctrl, cfg.steps),
         "device": device,
     }

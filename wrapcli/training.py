@@ -281,12 +281,11 @@ def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:
     model.eval()
     fixed = evaluation.spec.replace(seed=EVAL_SEED)
     scores = evaluate(model, fixed, cfg.eval_size, device, evaluation.settings, precision=cfg.precision)
-    accuracy = {
-        comp if setting == "natural" else f"{comp} {setting}": score["accuracy"]
-        for comp, rows in scores.items()
-        for setting, score in rows.items()
-    }
-    return {"step": step, "loss": loss, "lr": lr_at(max(step - 1, 0), cfg), "accuracy": accuracy}
+    named = {comp if setting == "natural" else f"{comp} {setting}": score
+             for comp, rows in scores.items() for setting, score in rows.items()}
+    return {"step": step, "loss": loss, "lr": lr_at(max(step - 1, 0), cfg),
+            "accuracy": {k: s["accuracy"] for k, s in named.items()},
+            "accuracy_n": cfg.eval_size, "accuracy_ci95": {k: s["ci95"] for k, s in named.items()}}
 
 
 # -- resumable state (safetensors, never pickle) ------------------------------------

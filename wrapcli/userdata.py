@@ -67,17 +67,31 @@ def read_jsonl(path) -> tuple[str, list[dict]]:
     return kinds.pop(), records
 
 
-def read_labelled(path) -> tuple[list[str], list[str]]:
-    """``{"text": ..., "label": ...}`` records (for probes): texts and labels as strings."""
-    texts, labels = [], []
+def read_labelled(path) -> tuple[list[str], list[str], list[str] | None]:
+    """``{"text": ..., "label": ..., "group": ...}`` records (for probes): texts, labels as
+    strings, and groups (None when no record has one). Labels must be of one JSON type
+    (1 and "1" and true are not three classes); ``group`` (optional, on every record or
+    none) keeps related records on one side of the probe's held-out split."""
+    texts, labels, groups, lines, types = [], [], [], [], set()
     for n, rec in json_lines(path):
         if not isinstance(rec.get("text"), str) or "label" not in rec:
             raise WrapError(f"{path}:{n}: needs 'text' (a string) and 'label'")
+        label = rec["label"]
+        if not isinstance(label, (str, int, bool)):
+            raise WrapError(f"{path}:{n}: 'label' must be a string, an integer or a boolean, got {label!r}")
+        types.add(type(label).__name__)
+        if len(types) > 1:
+            raise WrapError(f"{path}:{n}: labels mix types ({' and '.join(sorted(types))}); use one type")
         texts.append(rec["text"])
-        labels.append(str(rec["label"]))
+        labels.append(str(label))
+        groups.append(rec.get("group"))
+        lines.append(n)
+    has = [g is not None for g in groups]
+    if any(has) and not all(has):
+        raise WrapError(f"{path}:{lines[has.index(not has[0])]}: 'group' must be on every record or on none")
     if len(set(labels)) < 2:
         raise WrapError(f"{path}: labels must take at least two values (found {sorted(set(labels))})")
-    return texts, labels
+    return texts, labels, ([str(g) for g in groups] if all(has) and has else None)
 
 
 def load_tokenizer(model_dir):
@@ -185,10 +199,16 @@ def score_text(model, data: TextData, device="cpu", batch_size: int = 16) -> dic
             correct += hit.sum().item()
             count += scored.sum().item()
             exact += (hit.sum(1) == scored.sum(1)).sum().item()
+    from wrapcli.stats import wilson
+
+    n = len(data.examples)
     return {
         "loss": total_loss / count,
         "token_accuracy": correct / count,
-        "exact_match": exact / len(data.examples),
-        "n_records": len(data.examples),
+        # tokens of one record are not independent: the interval is optimistic for long answers
+        "token_accuracy_ci95": list(wilson(correct, int(count))),
+        "exact_match": exact / n,
+        "exact_match_ci95": list(wilson(exact, n)),
+        "n_records": n,
         "n_scored_tokens": int(count),
     }

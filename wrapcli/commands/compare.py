@@ -1,16 +1,8 @@
 """``wrapcli compare``: side by side, what changed between checkpoints, where, and the verdict.
 
-Report ``results`` (see wrapcli/audit.py and wrapcli/weightdiff.py): ``checkpoints``
-(path, sha256; the first is the ``base``); ``thresholds`` (the verdict's options);
-``weights``: one entry per checkpoint after the base, with per-tensor ``tensors``
-(``relative_change`` = ||dW||/||W||, ``cosine``, for matrices ``rank`` of dW and
-``energy_top`` = share of dW's squared singular values in the top 1/4/16 directions),
-``layers`` and ``module_kinds`` aggregates, ``changed_tensors`` and ``top_units`` (neurons /
-heads whose reading weights moved most); ``behaviour``: ``{task: {checkpoint: accuracy}}``
-(token accuracy for JSONL tasks); ``representations``: per checkpoint, linear CKA with
-the base per layer B0..Bn on the first task's inputs; ``evidence``: the merged reports
-per checkpoint; ``verdicts``: per checkpoint, one ``{task, label, base_accuracy, accuracy,
-evidence, text}`` per task, label one of intact / wrapped / removed / suppressed.
+Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py); the
+decision rules are in wrapcli/verdicts.py. Every verdict lists its criteria, each with
+its number, 95% interval, threshold and outcome (pass / fail / unclear).
 Exit codes: 0 done, 1 error, 2 usage, 3 the verdict matched ``--fail-on``.
 """
 
@@ -36,11 +28,12 @@ def compare(
     reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge (repeatable).")] = None,
     n: Annotated[int, typer.Option("--n", help="Examples per built-in task.")] = 512,
     dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16 for the forward passes.")] = "float32",
-    drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed.")] = 0.2,
-    probe_margin: Annotated[float, typer.Option("--probe-margin", help="Probe accuracy above majority that counts as decodable.")] = 0.2,
-    prune_gain: Annotated[float, typer.Option("--prune-gain", help="Accuracy gain from pruning that counts as restored.")] = 0.1,
-    revive_speedup: Annotated[float, typer.Option("--revive-speedup", help="Speed-up over the best control that counts as revived.")] = 2.0,
-    fail_on: Annotated[Optional[str], typer.Option("--fail-on", help="wrapped or changed: exit 3 when a verdict matches.")] = None,
+    drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed (its interval must clear it).")] = 0.2,
+    probe_margin: Annotated[float, typer.Option("--probe-margin", help="Probe accuracy above max(majority, best random init) that counts as decodable (lower end of the interval).")] = 0.05,
+    prune_gain: Annotated[float, typer.Option("--prune-gain", help="Pruned accuracy above max(unpruned, majority) that counts as restored (lower end of the interval).")] = 0.05,
+    revive_speedup: Annotated[float, typer.Option("--revive-speedup", help="Speed-up over the fastest control that counts as faster (lower end of the interval).")] = 2.0,
+    min_seeds: Annotated[int, typer.Option("--min-seeds", help="reFT seeds a revive report needs before it counts for or against.")] = 3,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", help="wrapped or changed (anything not intact): exit 3 when a verdict matches.")] = None,
     markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write a readable audit here.")] = None,
     device: Device = "auto",
     out: Out = None,
@@ -60,21 +53,25 @@ def compare(
         if fail_on not in (None, "wrapped", "changed"):
             raise WrapError(f"--fail-on takes wrapped or changed, got {fail_on!r}")
         check_outputs(out, markdown_out)
-        th = audit.Thresholds(drop, probe_margin, prune_gain, revive_speedup)
+        th = audit.Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds)
         device = resolve_device(device)
         result = audit.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
                                dtype=dtype, device=device)
         con = stderr(quiet)
         for name, vs in result["verdicts"].items():
             for v in vs:
-                con.print(f"{v['label'].upper()} {name}: {v['text']}")
+                con.print(f"{v['label'].upper()} {name}: {v['task']}: {v['reason']}")
+                for c in v["criteria"]:
+                    con.print(f"  {c['outcome']:>7} {c['kind']}: {c['text']}")
+                if v["settle"]:
+                    con.print(f"  to settle it: {'; '.join(v['settle'])}")
         for w in result["weights"]:
             changed = ", ".join(f"{k} {v['relative_change']:.3f}" for k, v in w["layers"].items())
             con.print(f"weights {w['a']} -> {w['b']}: relative change per layer: {changed or 'none'}")
         if markdown_out:
             write_text(markdown_out, audit.markdown(result))
         inputs = list(ckpts) + list(reports or []) + [t for t in task or [] if t.endswith(".jsonl")]
-        envelope.write(envelope.envelope("compare", result, inputs=inputs, device=device), out, json_out)
+        envelope.write(envelope.envelope("compare", result, inputs=inputs, device=device, precision=dtype), out, json_out)
         labels = {v["label"] for vs in result["verdicts"].values() for v in vs}
         if (fail_on == "wrapped" and "wrapped" in labels) or (fail_on == "changed" and labels - {"intact"}):
             raise typer.Exit(3)

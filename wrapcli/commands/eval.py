@@ -73,7 +73,8 @@ def eval_(
                 conj.update(evaluate(ck.model, spec, n, device, conjugate=mapping, precision=precision))
             results["conjugate"] = {"mapping": mapping, "tasks": conj}
             con.print(accuracy_table(conj, f"{ckpt}, conjugate prompts {conjugate}"))
-        report = reports.envelope("eval", results, inputs=[ckpt], seed=eval_seed, device=device)
+        report = reports.envelope("eval", results, inputs=[ckpt], seed=eval_seed, device=device,
+                                   precision=results["precision"])
         reports.write(report, out, json_out)
 
 

@@ -77,7 +77,8 @@ def finetune(
                       f"{b['token_accuracy']:.1%} -> {a['token_accuracy']:.1%}, exact match "
                       f"{b['exact_match']:.1%} -> {a['exact_match']:.1%}")
             con.print(f"wrote {out}/ ({result['wall_s']:.0f} s)")
-            report = reports.envelope("finetune", result, inputs=[ckpt, data], seed=seed, device=result["device"])
+            report = reports.envelope("finetune", result, inputs=[ckpt, data, *([eval_data] if eval_data else [])],
+                                      seed=seed, device=result["device"], precision=result["train"]["precision"])
             if is_main():
                 reports.write(report, log, json_out)
             return
@@ -92,6 +93,7 @@ def finetune(
         result["wall_s"] = time.time() - started
         con.print(accuracy_table(result["final_eval"], f"{out}: after fine-tuning at lr={result['train']['lr']:g}"))
         con.print(f"wrote {out} ({result['wall_s']:.0f} s)")
-        report = reports.envelope("finetune", result, inputs=[ckpt], seed=seed, device=result["device"])
+        report = reports.envelope("finetune", result, inputs=[ckpt], seed=seed, device=result["device"],
+                                  precision=result["train"]["precision"])
         if is_main():
             reports.write(report, log, json_out)

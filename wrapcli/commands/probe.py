@@ -1,13 +1,10 @@
 """``wrapcli probe``: per-layer linear probes (PROTOCOL.md "Probing").
 
-Report ``results``: ``checkpoint``; ``target`` (what the probes decode); ``n`` examples and
-``n_classes``; ``reference``; ``layers``: one entry per layer ``B0`` (embedding output) ..
-``Bn`` (block n's output) with ``accuracy`` (held-out, 25% split), ``majority_baseline``
-(most common training label, scored on the held-out split), ``n_train``, ``n_test``,
-``random_init`` (the same probe on a randomly initialised model of the same config) and
-``reference`` (on ``--reference``, if given); ``attention``: per model, a list of
-``{layer, head, a, b, c}`` — the mean share of attention from the ``<ans>`` position onto
-text tokens equal to each letter (built-in tasks only).
+Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py). Per
+residual-stream point (``layer`` -1 = ``hook_embed``, then ``blocks.{l}.hook_resid_post``):
+held-out ``accuracy`` with ``n`` and ``ci95``, the majority baseline, the best of
+``--random-inits`` randomly initialised models and the probe's margin over it with its
+interval, and the ``--reference`` model's accuracy; attention from ``<ans>`` onto a, b, c.
 """
 
 from __future__ import annotations
@@ -32,11 +29,12 @@ def probe(
     ckpt: Annotated[str, typer.Argument(help="Checkpoint to probe (.safetensors or HF directory).")],
     target: Annotated[Optional[str], typer.Option("--target", help="What to decode, e.g. count:a (its answer on each text).")] = None,
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt with this task instead of the target's own, e.g. count:b.")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="JSONL of {text, label} instead of a built-in task (HF directory with tokenizer).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="JSONL of {text, label[, group]} instead of a built-in task (HF directory with tokenizer); records of one group stay on one side of the split.")] = None,
     position: Annotated[str, typer.Option("--position", help="With --data: last or mean-last-K (the paper's TinyStories probes: mean-last-10).")] = "last",
     n: Annotated[int, typer.Option("--n", help="Examples (75% fit, 25% held out).")] = 2000,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Probe this checkpoint too (e.g. the pretrained model).")] = None,
     attention: Annotated[bool, typer.Option("--attention/--no-attention", help="Summarise attention from <ans> onto a, b, c.")] = True,
+    random_inits: Annotated[int, typer.Option("--random-inits", help="Randomly initialised models to probe as the baseline (the best of them per layer is the bar).")] = 3,
     seed: Seed = 0,
     device: Device = "auto",
     out: Out = None,
@@ -58,26 +56,36 @@ def probe(
         check_outputs(out)
         device = resolve_device(device)
         result = probing.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
-                               n=n, reference=reference, seed=seed, device=device, attention=attention)
+                               n=n, reference=reference, seed=seed, device=device, attention=attention,
+                               random_inits=random_inits)
         con = stderr(quiet)
         con.print(layer_table(result))
         if result.get("attention"):
             con.print(attention_table(result["attention"]["model"]))
         inputs = [ckpt] + ([reference] if reference else []) + ([data] if data else [])
-        reports.write(reports.envelope("probe", result, inputs=inputs, seed=seed, device=device), out, json_out)
+        reports.write(reports.envelope("probe", result, inputs=inputs, seed=seed, device=device, precision="fp32"), out, json_out)
 
 
 def layer_table(result: dict):
     from rich.table import Table
 
-    table = Table(title=f"{result['checkpoint']}: linear probes for {result['target']} (held-out accuracy)")
-    extra = [k for k in ("random_init", "reference") if k in result["layers"][0]]
-    for col in ["layer", "probe", "majority", *extra]:
+    table = Table(title=f"{result['checkpoint']}: linear probes for {result['target']} "
+                        f"(held-out accuracy, 95% interval)")
+    ref = "reference" in result["layers"][0]
+    for col in ["layer", "probe", "majority", f"random init (best of {len(result['random_init_seeds'])})",
+                "margin over random", *(["reference"] if ref else [])]:
         table.add_column(col, justify="right")
     for row in result["layers"]:
-        table.add_row(row["layer"], f"{row['accuracy']:.1%}", f"{row['majority_baseline']:.1%}",
-                      *[f"{row[k]:.1%}" for k in extra])
+        m = row["margin_over_random_init"]
+        table.add_row(row["hook"], _pct(row), f"{row['majority_baseline']:.1%}", _pct(row["random_init"]),
+                      f"{m['value']:+.1%} [{m['ci95'][0]:+.1%}, {m['ci95'][1]:+.1%}]",
+                      *([_pct(row["reference"])] if ref else []))
     return table
+
+
+def _pct(score: dict) -> str:
+    lo, hi = score["ci95"]
+    return f"{score['accuracy']:.1%} [{lo:.0%}, {hi:.0%}]"
 
 
 def attention_table(rows: list[dict]):

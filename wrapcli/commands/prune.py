@@ -81,7 +81,8 @@ def prune(
             series = _series(result)
             line_plot(plot, [r["k"] for r in result["sweep"]], series, "units pruned (K)",
                       f"prune {result['task']} ({unit})", log_x=False)
-        report = reports.envelope("prune", result, inputs=[ckpt] + ([data] if data else []), seed=seed, device=device)
+        report = reports.envelope("prune", result, inputs=[ckpt] + ([data] if data else []), seed=seed, device=device,
+                                  precision=result["precision"])
         reports.write(report, out, json_out)
 
 

@@ -1,13 +1,10 @@
 """``wrapcli revive``: reverse fine-tuning against controls (PROTOCOL.md "Reverse fine-tuning").
 
-Report ``results`` (see wrapcli/revival.py): ``task``; ``threshold`` and
-``threshold_source``; ``lr`` and ``lr_source``; ``train`` (resolved settings);
-``seeds``; ``eval_steps``; ``models``: one entry per model (``revived`` first, then
-``control:NAME`` and ``scratch``) with ``accuracy.per_seed`` / ``mean`` / ``std`` at each
-evaluated step and ``steps_to_threshold`` (of the mean curve and per seed, null = never);
-``speedup``: ``value`` (best control steps / revived steps), ``lower_bound`` (true when no
-control reached the threshold, which then counts as the full run), ``best_control``,
-``verdict``.
+Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py). Each
+model's accuracy at every evaluated step (0, 5, 7, 10, 15, 20, 30, ...: neighbours at most
+1.5x apart) per seed, with mean, std and a t-interval over seeds; steps to the threshold
+per seed, interpolated in log(step); the speed-up over each control with a bootstrap
+interval over seeds.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ def revive(
     control: Annotated[Optional[list[str]], typer.Option("--control", help="A control checkpoint, trained identically (repeatable).")] = None,
     scratch: Annotated[bool, typer.Option("--scratch", help="Add a fresh initialisation of the same config as a control.")] = False,
     lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number (default: fine-tuning LR / 10 from the lineage).")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeats with different data and initialisation seeds.")] = 1,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeats with different data and initialisation seeds (compare needs >= 3 to cite revival).")] = 3,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Accuracy that counts as revived (default: 0.9 x pretrained, else 0.9).")] = None,
     preset: Preset = "cpu",
     steps: Steps = None,
@@ -92,5 +89,6 @@ def revive(
                       log_x=True, bands={m["name"]: m["accuracy"]["std"] for m in models},
                       hline=(result["threshold"], "threshold"))
         report = reports.envelope("revive", result, inputs=[ckpt, *(control or [])],
-                                  seed=result["seeds"][0], device=device)
+                                  seed=result["seeds"][0], device=device,
+                                  precision=result["train"]["precision"])
         reports.write(report, out, json_out)

@@ -75,7 +75,8 @@ def train(
         result["wall_s"] = time.time() - started
         con.print(accuracy_table(result["final_eval"], f"{out}: evaluation after {result['train']['steps']} steps"))
         con.print(f"wrote {out} ({result['wall_s']:.0f} s)")
-        report = reports.envelope("train", result, seed=seed, device=result["device"])
+        report = reports.envelope("train", result, seed=seed, device=result["device"],
+                                  precision=result["train"]["precision"])
         if is_main():
             reports.write(report, log, json_out)
 

@@ -1,0 +1,98 @@
+"""The decision rules (wrapcli/verdicts.py) on hand-made evidence whose answer is known."""
+
+import pytest
+
+from wrapcli import verdicts
+from wrapcli.errors import WrapError
+from wrapcli.verdicts import Thresholds
+
+TH = Thresholds()
+BASE = {"accuracy": 0.99, "n": 500}
+FELL = {"accuracy": 0.30, "n": 500}
+
+
+def probe_results(acc, random_init, majority=0.35, n=500, layers=4):
+    row = lambda a: {"layer": 0, "hook": "blocks.0.hook_resid_post", "accuracy": a, "n": n,  # noqa: E731
+                     "majority_baseline": majority, "random_init": {"accuracy": random_init, "n": n}}
+    return {"layers": [row(acc)] * layers, "random_init_seeds": [1, 2, 3]}
+
+
+def prune_results(accs, majority=0.35, n=500):
+    sweep = [{"k": k, "results": {"count:a": {"natural": {"accuracy": a, "n": n, "majority_baseline": majority}}}}
+             for k, a in accs]
+    return {"unit": "head", "sweep": sweep}
+
+
+def revive_results(revived, control, steps=400):
+    from wrapcli.revival import speedup
+
+    models = [{"name": "revived", "steps_to_threshold": {"per_seed": revived}},
+              {"name": "scratch", "steps_to_threshold": {"per_seed": control}}]
+    return {"models": models, "speedup": speedup(revived, {"scratch": control}, steps)}
+
+
+@pytest.mark.parametrize("acc, random_init, outcome", [
+    (0.97, 0.80, "pass"),    # well above the best random init
+    (0.78, 0.80, "fail"),    # no better than an untrained network, though far above the majority
+    (0.88, 0.80, "unclear"),  # above, but not by margin + noise at n = 500 (Bonferroni over 4 layers)
+])
+def test_probe_against_random_init(acc, random_init, outcome):
+    assert verdicts.probe(probe_results(acc, random_init), TH, "p.json")["outcome"] == outcome
+
+
+def test_probe_small_held_out_set_is_unclear():
+    assert verdicts.probe(probe_results(0.97, 0.80, n=30), TH, "p.json")["outcome"] == "unclear"
+
+
+@pytest.mark.parametrize("accs, outcome", [
+    ([(0, 0.30), (5, 0.60)], "pass"),
+    ([(0, 0.19), (3, 0.34)], "fail"),   # climbing to the majority baseline is not a restoration
+    ([(0, 0.36), (2, 0.34)], "fail"),
+    ([(0, 0.33), (2, 0.37)], "unclear"),
+])
+def test_prune_against_unpruned_and_majority(accs, outcome):
+    c = verdicts.prune(prune_results(accs), "count:a", 0.99, TH, "q.json")
+    assert c["outcome"] == outcome
+
+
+def test_prune_recovered_fraction():
+    c = verdicts.prune(prune_results([(0, 0.30), (5, 0.60)]), "count:a", 0.90, TH, "q.json")
+    assert c["recovered_fraction"]["value"] == pytest.approx(0.5)
+    lo, hi = c["recovered_fraction"]["ci95"]
+    assert lo < 0.5 < hi
+    with pytest.raises(WrapError, match="K=0"):
+        verdicts.prune(prune_results([(2, 0.5)]), "count:a", 0.9, TH, "q.json")
+
+
+@pytest.mark.parametrize("revived, control, outcome", [
+    ([40, 50, 60], [300, 350, 400], "pass"),
+    ([40, 50, 60], [None, None, None], "pass"),    # scratch never got there: a lower bound, still > 1
+    ([300, 320, 310], [100, 120, 90], "fail"),
+    ([50, 300, 100], [60, 250, 120], "unclear"),
+    ([40], [300], "unclear"),                      # one seed
+    ([None, None, None], [100, 100, 100], "fail"),  # never revived while the control learnt
+    ([None, None, None], [None, None, None], "unclear"),
+])
+def test_revive_speedup(revived, control, outcome):
+    assert verdicts.revive(revive_results(revived, control), TH, "r.json")["outcome"] == outcome
+
+
+def test_labels():
+    p = lambda out: {"kind": "probe", "outcome": out, "text": "", "settle": "more"}  # noqa: E731
+    v = lambda ev, tuned=FELL: verdicts.verdict("count:a", BASE, tuned, ev, TH)["label"]  # noqa: E731
+    assert v([], {"accuracy": 0.98, "n": 500}) == "intact"
+    assert v([]) == "suppressed"
+    assert v([p("pass")]) == "wrapped"
+    assert v([p("pass"), p("unclear")]) == "wrapped"
+    assert v([p("fail"), p("fail")]) == "removed"
+    assert v([p("pass"), p("fail")]) == "inconclusive"
+    assert v([p("fail"), p("unclear")]) == "inconclusive"
+    assert v([p("pass")], {"accuracy": 0.80, "n": 30}) == "inconclusive"  # the fall itself is unclear
+    out = verdicts.verdict("count:a", BASE, FELL, [p("unclear")], TH)
+    assert out["settle"] == ["more"] and out["criteria"][0]["kind"] == "behaviour"
+
+
+def test_thresholds_validated():
+    for bad in ({"drop": 0}, {"probe_margin": -0.1}, {"revive_speedup": 0.5}, {"min_seeds": 1}):
+        with pytest.raises(WrapError):
+            Thresholds(**bad)

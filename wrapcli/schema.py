@@ -1,0 +1,420 @@
+"""The report schema: every key of the envelope and of each command's ``results``, its
+type and its meaning, in one place (lm-evaluation-harness keeps a written schema for its
+results; this one is also checked). ``validate`` lists every problem of a report at once;
+``markdown`` writes docs/reports.md, and a test fails when that file is stale.
+
+Versions: ``schema_version`` is the envelope's, ``results_version`` the command's own.
+Bump a version when a key changes meaning or type; adding a key is a change too.
+
+Types: ``str``, ``int``, ``float`` (an int is a float too), ``bool``, ``null``, joined
+with ``|``; ``Obj`` (fixed keys), ``List``, ``Map`` (keys are data: task names, answers,
+checkpoint paths), ``ANY`` (documented where it is made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENVELOPE_VERSION = 2
+RESULTS_VERSIONS = {"train": 2, "finetune": 2, "eval": 2, "probe": 2, "prune": 2, "revive": 2, "compare": 2}
+
+
+@dataclass(frozen=True)
+class F:
+    type: object  # a type string, Obj, List, Map or ANY
+    doc: str
+    optional: bool = False  # the key may be absent
+
+
+@dataclass(frozen=True)
+class Obj:
+    fields: dict
+
+
+@dataclass(frozen=True)
+class List:
+    item: object
+
+
+@dataclass(frozen=True)
+class Map:
+    value: object
+    key: str  # what the keys are
+
+
+ANY = "any"
+INTERVAL = List("float")
+
+# -- shared pieces ---------------------------------------------------------------------
+SCORE = {
+    "accuracy": F("float", "share of examples answered right"),
+    "n": F("int", "examples scored"),
+    "ci95": F(INTERVAL, "95% Wilson interval of accuracy, [low, high]"),
+}
+EVAL_SCORE = Obj({
+    **SCORE,
+    "majority_baseline": F("float", "accuracy of always giving this set's most common answer"),
+    "per_answer": F(Map(Obj(SCORE), "expected answer token"), "accuracy on the examples with each expected answer"),
+})
+TASK_EVAL = Map(Map(EVAL_SCORE, "setting: natural, C_Te=0 (spurious relation absent) or C_Te=1 (present)"),
+                "task component, e.g. count:a")
+TASK_SPEC = Obj({
+    "components": F(List("str"), "task components, e.g. ['count:b']"),
+    "prior": F(Map("float", "operand"), "operand prior for components without a fixed operand"),
+    "window": F("int", "O': text positions a counting task looks at"),
+    "k": F("int", "indexing: the k-th occurrence"),
+    "offset": F("int", "token task: positions before <eot>"),
+    "text_len": F("int", "terminals per text"),
+    "spurious": F("float", "C_Tr: fraction of training strings with the spurious relation"),
+    "spurious_offset": F("int", "q: count(b) = count(a) + q where the relation holds"),
+    "spurious_operands": F(List("str"), "the operands the relation ties"),
+    "seed": F("int", "data seed"),
+})
+TRAIN_CFG = Obj({
+    "steps": F("int", "optimizer steps"),
+    "batch_size": F("int", "sequences per step (global under torchrun)"),
+    "lr": F("float", "peak learning rate"),
+    "loss": F("str", "full (next-token) or answer (answer token only)"),
+    "warmup_frac": F("float", "share of steps with linear warm-up"),
+    "min_lr_ratio": F("float", "cosine floor as a share of lr"),
+    "weight_decay": F("float", "AdamW weight decay (2-D weights)"),
+    "beta2": F("float", "AdamW beta2"),
+    "grad_clip": F("float", "gradient-norm clip"),
+    "eval_every": F("int", "steps between logged evaluations"),
+    "eval_size": F("int", "examples per logged evaluation"),
+    "stream": F("int", "training-stream id of the data"),
+    "mix": F("float", "share of steps drawn from the mixed-in pretraining task"),
+    "precision": F("str", "resolved precision: fp32 or bf16"),
+})
+LOG = List(Obj({
+    "step": F("int", "optimizer steps done (0 = before the first update)"),
+    "loss": F("float|null", "training loss at this step (null at step 0)"),
+    "lr": F("float", "learning rate of this step"),
+    "accuracy": F(Map("float", "task, or 'task C_Te=0/1'"), "accuracy on the fixed evaluation sets", optional=True),
+    "accuracy_n": F("int", "examples behind each accuracy", optional=True),
+    "accuracy_ci95": F(Map(INTERVAL, "as accuracy"), "95% Wilson interval of each accuracy", optional=True),
+    "tokens_per_s": F("float", "training throughput so far", optional=True),
+}))
+PARENT = Obj({"path": F("str", "parent checkpoint"), "sha256": F("str", "its sha256")})
+TEXT_SCORE = Obj({
+    "loss": F("float", "mean cross-entropy per scored token"),
+    "token_accuracy": F("float", "share of scored tokens predicted exactly (teacher-forced argmax)"),
+    "token_accuracy_ci95": F(INTERVAL, "95% Wilson interval over tokens (optimistic: tokens of a record are not independent)"),
+    "exact_match": F("float", "share of records whose every scored token is right"),
+    "exact_match_ci95": F(INTERVAL, "95% Wilson interval over records"),
+    "n_records": F("int", "records scored"),
+    "n_scored_tokens": F("int", "tokens scored"),
+})
+
+# -- envelope --------------------------------------------------------------------------
+ENVELOPE = Obj({
+    "schema": F("str", "which report: wrapcli.COMMAND"),
+    "schema_version": F("int", "version of this envelope"),
+    "results_version": F("int", "version of the command's results"),
+    "wrapcli_version": F("str", "package version that wrote it"),
+    "created": F("str", "UTC time, ISO 8601"),
+    "command": F(List("str"), "the command line"),
+    "inputs": F(List(Obj({"path": F("str", "file or directory read"), "sha256": F("str", "its content hash")})),
+                "every file read; the first is the checkpoint the results are about"),
+    "seed": F("int|null", "the seed that makes the results reproducible"),
+    "device": F("str", "where it ran: cpu, cuda, cuda:N"),
+    "precision": F("str|null", "resolved numeric precision of the forward passes: fp32, bf16, float32 ..."),
+    "environment": F(Obj({
+        "python": F("str", "Python version"),
+        "torch": F("str", "torch version"),
+        "transformers": F("str", "transformers version"),
+        "numpy": F("str", "numpy version"),
+        "platform": F("str", "operating system and machine"),
+        "cpu": F("str", "CPU model name"),
+        "cpu_flags": F(List("str"), "CPU features that select different matrix kernels (avx2, avx512f, amx_bf16 ...)"),
+        "torch_threads": F("int", "intra-op threads: results can differ in the last bits between thread counts"),
+        "device_name": F("str", "the GPU's or CPU's name"),
+        "git_commit": F("str|null", "HEAD of the wrapcli checkout (-dirty if changed); null when installed"),
+    }), "what computed the numbers"),
+    "results": F(ANY, "the command's results, below"),
+})
+
+# -- results per command ---------------------------------------------------------------
+TRAIN = Obj({
+    "preset": F("str", "the --preset the unset options came from", optional=True),
+    "wall_s": F("float", "wall-clock seconds of the run"),
+    "checkpoint": F("str", "the checkpoint written"),
+    "task": F(TASK_SPEC, "pretraining task"),
+    "model": F(Obj({"arch": F("str", "gpt2 or llama"), "n_layers": F("int", "blocks"), "n_heads": F("int", "heads"),
+                    "d_model": F("int", "width")}), "model shape"),
+    "n_params": F("int", "parameters"),
+    "train": F(TRAIN_CFG, "resolved training settings"),
+    "device": F("str", "device"),
+    "log": F(LOG, "one entry per evaluation (and per loss log)"),
+    "final_eval": F(TASK_EVAL, "accuracy after training on every component"),
+})
+FINETUNE = Obj({
+    "preset": F("str", "the --preset the unset options came from", optional=True),
+    "wall_s": F("float", "wall-clock seconds of the run"),
+    "checkpoint": F("str", "the checkpoint (or, with --data, HF directory) written"),
+    "parent": F(PARENT, "the fine-tuned checkpoint"),
+    "task": F(TASK_SPEC, "fine-tuning task (built-in tasks)", optional=True),
+    "lr_preset": F("str|null", "small / medium / large, or null for a number"),
+    "train": F(TRAIN_CFG, "resolved training settings"),
+    "device": F("str", "device"),
+    "log": F(LOG, "one entry per evaluation (and per loss log)"),
+    "final_eval": F(TASK_EVAL, "fine-tuning and pretraining operands after training (built-in tasks)", optional=True),
+    "data": F(Obj({"path": F("str", "training JSONL"), "sha256": F("str", "its hash"), "records": F("int", "records")}),
+              "with --data: the training records", optional=True),
+    "eval_data": F("str", "with --data: the file scored before and after", optional=True),
+    "before": F(TEXT_SCORE, "with --data: the eval file scored before fine-tuning", optional=True),
+    "after": F(TEXT_SCORE, "with --data: and after", optional=True),
+})
+EVAL = Obj({
+    "checkpoint": F("str", "the checkpoint evaluated"),
+    "eval_seed": F("int", "seed of the evaluation sets"),
+    "n": F("int", "examples per set"),
+    "precision": F("str", "resolved precision"),
+    "tasks": F(TASK_EVAL, "accuracy per task and setting"),
+    "conjugate": F(Obj({"mapping": F(Map("str", "letter"), "the relabelling s"),
+                        "tasks": F(TASK_EVAL, "the same sets through s(prompt), answers mapped back")}),
+                   "with --conjugate", optional=True),
+})
+PROBE_LAYER = Obj({
+    "layer": F("int", "residual-stream point: -1 = embedding output, l = output of block l"),
+    "hook": F("str", "its name: hook_embed or blocks.{l}.hook_resid_post"),
+    **SCORE,
+    "majority_baseline": F("float", "accuracy of the training split's most common label on the held-out split"),
+    "n_train": F("int", "examples the probe was fit on"),
+    "n_test": F("int", "held-out examples (= n)"),
+    "random_init": F(Obj({**SCORE, "per_init": F(List("float"), "accuracy on each random init")}),
+                     "the best of the random-init models at this layer"),
+    "margin_over_random_init": F(Obj({"value": F("float", "accuracy - random_init.accuracy"),
+                                      "ci95": F(INTERVAL, "Newcombe 95% interval of the difference")}),
+                                 "how far the probe beats an untrained network"),
+    "reference": F(Obj(SCORE), "the same probe on --reference", optional=True),
+})
+ATTENTION = List(Obj({"layer": F("int", "block"), "head": F("int", "head"),
+                      "a": F("float", "mean attention share from <ans> onto text tokens a"),
+                      "b": F("float", "onto b"), "c": F("float", "onto c")}))
+PROBE = Obj({
+    "checkpoint": F("str", "the checkpoint probed"),
+    "target": F("str", "display name of what is decoded"),
+    "target_task": F("str|null", "the task whose answer is the label (built-in tasks); compare matches on it"),
+    "prompt_task": F("str|null", "the task the prompts ask (built-in tasks)"),
+    "data": F("str|null", "the text/label JSONL (user data)"),
+    "n": F("int", "examples"),
+    "n_classes": F("int", "distinct labels"),
+    "split": F(Obj({"grouped": F("bool", "whether records were split by their group key"),
+                    "class_balance": F(Map(Map("int", "label"), "train or test"), "label counts on each side")}),
+               "the held-out split (25%), the same for every model"),
+    "random_init_seeds": F(List("int"), "init seeds of the random-init baselines"),
+    "reference": F("str|null", "--reference checkpoint"),
+    "layers": F(List(PROBE_LAYER), "one probe per residual-stream point"),
+    "device": F("str", "device"),
+    "attention": F(Map(ATTENTION, "model or reference"), "attention from <ans> (built-in tasks)", optional=True),
+})
+PRUNE = Obj({
+    "checkpoint": F("str", "the checkpoint pruned"),
+    "task": F("str|null", "the scored task (built-in); compare matches on it"),
+    "data": F("str|null", "the scored prompt/answer JSONL (user data)"),
+    "also": F(List("str"), "other tasks evaluated at each K"),
+    "unit": F("str", "neuron, head or weight"),
+    "iterative": F("bool", "re-scored after every removal"),
+    "n_units": F("int", "units of that kind in the model"),
+    "batches": F("int", "scoring passes"),
+    "batch_size": F("int", "sequences per scoring pass"),
+    "pruned": F(List(Obj({"layer": F("int", "block"), "kind": F("str", "neuron, head, weight:neuron or weight:head"),
+                          "index": F("int", "unit index (flat weight index for weights)"),
+                          "score": F("float", "weight x gradient: first-order estimate of the loss drop when zeroed")})),
+                "units in pruning order"),
+    "sweep": F(List(Obj({"k": F("int", "units pruned"),
+                         "results": F(Map(ANY, "task (eval's per-setting scores) or 'data' (text scores)"),
+                                      "evaluation of the pruned model")})), "one row per K"),
+    "written": F(ANY, "{path, k} of the -w checkpoint, or null"),
+    "precision": F("str", "precision of the evaluations (the saliency is fp32)"),
+    "device": F("str", "device"),
+})
+CURVE = Obj({
+    "name": F("str", "revived, control:NAME or scratch"),
+    "path": F("str|null", "its checkpoint"),
+    "sha256": F("str|null", "its hash"),
+    "accuracy": F(Obj({
+        "n": F("int", "examples per evaluation"),
+        "per_seed": F(List(List("float")), "accuracy at each eval step, per seed"),
+        "mean": F(List("float"), "mean over seeds"),
+        "std": F(List("float"), "standard deviation over seeds"),
+        "ci95": F(List(INTERVAL), "Student-t 95% interval of the mean over seeds (a point for one seed)"),
+    }), "the curve"),
+    "steps_to_threshold": F(Obj({
+        "mean_curve": F("float|null", "of the mean curve; null = never"),
+        "per_seed": F(List("float|null"), "per seed, interpolated in log(step); null = never"),
+    }), "when the threshold is reached"),
+})
+REVIVE = Obj({
+    "task": F("str", "the capability revived; compare matches on it"),
+    "threshold": F("float", "accuracy that counts as revived"),
+    "threshold_source": F("str", "where the threshold came from"),
+    "lr": F("float", "reFT learning rate"),
+    "lr_source": F("str", "where it came from"),
+    "train": F(TRAIN_CFG, "resolved settings"),
+    "seeds": F(List("int"), "reFT seeds"),
+    "eval_steps": F(List("int"), "evaluated steps: neighbours at most 1.5x apart"),
+    "models": F(List(CURVE), "revived first, then the controls"),
+    "speedup": F(Obj({
+        "value": F("float|null", "geometric-mean steps of the fastest control / of the revived model"),
+        "ci95": F(ANY, "bootstrap 95% interval [low, high], or null"),
+        "lower_bound": F("bool", "a control seed never reached the threshold (counted as the full run)"),
+        "best_control": F("str|null", "the control with the smallest speed-up"),
+        "n_seeds": F("int", "reFT seeds"),
+        "controls": F(Map(Obj({"value": F("float", "speed-up over this control"), "ci95": F(INTERVAL, "bootstrap interval"),
+                               "lower_bound": F("bool", "censored"),
+                               "steps_to_threshold": F(List("float|null"), "the control's steps per seed")}),
+                          "control name"), "speed-up over each control"),
+        "verdict": F("str", "one sentence"),
+    }), "how much faster the capability returns than in the controls"),
+    "device": F("str", "device"),
+})
+CRITERION = Obj({
+    "kind": F("str", "behaviour, probe, prune or revive"),
+    "statistic": F("str", "what value measures"),
+    "value": F("float|null", "the statistic"),
+    "ci95": F(ANY, "its interval [low, high] (Bonferroni-widened for probe layers and prune K), or null"),
+    "threshold": F("float|null", "what the interval is held against"),
+    "outcome": F("str", "pass (interval above), fail (at or below) or unclear (straddles, too few seeds ...)"),
+    "text": F("str", "the numbers in words"),
+    "source": F("str|null", "the report it came from"),
+    "settle": F("str|null", "what would settle an unclear criterion"),
+    "layer": F("int", "probe: the best layer", optional=True),
+    "hook": F("str", "probe: its name", optional=True),
+    "k": F("int", "prune: the best K", optional=True),
+    "unit": F("str", "prune: unit kind", optional=True),
+    "recovered_fraction": F(ANY, "prune: {value, ci95, note} or null", optional=True),
+    "lower_bound": F("bool", "revive: a control was censored", optional=True),
+    "control": F("str|null", "revive: the fastest control", optional=True),
+})
+BEHAVIOUR = Obj({**SCORE, "metric": F("str", "accuracy (built-in task) or token_accuracy (JSONL)"),
+                 "majority_baseline": F("float", "built-in tasks", optional=True)})
+COMPARE = Obj({
+    "checkpoints": F(List(Obj({"path": F("str", "checkpoint"), "sha256": F("str", "hash")})), "compared; first = base"),
+    "base": F("str", "the base checkpoint"),
+    "thresholds": F(Obj({"drop": F("float", "fall that counts as suppressed"),
+                         "probe_margin": F("float", "probe margin over its best baseline"),
+                         "prune_gain": F("float", "pruned gain over max(unpruned, majority)"),
+                         "revive_speedup": F("float", "speed-up over the fastest control"),
+                         "min_seeds": F("int", "reFT seeds a revival criterion needs")}), "the decision thresholds"),
+    "weights": F(List(Obj({
+        "a": F("str", "base"), "b": F("str", "other"),
+        "tensors": F(Map(ANY, "tensor name"), "shape, norm, delta_norm, relative_change, cosine; rank and "
+                                              "energy_top (share of dW's energy in its top 1/4/16 directions) for matrices"),
+        "layers": F(Map(Obj({"relative_change": F("float", "||dW|| / ||W|| over the block"),
+                             "n_tensors": F("int", "tensors"), "n_changed": F("int", "tensors that moved")}),
+                        "block index"), "per block"),
+        "module_kinds": F(Map(ANY, "module kind"), "as layers, per module kind"),
+        "changed_tensors": F(List("str"), "tensors that moved"),
+        "top_units": F(List(ANY), "neurons and heads whose reading weights moved most"),
+    })), "streamed weight diff, one per checkpoint after the base"),
+    "behaviour": F(Map(Map(BEHAVIOUR, "checkpoint"), "task"), "accuracy of every checkpoint per task"),
+    "representations": F(Map(List(Obj({"layer": F("int", "as probe layers"), "hook": F("str", "its name"),
+                                       "cka": F("float", "linear CKA with the base")})), "checkpoint"),
+                         "per-layer similarity to the base"),
+    "evidence": F(Map(List("str"), "checkpoint"), "reports given, per checkpoint"),
+    "verdicts": F(Map(List(Obj({
+        "task": F("str", "capability"),
+        "label": F("str", "intact, wrapped, removed, suppressed or inconclusive"),
+        "reason": F("str", "why this label"),
+        "base": F(BEHAVIOUR, "base accuracy"),
+        "fine_tuned": F(BEHAVIOUR, "this checkpoint's accuracy"),
+        "criteria": F(List(CRITERION), "behaviour first, then every piece of evidence"),
+        "settle": F(List("str"), "what would settle an inconclusive verdict"),
+        "confidence": F("float", "interval level"),
+        "text": F("str", "the verdict in words"),
+    })), "checkpoint"), "one verdict per checkpoint and task"),
+    "device": F("str", "device"),
+})
+RESULTS = {"train": TRAIN, "finetune": FINETUNE, "eval": EVAL, "probe": PROBE, "prune": PRUNE,
+           "revive": REVIVE, "compare": COMPARE}
+assert set(RESULTS) == set(RESULTS_VERSIONS)
+
+_PY = {"str": str, "int": int, "float": (int, float), "bool": bool, "null": type(None)}
+
+
+def validate(report: dict) -> list[str]:
+    """Every way ``report`` departs from the schema (empty when it conforms)."""
+    problems: list[str] = []
+    _check(report, ENVELOPE, "", problems)
+    name = str(report.get("schema", "")).removeprefix("wrapcli.")
+    if name not in RESULTS:
+        return problems + [f"schema: unknown report {report.get('schema')!r}"]
+    if report.get("results_version") != RESULTS_VERSIONS[name]:
+        problems.append(f"results_version: {report.get('results_version')} is not {RESULTS_VERSIONS[name]}")
+    _check(report.get("results"), RESULTS[name], "results", problems)
+    return problems
+
+
+def _check(value, spec, path: str, problems: list[str]) -> None:
+    if spec == ANY:
+        return
+    if isinstance(spec, str):
+        kinds = spec.split("|")
+        ok = any(isinstance(value, _PY[k]) and not (k in ("int", "float") and isinstance(value, bool)) for k in kinds)
+        if not ok:
+            problems.append(f"{path or '.'}: expected {spec}, got {type(value).__name__}")
+        return
+    if isinstance(spec, Obj):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected an object, got {type(value).__name__}")
+            return
+        for key, f in spec.fields.items():
+            if key in value:
+                _check(value[key], f.type, f"{path}.{key}".lstrip("."), problems)
+            elif not f.optional:
+                problems.append(f"{path}.{key}: missing".lstrip("."))
+        problems += [f"{path}.{k}: not in the schema".lstrip(".") for k in value if k not in spec.fields]
+    elif isinstance(spec, List):
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {type(value).__name__}")
+            return
+        for i, item in enumerate(value):
+            _check(item, spec.item, f"{path}[{i}]", problems)
+    elif isinstance(spec, Map):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected an object keyed by {spec.key}, got {type(value).__name__}")
+            return
+        for k, item in value.items():
+            _check(item, spec.value, f"{path}[{k}]", problems)
+
+
+def _type_name(spec) -> str:
+    if isinstance(spec, str):
+        return spec.replace("|", " or ")
+    if isinstance(spec, Obj):
+        return "object"
+    if isinstance(spec, List):
+        return f"list of {_type_name(spec.item)}"
+    return f"map {{{spec.key}: {_type_name(spec.value)}}}"
+
+
+def _rows(spec, path: str):
+    while isinstance(spec, (List, Map)):
+        path += "[]" if isinstance(spec, List) else "{}"
+        spec = spec.item if isinstance(spec, List) else spec.value
+    if isinstance(spec, Obj):
+        for key, f in spec.fields.items():
+            sub = f"{path}.{key}".lstrip(".")
+            yield sub, _type_name(f.type), f.doc + (" (optional)" if f.optional else "")
+            yield from _rows(f.type, sub)
+
+
+def markdown() -> str:
+    """docs/reports.md: every key of every report."""
+    out = ["# wrapcli report schema", "",
+           "Generated from `wrapcli/schema.py` by `python -m wrapcli.schema > docs/reports.md`; "
+           "a test fails when it is stale. `[]` marks a list item, `{}` a map value "
+           "(keys are data: tasks, answers, checkpoints).", "",
+           f"## Envelope (schema_version {ENVELOPE_VERSION})", "", "| key | type | meaning |", "| --- | --- | --- |"]
+    out += [f"| `{k}` | {t} | {d} |" for k, t, d in _rows(ENVELOPE, "")]
+    for name, spec in RESULTS.items():
+        out += ["", f"## `wrapcli {name}` results (results_version {RESULTS_VERSIONS[name]})", "",
+                "| key | type | meaning |", "| --- | --- | --- |"]
+        out += [f"| `{k}` | {t} | {d} |" for k, t, d in _rows(spec, "results")]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

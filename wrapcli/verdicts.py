@@ -1,0 +1,217 @@
+"""Verdicts: is a capability that fine-tuning suppressed still there (wrapped) or gone?
+
+Pure functions over the numbers of compare's behaviour evaluation and of probe, prune and
+revive reports (Jain et al. 2024, Secs. 5-6: pruning, probing and reverse fine-tuning
+as evidence that fine-tuning only wraps a capability). Every piece of evidence becomes a
+*criterion*: one statistic with its 95% interval (wrapcli/stats.py), a threshold, and an
+outcome: ``pass`` when the whole interval lies above the threshold, ``fail`` when it lies
+at or below it, ``unclear`` when it straddles it. The statistics, each against the
+baseline a sceptical reviewer would pick:
+
+- behaviour: the fall in accuracy from the base (Newcombe interval) against ``drop``;
+- probe: the best layer's held-out accuracy minus max(majority class, best random-init
+  model), against ``probe_margin``; counting is nearly linear in a random transformer,
+  so a random network, not the majority, is the bar. Bonferroni over layers;
+- prune: the best K's accuracy minus max(unpruned model, majority class), against
+  ``prune_gain``; Bonferroni over the swept K. The recovered fraction
+  (pruned - fine-tuned) / (base - fine-tuned) is reported beside it;
+- revive: the speed-up over the fastest control (geometric mean of steps to threshold,
+  bootstrap over seeds), against ``revive_speedup``; fewer than ``min_seeds`` seeds, or
+  no control, is ``unclear``.
+
+One threshold per criterion is both the bar to pass and the line below which the effect
+is too small to matter, so each criterion can fail as well as pass: a threshold of 0
+would leave "no effect at all" unclear for ever. The defaults: a probe 5 points above its
+best baseline, pruning 5 points above max(unpruned, majority), revival at least twice as
+fast as the fastest control (the paper's claim is "far fewer steps than learning it
+fresh"; the evaluation grid resolves a factor of 2).
+
+The label, per capability:
+- ``intact``: behaviour did not fall (its criterion failed);
+- ``suppressed``: it fell and no evidence was given;
+- ``wrapped``: it fell, some evidence passed, and none failed: one clear positive shows
+  the capability is present, as long as nothing clearly contradicts it;
+- ``removed``: it fell and every piece of evidence failed;
+- ``inconclusive``: the fall itself is unclear, the evidence disagrees (a pass and a
+  fail), or nothing passed and something was unclear. The verdict names what would
+  settle it (more examples, more seeds, a control, a longer run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from wrapcli.errors import WrapError
+from wrapcli.stats import CONFIDENCE, difference, family_confidence, wilson
+
+LABELS = ("intact", "wrapped", "removed", "suppressed", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    drop: float = 0.2  # fall in accuracy (absolute) that counts as suppressed
+    probe_margin: float = 0.05  # probe accuracy above its best baseline that counts as decodable
+    prune_gain: float = 0.05  # pruned accuracy above max(unpruned, majority) that counts as restored
+    revive_speedup: float = 2.0  # speed-up over the fastest control that counts as revived faster
+    min_seeds: int = 3  # reFT seeds a revival criterion needs to pass or fail
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 < self.drop <= 1:
+            problems.append(f"--drop must be in (0, 1], got {self.drop}")
+        for name in ("probe_margin", "prune_gain"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if not self.revive_speedup >= 1:
+            problems.append(f"--revive-speedup must be >= 1, got {self.revive_speedup}")
+        if self.min_seeds < 2:
+            problems.append(f"--min-seeds must be >= 2 (one seed has no spread), got {self.min_seeds}")
+        if problems:
+            raise WrapError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def criterion(kind: str, statistic: str, value: float, ci, threshold: float, text: str,
+              source: str | None = None, settle: str | None = None, **extra) -> dict:
+    """One line of evidence; ``outcome`` from where the interval lies against the threshold."""
+    lo, hi = ci
+    outcome = "pass" if lo > threshold else "fail" if hi <= threshold else "unclear"
+    return {"kind": kind, "statistic": statistic, "value": value, "ci95": [lo, hi], "threshold": threshold,
+            "outcome": outcome, "text": text, "source": source,
+            "settle": settle if outcome == "unclear" else None, **extra}
+
+
+def unclear(kind: str, statistic: str, text: str, settle: str, source: str | None = None, **extra) -> dict:
+    """Evidence that cannot pass or fail as given (too few seeds, no control)."""
+    return {"kind": kind, "statistic": statistic, "value": None, "ci95": None, "threshold": None,
+            "outcome": "unclear", "text": text, "source": source, "settle": settle, **extra}
+
+
+def behaviour(base: dict, tuned: dict, th: Thresholds) -> dict:
+    """Fall in accuracy from ``base`` to ``tuned`` (each ``{accuracy, n}``)."""
+    drop = base["accuracy"] - tuned["accuracy"]
+    ci = difference(base["accuracy"], base["n"], tuned["accuracy"], tuned["n"])
+    return criterion("behaviour", "accuracy fall", drop, ci, th.drop,
+                     f"accuracy {base['accuracy']:.1%} -> {tuned['accuracy']:.1%} "
+                     f"(fall {drop:+.1%}, 95% [{ci[0]:+.1%}, {ci[1]:+.1%}], n = {base['n']} / {tuned['n']})",
+                     settle="evaluate on more examples (--n)")
+
+
+def probe(results: dict, th: Thresholds, source: str) -> dict:
+    """Is the target linearly decodable above every baseline at some layer?"""
+    layers = results["layers"]
+    conf = family_confidence(len(layers))
+    rows = []
+    for l in layers:
+        base = max(l["majority_baseline"], l["random_init"]["accuracy"])
+        lo, hi = difference(l["accuracy"], l["n"], base, l["random_init"]["n"], conf)
+        rows.append((lo, hi, l, base))
+    lo, hi, best, base = max(rows, key=lambda r: r[0])
+    top = max(r[1] for r in rows)
+    value = best["accuracy"] - base
+    text = (f"best probe {best['hook']}: {best['accuracy']:.1%} vs baseline {base:.1%} "
+            f"(majority {best['majority_baseline']:.1%}, best of {len(results['random_init_seeds'])} random inits "
+            f"{best['random_init']['accuracy']:.1%}); margin {value:+.1%}, "
+            f"{conf:.1%} interval [{lo:+.1%}, {hi:+.1%}] (Bonferroni over {len(layers)} layers)")
+    return criterion("probe", "probe accuracy over max(majority, random init)", value, (lo, top), th.probe_margin,
+                     text, source, settle="probe more examples (--n) or more random inits (--random-inits)",
+                     layer=best["layer"], hook=best["hook"])
+
+
+def prune(results: dict, task_key: str, base_accuracy: float | None, th: Thresholds, source: str) -> dict:
+    """Does pruning some K units lift the task above both the unpruned model and the majority?"""
+    rows = [(row["k"], _scored(row["results"][task_key])) for row in results["sweep"]]
+    scores = dict(rows)
+    if 0 not in scores:
+        raise WrapError(f"{source}: the prune sweep has no K=0 row, so there is no unpruned accuracy to beat")
+    s0 = scores[0]
+    acc0, majority = s0["accuracy"], s0.get("majority_baseline", 0.0)
+    ref = max(acc0, majority)
+    pruned = [(k, s) for k, s in rows if k > 0]
+    if not pruned:
+        raise WrapError(f"{source}: the prune sweep has only K=0")
+    conf = family_confidence(len(pruned))
+    cis = [(k, s, wilson(s["accuracy"] * s["n"], s["n"], conf)) for k, s in pruned]
+    k, s, (lo, _) = max(cis, key=lambda r: r[2][0])
+    top = max(c[2][1] for c in cis)
+    value = s["accuracy"] - ref
+    recovered = None
+    if base_accuracy is not None and base_accuracy - acc0 > 0:
+        span = base_accuracy - acc0
+        lo_k, hi_k = wilson(s["accuracy"] * s["n"], s["n"])
+        recovered = {"value": (s["accuracy"] - acc0) / span,
+                     "ci95": [(lo_k - acc0) / span, (hi_k - acc0) / span],
+                     "note": "(pruned - unpruned) / (base - unpruned); the interval is the pruned accuracy's"}
+    text = (f"best K = {k} {results['unit']}s: {s['accuracy']:.1%} vs max(unpruned {acc0:.1%}, majority "
+            f"{majority:.1%}); gain {value:+.1%}, {conf:.1%} interval [{lo - ref:+.1%}, {top - ref:+.1%}] "
+            f"(Bonferroni over {len(pruned)} K)")
+    if recovered:
+        text += f"; recovered fraction {recovered['value']:.0%}"
+    return criterion("prune", "pruned accuracy over max(unpruned, majority)", value, (lo - ref, top - ref),
+                     th.prune_gain, text, source, settle="evaluate on more examples (--eval-size)",
+                     k=k, unit=results["unit"], recovered_fraction=recovered)
+
+
+def _scored(entry: dict) -> dict:
+    """A prune row's score of the task: the natural set (built-in tasks) or the token
+    accuracy of user records (the figure compare's behaviour uses)."""
+    if "natural" in entry:
+        return entry["natural"]
+    return {"accuracy": entry["token_accuracy"], "n": entry["n_scored_tokens"]}
+
+
+def revive(results: dict, th: Thresholds, source: str) -> dict:
+    """Does the capability come back faster than in every control?"""
+    s = results["speedup"]
+    n = s["n_seeds"]
+    if s["value"] is None:
+        controls = results["models"][1:]
+        reached = [c["name"] for c in controls if None not in c["steps_to_threshold"]["per_seed"]]
+        if "not revived" in s["verdict"] and n >= th.min_seeds and reached:
+            return criterion("revive", "speed-up over the fastest control", 0.0, (0.0, 0.0), th.revive_speedup,
+                             f"{s['verdict']}, while {', '.join(reached)} did", source)
+        settle = (f"run revive with --seeds {th.min_seeds} or more" if n < th.min_seeds else
+                  "give revive a control (--scratch or --control)" if not controls else
+                  "a longer run (--steps): neither the model nor a control reached the threshold"
+                  if "not revived" in s["verdict"] else "revive a model that is below the threshold")
+        return unclear("revive", "speed-up over the fastest control", s["verdict"], settle, source)
+    if n < th.min_seeds:
+        return unclear("revive", "speed-up over the fastest control", s["verdict"],
+                       f"run revive with --seeds {th.min_seeds} or more", source, ci95=s["ci95"], value=s["value"])
+    c = criterion("revive", "speed-up over the fastest control", s["value"], s["ci95"], th.revive_speedup,
+                  s["verdict"], source, settle="more seeds (--seeds) or a longer run (--steps)",
+                  lower_bound=s["lower_bound"], control=s["best_control"])
+    if c["outcome"] == "fail" and s["lower_bound"]:  # a censored control's figure only bounds it below
+        c.update(outcome="unclear", settle="a longer run (--steps), so the control reaches the threshold")
+    return c
+
+
+def verdict(task: str, base: dict, tuned: dict, evidence: list[dict], th: Thresholds) -> dict:
+    """The label for one capability of one checkpoint, with every criterion behind it."""
+    fall = behaviour(base, tuned, th)
+    outcomes = {c["outcome"] for c in evidence}
+    settle: list[str] = []
+    if fall["outcome"] == "fail":
+        label, why = "intact", "accuracy did not fall by the threshold"
+    elif fall["outcome"] == "unclear":
+        label, why = "inconclusive", "the fall in accuracy straddles the threshold"
+        settle = [fall["settle"]]
+    elif not evidence:
+        label, why = "suppressed", "no prune / probe / revive evidence given"
+    elif "pass" in outcomes and "fail" in outcomes:
+        label, why = "inconclusive", "the evidence disagrees: " + ", ".join(
+            f"{c['kind']} {c['outcome']}" for c in evidence)
+        settle = ["look at the failing and passing criteria; more seeds or examples on both"]
+    elif "pass" in outcomes:
+        label, why = "wrapped", "evidence shows the capability is still there: " + ", ".join(
+            c["kind"] for c in evidence if c["outcome"] == "pass")
+    elif outcomes == {"fail"}:
+        label, why = "removed", "every piece of evidence failed"
+    else:
+        label, why = "inconclusive", "no evidence passed, and some is unclear"
+        settle = [c["settle"] for c in evidence if c["outcome"] == "unclear"]
+    text = f"{task}: {label} ({why}); " + "; ".join(f"{c['kind']} {c['outcome']}: {c['text']}" for c in [fall, *evidence])
+    return {"task": task, "label": label, "reason": why, "base": base, "fine_tuned": tuned,
+            "criteria": [fall, *evidence], "settle": settle, "confidence": CONFIDENCE, "text": text}
