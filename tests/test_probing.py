@@ -97,12 +97,13 @@ def test_probe_cli_json(chain, tmp_path):
         (-1, "hook_embed"), (0, "blocks.0.hook_resid_post"), (1, "blocks.1.hook_resid_post")]
     assert res["target_task"] == "count:a" and res["prompt_task"] == "count:a" and len(res["random_init_seeds"]) == 3
     for row in res["layers"]:
-        assert {"accuracy", "ci95", "majority_baseline", "random_init", "reference", "margin_over_random_init"} <= set(row)
+        assert {"accuracy", "ci95", "majority_baseline", "random_init", "reference", "margin"} <= set(row)
         assert row["n_train"] == 150 and row["n_test"] == row["n"] == 50
         assert row["random_init"]["accuracy"] == max(row["random_init"]["per_init"])
-        m = row["margin_over_random_init"]
-        assert m["value"] == pytest.approx(row["accuracy"] - row["random_init"]["accuracy"])
-        assert m["ci95"][0] <= m["value"] <= m["ci95"][1]
+        m = row["margin"]
+        bar = max(row["random_init"]["accuracy"], row["majority_baseline"])
+        assert m["value"] == pytest.approx(row["accuracy"] - bar)
+        assert m["ci_bonferroni"][0] <= m["ci95"][0] <= m["value"] <= m["ci95"][1] <= m["ci_bonferroni"][1]
     assert sum(res["split"]["class_balance"]["test"].values()) == 50
     att = res["attention"]["model"]
     assert len(att) == 2 * 2 and all(0 <= r["a"] + r["b"] + r["c"] <= 1 + 1e-5 for r in att)

@@ -56,3 +56,16 @@ def test_bootstrap_ratio_deterministic_and_brackets():
 
 def test_family_confidence():
     assert family_confidence(1) == 0.95 and family_confidence(5) == pytest.approx(0.99)
+
+
+def test_paired_difference():
+    from wrapcli.stats import paired_difference
+
+    a = np.arange(400) % 3 == 0
+    assert paired_difference(a, a) == (0.0, 0.0, 0.0)  # the same predictions differ by exactly 0
+    rng = np.random.default_rng(0)
+    x, y = rng.random(2000) < 0.8, rng.random(2000) < 0.7
+    value, lo, hi = paired_difference(x, y)
+    d = x.astype(float) - y
+    half = sp.norm.ppf(0.975) * d.std(ddof=1) / np.sqrt(len(d))  # the normal approximation
+    assert value == pytest.approx(d.mean()) and (lo, hi) == pytest.approx((value - half, value + half), abs=0.005)

@@ -11,10 +11,26 @@ BASE = {"accuracy": 0.99, "n": 500}
 FELL = {"accuracy": 0.30, "n": 500}
 
 
-def probe_results(acc, random_init, majority=0.35, n=500, layers=4):
-    row = lambda a: {"layer": 0, "hook": "blocks.0.hook_resid_post", "accuracy": a, "n": n,  # noqa: E731
-                     "majority_baseline": majority, "random_init": {"accuracy": random_init, "n": n}}
-    return {"layers": [row(acc)] * layers, "random_init_seeds": [1, 2, 3]}
+def probe_results(acc, random_init, n=500, layers=4, agree=0.8, majority=0.35):
+    """Probe rows as wrapcli.probing makes them, from hand-made per-example hits: the probe
+    right on ``acc`` of ``n`` rows, the random init on ``random_init``, overlapping as
+    much as ``agree`` allows."""
+    import numpy as np
+
+    from wrapcli.stats import family_confidence, paired_difference
+
+    hits = np.arange(n) < round(acc * n)
+    rand = np.zeros(n, bool)
+    shared = round(min(acc, random_init) * n * agree)
+    rand[:shared] = True
+    rand[n - (round(random_init * n) - shared):] = True
+    value, lo, hi = paired_difference(hits, rand)
+    _, flo, fhi = paired_difference(hits, rand, family_confidence(layers))
+    row = {"layer": 0, "hook": "blocks.0.hook_resid_post", "accuracy": hits.mean(), "n": n,
+           "majority_baseline": majority, "random_init": {"accuracy": rand.mean(), "n": n},
+           "margin": {"baseline": "random_init", "value": value, "ci95": [lo, hi], "ci_bonferroni": [flo, fhi],
+                      "confidence_bonferroni": family_confidence(layers)}}
+    return {"layers": [row] * layers, "random_init_seeds": [1, 2, 3]}
 
 
 def prune_results(accs, majority=0.35, n=500):
@@ -34,7 +50,7 @@ def revive_results(revived, control, steps=400):
 @pytest.mark.parametrize("acc, random_init, outcome", [
     (0.97, 0.80, "pass"),    # well above the best random init
     (0.78, 0.80, "fail"),    # no better than an untrained network, though far above the majority
-    (0.88, 0.80, "unclear"),  # above, but not by margin + noise at n = 500 (Bonferroni over 4 layers)
+    (0.86, 0.80, "unclear"),  # above, but not by margin + noise at n = 500 (Bonferroni over 4 layers)
 ])
 def test_probe_against_random_init(acc, random_init, outcome):
     assert verdicts.probe(probe_results(acc, random_init), TH, "p.json")["outcome"] == outcome

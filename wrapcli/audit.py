@@ -211,8 +211,9 @@ def markdown(result: dict) -> str:
             lines += ["| criterion | statistic | value | 95% interval | threshold | outcome | source |",
                       "| --- | --- | --- | --- | --- | --- | --- |"]
             for c in v["criteria"]:
-                value = "-" if c["value"] is None else f"{c['value']:+.3f}"
-                ci = "-" if c["ci95"] is None else f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
+                fmt = "{:.2f}x" if c["kind"] == "revive" else "{:+.3f}"  # a ratio; the others are differences
+                value = "-" if c["value"] is None else fmt.format(c["value"])
+                ci = "-" if c["ci95"] is None else f"[{fmt.format(c['ci95'][0])}, {fmt.format(c['ci95'][1])}]"
                 thr = "-" if c["threshold"] is None else f"{c['threshold']:g}"
                 lines.append(f"| {c['kind']} | {c['statistic']} | {value} | {ci} | {thr} | **{c['outcome']}** | "
                              f"{'`' + c['source'] + '`' if c['source'] else '-'} |")

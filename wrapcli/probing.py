@@ -16,7 +16,7 @@ import numpy as np
 
 from wrapcli.adapters import Adapter, resid_layers
 from wrapcli.errors import WrapError
-from wrapcli.stats import difference, proportion
+from wrapcli.stats import family_confidence, paired_difference, proportion
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
 # Random-init baselines: how well the same probe reads the target from untrained networks
@@ -64,14 +64,16 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test:
         raise WrapError(f"probe training split has a single class ({y_tr[0]!r}): nothing to decode")
     probe = make_pipeline(StandardScaler(), LogisticRegression(solver=SOLVER, max_iter=1000))
     probe.fit(features[train].astype(np.float32), y_tr)
-    right = int((probe.predict(features[test].astype(np.float32)) == y_te).sum())
+    hits = probe.predict(features[test].astype(np.float32)) == y_te
     values, freq = np.unique(y_tr, return_counts=True)
     majority = values[np.argmax(freq)]  # chosen on the training split, scored on held-out
     return {
-        **proportion(right, len(y_te)),
+        **proportion(int(hits.sum()), len(y_te)),
         "majority_baseline": float(np.mean(y_te == majority)),
         "n_train": int(len(y_tr)),
         "n_test": int(len(y_te)),
+        "_hits": hits,  # per held-out example, for paired intervals; not reported
+        "_majority_hits": y_te == majority,
     }
 
 
@@ -176,18 +178,23 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     rows = curve(ck.model)
     randoms = [curve(build_model(ck.config, s).to(device).eval()) for s in init_seeds]
     refs = curve(ref.model) if ref is not None else None
+    family = family_confidence(len(rows))
     layers = []
     for i, row in enumerate(rows):
         best = max((r[i] for r in randoms), key=lambda r: r["accuracy"])
-        lo, hi = difference(row["accuracy"], row["n"], best["accuracy"], best["n"])
+        # the bar: the better of the best random init and the majority class, on the same rows
+        name, base = (("random_init", best["_hits"]) if best["accuracy"] >= row["majority_baseline"]
+                      else ("majority", row["_majority_hits"]))
+        value, lo, hi = paired_difference(row["_hits"], base)
+        _, flo, fhi = paired_difference(row["_hits"], base, family)
         entry = {
-            **row,
-            "random_init": {"accuracy": best["accuracy"], "n": best["n"], "ci95": best["ci95"],
-                            "per_init": [r[i]["accuracy"] for r in randoms]},
-            "margin_over_random_init": {"value": row["accuracy"] - best["accuracy"], "ci95": [lo, hi]},
+            **_public(row),
+            "random_init": {**_public(best, ("accuracy", "n", "ci95")), "per_init": [r[i]["accuracy"] for r in randoms]},
+            "margin": {"baseline": name, "value": value, "ci95": [lo, hi],
+                       "ci_bonferroni": [flo, fhi], "confidence_bonferroni": family},
         }
         if refs is not None:
-            entry["reference"] = {k: refs[i][k] for k in ("accuracy", "n", "ci95")}
+            entry["reference"] = _public(refs[i], ("accuracy", "n", "ci95"))
         layers.append(entry)
     result = {
         "checkpoint": str(ckpt_path),
@@ -210,6 +217,10 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
         result["attention"] = {name: attention_summary(m, tokens[:256], device)
                                for name, m in (("model", ck.model), ("reference", ref and ref.model)) if m is not None}
     return result
+
+
+def _public(row: dict, keys=None) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_") and (keys is None or k in keys)}
 
 
 def _balance(labels: np.ndarray) -> dict[str, int]:

@@ -4,8 +4,11 @@
 - An accuracy k/n gets the Wilson score interval (Wilson 1927): unlike the normal
   approximation it stays inside [0, 1] and keeps its coverage near 0% and 100%, where
   counting accuracies often sit.
-- A difference of two accuracies gets Newcombe's hybrid score interval (Newcombe 1998,
-  method 10), built from the two Wilson intervals.
+- A difference of two accuracies on different examples gets Newcombe's hybrid score
+  interval (Newcombe 1998, method 10), built from the two Wilson intervals; on the same
+  examples (a probe against its baselines on one held-out split) a paired bootstrap over
+  the examples, which is far tighter: two models that agree on every example differ by
+  exactly 0, where the unpaired interval would still be several points wide.
 - A mean over seeds gets a Student-t interval; a ratio of steps over seeds (revival
   speed-up) gets a percentile bootstrap of the ratio of geometric means, with a fixed
   resampling seed so the same report gives the same interval.
@@ -62,6 +65,16 @@ def difference(p1: float, n1: int, p2: float, n2: int, confidence: float = CONFI
     l2, u2 = wilson(p2 * n2, n2, confidence)
     d = p1 - p2
     return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def paired_difference(a_correct, b_correct, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean of ``a_correct - b_correct`` (per-example 0/1 on the same examples) and its
+    percentile bootstrap interval over the examples."""
+    d = np.asarray(a_correct, dtype=np.float64) - np.asarray(b_correct, dtype=np.float64)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = d[rng.integers(0, len(d), (BOOTSTRAP_DRAWS, len(d)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(d.mean()), float(lo), float(hi)
 
 
 def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:

@@ -11,7 +11,8 @@ baseline a sceptical reviewer would pick:
 - behaviour: the fall in accuracy from the base (Newcombe interval) against ``drop``;
 - probe: the best layer's held-out accuracy minus max(majority class, best random-init
   model), against ``probe_margin``; counting is nearly linear in a random transformer,
-  so a random network, not the majority, is the bar. Bonferroni over layers;
+  so a random network, not the majority, is the bar. Paired bootstrap over the held-out
+  examples, Bonferroni over layers;
 - prune: the best K's accuracy minus max(unpruned model, majority class), against
   ``prune_gain``; Bonferroni over the swept K. The recovered fraction
   (pruned - fine-tuned) / (base - fine-tuned) is reported beside it;
@@ -100,23 +101,22 @@ def behaviour(base: dict, tuned: dict, th: Thresholds) -> dict:
 
 
 def probe(results: dict, th: Thresholds, source: str) -> dict:
-    """Is the target linearly decodable above every baseline at some layer?"""
+    """Is the target linearly decodable above every baseline at some layer? Each layer's
+    margin over max(best random init, majority) has a paired bootstrap interval over the
+    held-out examples, Bonferroni-widened over the layers by probe itself."""
     layers = results["layers"]
-    conf = family_confidence(len(layers))
-    rows = []
-    for l in layers:
-        base = max(l["majority_baseline"], l["random_init"]["accuracy"])
-        lo, hi = difference(l["accuracy"], l["n"], base, l["random_init"]["n"], conf)
-        rows.append((lo, hi, l, base))
-    lo, hi, best, base = max(rows, key=lambda r: r[0])
-    top = max(r[1] for r in rows)
-    value = best["accuracy"] - base
-    text = (f"best probe {best['hook']}: {best['accuracy']:.1%} vs baseline {base:.1%} "
+    best = max(layers, key=lambda l: l["margin"]["ci_bonferroni"][0])
+    m = best["margin"]
+    lo, top = m["ci_bonferroni"][0], max(l["margin"]["ci_bonferroni"][1] for l in layers)
+    base = best["accuracy"] - m["value"]
+    text = (f"most favourable layer {best['hook']}: probe {best['accuracy']:.1%} vs {m['baseline'].replace('_', ' ')} {base:.1%} "
             f"(majority {best['majority_baseline']:.1%}, best of {len(results['random_init_seeds'])} random inits "
-            f"{best['random_init']['accuracy']:.1%}); margin {value:+.1%}, "
-            f"{conf:.1%} interval [{lo:+.1%}, {hi:+.1%}] (Bonferroni over {len(layers)} layers)")
-    return criterion("probe", "probe accuracy over max(majority, random init)", value, (lo, top), th.probe_margin,
-                     text, source, settle="probe more examples (--n) or more random inits (--random-inits)",
+            f"{best['random_init']['accuracy']:.1%}); margin {m['value']:+.1%}, "
+            f"{m['confidence_bonferroni']:.1%} interval [{lo:+.1%}, {m['ci_bonferroni'][1]:+.1%}] "
+            f"(paired, Bonferroni over {len(layers)} layers)")
+    return criterion("probe", "probe accuracy over max(majority, random init)", m["value"], (lo, top),
+                     th.probe_margin, text, source,
+                     settle="probe more examples (--n) or more random inits (--random-inits)",
                      layer=best["layer"], hook=best["hook"])
 
 

@@ -3,8 +3,9 @@
 Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py). Per
 residual-stream point (``layer`` -1 = ``hook_embed``, then ``blocks.{l}.hook_resid_post``):
 held-out ``accuracy`` with ``n`` and ``ci95``, the majority baseline, the best of
-``--random-inits`` randomly initialised models and the probe's margin over it with its
-interval, and the ``--reference`` model's accuracy; attention from ``<ans>`` onto a, b, c.
+``--random-inits`` randomly initialised models, the probe's margin over the higher of
+that and the majority (paired bootstrap interval over the held-out rows), and the
+``--reference`` model's accuracy; attention from ``<ans>`` onto a, b, c.
 """
 
 from __future__ import annotations
@@ -73,10 +74,10 @@ def layer_table(result: dict):
                         f"(held-out accuracy, 95% interval)")
     ref = "reference" in result["layers"][0]
     for col in ["layer", "probe", "majority", f"random init (best of {len(result['random_init_seeds'])})",
-                "margin over random", *(["reference"] if ref else [])]:
+                "margin over the higher", *(["reference"] if ref else [])]:
         table.add_column(col, justify="right")
     for row in result["layers"]:
-        m = row["margin_over_random_init"]
+        m = row["margin"]
         table.add_row(row["hook"], _pct(row), f"{row['majority_baseline']:.1%}", _pct(row["random_init"]),
                       f"{m['value']:+.1%} [{m['ci95'][0]:+.1%}, {m['ci95'][1]:+.1%}]",
                       *([_pct(row["reference"])] if ref else []))
