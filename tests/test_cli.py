@@ -130,7 +130,7 @@ def test_export_round_trip(pt, tmp_path):
         (["eval", "{pt}", "--n", "5", "-o", "{d}"], "is a directory"),
         (["eval", "{pt}", "--n", "5", "-o", "{pt}/x.json"], "does not exist"),
         (["train", *SMOKE, "-o", "{d}"], "must end in .safetensors"),
-        (["export", "{pt}", "{pt}"], "not a directory"),
+        (["export", "{pt}", "{d}"], "will not replace"),
     ],
 )
 def test_bad_input_is_one_line_exit_1(pt, tmp_path, args, message):

@@ -3,7 +3,7 @@
 Channels (DESIGN.md decision 6): artefacts go to ``-o``; ``--json`` prints the report to
 stdout; everything for humans goes to stderr and switches off with ``--quiet`` or when
 stderr is not a terminal (progress) — tables still print unless ``--quiet``.
-Exit codes: 0 success, 1 runtime or data error, 2 usage error.
+Exit codes: 0 success, 1 runtime or data error, 2 usage error (typer's own or UsageError).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 
 
 def stderr(quiet: bool = False):
@@ -34,7 +34,7 @@ def errors_as_exit(debug: bool = False):
         if debug:
             raise
         print(f"wrapcli: error: {e}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(e, UsageError) else 1) from None
     except Exception as e:  # unexpected: still one line unless --debug
         if debug:
             raise

@@ -8,7 +8,7 @@ from pathlib import Path
 from wrapcli import __version__, checkpoint, reports
 from wrapcli.distributed import is_main
 from wrapcli.errors import WrapError
-from wrapcli.files import check_writable
+from wrapcli.files import check_replaceable, check_writable
 from wrapcli.kernels import resolve_precision
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.models import ModelShape, build_config, build_model, resolve_device
@@ -161,6 +161,8 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     if str(out).endswith(".safetensors") or str(out) == "-":
         raise WrapError("with --data the output is a Hugging Face directory that carries the tokenizer: give -o DIR")
     check_writable(out, directory=True)
+    if Path(out).exists():
+        check_replaceable(Path(out))  # before the work, not after it
     device = resolve_device(device)
     ck = checkpoint.load(parent, device=device)
     train_set = text_data(data, parent, ck.model, seed)

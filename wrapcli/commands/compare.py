@@ -52,7 +52,7 @@ def compare(
 
         if fail_on not in (None, "wrapped", "changed"):
             raise WrapError(f"--fail-on takes wrapped or changed, got {fail_on!r}")
-        check_outputs(out, markdown_out)
+        check_outputs(out, markdown_out, inputs=[*ckpts, *(reports or []), *(task or [])])
         th = audit.Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds)
         device = resolve_device(device)
         result = audit.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,

@@ -56,7 +56,7 @@ def eval_(
 
         if n < 1:
             raise WrapError(f"--n must be >= 1, got {n}")
-        check_outputs(out)
+        check_outputs(out, inputs=[ckpt])
         mapping = parse_mapping(conjugate) if conjugate else None
         device = resolve_device(device)
         precision = resolve_precision(precision, device)

@@ -28,6 +28,9 @@ def export(
     with errors_as_exit(debug):
         from wrapcli import checkpoint
 
+        from wrapcli.files import check_distinct
+
+        check_distinct([dest], [ckpt])
         checkpoint.export(checkpoint.load(ckpt), dest)
         stderr(quiet).print(f"wrote {dest}/")
 

@@ -55,6 +55,7 @@ def finetune(
         from wrapcli import presets, reports
         from wrapcli.distributed import is_main
         from wrapcli.errors import WrapError
+        from wrapcli.files import check_distinct, check_outputs
         from wrapcli.jobs import finetune as run
         from wrapcli.jobs import finetune_text
 
@@ -64,6 +65,8 @@ def finetune(
         started = time.time()
         if (task is None) == (data is None):
             raise WrapError("give exactly one of --task (built-in task) or --data (user JSONL)")
+        check_distinct([out, log], [ckpt, data, eval_data])
+        check_outputs(log)
         if data is not None:
             with progress(steps or p.ft_steps, "finetune", quiet) as update:
                 result = finetune_text(

@@ -54,7 +54,7 @@ def probe(
 
         if n < 8:
             raise WrapError(f"--n must be >= 8, got {n}")
-        check_outputs(out)
+        check_outputs(out, inputs=[ckpt, reference, data])
         device = resolve_device(device)
         result = probing.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,

@@ -64,7 +64,7 @@ def prune(
             ks = [int(x) for x in k.split(",") if x.strip()]
         except ValueError:
             raise WrapError(f"--k takes comma-separated integers, got {k!r}") from None
-        check_outputs(out, plot, write)
+        check_outputs(out, plot, write, inputs=[ckpt, data])
         if plot:
             require_matplotlib()
         device = resolve_device(device)

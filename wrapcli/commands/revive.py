@@ -57,7 +57,7 @@ def revive(
         from wrapcli.models import resolve_device
         from wrapcli.files import check_outputs
 
-        check_outputs(out, plot)
+        check_outputs(out, plot, inputs=[ckpt, *(control or [])])
         if plot:
             require_matplotlib()
         device = resolve_device(device)
