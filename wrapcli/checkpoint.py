@@ -110,6 +110,7 @@ def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
             "pass the Hugging Face model directory that contains it instead"
         )
     model = _model_from_file(path, meta, dtype, device)
+    check_finite(model, path)
     return Checkpoint(
         model=model,
         path=path,
@@ -118,6 +119,22 @@ def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
         task=_json(meta, "task", path),
         lineage=_json(meta, "lineage", path) or [],
     )
+
+
+def check_finite(model, path) -> None:
+    """Refuse a model with a NaN or Inf weight, naming the first such tensor, unless the
+    user asked for broken models (``wrapcli --allow-nonfinite``)."""
+    import os
+
+    import torch
+
+    if os.environ.get("WRAPCLI_ALLOW_NONFINITE") == "1":
+        return
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise WrapError(f"{path}: tensor {name} has {bad} non-finite value(s) (NaN or Inf); "
+                            "wrapcli --allow-nonfinite loads it anyway")
 
 
 def _model_from_file(path: Path, meta: dict, dtype: str, device: str):
@@ -170,12 +187,19 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
     for shard in shards:
         _check_file(shard)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model, info = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True,
-            dtype=getattr(torch, dtype), attn_implementation="sdpa",
+            dtype=getattr(torch, dtype), attn_implementation="sdpa", output_loading_info=True,
         )
     except Exception as e:
         raise WrapError(f"{path}: cannot load Hugging Face model ({_short(e)})") from None
+    # transformers fills a missing tensor with random values and only warns: refuse instead
+    for kind in ("missing_keys", "mismatched_keys", "unexpected_keys"):
+        keys = sorted(str(k) for k in info.get(kind) or ())
+        if keys:
+            raise WrapError(f"{path}: weights do not match config.json ({len(keys)} {kind.replace('_keys', '')} "
+                            f"tensor(s), first {keys[0]})")
+    check_finite(model, path)
     side = path / SIDE_FILE
     extra = {}
     if side.is_file():

@@ -41,8 +41,17 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Load checkpoints with NaN or Inf weights (to study broken models); refused otherwise."),
 ) -> None:
+    import os
+
     from wrapcli.distributed import PARALLEL_COMMANDS, world
+
+    # read by checkpoint.load in this process and in any it starts
+    if allow_nonfinite:
+        os.environ["WRAPCLI_ALLOW_NONFINITE"] = "1"
+    else:
+        os.environ.pop("WRAPCLI_ALLOW_NONFINITE", None)
 
     if world().size > 1 and ctx.invoked_subcommand not in PARALLEL_COMMANDS:
         print(f"wrapcli: error: {ctx.invoked_subcommand} does not run data-parallel; "

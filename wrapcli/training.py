@@ -28,6 +28,10 @@ from wrapcli.tasks.spec import TaskSpec
 LOSSES = ("full", "answer")
 
 
+# AdamW moves each weight by about the LR per step; past 1 every step rewrites the model.
+MAX_LR = 1.0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int
@@ -51,8 +55,10 @@ class TrainConfig:
             problems.append(f"steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
             problems.append(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            problems.append(f"learning rate must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"learning rate must be finite and > 0, got {self.lr}")
+        elif self.lr > MAX_LR:
+            problems.append(f"learning rate {self.lr:g} is above {MAX_LR:g}: AdamW diverges there")
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0 <= self.warmup_frac < 1:
@@ -220,8 +226,15 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
             record = evaluation.due(done, cfg)
         else:
             record = done % cfg.eval_every == 0 or done == cfg.steps
-        if record or done % 10 == 0:  # .item() syncs with the device (and ranks): not every step
+        due = (save_every and done % save_every == 0) or (
+            not save_every and time.time() - last_save >= save_seconds
+        )
+        if record or done % 10 == 0 or due:  # .item() syncs with the device (and ranks): not every step
             metrics["loss"] = mean(loss).item()
+            if not math.isfinite(metrics["loss"]):  # stop before a broken state is saved or written
+                kept = f"; the last good state is {state_path}" if state_path and Path(state_path).exists() else ""
+                raise WrapError(f"the training loss became {metrics['loss']} by step {done} "
+                                f"(lr {cfg.lr:g}): stopped, no checkpoint written{kept}")
         if not world.main:
             continue
         if evaluation and record:
@@ -235,9 +248,6 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
         if on_step:
             metrics["tokens_per_s"] = tokens_seen / max(time.time() - t0, 1e-9)
             on_step(done, metrics)
-        due = (save_every and done % save_every == 0) or (
-            not save_every and time.time() - last_save >= save_seconds
-        )
         if state_path and due and done < cfg.steps:
             save_state(state_path, model, opt, cfg, data.identity, done, log)
             last_save = time.time()

@@ -54,7 +54,7 @@ def prune(
 
     with errors_as_exit(debug):
         from wrapcli import pruning, reports
-        from wrapcli.errors import WrapError
+        from wrapcli.errors import UsageError
         from wrapcli.files import check_outputs
         from wrapcli.kernels import resolve_precision
         from wrapcli.models import resolve_device
@@ -63,7 +63,9 @@ def prune(
         try:
             ks = [int(x) for x in k.split(",") if x.strip()]
         except ValueError:
-            raise WrapError(f"--k takes comma-separated integers, got {k!r}") from None
+            raise UsageError(f"--k takes comma-separated integers, got {k!r}") from None
+        if not ks or any(b <= a for a, b in zip(ks, ks[1:])) or ks[0] < 0:
+            raise UsageError(f"--k takes strictly increasing integers >= 0 (e.g. 0,1,2,5), got {k!r}")
         check_outputs(out, plot, write, inputs=[ckpt, data])
         if plot:
             require_matplotlib()

@@ -187,12 +187,14 @@ def parse_components(text: str) -> tuple[Component, ...]:
         if not part:
             raise WrapError(f"invalid task {text!r}: empty component")
         head, at, answer = part.partition("@")
-        family, _, operand = head.partition(":")
+        family, colon, operand = head.partition(":")
         family = family.strip()
         if family not in vocab.FAMILIES:
             raise WrapError(
                 f"unknown task family {family!r} in {text!r} (known: {', '.join(vocab.FAMILIES)})"
             )
+        if colon and not operand.strip():
+            raise WrapError(f"invalid task {text!r}: empty operand after {family}: (e.g. {family}:a)")
         operand = operand.strip() or None
         if operand is not None and len(operand) == 2 and family in COMPOSITE_FAMILIES:
             family = COMPOSITE_FAMILIES[family]
@@ -209,6 +211,8 @@ def parse_prior(text: str) -> tuple[tuple[str, float], ...]:
         try:
             if not eq:
                 raise ValueError
+            if name in prior:
+                raise WrapError(f"invalid prior {text!r}: operand {name!r} is given twice")
             prior[name] = float(value)
         except ValueError:
             raise WrapError(f"invalid prior {text!r}: expected e.g. a=0.9,b=0.1") from None
