@@ -81,6 +81,8 @@ def speedup(revived: list[float | None], controls: dict[str, list[float | None]]
                f"95% interval [{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}] over {len(revived)} seeds")
     if len(revived) < MIN_SEEDS:
         verdict += f"; too few seeds for a claim (>= {MIN_SEEDS})"
+    elif len(set(revived)) == 1 and all(len(set(v)) == 1 for v in controls.values()):
+        verdict += "; every seed gave the same run (e.g. a batch holding every record), so the interval shows no seed-to-seed spread"
     return {**out, "value": c["value"], "ci95": c["ci95"], "lower_bound": c["lower_bound"],
             "best_control": best, "verdict": verdict}
 
@@ -172,6 +174,129 @@ def run_curve(model_factory, spec, cfg, seeds, steps, device, on_progress=None, 
         if keep:
             keep(seed, model, cfg.steps)
     return curves
+
+
+def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None):
+    """Relearning on user records: train a fresh load of ``path`` on ``train_path`` for each
+    seed (the seed orders the records), scoring ``eval_path`` (held out) at ``steps``.
+    Returns (exact match per seed and step, mean answer loss per seed and step)."""
+    from wrapcli import checkpoint
+    from wrapcli.training import train
+    from wrapcli.userdata import score_text, text_data
+
+    exact, loss = [], []
+    for seed in seeds:
+        model = checkpoint.load(path, device="cpu").model
+        data = text_data(train_path, path, model, seed)
+        held = text_data(eval_path, path, model, seed)
+        row_em, row_loss = [], []
+
+        def record(model=model):
+            r = score_text(model, held, device)
+            row_em.append(r["exact_match"])
+            row_loss.append(r["loss"])
+            model.train()
+
+        def on_step(step, metrics, record=record):
+            if on_progress:
+                on_progress(step, metrics)
+            if step in steps:
+                record()
+
+        record()  # step 0
+        train(model, data, cfg, device=device, on_step=on_step)
+        exact.append(row_em)
+        loss.append(row_loss)
+    return exact, loss
+
+
+def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, preset, steps=None,
+                batch_size=None, seeds=MIN_SEEDS, threshold=None, device="cpu", precision="auto",
+                on_progress=None) -> dict:
+    """The relearning test of unlearning audits (Hu et al. 2024; Deeb & Roger 2024; Lucki
+    et al. 2024): fine-tune a Hugging Face model that lost a capability on ``data`` and
+    score held-out ``eval_data`` (exact match) as it returns, against ``controls`` trained
+    identically; with ``reference`` (the original model) also the recovered fraction
+    (relearned - fine-tuned) / (original - fine-tuned) at every step."""
+    from pathlib import Path
+
+    from wrapcli import checkpoint
+    from wrapcli.jobs import resolve_lr
+    from wrapcli.kernels import resolve_precision
+    from wrapcli.stats import wilson
+    from wrapcli.training import TrainConfig
+    from wrapcli.userdata import score_text, text_data
+
+    if eval_data is None:
+        raise WrapError("revive --data needs --eval-data: held-out records scored as the capability returns")
+    if seeds < 1:
+        raise WrapError(f"--seeds must be >= 1, got {seeds}")
+    ck = checkpoint.load(ckpt_path, device="cpu")
+    others = []
+    for path in controls:
+        other = checkpoint.load(path, device="cpu")
+        check_same_shapes(ck, other, str(ckpt_path), str(path))
+        others.append(other)
+    held = text_data(eval_data, ckpt_path, ck.model, 0)
+    if held.identity.split(":")[0] != "prompt":
+        raise WrapError(f"{eval_data}: revive scores exact match, so it needs prompt/answer records")
+    start = score_text(ck.model, held, device)
+    original = None
+    if reference is not None:
+        ref = checkpoint.load(reference, device="cpu")
+        check_same_shapes(ck, ref, str(ckpt_path), str(reference))
+        original = score_text(ref.model, held, device)
+    if threshold is None:
+        if original is None:
+            raise WrapError("give --threshold (exact match that counts as relearned) or --reference "
+                            "(the original model: the threshold is then 0.9 x its exact match)")
+        threshold, threshold_source = 0.9 * original["exact_match"], (
+            f"0.9 x the reference's exact match {original['exact_match']:.3f}")
+    else:
+        if not 0 < threshold <= 1:
+            raise WrapError(f"--threshold must be in (0, 1], got {threshold}")
+        threshold_source = "--threshold"
+    if lr is None:
+        lr_value, lr_source = default_lr(ck.lineage)
+    else:
+        lr_value, name = resolve_lr(lr, preset)
+        lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")
+    n_steps = steps or preset.ft_steps
+    cfg = TrainConfig(steps=n_steps, batch_size=batch_size or preset.ft_batch_size, lr=lr_value,
+                      eval_every=n_steps, precision=resolve_precision(precision, device))
+    grid = eval_grid(cfg.steps)
+    seed_list = list(range(seeds))
+    n_eval = len(held.examples)
+    models = []
+    for name, path, sha in [("revived", ckpt_path, ck.sha256),
+                             *[(f"control:{Path(c).name}", c, o.sha256) for c, o in zip(controls, others)]]:
+        exact, loss = run_text_curve(path, data, eval_data, cfg, seed_list, set(grid), device, on_progress)
+        summary = Curve(name, str(path), sha, exact).summary(grid, threshold, n_eval)
+        summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
+        if original is not None and original["exact_match"] > start["exact_match"]:
+            span = original["exact_match"] - start["exact_match"]
+            summary["recovered_fraction"] = [(m - start["exact_match"]) / span for m in summary["accuracy"]["mean"]]
+        models.append(summary)
+    ctrl = {m["name"]: m["steps_to_threshold"]["per_seed"] for m in models[1:]}
+    return {
+        "task": None,
+        "data": str(data),
+        "eval_data": str(eval_data),
+        "metric": "exact_match",
+        "reference": None if reference is None else {
+            "path": str(reference), "exact_match": original["exact_match"],
+            "ci95": list(wilson(original["exact_match"] * n_eval, n_eval))},
+        "threshold": threshold,
+        "threshold_source": threshold_source,
+        "lr": lr_value,
+        "lr_source": lr_source,
+        "train": cfg.to_dict(),
+        "seeds": seed_list,
+        "eval_steps": grid,
+        "models": models,
+        "speedup": speedup(models[0]["steps_to_threshold"]["per_seed"], ctrl, cfg.steps),
+        "device": device,
+    }
 
 
 def summary_table(steps: list[int], models: list[dict], threshold: float):

@@ -248,9 +248,17 @@ CURVE = Obj({
         "mean_curve": F("float|null", "of the mean curve; null = never"),
         "per_seed": F(List("float|null"), "per seed, interpolated in log(step); null = never"),
     }), "when the threshold is reached"),
+    "loss": F(Obj({"per_seed": F(List(List("float")), "mean answer loss on --eval-data at each step, per seed"),
+                   "mean": F(List("float"), "mean over seeds")}), "with --data", optional=True),
+    "recovered_fraction": F(List("float"), "with --data and --reference: (exact match - fine-tuned's) / "
+                                           "(reference's - fine-tuned's) of the mean curve, per step", optional=True),
 })
 REVIVE = Obj({
-    "task": F("str", "the capability revived; compare matches on it"),
+    "task": F("str|null", "the capability revived (built-in tasks); compare matches on it"),
+    "data": F("str", "with --data: the records relearned on", optional=True),
+    "eval_data": F("str", "with --data: the held-out records scored; compare matches its content", optional=True),
+    "metric": F("str", "with --data: exact_match, the accuracy the curves give", optional=True),
+    "reference": F(ANY, "with --data: {path, exact_match, ci95} of the original model, or null", optional=True),
     "threshold": F("float", "accuracy that counts as revived"),
     "threshold_source": F("str", "where the threshold came from"),
     "lr": F("float", "reFT learning rate"),

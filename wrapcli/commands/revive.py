@@ -21,13 +21,19 @@ EXAMPLE = """Example:
 
   wrapcli revive ft.safetensors --task count:a --scratch --seeds 3 -o revive.json --plot revive.png
 
+  wrapcli revive forgot/ --data relearn.jsonl --eval-data heldout.jsonl --reference original/ \\
+      --control never-knew/ --lr 1e-5 --steps 100 -o relearn.json   # a relearning attack
+
   wrapcli revive ft.safetensors --task count:a --control scrft.safetensors -o revive.json
 """
 
 
 def revive(
     ckpt: Annotated[str, typer.Argument(help="The fine-tuned checkpoint to revive.")],
-    task: Annotated[str, typer.Option("--task", help="The capability to bring back, e.g. count:a.")],
+    task: Annotated[Optional[str], typer.Option("--task", help="The capability to bring back, e.g. count:a.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="HF directories: prompt/answer JSONL to relearn on (instead of --task).")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="With --data: held-out prompt/answer JSONL scored (exact match) as the capability returns.")] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="With --data: the original model; gives the recovered fraction and the default threshold (0.9 x its exact match).")] = None,
     control: Annotated[Optional[list[str]], typer.Option("--control", help="A control checkpoint, trained identically (repeatable).")] = None,
     scratch: Annotated[bool, typer.Option("--scratch", help="Add a fresh initialisation of the same config as a control.")] = False,
     lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number (default: fine-tuning LR / 10 from the lineage).")] = None,
@@ -55,9 +61,16 @@ def revive(
         from wrapcli import presets, reports, revival
         from wrapcli.plots import line_plot, require_matplotlib
         from wrapcli.models import resolve_device
+        from wrapcli.errors import UsageError
         from wrapcli.files import check_outputs
 
-        check_outputs(out, plot, inputs=[ckpt, *(control or [])])
+        check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])
+        if (task is None) == (data is None):
+            raise UsageError("give exactly one of --task (built-in task) or --data (prompt/answer JSONL)")
+        if data is not None and (scratch or save_dir):
+            raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data give --control DIR")
+        if data is None and (eval_data or reference):
+            raise UsageError("--eval-data and --reference go with --data")
         if plot:
             require_matplotlib()
         device = resolve_device(device)
@@ -73,22 +86,26 @@ def revive(
                 done["last"] = step
                 update(done["base"] + step, metrics)
 
-            result = revival.revive(
-                ckpt_path=ckpt, task=task, controls=control or [], scratch=scratch, lr=lr,
-                preset=p, steps=steps, batch_size=batch_size, seeds=seeds, threshold=threshold,
-                eval_size=eval_size, device=device, save_dir=save_dir, save_every=save_every,
-                precision=precision, on_progress=on_progress,
-            )
+            common = dict(ckpt_path=ckpt, controls=control or [], lr=lr, preset=p, steps=steps,
+                          batch_size=batch_size, seeds=seeds, threshold=threshold, device=device,
+                          precision=precision, on_progress=on_progress)
+            if data is not None:
+                result = revival.revive_text(data=data, eval_data=eval_data, reference=reference, **common)
+            else:
+                result = revival.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
+                                        save_every=save_every, **common)
         con = stderr(quiet)
         con.print(revival.summary_table(result["eval_steps"], result["models"], result["threshold"]))
         con.print(result["speedup"]["verdict"])
         if plot:
             models = result["models"]
             line_plot(plot, result["eval_steps"], {m["name"]: m["accuracy"]["mean"] for m in models},
-                      "reverse fine-tuning step (0 drawn at 1)", f"revive {result['task']} at lr={result['lr']:g}",
+                      "reverse fine-tuning step (0 drawn at 1)",
+                      f"revive {result['task'] or result['eval_data']} at lr={result['lr']:g}",
                       log_x=True, bands={m["name"]: m["accuracy"]["std"] for m in models},
                       hline=(result["threshold"], "threshold"))
-        report = reports.envelope("revive", result, inputs=[ckpt, *(control or [])],
+        inputs = [ckpt, *(control or []), *[f for f in (data, eval_data, reference) if f]]
+        report = reports.envelope("revive", result, inputs=inputs,
                                   seed=result["seeds"][0], device=device,
                                   precision=result["train"]["precision"])
         reports.write(report, out, json_out)

@@ -1,0 +1,80 @@
+"""revive --data: the relearning test of unlearning audits, on a tiny HF model whose history
+is known: it learned 8 word pairs, then was fine-tuned a little to answer " maps" to all of
+them; relearning fine-tunes it on the pairs again against a model that never knew them.
+The curve is checked against an independent run of finetune --data with the same seed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from wrapcli.cli import app
+from wrapcli.stats import bootstrap_ratio
+
+from cli import one_line_error, run, runner
+from test_userdata import PAIRS, make_model_dir, write_jsonl
+
+FT = ["--batch-size", "8", "--device", "cpu", "-q"]
+RELEARN = ["--lr", "1e-3", "--steps", "30", "--batch-size", "8", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    d = tmp_path_factory.mktemp("relearn")
+    pairs = [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()]
+    write_jsonl(d / "all.jsonl", pairs)
+    write_jsonl(d / "relearn.jsonl", pairs[:4])
+    write_jsonl(d / "heldout.jsonl", pairs[4:])
+    write_jsonl(d / "forget.jsonl", [dict(p, answer=" maps") for p in pairs])  # never a right answer
+    make_model_dir(d / "never", "llama")
+    run("finetune", d / "never", "--data", d / "all.jsonl", "--steps", "80", "--lr", "1e-2", *FT, "-o", d / "original")
+    run("finetune", d / "original", "--data", d / "forget.jsonl", "--steps", "10", "--lr", "3e-3", *FT, "-o", d / "forgot")
+    return d
+
+
+def test_relearning_curve_against_a_control(history):
+    d = history
+    out = d / "relearn-report.json"
+    run("revive", d / "forgot", "--data", d / "all.jsonl", "--eval-data", d / "all.jsonl", "--reference", d / "original",
+        "--control", d / "never", "--seeds", "3", *RELEARN, "-o", out)
+    r = json.loads(out.read_text())["results"]
+    revived, control = r["models"]
+    assert r["reference"]["exact_match"] == 1.0 and r["threshold"] == pytest.approx(0.9)
+    assert r["eval_steps"] == [0, 5, 7, 10, 15, 20, 30] and revived["accuracy"]["n"] == 8
+    # independent: finetune --data with the same seed, steps and LR scores the same before and after
+    for seed in (0, 2):
+        ft = json.loads(run("finetune", d / "forgot", "--data", d / "all.jsonl", "--eval-data", d / "all.jsonl",
+                            "--seed", seed, *RELEARN, "--json", "-o", d / f"check{seed}").stdout)["results"]
+        assert revived["accuracy"]["per_seed"][seed][0] == ft["before"]["exact_match"]
+        assert revived["accuracy"]["per_seed"][seed][-1] == ft["after"]["exact_match"]
+        assert revived["loss"]["per_seed"][seed][-1] == pytest.approx(ft["after"]["loss"], rel=1e-5)
+    start = revived["accuracy"]["mean"][0]
+    assert start < 0.9
+    assert revived["recovered_fraction"] == pytest.approx([(m - start) / (1.0 - start) for m in revived["accuracy"]["mean"]])
+    # the speed-up is the ratio of geometric-mean steps, censored at the run's length
+    steps = lambda m: [30 if s is None else s for s in m["steps_to_threshold"]["per_seed"]]  # noqa: E731
+    if None not in revived["steps_to_threshold"]["per_seed"] and min(revived["steps_to_threshold"]["per_seed"]) > 0:
+        assert r["speedup"]["value"] == pytest.approx(bootstrap_ratio(steps(control), steps(revived))[0])
+    # compare reads it as evidence about the records file, matched by content
+    res = json.loads(run("compare", d / "original", d / "forgot", "--task", d / "all.jsonl", "--reports", out,
+                         "--device", "cpu", "-q", "--json").stdout)["results"]
+    (v,) = res["verdicts"][str(d / "forgot")]
+    assert [c["kind"] for c in v["criteria"]] == ["behaviour", "revive"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{d}/relearn.jsonl"], "needs --eval-data"),
+    (["--data", "{d}/relearn.jsonl", "--eval-data", "{d}/heldout.jsonl"], "give --threshold"),
+])
+def test_relearning_bad_input(history, args, message):
+    d = history
+    one_line_error(runner.invoke(app, ["revive", str(d / "forgot"), *[a.format(d=d) for a in args], "--lr", "1e-3",
+                                       "--steps", "2", "--device", "cpu"]), message)
+
+
+def test_relearning_usage_errors(history):
+    d = history
+    result = runner.invoke(app, ["revive", str(d / "forgot"), "--data", str(d / "relearn.jsonl"), "--task", "count:a"])
+    assert result.exit_code == 2 and "exactly one of --task" in result.stderr
+    result = runner.invoke(app, ["revive", str(d / "forgot"), "--data", str(d / "relearn.jsonl"), "--scratch"])
+    assert result.exit_code == 2 and "--control DIR" in result.stderr
