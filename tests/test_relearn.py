@@ -78,3 +78,29 @@ def test_relearning_usage_errors(history):
     assert result.exit_code == 2 and "exactly one of --task" in result.stderr
     result = runner.invoke(app, ["revive", str(d / "forgot"), "--data", str(d / "relearn.jsonl"), "--scratch"])
     assert result.exit_code == 2 and "--control DIR" in result.stderr
+
+
+def test_eval_data_and_samples(history):
+    """eval --data: the summary agrees with the sample lines, and each predicted answer is
+    what Hugging Face's generate says."""
+    d = history
+    out, samples = d / "eval.json", d / "samples.jsonl"
+    r = json.loads(run("eval", d / "forgot", "--data", d / "all.jsonl", "--samples", samples, "--device", "cpu",
+                       "-q", "-o", out, "--json").stdout)["results"]
+    lines = [json.loads(l) for l in samples.read_text().splitlines()]
+    assert r["n"] == len(lines) == 8
+    assert sum(l["correct"] for l in lines) / 8 == r["scores"]["exact_match"]
+    assert np.mean([l["loss"] for l in lines]) == pytest.approx(r["scores"]["loss"])  # one answer token each
+    # independent: Hugging Face's own greedy decoding of one token after each prompt
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(d / "forgot"))
+    model = AutoModelForCausalLM.from_pretrained(str(d / "forgot")).eval()
+    for line in lines:
+        ids = tok(line["prompt"], return_tensors="pt")["input_ids"]
+        greedy = model.generate(ids, max_new_tokens=1, do_sample=False, pad_token_id=tok.pad_token_id)[0, -1:]
+        assert line["predicted"] == tok.decode(greedy)
+        assert line["correct"] == (line["predicted"].strip() == line["expected"].strip())
+    assert {l["prompt"] for l in lines} == {f"{w} maps to" for w in PAIRS}
+    result = runner.invoke(app, ["eval", str(d / "forgot"), "--samples", str(d / "s2.jsonl")])
+    assert result.exit_code == 2 and "--samples goes with --data" in result.stderr

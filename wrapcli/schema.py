@@ -167,10 +167,13 @@ FINETUNE = Obj({
 })
 EVAL = Obj({
     "checkpoint": F("str", "the checkpoint evaluated"),
-    "eval_seed": F("int", "seed of the evaluation sets"),
-    "n": F("int", "examples per set"),
+    "eval_seed": F("int", "seed of the evaluation sets (built-in tasks)", optional=True),
+    "n": F("int", "examples per set (built-in tasks) or records (--data)"),
     "precision": F("str", "resolved precision"),
-    "tasks": F(TASK_EVAL, "accuracy per task and setting"),
+    "tasks": F(TASK_EVAL, "accuracy per task and setting (built-in tasks)", optional=True),
+    "data": F("str", "with --data: the prompt/answer records", optional=True),
+    "scores": F(TEXT_SCORE, "with --data: their scores", optional=True),
+    "device": F("str", "with --data: device", optional=True),
     "conjugate": F(Obj({"mapping": F(Map("str", "letter"), "the relabelling s"),
                         "tasks": F(TASK_EVAL, "the same sets through s(prompt), answers mapped back")}),
                    "with --conjugate", optional=True),

@@ -177,13 +177,13 @@ def text_data(path, model_dir, model, seed: int) -> TextData:
     return TextData(encode(kind, records, tok, max_len), pad, seed, f"{kind}:{sha256(path)}")
 
 
-def score_text(model, data: TextData, device="cpu", batch_size: int = 16) -> dict:
-    """Mean loss per scored token and the share of scored tokens predicted exactly
-    (teacher-forced argmax), plus the share of records whose every scored token is right."""
+def record_scores(model, data: TextData, device="cpu", batch_size: int = 16) -> list[dict]:
+    """Per record: summed loss and count of the scored tokens, how many the teacher-forced
+    argmax got right, and those argmax tokens (what the model would have said)."""
     import torch
 
     model.eval()
-    total_loss = correct = count = exact = 0.0
+    out = []
     with torch.inference_mode():
         for start in range(0, len(data.examples), batch_size):
             idx = list(range(start, min(start + batch_size, len(data.examples))))
@@ -192,21 +192,32 @@ def score_text(model, data: TextData, device="cpu", batch_size: int = 16) -> dic
             target = b["labels"][:, 1:]
             scored = target != IGNORE
             loss = torch.nn.functional.cross_entropy(
-                logits.float().transpose(1, 2), target, ignore_index=IGNORE, reduction="sum"
-            )
-            hit = (logits.argmax(-1) == target) & scored
-            total_loss += loss.item()
-            correct += hit.sum().item()
-            count += scored.sum().item()
-            exact += (hit.sum(1) == scored.sum(1)).sum().item()
+                logits.float().transpose(1, 2), target, ignore_index=IGNORE, reduction="none"
+            )  # (B, T - 1), 0 where not scored
+            pred = logits.argmax(-1)
+            for row in range(len(idx)):
+                m = scored[row]
+                out.append({"loss_sum": float(loss[row][m].sum()), "n_tokens": int(m.sum()),
+                            "correct_tokens": int((pred[row][m] == target[row][m]).sum()),
+                            "predicted_ids": pred[row][m].tolist()})
+    return out
+
+
+def score_text(model, data: TextData, device="cpu", batch_size: int = 16) -> dict:
+    """Mean loss per scored token and the share of scored tokens predicted exactly
+    (teacher-forced argmax), plus the share of records whose every scored token is right."""
     from wrapcli.stats import wilson
 
-    n = len(data.examples)
+    rows = record_scores(model, data, device, batch_size)
+    count = sum(r["n_tokens"] for r in rows)
+    correct = sum(r["correct_tokens"] for r in rows)
+    exact = sum(r["correct_tokens"] == r["n_tokens"] for r in rows)
+    n = len(rows)
     return {
-        "loss": total_loss / count,
+        "loss": sum(r["loss_sum"] for r in rows) / count,
         "token_accuracy": correct / count,
         # tokens of one record are not independent: the interval is optimistic for long answers
-        "token_accuracy_ci95": list(wilson(correct, int(count))),
+        "token_accuracy_ci95": list(wilson(correct, count)),
         "exact_match": exact / n,
         "exact_match_ci95": list(wilson(exact, n)),
         "n_records": n,

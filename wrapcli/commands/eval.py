@@ -14,6 +14,7 @@ faster, and may flip a prediction whose two best logits are within bf16 rounding
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Optional
 
 import typer
@@ -25,6 +26,8 @@ EXAMPLE = """Example:
   wrapcli eval pt.safetensors --task count:a --task count:b -o eval.json
 
   wrapcli eval ft.safetensors --task count:a --conjugate a:c,c:a
+
+  wrapcli eval tuned/ --data capitals.jsonl --samples samples.jsonl   # a Hugging Face directory
 """
 
 
@@ -32,6 +35,8 @@ def eval_(
     ckpt: Annotated[str, typer.Argument(help="A wrapcli .safetensors checkpoint or HF directory.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Task(s) to evaluate; default: the checkpoint's own. Repeatable.")] = None,
     n: Annotated[int, typer.Option("--n", help="Examples per evaluation set.")] = 1000,
+    data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL instead of built-in tasks (HF directory with tokenizer): exact match, token accuracy, answer loss.")] = None,
+    samples: Annotated[Optional[str], typer.Option("--samples", help="With --data: write one JSONL line per record (prompt, expected, predicted, correct, loss).")] = None,
     conjugate: Annotated[Optional[str], typer.Option("--conjugate", help="Also evaluate with this invertible relabelling of a, b, c, e.g. a:c,c:a (answers mapped back).")] = None,
     eval_seed: Annotated[int, typer.Option("--seed", help="Seed of the fixed evaluation sets (one default for every checkpoint, so all are scored on the same examples).")] = 0,
     device: Device = "auto",
@@ -41,22 +46,39 @@ def eval_(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Evaluate a checkpoint on built-in tasks (accuracy, majority baseline, per answer)."""
+    """Evaluate a checkpoint on built-in tasks (accuracy, majority baseline, per answer) or,
+    for a Hugging Face directory, on prompt/answer records (--data)."""
     from wrapcli.console import accuracy_table, errors_as_exit, stderr
 
     with errors_as_exit(debug):
         from wrapcli import checkpoint, reports
         from wrapcli.models import resolve_device
-        from wrapcli.errors import WrapError
+        from wrapcli.errors import UsageError, WrapError
         from wrapcli.evaluation import evaluate
-        from wrapcli.files import check_outputs
+        from wrapcli.files import check_outputs, write_text
         from wrapcli.kernels import resolve_precision
         from wrapcli.tasks.checks import task_for
         from wrapcli.tasks.conjugate import parse_mapping
 
         if n < 1:
             raise WrapError(f"--n must be >= 1, got {n}")
-        check_outputs(out, inputs=[ckpt])
+        check_outputs(out, samples, inputs=[ckpt, data])
+        if data is not None:
+            if task or conjugate:
+                raise UsageError("--data evaluates user records; --task and --conjugate are for built-in tasks")
+            results, lines = _eval_data(ckpt, data, resolve_device(device))
+            s = results["scores"]
+            stderr(quiet).print(
+                f"{ckpt} on {data} ({s['n_records']} records): exact match {s['exact_match']:.1%} "
+                f"[{s['exact_match_ci95'][0]:.1%}, {s['exact_match_ci95'][1]:.1%}], token accuracy "
+                f"{s['token_accuracy']:.1%}, answer loss {s['loss']:.3f}")
+            if samples:
+                write_text(samples, "".join(json.dumps(line) + "\n" for line in lines))
+            reports.write(reports.envelope("eval", results, inputs=[ckpt, data], device=results["device"],
+                                           precision="fp32"), out, json_out)
+            return
+        elif samples:
+            raise UsageError("--samples goes with --data")
         mapping = parse_mapping(conjugate) if conjugate else None
         device = resolve_device(device)
         precision = resolve_precision(precision, device)
@@ -78,3 +100,23 @@ def eval_(
         reports.write(report, out, json_out)
 
 
+
+
+def _eval_data(ckpt: str, data: str, device: str) -> tuple[dict, list[dict]]:
+    """Scores of a Hugging Face model on prompt/answer records, and one sample per record."""
+    from wrapcli import checkpoint
+    from wrapcli.errors import WrapError
+    from wrapcli.userdata import load_tokenizer, read_jsonl, record_scores, score_text, text_data
+
+    kind, records = read_jsonl(data)
+    if kind != "prompt":
+        raise WrapError(f"{data}: eval --data needs prompt/answer records")
+    ck = checkpoint.load(ckpt, device=device)
+    td = text_data(data, ckpt, ck.model, 0)
+    tok = load_tokenizer(ckpt)
+    lines = [{"prompt": rec["prompt"], "expected": rec["answer"], "predicted": tok.decode(r["predicted_ids"]),
+              "correct": r["correct_tokens"] == r["n_tokens"], "loss": r["loss_sum"] / r["n_tokens"]}
+             for rec, r in zip(records, record_scores(ck.model, td, device))]
+    results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": "fp32",
+               "scores": score_text(ck.model, td, device), "device": device}
+    return results, lines
