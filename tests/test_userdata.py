@@ -118,3 +118,26 @@ def test_cli_errors(tmp_path, model_dir, pairs):
         res = runner.invoke(app, args + ["--device", "cpu"])
         assert res.exit_code == 1 and message in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+def test_answer_logits_equal_the_full_forward_on_padded_batches(tmp_path, arch):
+    """Logits at the scored positions only, on a right-padded batch of records of different
+    lengths, against Hugging Face's full forward; the training loss against HF's own."""
+    from wrapcli.userdata import TextData, answer_logits
+
+    model = tiny_hf(arch).eval()
+    examples = [([5, 6, 7, 8], [IGNORE, IGNORE, 7, 8]), ([9, 10], [IGNORE, 10]),
+                ([11, 12, 13, 14, 15, 16], [IGNORE] * 4 + [15, 16])]
+    data = TextData(examples, pad_id=0, seed=0, identity="t")
+    batch = data.collate([0, 1, 2], "cpu")
+    with torch.no_grad():
+        logits, target, rows, place = answer_logits(model, batch)
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        hf_loss = model(**batch).loss
+        ours = data.loss(model, batch, None)
+    want = [(r, t) for r, (_, y) in enumerate(examples) for t in range(len(y) - 1) if y[t + 1] != IGNORE]
+    assert rows.tolist() == [r for r, _ in want] and place.tolist() == [0, 1, 0, 0, 1]
+    assert torch.allclose(logits, torch.stack([full[r, t] for r, t in want]), atol=1e-5)
+    assert target.tolist() == [examples[r][1][t + 1] for r, t in want]
+    assert ours.item() == pytest.approx(hf_loss.item(), rel=1e-5)

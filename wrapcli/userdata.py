@@ -166,7 +166,36 @@ class TextData:
         return self.collate(self.indices(step, cfg.batch_size), device)
 
     def loss(self, model, batch: dict, cfg):
-        return model(**batch).loss
+        """Mean cross-entropy over the scored tokens (Hugging Face's loss, computed from the
+        logits of the scored positions only)."""
+        import torch
+
+        logits, target, _, _ = answer_logits(model, batch)
+        return torch.nn.functional.cross_entropy(logits.float(), target)
+
+
+def answer_logits(model, batch: dict):
+    """Logits (N, vocab) at the N positions that predict a scored token, their targets (N,),
+    the row each comes from (N,) and its place in that row's scored span, 0-based (N,).
+
+    The vocabulary projection runs on those positions only: for a 49K-token vocabulary,
+    full (B, T, vocab) logits would dominate memory. Models that rescale their logits
+    (soft-capping, a logit scale) take the full forward instead."""
+    import torch
+
+    labels = batch["labels"]
+    target_mask = labels[:, 1:] != IGNORE  # (B, T - 1): position t predicts token t + 1
+    rows, cols = target_mask.nonzero(as_tuple=True)
+    cfg = model.config
+    if any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale")):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[rows, cols]
+    else:
+        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = model.get_output_embeddings()(hidden[rows, cols])
+    first = torch.zeros_like(rows)
+    starts = torch.cumsum(target_mask.long(), 1) - 1  # (B, T - 1): index within the row's scored span
+    place = starts[rows, cols] if len(rows) else first
+    return logits, labels[:, 1:][rows, cols], rows, place
 
 
 def text_data(path, model_dir, model, seed: int) -> TextData:
@@ -187,19 +216,14 @@ def record_scores(model, data: TextData, device="cpu", batch_size: int = 16) -> 
     with torch.inference_mode():
         for start in range(0, len(data.examples), batch_size):
             idx = list(range(start, min(start + batch_size, len(data.examples))))
-            b = data.collate(idx, device)
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1]
-            target = b["labels"][:, 1:]
-            scored = target != IGNORE
-            loss = torch.nn.functional.cross_entropy(
-                logits.float().transpose(1, 2), target, ignore_index=IGNORE, reduction="none"
-            )  # (B, T - 1), 0 where not scored
+            logits, target, rows, _ = answer_logits(model, data.collate(idx, device))
+            loss = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")  # (N,)
             pred = logits.argmax(-1)
             for row in range(len(idx)):
-                m = scored[row]
-                out.append({"loss_sum": float(loss[row][m].sum()), "n_tokens": int(m.sum()),
-                            "correct_tokens": int((pred[row][m] == target[row][m]).sum()),
-                            "predicted_ids": pred[row][m].tolist()})
+                m = rows == row
+                out.append({"loss_sum": float(loss[m].sum()), "n_tokens": int(m.sum()),
+                            "correct_tokens": int((pred[m] == target[m]).sum()),
+                            "predicted_ids": pred[m].tolist()})
     return out
 
 
