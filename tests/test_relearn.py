@@ -104,3 +104,34 @@ def test_eval_data_and_samples(history):
     assert {l["prompt"] for l in lines} == {f"{w} maps to" for w in PAIRS}
     result = runner.invoke(app, ["eval", str(d / "forgot"), "--samples", str(d / "s2.jsonl")])
     assert result.exit_code == 2 and "--samples goes with --data" in result.stderr
+
+
+def test_compare_depth_of_the_change_against_a_full_forward(history, tmp_path):
+    """compare's KL per answer token equals a brute-force computation on full forwards, record
+    by record; two-token answers give a second position."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = history
+    recs = [{"prompt": f"{w} maps", "answer": f" to {v}"} for w, v in PAIRS.items()]  # 2 answer tokens
+    write_jsonl(tmp_path / "two.jsonl", recs)
+    res = json.loads(run("compare", d / "original", d / "forgot", "--task", tmp_path / "two.jsonl", "--device", "cpu",
+                         "-q", "--json", "--markdown", tmp_path / "a.md").stdout)["results"]
+    rows = res["depth"][str(tmp_path / "two.jsonl")][str(d / "forgot")]
+    tok = AutoTokenizer.from_pretrained(str(d / "original"))
+    a = AutoModelForCausalLM.from_pretrained(str(d / "original")).eval()
+    b = AutoModelForCausalLM.from_pretrained(str(d / "forgot")).eval()
+    want = [0.0, 0.0]
+    with torch.no_grad():
+        for r in recs:
+            ids = tok(r["prompt"] + r["answer"], return_tensors="pt")["input_ids"]
+            n_prompt = len(tok(r["prompt"])["input_ids"])
+            la = torch.log_softmax(a(ids).logits[0], -1)
+            lb = torch.log_softmax(b(ids).logits[0], -1)
+            for k in range(2):  # position n_prompt - 1 + k predicts answer token k
+                t = n_prompt - 1 + k
+                want[k] += float((la[t].exp() * (la[t] - lb[t])).sum()) / len(recs)
+    assert [r["position"] for r in rows] == [1, 2] and [r["n"] for r in rows] == [8, 8]
+    assert [r["kl"] for r in rows] == pytest.approx(want, rel=1e-4)
+    assert "How deep the change goes" in (tmp_path / "a.md").read_text()
+    assert res["weights"][0]["l2_distance"] > 0

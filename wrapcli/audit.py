@@ -104,7 +104,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         raise WrapError(f"{names[0]} and another checkpoint have different vocabularies")
     shas = {name: ck.sha256 for name, ck in zip(names, cks)}
     evidence_by = load_reports(reports, shas)
-    behaviour, canon, inputs = {}, {}, None
+    behaviour, canon, inputs, depth = {}, {}, None, {}
     for task in tasks:
         key, info = _canonical(task, cks[0])
         if key in canon:
@@ -112,9 +112,12 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         if info.get("file"):
             info["sha256"] = sha256(task)
         canon[key] = info
-        scores, task_inputs = _behaviour(task, paths, cks, n, device)
+        scores, task_inputs, records = _behaviour(task, paths, cks, n, device)
         behaviour[key] = dict(zip(names, scores))
         inputs = inputs or task_inputs
+        if records is not None:
+            depth[key] = {name: kl_by_position(cks[0].model, ck.model, records, device)
+                          for name, ck in zip(names[1:], cks[1:])}
     representations = {}
     if inputs is not None:
         from wrapcli.adapters import resid_layers
@@ -140,6 +143,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         "thresholds": th.to_dict(),
         "weights": weights,
         "behaviour": behaviour,
+        "depth": depth,
         "representations": representations,
         "evidence": {k: [r["path"] for r in v] for k, v in evidence_by.items()},
         "verdicts": verdict_by,
@@ -178,7 +182,7 @@ def _behaviour(task: str, paths, cks, n: int, device):
                 b = sets[0].collate(list(range(i, min(i + size, len(sets[0].examples)))), "cpu")
                 yield b["input_ids"], b["attention_mask"]
 
-        return scores, (chunks, last_positions(1))
+        return scores, (chunks, last_positions(1)), sets[0]
     from wrapcli.evaluation import EVAL_SEED, evaluate
     from wrapcli.probing import token_chunks
     from wrapcli.tasks.checks import task_for
@@ -195,7 +199,30 @@ def _behaviour(task: str, paths, cks, n: int, device):
                        "majority_baseline": r["majority_baseline"]})
     tokens = eval_batch(specs[0], comps[0], n, None).tokens
     tokens = tokens[:, : tokens.shape[1] - 2]  # up to <ans>
-    return scores, (lambda: token_chunks(tokens), lambda h, mask: h[:, -1])
+    return scores, (lambda: token_chunks(tokens), lambda h, mask: h[:, -1]), None
+
+
+def kl_by_position(base, other, data, device="cpu", batch_size: int = 16) -> list[dict]:
+    """How deep a change goes (Qi et al. 2024: a fine-tune's effect often sits in the first
+    few answer tokens): mean KL(base || other) of the next-token distributions at answer
+    token 1, 2, ... over the records, teacher-forced on the expected answer."""
+    import torch
+
+    from wrapcli.userdata import answer_logits
+
+    total: dict[int, float] = {}
+    count: dict[int, int] = {}
+    with torch.inference_mode():
+        for start in range(0, len(data.examples), batch_size):
+            batch = data.collate(list(range(start, min(start + batch_size, len(data.examples)))), device)
+            a, _, _, place = answer_logits(base, batch)
+            b, _, _, _ = answer_logits(other, batch)
+            la, lb = torch.log_softmax(a.float(), -1), torch.log_softmax(b.float(), -1)
+            kl = (la.exp() * (la - lb)).sum(-1)  # (N,)
+            for k, v in zip(place.tolist(), kl.tolist()):
+                total[k] = total.get(k, 0.0) + v
+                count[k] = count.get(k, 0) + 1
+    return [{"position": k + 1, "kl": total[k] / count[k], "n": count[k]} for k in sorted(total)]
 
 
 def markdown(result: dict) -> str:
@@ -236,8 +263,16 @@ def markdown(result: dict) -> str:
             lines.append(f"| {task} | " + " | ".join(
                 f"{scores[n]['accuracy']:.1%} [{scores[n]['ci95'][0]:.1%}, {scores[n]['ci95'][1]:.1%}], "
                 f"n = {scores[n]['n']}" for n in names) + " |")
+    for task, per in result["depth"].items():
+        for name, rows in per.items():
+            lines += ["", f"## How deep the change goes: `{name}` on {task}", "",
+                      "Mean KL(base ‖ fine-tuned) of the next-token distribution at each answer token "
+                      "(teacher-forced), over the records that have that many answer tokens.", "",
+                      "| answer token | KL (nats) | records |", "| --- | --- | --- |"]
+            lines += [f"| {r['position']} | {r['kl']:.4f} | {r['n']} |" for r in rows]
     for w in result["weights"]:
-        lines += ["", f"## Weights: `{w['a']}` → `{w['b']}`", "", "| layer | relative change | tensors changed |",
+        lines += ["", f"## Weights: `{w['a']}` → `{w['b']}`", "", f"L2 distance of all weights: {w['l2_distance']:.4g}", "",
+                  "| layer | relative change | tensors changed |",
                   "| --- | --- | --- |"]
         lines += [f"| {k} | {v['relative_change']:.4f} | {v['n_changed']}/{v['n_tensors']} |" for k, v in w["layers"].items()]
         lines += ["", "| module kind | relative change | tensors changed |", "| --- | --- | --- |"]

@@ -177,6 +177,7 @@ def compare_weights(path_a, path_b, top_units: int = 10) -> dict:
         "layers": {str(k): _finish(v) for k, v in sorted(layers.items())},
         "module_kinds": {k: _finish(v) for k, v in sorted(kinds.items())},
         "changed_tensors": [n for n, st in tensors.items() if st["delta_norm"] > 0],
+        "l2_distance": math.sqrt(sum(st["delta_norm"] ** 2 for st in tensors.values())),
         "top_units": top_moved_units(a, b, top_units),
     }
 
