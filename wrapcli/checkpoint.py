@@ -218,15 +218,30 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
 
 
 def export(ckpt: Checkpoint, dest, tokenizer=None) -> None:
-    """Write ``ckpt`` (and a tokenizer, if given) as a Hugging Face directory that
-    ``from_pretrained`` opens."""
+    """Write ``ckpt`` (and a tokenizer: the given one, or for a synthetic checkpoint one
+    built from its vocabulary) as a Hugging Face directory that ``from_pretrained`` opens."""
     quiet_transformers()
+    if tokenizer is None and ckpt.vocab:
+        tokenizer = vocab_tokenizer(ckpt.vocab)
     with atomic_path(dest, directory=True) as tmp:
         ckpt.model.save_pretrained(str(tmp), safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         side = {"vocab": ckpt.vocab, "task": ckpt.task, "lineage": ckpt.lineage}
         (tmp / SIDE_FILE).write_text(json.dumps(side, indent=2))
+
+
+def vocab_tokenizer(vocab: list[str]):
+    """A word-level tokenizer for the synthetic tasks' vocabulary: tokens are separated by
+    spaces ("<bos> <count> a 40 <sot> a b c ... <eot> <ans>", answer " 12"), so a prompt
+    written as text reaches the model as the built-in tasks' token ids. A word outside the
+    vocabulary is an error, never silently mapped to another token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
 def quiet_transformers() -> None:
