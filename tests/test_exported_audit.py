@@ -85,3 +85,25 @@ def test_the_whole_audit_runs_through_data_files(exported):
     assert [c["kind"] for c in v["criteria"]] == ["behaviour", "probe", "prune", "revive"]
     probe = json.loads((d / "probe.json").read_text())["results"]
     assert probe["n"] == 200 and len(probe["layers"]) == 3 and "reference" in probe["layers"][0]
+
+
+def test_the_third_party_makefile_runs(exported, tmp_path):
+    """examples/third-party.mk end to end on the exported models (base pt, tuned ft)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    d = exported
+    root = Path(__file__).resolve().parents[1]
+    cmd = ["make", "-f", str(root / "examples" / "third-party.mk"), f"WRAPCLI={sys.executable} -m wrapcli",
+           f"BASE={d / 'pt'}", f"TUNED={d / 'ft'}", f"RECORDS={d / 'count_a.jsonl'}",
+           f"RELEARN={d / 'count_a_train.jsonl'}", f"LABELS={d / 'labels.jsonl'}", f"CONTROL={d / 'pt'}",
+           f"OUT={tmp_path / 'audit'}", "STEPS=5", "LR=1e-3", "PRUNE_K=0,1,2", "DEVICE=cpu"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    audit = (tmp_path / "audit" / "audit.md").read_text()
+    assert "## Verdicts" in audit and "| revive |" in audit and "How deep the change goes" in audit
+    assert len((tmp_path / "audit" / "samples-tuned.jsonl").read_text().splitlines()) == 64
