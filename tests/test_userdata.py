@@ -106,17 +106,21 @@ def test_bad_jsonl(tmp_path, content, message):
 
 def test_cli_errors(tmp_path, model_dir, pairs):
     cases = [
-        (["finetune", str(tmp_path / "m.safetensors"), "--data", str(pairs), "-o", str(tmp_path / "o")], "tokenizer"),
-        (["finetune", str(model_dir), "--data", str(pairs), "-o", str(tmp_path / "o.safetensors")], "directory"),
-        (["finetune", str(model_dir), "-o", str(tmp_path / "o")], "exactly one of"),
-        (["finetune", str(model_dir), "--task", "count:b", "-o", str(tmp_path / "o.safetensors")], "no wrapcli vocabulary"),
+        (["finetune", str(tmp_path / "m.safetensors"), "--data", str(pairs), "-o", str(tmp_path / "o")], 1, "tokenizer"),
+        (["finetune", str(model_dir), "--data", str(pairs), "-o", str(tmp_path / "o.safetensors")], 1, "directory"),
+        (["finetune", str(model_dir), "-o", str(tmp_path / "o")], 2, "exactly one of"),
+        (["finetune", str(model_dir), "--task", "count:b", "-o", str(tmp_path / "o.safetensors")], 1, "no wrapcli vocabulary"),
+        (["finetune", str(model_dir), "--data", str(pairs), "--spurious", "0.5", "--mix", "0.1", "-o", str(tmp_path / "o")],
+         2, "--spurious, --mix apply to built-in tasks"),
+        (["finetune", str(model_dir), "--task", "count:b", "--eval-data", str(pairs), "-o", str(tmp_path / "o.safetensors")],
+         2, "--eval-data goes with --data"),
     ]
     from models import tiny
 
     checkpoint.save(tmp_path / "m.safetensors", tiny())
-    for args, message in cases:
+    for args, code, message in cases:
         res = runner.invoke(app, args + ["--device", "cpu"])
-        assert res.exit_code == 1 and message in res.stderr, (args, res.stderr)
+        assert res.exit_code == code and message in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1
 
 

@@ -170,6 +170,8 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     lr_value, lr_name = resolve_lr(lr, preset)
     n_steps = _pick(steps, preset.ft_steps)
     cfg = TrainConfig(steps=n_steps, batch_size=_pick(batch_size, preset.ft_batch_size), lr=lr_value,
+                      # the loss TextData computes: answer tokens of prompt/answer records, every token of text
+                      loss="answer" if train_set.identity.startswith("prompt:") else "full",
                       eval_every=_pick(eval_every, max(1, n_steps // 10)),
                       precision=resolve_precision(precision, device))
     before = score_text(ck.model, eval_set, device)

@@ -54,7 +54,7 @@ def finetune(
     with errors_as_exit(debug):
         from wrapcli import presets, reports
         from wrapcli.distributed import is_main
-        from wrapcli.errors import WrapError
+        from wrapcli.errors import UsageError, WrapError
         from wrapcli.files import check_distinct, check_outputs
         from wrapcli.jobs import finetune as run
         from wrapcli.jobs import finetune_text
@@ -64,9 +64,17 @@ def finetune(
         con = stderr(quiet)
         started = time.time()
         if (task is None) == (data is None):
-            raise WrapError("give exactly one of --task (built-in task) or --data (user JSONL)")
+            raise UsageError("give exactly one of --task (built-in task) or --data (user JSONL)")
         check_distinct([out, log], [ckpt, data, eval_data])
         check_outputs(log)
+        if data is not None:
+            ignored = [flag for flag, given in (("--spurious", spurious), ("--spurious-offset", spurious_offset != 1),
+                                                ("--mix", mix), ("--loss", loss), ("--eval-size", eval_size))
+                       if given]
+            if ignored:
+                raise UsageError(f"{', '.join(ignored)} apply to built-in tasks, not to --data")
+        elif eval_data:
+            raise UsageError("--eval-data goes with --data")
         if data is not None:
             with progress(steps or p.ft_steps, "finetune", quiet) as update:
                 result = finetune_text(
@@ -76,7 +84,7 @@ def finetune(
                 )
             result["wall_s"] = time.time() - started
             b, a = result["before"], result["after"]
-            con.print(f"{data}: loss {b['loss']:.3f} -> {a['loss']:.3f}, token accuracy "
+            con.print(f"{eval_data or data}: loss {b['loss']:.3f} -> {a['loss']:.3f}, token accuracy "
                       f"{b['token_accuracy']:.1%} -> {a['token_accuracy']:.1%}, exact match "
                       f"{b['exact_match']:.1%} -> {a['exact_match']:.1%}")
             con.print(f"wrote {out}/ ({result['wall_s']:.0f} s)")
