@@ -72,7 +72,13 @@ def test_the_whole_audit_runs_through_data_files(exported):
     run("probe", d / "ft", "--data", d / "labels.jsonl", "--reference", d / "pt", "--device", "cpu", "-q",
         "-o", d / "probe.json")
     run("prune", d / "ft", "--data", d / "count_a.jsonl", "--k", "0,1,2", "--batch-size", "16", "--device", "cpu",
-        "-q", "-o", d / "prune.json")
+        "-q", "-o", d / "prune.json", "-w", d / "pruned", "--write-k", "2")
+    assert (d / "pruned" / "tokenizer.json").is_file()  # an HF directory in, an HF directory out
+    assert checkpoint.load(d / "pruned").lineage[-1]["kind"] == "prune"
+    pruned = json.loads(run("eval", d / "pruned", "--data", d / "count_a.jsonl", "--device", "cpu", "-q",
+                            "--json").stdout)["results"]["scores"]
+    k2 = json.loads((d / "prune.json").read_text())["results"]["sweep"][-1]
+    assert k2["k"] == 2 and pruned["token_accuracy"] == k2["results"]["data"]["token_accuracy"]
     run("finetune", d / "ft", "--data", d / "count_a_train.jsonl", "--eval-data", d / "count_a.jsonl", "--lr", "1e-3",
         "--steps", "4", "--batch-size", "8", "--device", "cpu", "-q", "-o", d / "ft2")
     run("revive", d / "ft", "--data", d / "count_a_train.jsonl", "--eval-data", d / "count_a.jsonl",
@@ -107,3 +113,31 @@ def test_the_third_party_makefile_runs(exported, tmp_path):
     audit = (tmp_path / "audit" / "audit.md").read_text()
     assert "## Verdicts" in audit and "| revive |" in audit and "How deep the change goes" in audit
     assert len((tmp_path / "audit" / "samples-tuned.jsonl").read_text().splitlines()) == 64
+
+
+def test_data_path_errors(exported, tmp_path):
+    """Each names its problem in one line: a record without an answer, an empty file, a
+    directory with no tokenizer, a control of another vocabulary, -w of the wrong kind."""
+    from models import tiny_hf
+
+    from cli import one_line_error
+    from wrapcli.cli import app
+    from cli import runner
+
+    d = exported
+    write_jsonl(tmp_path / "noanswer.jsonl", [{"prompt": "<bos> <count>"}])
+    (tmp_path / "empty.jsonl").write_text("")
+    tiny_hf("gpt2").save_pretrained(tmp_path / "notok")
+    tiny_hf("gpt2", vocab_size=120).save_pretrained(tmp_path / "othervocab")
+    cases = [
+        (["eval", d / "ft", "--data", tmp_path / "noanswer.jsonl"], "noanswer.jsonl:1: needs 'prompt' and 'answer'"),
+        (["eval", d / "ft", "--data", tmp_path / "empty.jsonl"], "no records"),
+        (["eval", tmp_path / "notok", "--data", d / "count_a.jsonl"], "no tokenizer files"),
+        (["revive", d / "ft", "--data", d / "count_a_train.jsonl", "--eval-data", d / "count_a.jsonl",
+          "--threshold", "0.5", "--control", tmp_path / "othervocab", "--lr", "1e-3", "--steps", "2"], "does not match"),
+    ]
+    for args, message in cases:
+        one_line_error(runner.invoke(app, [str(a) for a in args] + ["--device", "cpu"]), message)
+    for src, dest in ((d / "ft.safetensors", tmp_path / "p.bin"), (d / "ft", tmp_path / "p.safetensors")):
+        res = runner.invoke(app, ["prune", str(src), "--task", "count:a", "--k", "0,1", "-w", str(dest), "--write-k", "1"])
+        assert res.exit_code == 2 and "is pruned into" in res.stderr, res.stderr

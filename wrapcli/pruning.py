@@ -199,7 +199,14 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
             zero(adapter, unit)
         entry = lineage_entry("prune", ck.sha256, target, TrainConfig(steps=1, batch_size=batch_size, lr=1.0),
                               seed, {}, unit=kind, k=write_k, units=[u.to_dict() for u in order[:write_k]])
-        checkpoint.save(write, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
+        if ck.path.is_dir():  # a Hugging Face model stays one, tokenizer included
+            from wrapcli.userdata import load_tokenizer
+
+            ck.lineage = [*ck.lineage, entry]
+            tokenizer = load_tokenizer(ckpt_path) if data is not None else None
+            checkpoint.export(ck, write, tokenizer=tokenizer)
+        else:
+            checkpoint.save(write, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
     return {
         "checkpoint": str(ckpt_path),
         "task": None if data is not None else target,

@@ -24,6 +24,8 @@ from wrapcli.errors import WrapError
 from wrapcli.files import sha256
 
 IGNORE = -100  # the label Hugging Face's loss skips
+# Any of these makes a directory's tokenizer loadable (fast, sentencepiece, or BPE files).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def json_lines(path):
@@ -103,6 +105,9 @@ def load_tokenizer(model_dir):
             f"{path}: user data needs the model's tokenizer; give a Hugging Face model "
             "directory (with tokenizer files), not a single .safetensors file"
         )
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise WrapError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); user data needs the "
+                        "model's own tokenizer beside its weights")
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as e:

@@ -13,6 +13,7 @@ checkpoint, if ``-w`` was given; ``precision`` of the evaluations (the saliency 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -38,7 +39,7 @@ def prune(
     batches: Annotated[int, typer.Option("--batches", help="Forward/backward passes to score with.")] = 1,
     batch_size: BatchSize = 512,
     eval_size: EvalSize = 512,
-    write: Annotated[Optional[str], typer.Option("-w", "--write", help="Write the pruned checkpoint here.")] = None,
+    write: Annotated[Optional[str], typer.Option("-w", "--write", help="Write the pruned model here: a .safetensors file, or a directory (with the tokenizer) for an HF directory.")] = None,
     write_k: Annotated[Optional[int], typer.Option("--write-k", help="Units pruned in the written checkpoint.")] = None,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Draw accuracy vs K to this image (needs the plot extra: pip install 'wrapcli[plot]').")] = None,
     seed: Seed = 0,
@@ -55,7 +56,7 @@ def prune(
     with errors_as_exit(debug):
         from wrapcli import pruning, reports
         from wrapcli.errors import UsageError
-        from wrapcli.files import check_outputs
+        from wrapcli.files import check_distinct, check_outputs, check_writable
         from wrapcli.kernels import resolve_precision
         from wrapcli.models import resolve_device
         from wrapcli.plots import require_matplotlib
@@ -66,7 +67,14 @@ def prune(
             raise UsageError(f"--k takes comma-separated integers, got {k!r}") from None
         if not ks or any(b <= a for a, b in zip(ks, ks[1:])) or ks[0] < 0:
             raise UsageError(f"--k takes strictly increasing integers >= 0 (e.g. 0,1,2,5), got {k!r}")
-        check_outputs(out, plot, write, inputs=[ckpt, data])
+        check_outputs(out, plot, inputs=[ckpt, data])
+        if write:
+            check_distinct([out, plot, write], [ckpt, data])
+            into_dir = Path(ckpt).is_dir()
+            if into_dir == str(write).endswith(".safetensors"):
+                raise UsageError(f"-w {write}: a Hugging Face directory is pruned into a directory, a .safetensors "
+                                 "checkpoint into a .safetensors file")
+            check_writable(write, directory=into_dir)
         if plot:
             require_matplotlib()
         device = resolve_device(device)
