@@ -88,47 +88,53 @@ def gather(rep: dict, task: str, base_accuracy: float | None, th: Thresholds) ->
 
 def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512, dtype="float32",
             device="cpu") -> dict:
-    """The audit's results for checkpoints ``paths`` (the first is the base)."""
+    """The audit's results for checkpoints ``paths`` (the first is the base). Weights are
+    streamed tensor by tensor; for behaviour, CKA and KL one model at a time is in memory
+    beside the base's kept activations (float16 features, float16 answer log-probs)."""
     from wrapcli import checkpoint
+    from wrapcli.adapters import resid_layers
     from wrapcli.files import sha256
-    from wrapcli.weightdiff import compare_weights
+    from wrapcli.probing import layer_features
 
     if len(paths) < 2:
         raise WrapError("compare needs at least two checkpoints (the first is the base)")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise WrapError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
+    from wrapcli.weightdiff import compare_weights
+
     names = [str(p) for p in paths]
     weights = [compare_weights(paths[0], p) for p in paths[1:]]  # streams; refuses mismatches first
-    cks = [checkpoint.load(p, dtype=dtype, device=device) for p in paths]
-    if any(ck.vocab != cks[0].vocab for ck in cks):
-        raise WrapError(f"{names[0]} and another checkpoint have different vocabularies")
-    shas = {name: ck.sha256 for name, ck in zip(names, cks)}
-    evidence_by = load_reports(reports, shas)
-    behaviour, canon, inputs, depth = {}, {}, None, {}
+    shas = {name: sha256(path) for name, path in zip(names, paths)}
+    evidence_by = load_reports(reports, shas)  # refuse bad evidence before the forward passes
+    base = checkpoint.load(paths[0], dtype=dtype, device=device)
+    canon, views = {}, []
     for task in tasks:
-        key, info = _canonical(task, cks[0])
+        key, info = _canonical(task, base)
         if key in canon:
             raise WrapError(f"--task {task} is given twice")
         if info.get("file"):
             info["sha256"] = sha256(task)
         canon[key] = info
-        scores, task_inputs, records = _behaviour(task, paths, cks, n, device)
-        behaviour[key] = dict(zip(names, scores))
-        inputs = inputs or task_inputs
-        if records is not None:
-            depth[key] = {name: kl_by_position(cks[0].model, ck.model, records, device)
-                          for name, ck in zip(names[1:], cks[1:])}
-    representations = {}
-    if inputs is not None:
-        from wrapcli.adapters import resid_layers
-        from wrapcli.probing import layer_features
-
-        chunks, pick = inputs
-        base = layer_features(cks[0].model, chunks(), pick, device)
-        for name, ck in zip(names[1:], cks[1:]):
-            other = layer_features(ck.model, chunks(), pick, device)
+        views.append((key, _TaskView(task, paths[0], base, n)))
+    for rep in (r for reps in evidence_by.values() for r in reps):
+        evidence_task(rep, canon)
+    behaviour = {key: {names[0]: view.score(base.model, device)} for key, view in views}
+    base_lp = {key: view.log_probs(base.model, device) for key, view in views if view.records is not None}
+    base_features = layer_features(base.model, views[0][1].chunks(), views[0][1].pick, device) if views else None
+    depth, representations = {key: {} for key in base_lp}, {}
+    for name, path in zip(names[1:], paths[1:]):
+        ck = checkpoint.load(path, dtype=dtype, device=device)
+        if ck.vocab != base.vocab:
+            raise WrapError(f"{names[0]} and {name} have different vocabularies")
+        for key, view in views:
+            behaviour[key][name] = view.score(ck.model, device)
+            if key in base_lp:
+                depth[key][name] = kl_by_position(base_lp[key], view.log_probs(ck.model, device))
+        if base_features is not None:
+            other = layer_features(ck.model, views[0][1].chunks(), views[0][1].pick, device)
             representations[name] = [{"layer": layer, "hook": hook, "cka": linear_cka(x, y)}
-                                      for (layer, hook), x, y in zip(resid_layers(len(base) - 1), base, other)]
+                                      for (layer, hook), x, y in zip(resid_layers(len(other) - 1), base_features, other)]
+        del ck
     verdict_by = {}
     for name in names[1:]:
         per_task = {key: [] for key in canon}
@@ -163,66 +169,85 @@ def _canonical(task: str, ck) -> tuple[str, dict]:
     return str(comps[0]), {}
 
 
-def _behaviour(task: str, paths, cks, n: int, device):
-    """Accuracy of every checkpoint on one task, and the inputs CKA uses: a built-in task
-    spec (natural evaluation set) or a prompt/answer JSONL file (token accuracy)."""
-    if task.endswith(".jsonl"):
-        from wrapcli.probing import last_positions
-        from wrapcli.userdata import score_text, text_data
+class _TaskView:
+    """One capability's examples, fixed from the base checkpoint: a built-in task's natural
+    evaluation set, or a prompt/answer JSONL file tokenized by the base's tokenizer."""
 
-        sets = [text_data(task, p, ck.model, 0) for p, ck in zip(paths, cks)]
-        scores = []
-        for ck, s in zip(cks, sets):
-            r = score_text(ck.model, s, device)
-            scores.append({"accuracy": r["token_accuracy"], "n": r["n_scored_tokens"],
-                           "ci95": r["token_accuracy_ci95"], "metric": "token_accuracy"})
+    def __init__(self, task: str, base_path, base, n: int):
+        self.records = None
+        if task.endswith(".jsonl"):
+            from wrapcli.probing import last_positions
+            from wrapcli.userdata import text_data
 
-        def chunks(size=32):
-            for i in range(0, len(sets[0].examples), size):
-                b = sets[0].collate(list(range(i, min(i + size, len(sets[0].examples)))), "cpu")
-                yield b["input_ids"], b["attention_mask"]
+            self.records = text_data(task, base_path, base.model, 0)
+            self.pick = last_positions(1)
+            return
+        from wrapcli.evaluation import EVAL_SEED
+        from wrapcli.tasks.checks import task_for
+        from wrapcli.tasks.sequences import eval_batch
 
-        return scores, (chunks, last_positions(1)), sets[0]
-    from wrapcli.evaluation import EVAL_SEED, evaluate
-    from wrapcli.probing import token_chunks
-    from wrapcli.tasks.checks import task_for
-    from wrapcli.tasks.sequences import eval_batch
+        self.spec = task_for(base, task).replace(seed=EVAL_SEED)
+        self.comp = self.spec.eval_components()[0]
+        self.n = n
+        tokens = eval_batch(self.spec, self.comp, n, None).tokens
+        self.tokens = tokens[:, : tokens.shape[1] - 2]  # up to <ans>
+        self.pick = lambda h, mask: h[:, -1]
 
-    specs = [task_for(ck, task).replace(seed=EVAL_SEED) for ck in cks]
-    comps = specs[0].eval_components()
-    if len(comps) != 1:
-        raise WrapError(f"compare needs tasks with a fixed operand (e.g. count:a), got {task!r}")
-    scores = []
-    for ck, s in zip(cks, specs):
-        r = evaluate(ck.model, s, n, device, ("natural",))[str(comps[0])]["natural"]
-        scores.append({"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": "accuracy",
-                       "majority_baseline": r["majority_baseline"]})
-    tokens = eval_batch(specs[0], comps[0], n, None).tokens
-    tokens = tokens[:, : tokens.shape[1] - 2]  # up to <ans>
-    return scores, (lambda: token_chunks(tokens), lambda h, mask: h[:, -1]), None
+    def score(self, model, device) -> dict:
+        """Accuracy with its count and interval (token accuracy for JSONL)."""
+        if self.records is not None:
+            from wrapcli.userdata import score_text
+
+            r = score_text(model, self.records, device)
+            return {"accuracy": r["token_accuracy"], "n": r["n_scored_tokens"], "ci95": r["token_accuracy_ci95"],
+                    "metric": "token_accuracy"}
+        from wrapcli.evaluation import evaluate
+
+        r = evaluate(model, self.spec.fixed(self.comp), self.n, device, ("natural",))[str(self.comp)]["natural"]
+        return {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": "accuracy",
+                "majority_baseline": r["majority_baseline"]}
+
+    def chunks(self, size: int = 32):
+        """``(input_ids, attention_mask)`` batches for the CKA features."""
+        if self.records is None:
+            from wrapcli.probing import token_chunks
+
+            yield from token_chunks(self.tokens)
+            return
+        for i in range(0, len(self.records.examples), size):
+            b = self.records.collate(list(range(i, min(i + size, len(self.records.examples)))), "cpu")
+            yield b["input_ids"], b["attention_mask"]
+
+    def log_probs(self, model, device, batch_size: int = 16):
+        """Next-token log-probabilities (float16, (N, vocab)) at every answer token of the
+        records, and each one's place in its answer (N,)."""
+        import torch
+
+        from wrapcli.userdata import answer_logits
+
+        lps, places = [], []
+        with torch.inference_mode():
+            for start in range(0, len(self.records.examples), batch_size):
+                idx = list(range(start, min(start + batch_size, len(self.records.examples))))
+                logits, _, _, place = answer_logits(model, self.records.collate(idx, device))
+                lps.append(torch.log_softmax(logits.float(), -1).half().cpu())
+                places.append(place.cpu())
+        return torch.cat(lps), torch.cat(places)
 
 
-def kl_by_position(base, other, data, device="cpu", batch_size: int = 16) -> list[dict]:
+def kl_by_position(base, other) -> list[dict]:
     """How deep a change goes (Qi et al. 2024: a fine-tune's effect often sits in the first
     few answer tokens): mean KL(base || other) of the next-token distributions at answer
-    token 1, 2, ... over the records, teacher-forced on the expected answer."""
-    import torch
-
-    from wrapcli.userdata import answer_logits
-
-    total: dict[int, float] = {}
-    count: dict[int, int] = {}
-    with torch.inference_mode():
-        for start in range(0, len(data.examples), batch_size):
-            batch = data.collate(list(range(start, min(start + batch_size, len(data.examples)))), device)
-            a, _, _, place = answer_logits(base, batch)
-            b, _, _, _ = answer_logits(other, batch)
-            la, lb = torch.log_softmax(a.float(), -1), torch.log_softmax(b.float(), -1)
-            kl = (la.exp() * (la - lb)).sum(-1)  # (N,)
-            for k, v in zip(place.tolist(), kl.tolist()):
-                total[k] = total.get(k, 0.0) + v
-                count[k] = count.get(k, 0) + 1
-    return [{"position": k + 1, "kl": total[k] / count[k], "n": count[k]} for k in sorted(total)]
+    token 1, 2, ... over the records, teacher-forced on the expected answer. ``base`` and
+    ``other`` are ``_TaskView.log_probs`` of the same records."""
+    (la, place), (lb, _) = base, other
+    la, lb = la.float(), lb.float()
+    kl = (la.exp() * (la - lb)).sum(-1)  # (N,)
+    out = []
+    for k in sorted(set(place.tolist())):
+        m = place == k
+        out.append({"position": k + 1, "kl": float(kl[m].mean()), "n": int(m.sum())})
+    return out
 
 
 def markdown(result: dict) -> str:
