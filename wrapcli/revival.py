@@ -277,7 +277,6 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
             span = original["exact_match"] - start["exact_match"]
             summary["recovered_fraction"] = [(m - start["exact_match"]) / span for m in summary["accuracy"]["mean"]]
         models.append(summary)
-    ctrl = {m["name"]: m["steps_to_threshold"]["per_seed"] for m in models[1:]}
     return {
         "task": None,
         "data": str(data),
@@ -286,12 +285,20 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         "reference": None if reference is None else {
             "path": str(reference), "exact_match": original["exact_match"],
             "ci95": list(wilson(original["exact_match"] * n_eval, n_eval))},
+        **_curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid, models, device),
+    }
+
+
+def _curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seeds, grid, models, device) -> dict:
+    """The results both kinds of revival share: settings, curves and the speed-up."""
+    ctrl = {m["name"]: m["steps_to_threshold"]["per_seed"] for m in models[1:]}
+    return {
         "threshold": threshold,
         "threshold_source": threshold_source,
         "lr": lr_value,
         "lr_source": lr_source,
         "train": cfg.to_dict(),
-        "seeds": seed_list,
+        "seeds": seeds,
         "eval_steps": grid,
         "models": models,
         "speedup": speedup(models[0]["steps_to_threshold"]["per_seed"], ctrl, cfg.steps),
@@ -387,17 +394,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
                             run_curve(lambda seed: build_model(ck.config, seed), spec, cfg,
                                       seed_list, grid, device, on_progress)))
     models = [c.summary(grid, threshold, cfg.eval_size) for c in curves]
-    ctrl = {m["name"]: m["steps_to_threshold"]["per_seed"] for m in models[1:]}
     return {
         "task": target,
-        "threshold": threshold,
-        "threshold_source": threshold_source,
-        "lr": lr_value,
-        "lr_source": lr_source,
-        "train": cfg.to_dict(),
-        "seeds": seed_list,
-        "eval_steps": grid,
-        "models": models,
-        "speedup": speedup(models[0]["steps_to_threshold"]["per_seed"], ctrl, cfg.steps),
-        "device": device,
+        **_curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid, models, device),
     }

@@ -135,29 +135,28 @@ ENVELOPE = Obj({
 })
 
 # -- results per command ---------------------------------------------------------------
-TRAIN = Obj({
+RUN = {  # what every training run reports
     "preset": F("str", "the --preset the unset options came from", optional=True),
     "wall_s": F("float", "wall-clock seconds of the run"),
+    "train": F(TRAIN_CFG, "resolved training settings"),
+    "device": F("str", "device"),
+    "log": F(LOG, "one entry per evaluation (and per loss log)"),
+}
+TRAIN = Obj({
+    **RUN,
     "checkpoint": F("str", "the checkpoint written"),
     "task": F(TASK_SPEC, "pretraining task"),
     "model": F(Obj({"arch": F("str", "gpt2 or llama"), "n_layers": F("int", "blocks"), "n_heads": F("int", "heads"),
                     "d_model": F("int", "width")}), "model shape"),
     "n_params": F("int", "parameters"),
-    "train": F(TRAIN_CFG, "resolved training settings"),
-    "device": F("str", "device"),
-    "log": F(LOG, "one entry per evaluation (and per loss log)"),
     "final_eval": F(TASK_EVAL, "accuracy after training on every component"),
 })
 FINETUNE = Obj({
-    "preset": F("str", "the --preset the unset options came from", optional=True),
-    "wall_s": F("float", "wall-clock seconds of the run"),
+    **RUN,
     "checkpoint": F("str", "the checkpoint (or, with --data, HF directory) written"),
     "parent": F(PARENT, "the fine-tuned checkpoint"),
     "task": F(TASK_SPEC, "fine-tuning task (built-in tasks)", optional=True),
     "lr_preset": F("str|null", "small / medium / large, or null for a number"),
-    "train": F(TRAIN_CFG, "resolved training settings"),
-    "device": F("str", "device"),
-    "log": F(LOG, "one entry per evaluation (and per loss log)"),
     "final_eval": F(TASK_EVAL, "fine-tuning and pretraining operands after training (built-in tasks)", optional=True),
     "data": F(Obj({"path": F("str", "training JSONL"), "sha256": F("str", "its hash"), "records": F("int", "records")}),
               "with --data: the training records", optional=True),
