@@ -260,7 +260,7 @@ def markdown(result: dict) -> str:
     for name, vs in result["verdicts"].items():
         for v in vs:
             lines += [f"### **{v['label']}** — `{name}`, {v['task']}", "", f"{v['reason']}.", ""]
-            lines += ["| criterion | statistic | value | 95% interval | threshold | outcome | source |",
+            lines += ["| criterion | statistic | value | interval | threshold | outcome | source |",
                       "| --- | --- | --- | --- | --- | --- | --- |"]
             for c in v["criteria"]:
                 fmt = "{:.2f}x" if c["kind"] == "revive" else "{:+.3f}"  # a ratio; the others are differences
@@ -279,7 +279,8 @@ def markdown(result: dict) -> str:
     else:
         lines.append(f"Thresholds: {', '.join(f'{k} {v:g}' for k, v in th.items())}. "
                      "A criterion passes when its whole interval lies above its threshold, fails when it lies "
-                     "at or below it, and is unclear otherwise (wrapcli/verdicts.py).")
+                     "at or below it, and is unclear otherwise (wrapcli/verdicts.py). Intervals are 95%; "
+                     "probe and prune intervals are widened (Bonferroni) over the layers or K they choose from.")
     if result["behaviour"]:
         names = [c["path"] for c in result["checkpoints"]]
         lines += ["", "## Behaviour (accuracy, 95% interval, n)", "",

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 from wrapcli.stats import CONFIDENCE, difference, family_confidence, wilson
 
 LABELS = ("intact", "wrapped", "removed", "suppressed", "inconclusive")
@@ -68,7 +68,7 @@ class Thresholds:
         if self.min_seeds < 2:
             problems.append(f"--min-seeds must be >= 2 (one seed has no spread), got {self.min_seeds}")
         if problems:
-            raise WrapError("; ".join(problems))
+            raise UsageError("; ".join(problems))
 
     def to_dict(self) -> dict:
         return asdict(self)
