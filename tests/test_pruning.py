@@ -108,3 +108,25 @@ def test_unknown_architecture():
                                      num_attention_heads=2, max_position_embeddings=32, word_embed_proj_dim=16))
     with pytest.raises(WrapError, match="unsupported architecture 'opt'"):
         Adapter(model)
+
+
+def test_micro_batched_scoring_equals_one_batch(tmp_path, monkeypatch):
+    """User records scored in micro-batches of a few tokens give the units the same
+    weight x gradient scores as one batch holding every record."""
+    from test_userdata import PAIRS, make_model_dir, write_jsonl
+
+    from wrapcli import pruning
+
+    model_dir = make_model_dir(tmp_path / "hf", "llama")
+    data = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v} {w}"} for w, v in PAIRS.items()])
+
+    def scores(limit):
+        monkeypatch.setattr(pruning, "MAX_SCORING_TOKENS", limit)
+        res = pruning.prune(ckpt_path=model_dir, data=data, kind="neuron", ks=(0, 20), batch_size=8, eval_size=8)
+        return {(u["layer"], u["index"]): u["score"] for u in res["pruned"]}, res
+
+    whole, _ = scores(10**6)
+    split, _ = scores(8)  # records of 5 tokens: one record per micro-batch
+    assert whole.keys() == split.keys() and len(whole) == 20
+    for key in whole:
+        assert split[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-7)

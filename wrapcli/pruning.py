@@ -136,6 +136,27 @@ def _restore(adapter: Adapter, saved: dict) -> None:
 
 
 PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/finetune
+# User records are scored in micro-batches of at most this many (padded) tokens, gradients
+# summed: the backward pass's activations of a 1B-parameter model take about 2 MB per
+# token, so --batch-size bounds the statistics and this bounds the memory.
+MAX_SCORING_TOKENS = 1024
+
+
+def micro_batches(td, batches: list[list[int]]) -> list[list[int]]:
+    """Split each batch of record indices into runs whose padded size (rows x longest
+    record) stays within MAX_SCORING_TOKENS; a record longer than that is a run alone."""
+    out = []
+    for idx in batches:
+        chunk, width = [], 0
+        for i in idx:
+            w = max(width, len(td.examples[i][0]))
+            if chunk and (len(chunk) + 1) * w > MAX_SCORING_TOKENS:
+                out.append(chunk)
+                chunk, w = [], len(td.examples[i][0])
+            chunk.append(i)
+            width = w
+        out.append(chunk)
+    return out
 
 
 def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 2, 5, 10, 15, 20),
@@ -162,11 +183,17 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         td = text_data(data, ckpt_path, ck.model, seed)
         if not td.identity.startswith("prompt:"):
             raise WrapError(f"{data}: pruning needs prompt/answer records, not text")
-        cfg = TrainConfig(steps=1, batch_size=batch_size, lr=1.0)
-        scoring = [td.batch(i, cfg, device) for i in range(batches)]
+        import torch
 
-        def loss_fn(model, batch):
-            return td.loss(model, batch, cfg)
+        from wrapcli.userdata import IGNORE, answer_logits
+
+        micro = micro_batches(td, [td.indices(i, batch_size) for i in range(batches)])
+        scored = sum(sum(l != IGNORE for l in td.examples[i][1][1:]) for chunk in micro for i in chunk)
+        scoring = [td.collate(chunk, device) for chunk in micro]
+
+        def loss_fn(model, batch):  # this micro-batch's share of the mean over every scored token
+            logits, target, _, _ = answer_logits(model, batch)
+            return torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum") * len(scoring) / scored
 
         def evaluate_fn(model):
             return {"data": score_text(model, td, device)}
