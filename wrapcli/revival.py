@@ -231,12 +231,15 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         raise WrapError("revive --data needs --eval-data: held-out records scored as the capability returns")
     if seeds < 1:
         raise WrapError(f"--seeds must be >= 1, got {seeds}")
+    # Memory: the model, and one other checkpoint at a time while checking; each curve then
+    # loads its own copy, so at most one model (with its gradients and AdamW state) trains.
     ck = checkpoint.load(ckpt_path, device="cpu")
-    others = []
+    shas = []
     for path in controls:
         other = checkpoint.load(path, device="cpu")
         check_same_shapes(ck, other, str(ckpt_path), str(path))
-        others.append(other)
+        shas.append(other.sha256)
+        del other
     held = text_data(eval_data, ckpt_path, ck.model, 0)
     if held.identity.split(":")[0] != "prompt":
         raise WrapError(f"{eval_data}: revive scores exact match, so it needs prompt/answer records")
@@ -246,6 +249,9 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         ref = checkpoint.load(reference, device="cpu")
         check_same_shapes(ck, ref, str(ckpt_path), str(reference))
         original = score_text(ref.model, held, device)
+        del ref
+    sha, lineage = ck.sha256, ck.lineage
+    del ck
     if threshold is None:
         if original is None:
             raise WrapError("give --threshold (exact match that counts as relearned) or --reference "
@@ -257,7 +263,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
             raise WrapError(f"--threshold must be in (0, 1], got {threshold}")
         threshold_source = "--threshold"
     if lr is None:
-        lr_value, lr_source = default_lr(ck.lineage)
+        lr_value, lr_source = default_lr(lineage)
     else:
         lr_value, name = resolve_lr(lr, preset)
         lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")
@@ -268,10 +274,10 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     seed_list = list(range(seeds))
     n_eval = len(held.examples)
     models = []
-    for name, path, sha in [("revived", ckpt_path, ck.sha256),
-                             *[(f"control:{Path(c).name}", c, o.sha256) for c, o in zip(controls, others)]]:
+    for name, path, digest in [("revived", ckpt_path, sha),
+                                *[(f"control:{Path(c).name}", c, h) for c, h in zip(controls, shas)]]:
         exact, loss = run_text_curve(path, data, eval_data, cfg, seed_list, set(grid), device, on_progress)
-        summary = Curve(name, str(path), sha, exact).summary(grid, threshold, n_eval)
+        summary = Curve(name, str(path), digest, exact).summary(grid, threshold, n_eval)
         summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
         if original is not None and original["exact_match"] > start["exact_match"]:
             span = original["exact_match"] - start["exact_match"]
