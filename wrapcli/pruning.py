@@ -39,8 +39,17 @@ def compute_scores(adapter: Adapter, batches, loss_fn, kind: str) -> list[Unit]:
     model = adapter.model
     model.eval()  # scores must not depend on dropout masks
     model.zero_grad(set_to_none=True)
-    for batch in batches:
-        (loss_fn(model, batch) / len(batches)).backward()
+    # only the output projections' gradients are needed: no memory for the others'
+    wanted = {id(adapter.projection(l, k).weight) for l in range(adapter.n_layers) for k in PROJECTIONS}
+    frozen = [p for p in model.parameters() if id(p) not in wanted and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        for batch in batches:
+            (loss_fn(model, batch) / len(batches)).backward()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
     units = []
     for layer in range(adapter.n_layers):
         for proj_kind in PROJECTIONS:
