@@ -8,7 +8,7 @@ text/label records; then runs eval --data, prune --data, probe --data, revive --
 (2 seeds x 10 steps) and compare --task, each as its own `wrapcli` process, and prints
 its wall time and peak resident memory (the process's own maximum RSS), beside the fp32
 weights' size.
-Run: python benchmarks/bench_audit.py [--size 135m|0.5b]
+Run: python benchmarks/bench_audit.py [--size 135m|0.5b] [--only revive]
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def run(args: list[str]) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", choices=sorted(SIZES), default="135m")
+    ap.add_argument("--only", help="run only the commands whose row starts with this word, e.g. revive")
     opts = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -107,6 +108,8 @@ def main() -> None:
         print("| command | wall s | peak RSS MiB | x fp32 weights |")
         print("| --- | --- | --- | --- |")
         for name, args in steps:
+            if opts.only and not name.startswith(opts.only):
+                continue
             dt, peak = run(args)
             print(f"| {name} | {dt:.0f} | {peak:.0f} | {peak / weights:.1f} |", flush=True)
 

@@ -9,6 +9,7 @@ only wrapped comes back in far fewer steps than the controls need to learn it.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,6 +208,8 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
         train(model, data, cfg, device=device, on_step=on_step)
         exact.append(row_em)
         loss.append(row_loss)
+        del model, record, on_step  # the next seed's copy must not load beside this one
+        gc.collect()
     return exact, loss
 
 
