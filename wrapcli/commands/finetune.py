@@ -54,7 +54,7 @@ def finetune(
     with errors_as_exit(debug):
         from wrapcli import presets, reports
         from wrapcli.distributed import is_main
-        from wrapcli.errors import UsageError, WrapError
+        from wrapcli.errors import UsageError
         from wrapcli.files import check_distinct, check_outputs
         from wrapcli.jobs import finetune as run
         from wrapcli.jobs import finetune_text
