@@ -98,7 +98,7 @@ def run_plain(lever: str, preset_name: str, steps: int, warmup: int, device: str
 def run_trainer(lever: str, preset_name: str, steps: int, warmup: int, device: str) -> dict:
     import torch
 
-    from wrapcli.kernels import resolve_precision
+    from wrapcli.runtime import resolve_precision
     from wrapcli.training import TrainConfig, train
 
     p, spec, model = setup(preset_name, device)

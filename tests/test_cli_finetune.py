@@ -105,27 +105,27 @@ def _other_config(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, code, message",
     [
-        (["finetune", "{notask}", "--task", "count:b", "--mix", "0.5", "-o", "{d}/x.safetensors"], "--mix needs"),
-        (["finetune", "{ft}", "--task", "count:b", "--lr", "huge", "-o", "{d}/x.safetensors"], "learning-rate preset"),
-        (["finetune", "{ft}", "--task", "count:b", "--spurious", "1.5", "-o", "{d}/x.safetensors"], "spurious"),
-        (["finetune", "{ft}", "--task", "token", "--spurious", "0.5", "-o", "{d}/x.safetensors"], "count and index"),
-        (["revive", "{ft}", "--task", "count:a", "--control", "{other}"], "does not match"),
-        (["revive", "{ft}", "--task", "count:a", "--threshold", "1.5"], "--threshold"),
-        (["revive", "{ft}", "--task", "count:a", "--threshold", "0"], "--threshold"),
-        (["revive", "{ft}", "--task", "count:a", "--save-every", "5"], "--save-every"),
-        (["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"], "unknown precision"),
-        (["revive", "{ft}", "--task", "count"], "fixed operand"),
-        (["revive", "{pt}", "--task", "count:a"], "pass --lr"),
-        (["eval", "{ft}", "--conjugate", "a:b", "--device", "cpu"], "not invertible"),
+        (["finetune", "{notask}", "--task", "count:b", "--mix", "0.5", "-o", "{d}/x.safetensors"], 1, "--mix needs"),
+        (["finetune", "{ft}", "--task", "count:b", "--lr", "huge", "-o", "{d}/x.safetensors"], 2, "learning-rate preset"),
+        (["finetune", "{ft}", "--task", "count:b", "--spurious", "1.5", "-o", "{d}/x.safetensors"], 2, "spurious"),
+        (["finetune", "{ft}", "--task", "token", "--spurious", "0.5", "-o", "{d}/x.safetensors"], 2, "count and index"),
+        (["revive", "{ft}", "--task", "count:a", "--control", "{other}"], 1, "does not match"),
+        (["revive", "{ft}", "--task", "count:a", "--threshold", "1.5"], 2, "--threshold"),
+        (["revive", "{ft}", "--task", "count:a", "--threshold", "0"], 2, "--threshold"),
+        (["revive", "{ft}", "--task", "count:a", "--save-every", "5"], 2, "--save-every"),
+        (["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"], 2, "unknown precision"),
+        (["revive", "{ft}", "--task", "count"], 2, "fixed operand"),
+        (["revive", "{pt}", "--task", "count:a"], 1, "pass --lr"),
+        (["eval", "{ft}", "--conjugate", "a:b", "--device", "cpu"], 2, "not invertible"),
     ],
 )
-def test_bad_input(chain, tmp_path, args, message):
+def test_bad_input(chain, tmp_path, args, code, message):
     paths = dict(d=tmp_path, ft=chain / "ft.safetensors", pt=chain / "pt.safetensors")
     if "{notask}" in args:
         paths["notask"] = _tiny_without_task(tmp_path)
     if "{other}" in args:
         paths["other"] = _other_config(tmp_path)
     extra = TINY if args[0] != "eval" else ["-q"]
-    one_line_error(runner.invoke(app, [a.format(**paths) for a in args] + extra), message)
+    one_line_error(runner.invoke(app, [a.format(**paths) for a in args] + extra), message, code)

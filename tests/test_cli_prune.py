@@ -66,7 +66,7 @@ def test_prune_hf_directory_on_user_data(tmp_path, arch):
 )
 def test_bad_input(chain, tmp_path, args, message):
     args = [a.format(d=tmp_path) for a in args]
-    one_line_error(runner.invoke(app, ["prune", str(chain / "ft.safetensors"), *args, *TINY]), message)
+    one_line_error(runner.invoke(app, ["prune", str(chain / "ft.safetensors"), *args, *TINY]), message, 2)
 
 
 def test_unknown_architecture_one_line(tmp_path):

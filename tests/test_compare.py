@@ -79,7 +79,7 @@ def test_fail_on_exit_codes(chain, monkeypatch):
     monkeypatch.delenv("WRAPCLI_VALIDATE_REPORTS")  # the fake result is not a whole report
     assert runner.invoke(app, ["compare", pt, pt, "--fail-on", "wrapped", "-q"]).exit_code == 3
     assert runner.invoke(app, ["compare", pt, pt, "--fail-on", "changed", "-q"]).exit_code == 3
-    assert runner.invoke(app, ["compare", pt, pt, "--fail-on", "removed", "-q"]).exit_code == 1
+    assert runner.invoke(app, ["compare", pt, pt, "--fail-on", "removed", "-q"]).exit_code == 2
 
 
 def test_mismatched_checkpoints_one_line(tmp_path):

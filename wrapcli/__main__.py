@@ -1,3 +1,3 @@
-from wrapcli.cli import app
+from wrapcli.cli import run
 
-app(prog_name="wrapcli")
+run()

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from wrapcli import verdicts
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
+from wrapcli.schema import validate
 from wrapcli.verdicts import Thresholds
 
 EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
@@ -38,16 +39,24 @@ def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
     owner = {sha: name for name, sha in shas.items()}
     for path in paths:
         try:
-            rep = json.loads(Path(path).read_text())
-            schema, inputs, results = rep["schema"], rep["inputs"], rep["results"]
-            version = rep.get("results_version", 1)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise WrapError(f"{path}: not a wrapcli report ({type(e).__name__}: {e})") from None
+            rep = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise WrapError(f"{path}: cannot read the report ({e.strerror})") from None
+        except ValueError as e:  # UnicodeDecodeError included
+            raise WrapError(f"{path}: not a JSON report ({str(e)[:120]})") from None
+        if not isinstance(rep, dict) or "schema" not in rep or "results" not in rep:
+            raise WrapError(f"{path}: not a wrapcli report (no 'schema' and 'results')")
+        schema, version = rep["schema"], rep.get("results_version", 1)
         if schema not in EVIDENCE:
             raise WrapError(f"{path}: {schema} reports carry no evidence for compare (give prune, probe or revive)")
-        if version < MIN_EVIDENCE_VERSION:
+        if not isinstance(version, int) or version < MIN_EVIDENCE_VERSION:
             raise WrapError(f"{path}: made by an older wrapcli without intervals (results version {version}); "
                             f"run {schema.split('.')[1]} again")
+        problems = validate(rep)
+        if problems:
+            raise WrapError(f"{path}: malformed {schema} report ({problems[0]}"
+                            + (f", and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ")"))
+        inputs, results = rep["inputs"], rep["results"]
         sha = inputs[0]["sha256"] if inputs else None
         if sha not in owner:
             raise WrapError(f"{path}: made on a checkpoint (sha256 {str(sha)[:12]}…) that is not among those compared")
@@ -99,7 +108,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     if len(paths) < 2:
         raise WrapError("compare needs at least two checkpoints (the first is the base)")
     if dtype not in ("float32", "bfloat16", "float16"):
-        raise WrapError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
+        raise UsageError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
     from wrapcli.weightdiff import compare_weights
 
     names = [str(p) for p in paths]
@@ -111,7 +120,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     for task in tasks:
         key, info = _canonical(task, base)
         if key in canon:
-            raise WrapError(f"--task {task} is given twice")
+            raise UsageError(f"--task {task} is given twice")
         if info.get("file"):
             info["sha256"] = sha256(task)
         canon[key] = info
@@ -165,7 +174,7 @@ def _canonical(task: str, ck) -> tuple[str, dict]:
 
     comps = task_for(ck, task).eval_components()
     if len(comps) != 1:
-        raise WrapError(f"compare needs tasks with a fixed operand (e.g. count:a), got {task!r}")
+        raise UsageError(f"compare needs tasks with a fixed operand (e.g. count:a), got {task!r}")
     return str(comps[0]), {}
 
 

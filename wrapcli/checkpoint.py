@@ -82,6 +82,23 @@ def save(path, model, *, vocab=None, task=None, lineage=()) -> None:
         meta["task"] = json.dumps(task)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        canonical_header(tmp)
+
+
+def canonical_header(path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place. safetensors writes its
+    metadata map in a per-process random order, so without this the same weights and
+    metadata give different bytes (and sha256) on every run."""
+    import struct
+
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:  # cannot happen for safetensors' own compact JSON; keep its order
+            return
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))  # safetensors pads its header with spaces
 
 
 # -- loading ------------------------------------------------------------------------
@@ -147,6 +164,7 @@ def _model_from_file(path: Path, meta: dict, dtype: str, device: str):
         config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     except Exception as e:
         raise WrapError(f"{path}: unreadable model config in metadata ({_short(e)})") from None
+    check_weights(path, config, _header_tensors([path]))
     try:
         tensors = load_file(str(path))
     except Exception as e:
@@ -155,7 +173,7 @@ def _model_from_file(path: Path, meta: dict, dtype: str, device: str):
     tied = _json(meta, "tied", path) or {}
     try:
         missing, unexpected = model.load_state_dict(tensors, strict=False)
-    except RuntimeError as e:  # shape mismatches
+    except RuntimeError as e:  # shape mismatches (check_weights names them first)
         raise WrapError(f"{path}: weights do not match the config ({_short(e)})") from None
     missing = [m for m in missing if m not in tied]
     if missing or unexpected:
@@ -166,6 +184,114 @@ def _model_from_file(path: Path, meta: dict, dtype: str, device: str):
             f"{len(unexpected)} unexpected; first {kind}: {first})"
         )
     return model.to(device=device, dtype=getattr(torch, dtype)).eval()
+
+
+# safetensors dtype names of floating-point weights; integers, bools and 8-bit floats are refused
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+
+
+def _header_tensors(files) -> dict[str, tuple[str, tuple, Path]]:
+    """``{name: (dtype, shape, file)}`` from safetensors headers, reading no tensor data."""
+    from safetensors import safe_open
+
+    found = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                for name in f.keys():
+                    part = f.get_slice(name)
+                    found[name] = (str(part.get_dtype()), tuple(part.get_shape()), Path(file))
+        except Exception as e:
+            raise WrapError(f"{file}: not a valid safetensors file ({_short(e)})") from None
+    return found
+
+
+def check_weights(path, config, found: dict, names: bool = True) -> None:
+    """Refuse, before any model is built, weights that the config does not describe: every
+    parameter present (a tied pair needs one of its names) with the config's shape, a
+    floating-point dtype, nothing left over, and a size that fits in memory. The model is
+    laid out on the meta device, so a config that claims a huge model costs nothing.
+
+    ``names=False`` (Hugging Face directories): transformers renames some tensors between
+    file and module (GPT-NeoX's ``embed_out`` is ``lm_head``), so names that do not match
+    are left to its own loading report, which ``_load_hf_dir`` then refuses."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+    except Exception as e:
+        raise WrapError(f"{path}: config does not describe a causal language model ({_short(e)})") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    prefix = getattr(skeleton, "base_model_prefix", "") or ""
+
+    def canonical(name: str) -> str | None:  # HF files may drop or add the base model's prefix
+        for cand in (name, f"{prefix}.{name}", name[len(prefix) + 1:] if name.startswith(prefix + ".") else None):
+            if cand in expected:
+                return cand
+        return None
+
+    present, renamed = set(), False
+    for name, (dt, shape, file) in sorted(found.items()):
+        if dt not in FLOAT_DTYPES:
+            raise WrapError(f"{file}: tensor {name} is stored as {dt}; model weights must be floating point "
+                            f"({', '.join(FLOAT_DTYPES)})")
+        key = canonical(name)
+        if key is None:
+            if not names:
+                renamed = True
+                continue
+            raise WrapError(f"{file}: tensor {name} is not part of the model that the config describes")
+        if shape != expected[key]:
+            raise WrapError(f"{file}: tensor {name} has shape {list(shape)} but the config implies "
+                            f"{list(expected[key])}")
+        present.add(key)
+    groups: dict[int, list[str]] = {}
+    for name, p in skeleton.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    for tied in groups.values():
+        if not renamed and not present.intersection(tied):
+            raise WrapError(f"{path}: tensor {tied[0]} is missing from the weights "
+                            "(it would be initialised at random)")
+    need = 2 * 4 * sum(p.numel() for p in skeleton.parameters())  # fp32 tensors + model
+    free = available_memory()
+    if free is not None and need > free:
+        raise WrapError(f"{path}: loading needs about {need / 2**30:.1f} GiB in float32, "
+                        f"but only {free / 2**30:.1f} GiB of memory is available")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_index(path: Path, shards: list[Path], found: dict) -> None:
+    """A sharded directory's index must put every tensor in the shard that holds it."""
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        if len(shards) > 1:
+            raise WrapError(f"{path}: {len(shards)} weight shards but no model.safetensors.index.json")
+        return
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        assert isinstance(weight_map, dict)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise WrapError(f"{index}: not a safetensors index (no 'weight_map' object)") from None
+    for name, shard in sorted(weight_map.items()):
+        if name not in found:
+            raise WrapError(f"{index}: lists tensor {name}, which no shard holds")
+        if found[name][2].name != shard:
+            raise WrapError(f"{index}: puts tensor {name} in {shard}, but {found[name][2].name} holds it")
+    for name, (_, _, file) in sorted(found.items()):
+        if name not in weight_map:
+            raise WrapError(f"{index}: does not list tensor {name} (in {file.name})")
 
 
 def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
@@ -186,6 +312,9 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
         raise WrapError(f"{path}: no .safetensors weights in the directory.{hint}")
     for shard in shards:
         _check_file(shard)
+    found = _header_tensors(sorted(shards))
+    _check_index(path, shards, found)
+    check_weights(path, _hf_config(path), found, names=False)
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True,
@@ -215,6 +344,29 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
         task=extra.get("task"),
         lineage=extra.get("lineage", []),
     )
+
+
+def _hf_config(path: Path):
+    """config.json of a Hugging Face directory, refusing models that are not causal LMs."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:
+        raise WrapError(f"{path / 'config.json'}: unreadable config ({_short(e)})") from None
+    archs = list(getattr(config, "architectures", None) or [])
+    causal = ("ForCausalLM", "LMHeadModel")
+    if archs and not any(a.endswith(causal) for a in archs):
+        raise WrapError(f"{path}: a {archs[0]}, not a causal language model; wrapcli audits decoder LMs")
+    if getattr(config, "is_encoder_decoder", False) or (
+            not archs and config.model_type in ENCODERS and not getattr(config, "is_decoder", False)):
+        raise WrapError(f"{path}: a {config.model_type} encoder, not a causal language model")
+    return config
+
+
+# model types that are encoders unless their config says is_decoder
+ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
+            "camembert", "mpnet", "ernie")
 
 
 def export(ckpt: Checkpoint, dest, tokenizer=None) -> None:

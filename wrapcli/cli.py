@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 
@@ -42,6 +43,7 @@ def main(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Load checkpoints with NaN or Inf weights (to study broken models); refused otherwise."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Pin torch's intra-op threads (default: $WRAPCLI_THREADS, else torch's); the same count gives the same bits."),
 ) -> None:
     import os
 
@@ -52,6 +54,8 @@ def main(
         os.environ["WRAPCLI_ALLOW_NONFINITE"] = "1"
     else:
         os.environ.pop("WRAPCLI_ALLOW_NONFINITE", None)
+    if threads is not None:  # read by runtime.pin_threads, here and in any process it starts
+        os.environ["WRAPCLI_THREADS"] = str(threads)
 
     if world().size > 1 and ctx.invoked_subcommand not in PARALLEL_COMMANDS:
         print(f"wrapcli: error: {ctx.invoked_subcommand} does not run data-parallel; "
@@ -68,3 +72,48 @@ app.command("probe", epilog=probe_cmd.EXAMPLE)(probe_cmd.probe)
 app.command("compare", epilog=compare_cmd.EXAMPLE)(compare_cmd.compare)
 app.command("eval", epilog=eval_cmd.EXAMPLE)(eval_cmd.eval_)
 app.command("export", epilog=export_cmd.EXAMPLE)(export_cmd.export)
+
+
+def entry(argv: list[str] | None = None) -> int:
+    """Run wrapcli on ``argv`` (default: the command line) and return its exit code.
+    typer's own usage errors (a bad option value, a missing argument, an unknown flag)
+    become one line on stderr and exit 2, like wrapcli's own."""
+    import signal
+
+    from typer.exceptions import TyperException
+
+    received = []
+
+    def interrupt(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporaries are removed
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        code = app(args=argv, prog_name="wrapcli", standalone_mode=False)
+    except typer.Abort:  # click's Ctrl-C outside a command
+        code = 128 + signal.SIGINT
+    except TyperException as e:  # typer's vendored click: UsageError and its kin
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()  # the help text, on stderr
+            return 2
+        ctx = getattr(e, "ctx", None)
+        code = getattr(e, "exit_code", 1)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None and code == 2 else ""
+        print(f"wrapcli: error: {' '.join(e.format_message().split())}{where}", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if received or code == 128 + signal.SIGINT:  # typer turns KeyboardInterrupt into Exit(130)
+        print(f"wrapcli: {'terminated' if received else 'interrupted'}", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
+    return code if isinstance(code, int) else 0
+
+
+def run() -> None:
+    """The ``wrapcli`` console script."""
+    sys.exit(entry())

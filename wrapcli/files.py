@@ -3,12 +3,14 @@
 Every artefact is written to a temporary file beside its destination and renamed into
 place only when complete (DESIGN.md decision 6), so a killed run never leaves a
 half-written checkpoint that ``make`` would take as done, and a failed run never
-damages a file that was already there.
+damages a file that was already there. A run killed outright (SIGKILL) leaves its
+temporary behind; the next write of the same output removes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import shutil
@@ -17,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 from wrapcli.errors import UsageError, WrapError
+
+TEMP_TAG = "wp"  # temporaries are .NAME.wpPID.XXXX.tmp: the PID tells a live writer from a killed one
 
 
 def check_writable(dest: str | Path, directory: bool = False) -> None:
@@ -40,6 +44,36 @@ def check_outputs(*paths, inputs=()) -> None:
     for path in paths:
         if path and str(path) != "-":
             check_writable(path)
+
+
+# What each kind of output is, the names it may have, and whether stdout ("-") can take it.
+FORMATS = {
+    "report": ("a JSON report", (".json",), True),
+    "samples": ("JSON lines", (".jsonl", ".json"), True),
+    "markdown": ("Markdown", (".md", ".markdown", ".txt"), True),
+    "plot": ("a figure", (".png", ".pdf", ".svg"), False),
+    "checkpoint": ("a safetensors checkpoint", (".safetensors", ""), False),  # "": an HF directory
+}
+# Suffixes that promise a format; an output named with one of them must be that format.
+KNOWN_SUFFIXES = {".json", ".jsonl", ".md", ".markdown", ".png", ".pdf", ".svg", ".jpg", ".jpeg",
+                  ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npz", ".h5"}
+
+
+def check_format(path, kind: str, option: str) -> None:
+    """Refuse (usage error) an output whose name contradicts what is written there
+    (``-w pw.bin`` for safetensors, ``-o r.safetensors`` for a JSON report), and ``-``
+    for a binary output."""
+    if path is None:
+        return
+    what, suffixes, stdout_ok = FORMATS[kind]
+    if str(path) == "-":
+        if not stdout_ok:
+            raise UsageError(f"{option} -: {what} cannot go to stdout; give a file name")
+        return
+    suffix = Path(path).suffix.lower()
+    if suffix not in suffixes and (suffix in KNOWN_SUFFIXES or "" not in suffixes and kind == "checkpoint"):
+        raise UsageError(f"{option} {path}: the name says {suffix or 'no format'}, but {what} is written there "
+                         f"(use {' or '.join(s for s in suffixes if s)})")
 
 
 def check_distinct(outputs, inputs=()) -> None:
@@ -79,6 +113,29 @@ def check_replaceable(dest: Path) -> None:
 MODEL_DIR_MARKERS = ("config.json", "wrapcli.json")
 
 
+def remove_stale_temporaries(parent: Path, name: str) -> list[Path]:
+    """Remove the temporaries an earlier, killed run left for output ``name``: hidden
+    ``.NAME.wpPID.*.tmp`` files or folders whose process PID no longer runs."""
+    removed = []
+    for p in parent.glob(f".{glob.escape(name)}.{TEMP_TAG}*.tmp"):
+        pid = p.name[len(name) + 2 + len(TEMP_TAG):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path, directory: bool = False):
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success."""
@@ -88,10 +145,12 @@ def atomic_path(dest: str | Path, directory: bool = False):
         check_replaceable(dest)
     parent = dest.parent
     name = dest.resolve().name
+    remove_stale_temporaries(parent, name)
+    prefix = f".{name}.{TEMP_TAG}{os.getpid()}."
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
     else:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
         os.close(fd)
         tmp = Path(tmp_name)
     try:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from wrapcli import __version__, checkpoint, reports
 from wrapcli.distributed import is_main
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 from wrapcli.files import check_replaceable, check_writable
-from wrapcli.kernels import resolve_precision
 from wrapcli.evaluation import EVAL_SEED, evaluate
-from wrapcli.models import ModelShape, build_config, build_model, resolve_device
+from wrapcli.models import ModelShape, build_config, build_model
 from wrapcli.presets import Preset
+from wrapcli.runtime import resolve_device, resolve_precision
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import parse_components, parse_prior, TaskSpec
@@ -23,7 +23,7 @@ def _check_out(out) -> None:
     if str(out) == "-":
         raise WrapError("a checkpoint cannot be written to stdout; give a file name")
     if not str(out).endswith(".safetensors"):
-        raise WrapError(f"checkpoint name must end in .safetensors: {out}")
+        raise UsageError(f"checkpoint name must end in .safetensors: {out}")
     check_writable(out)  # fail before training, not after
 
 
@@ -159,7 +159,7 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     from wrapcli.userdata import load_tokenizer, score_text, text_data
 
     if str(out).endswith(".safetensors") or str(out) == "-":
-        raise WrapError("with --data the output is a Hugging Face directory that carries the tokenizer: give -o DIR")
+        raise UsageError("with --data the output is a Hugging Face directory that carries the tokenizer: give -o DIR")
     check_writable(out, directory=True)
     if Path(out).exists():
         check_replaceable(Path(out))  # before the work, not after it

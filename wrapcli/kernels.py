@@ -7,15 +7,14 @@ approximate="tanh")`` computes the same formula in one fused kernel (equal to fl
 rounding; tests/test_kernels.py). On the CPU preset the activation was the largest cost
 after the matrix products (benchmarks/bench_train.py measures the lever).
 
-Precision: bf16 autocast (weights and optimizer state stay fp32). ``auto`` picks it on
-CUDA and on CPUs with AMX bf16 units, fp32 elsewhere. On CPU, PyTorch's fused attention
-kernel is several times slower in bf16 than in fp32, so a bf16 CPU run uses the plain
+Precision (wrapcli/runtime.py chooses it): bf16 autocast keeps weights and optimizer state
+in fp32. On CPU, PyTorch's fused attention kernel is several times slower in bf16 than in fp32, so a bf16 CPU run uses the plain
 ("eager") attention, whose matrix products go to the bf16 units: on the CPU preset that
 made a step 1.6x faster (benchmarks/bench_train.py).
 
 Evaluation takes the same precision (``--precision`` of eval and prune; a
 training run evaluates at its own): on the AMX CPU, bf16 evaluation was 1.7x faster and
-changed 0-0.35% of the predictions of the CPU preset's checkpoints (README, "Speed").
+changed 0-0.35% of the predictions of the CPU preset's checkpoints (docs/performance.md).
 
 Every swap lasts only while the loop runs: the model's config still says ``gelu_new``
 and its attention implementation, and the saved weights are untouched, so checkpoints
@@ -25,28 +24,6 @@ load anywhere as before.
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
-
-from wrapcli.errors import WrapError
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def has_fast_bf16_cpu() -> bool:
-    """Whether this CPU has AMX bf16 units (Linux /proc/cpuinfo; False elsewhere)."""
-    try:
-        return " amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-def resolve_precision(name: str, device: str) -> str:
-    """``auto`` -> bf16 on CUDA or an AMX CPU, else fp32; fp32 and bf16 as given."""
-    if name not in PRECISIONS:
-        raise WrapError(f"unknown precision {name!r} (known: {', '.join(PRECISIONS)})")
-    if name != "auto":
-        return name
-    return "bf16" if device.startswith("cuda") or has_fast_bf16_cpu() else "fp32"
 
 
 def autocast(device: str, precision: str):

@@ -70,19 +70,3 @@ def build_model(config, seed: int):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
     return model.float()
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> cuda when available, else cpu; an unusable device is a WrapError."""
-    import torch
-
-    from wrapcli.distributed import local_device
-
-    if name == "auto":
-        return local_device("cuda") if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise WrapError(f"device {name!r} requested but CUDA is not available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise WrapError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)")
-    return local_device(name)
-

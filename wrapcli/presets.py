@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError
 from wrapcli.models import ModelShape
 
 
@@ -48,7 +48,7 @@ class Preset:
     def ft_lr(self, name: str) -> float:
         lrs = dict(self.ft_lrs)
         if name not in lrs:
-            raise WrapError(f"unknown learning-rate preset {name!r} (known: {', '.join(lrs)})")
+            raise UsageError(f"unknown learning-rate preset {name!r} (known: {', '.join(lrs)})")
         return lrs[name]
 
 
@@ -76,5 +76,5 @@ PRESETS = {
 
 def get(name: str) -> Preset:
     if name not in PRESETS:
-        raise WrapError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+        raise UsageError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
     return PRESETS[name]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from wrapcli.adapters import Adapter, resid_layers
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 from wrapcli.stats import family_confidence, paired_difference, proportion
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
@@ -153,8 +153,9 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     from wrapcli.models import build_model
 
     if random_inits < 1:
-        raise WrapError(f"--random-inits must be >= 1, got {random_inits}")
+        raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
     ck = checkpoint.load(ckpt_path, device=device)
+    check_probe_memory(ck.config, n)
     ref = checkpoint.load(reference, device=device) if reference else None
     if ref is not None:
         from wrapcli.revival import check_same_shapes
@@ -219,6 +220,21 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     return result
 
 
+def check_probe_memory(config, n: int) -> None:
+    """Refuse an ``--n`` whose features would not fit in memory, before making any: one
+    float32 row per example per layer (and the embedding), kept while the probes fit,
+    with about as much again for the classifier's copies."""
+    from wrapcli.checkpoint import available_memory
+
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+    width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1)
+    need = 2 * 4 * n * (layers + 1) * width
+    free = available_memory()
+    if free is not None and need > free:
+        raise UsageError(f"--n {n}: the probe's features need about {need / 2**30:.1f} GiB, but "
+                         f"{free / 2**30:.1f} GiB of memory is available; use a smaller --n")
+
+
 def _public(row: dict, keys=None) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_") and (keys is None or k in keys)}
 
@@ -236,12 +252,12 @@ def _task_probe_data(ck, target, prompt, n, seed):
     from wrapcli.tasks.sequences import answers, make_batch
 
     if target is None:
-        raise WrapError("give --target (built-in task) or --data (text/label JSONL)")
+        raise UsageError("give --target (built-in task) or --data (text/label JSONL)")
     t_spec = task_for(ck, target)
     p_spec = task_for(ck, prompt or target)
     for name, spec in (("--target", t_spec), ("--prompt", p_spec)):
         if len(spec.eval_components()) != 1:
-            raise WrapError(f"{name} needs one task with a fixed operand (e.g. count:a)")
+            raise UsageError(f"{name} needs one task with a fixed operand (e.g. count:a)")
     comp = t_spec.eval_components()[0]
     batch = make_batch(p_spec.replace(components=(p_spec.eval_components()[0],), seed=seed),
                        np.random.default_rng([seed, PROBE_STREAM]), n)
@@ -256,13 +272,12 @@ def _user_probe_data(path, model_dir, model, position):
     texts, labels, groups = read_labelled(path)
     if position == "last":
         k = 1
-    elif position.startswith("mean-last-"):
-        try:
-            k = int(position.split("-")[-1])
-        except ValueError:
-            raise WrapError(f"--position takes last or mean-last-K, got {position!r}") from None
+    elif position.startswith("mean-last-") and position[len("mean-last-"):].isdigit():
+        k = int(position[len("mean-last-"):])
+        if k < 1:
+            raise UsageError(f"--position mean-last-K needs K >= 1, got {position!r}")
     else:
-        raise WrapError(f"--position takes last or mean-last-K, got {position!r}")
+        raise UsageError(f"--position takes last or mean-last-K, got {position!r}")
     tok = load_tokenizer(model_dir)
     max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
     encoded = [tok(t, add_special_tokens=True)["input_ids"][-max_len:] for t in texts]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from wrapcli.adapters import Adapter
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 
 KINDS = ("neuron", "head", "weight")
 PROJECTIONS = ("neuron", "head")  # weight units live in both output projections
@@ -94,13 +94,13 @@ def sweep(adapter: Adapter, ks: list[int], kind: str, batches, loss_fn, evaluate
     The model's weights are restored afterwards. Returns (pruned units in order,
     ``[{"k", "results"}]``)."""
     if kind not in KINDS:
-        raise WrapError(f"unknown unit {kind!r} (known: {', '.join(KINDS)})")
+        raise UsageError(f"unknown unit {kind!r} (known: {', '.join(KINDS)})")
     ks = sorted(set(ks))
     if not ks or ks[0] < 0:
-        raise WrapError(f"K values must be >= 0, got {ks}")
+        raise UsageError(f"K values must be >= 0, got {ks}")
     available = total_units(adapter, kind)
     if ks[-1] > available:
-        raise WrapError(f"K={ks[-1]} is more than the {available} {kind} units this model has")
+        raise UsageError(f"--k: K={ks[-1]} is more than the {available} {kind} units this model has")
     saved = _projections(adapter)
     try:
         if iterative:
@@ -181,9 +181,9 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     from wrapcli.training import TrainConfig, loss_on
 
     if batches < 1 or batch_size < 1:
-        raise WrapError("--batches and --batch-size must be >= 1")
+        raise UsageError("--batches and --batch-size must be >= 1")
     if write and write_k is None:
-        raise WrapError("-w needs --write-k (how many units to prune in the written checkpoint)")
+        raise UsageError("-w needs --write-k (how many units to prune in the written checkpoint)")
     ck = checkpoint.load(ckpt_path, device=device)
     adapter = Adapter(ck.model)
     if data is not None:
@@ -210,7 +210,7 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         target = f"data:{data}"
     else:
         if task is None:
-            raise WrapError("give --task (built-in task) or --data (prompt/answer JSONL)")
+            raise UsageError("give --task (built-in task) or --data (prompt/answer JSONL)")
         spec = task_for(ck, task).replace(seed=seed)
         specs = [spec] + [task_for(ck, t) for t in also]
         scoring = [batch_for_step(spec, i, batch_size, PRUNE_STREAM).tokens for i in range(batches)]

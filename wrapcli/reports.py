@@ -95,7 +95,14 @@ def _git_commit() -> str | None:
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    """The time stamp of a report or lineage step: now, or ``SOURCE_DATE_EPOCH`` (the
+    reproducible-builds convention) so that a rerun writes byte-identical files."""
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch.isdigit()
+            else _dt.datetime.now(_dt.timezone.utc))
+    return when.isoformat(timespec="seconds")
 
 
 def command_line() -> list[str]:

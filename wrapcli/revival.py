@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 
 
 def eval_grid(steps: int) -> list[int]:
@@ -225,15 +225,15 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
 
     from wrapcli import checkpoint
     from wrapcli.jobs import resolve_lr
-    from wrapcli.kernels import resolve_precision
+    from wrapcli.runtime import resolve_precision
     from wrapcli.stats import wilson
     from wrapcli.training import TrainConfig
     from wrapcli.userdata import score_text, text_data
 
     if eval_data is None:
-        raise WrapError("revive --data needs --eval-data: held-out records scored as the capability returns")
+        raise UsageError("revive --data needs --eval-data: held-out records scored as the capability returns")
     if seeds < 1:
-        raise WrapError(f"--seeds must be >= 1, got {seeds}")
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
     # Memory: the model, and one other checkpoint at a time while checking; each curve then
     # loads its own copy, so at most one model (with its gradients and AdamW state) trains.
     ck = checkpoint.load(ckpt_path, device="cpu")
@@ -257,13 +257,13 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     del ck
     if threshold is None:
         if original is None:
-            raise WrapError("give --threshold (exact match that counts as relearned) or --reference "
+            raise UsageError("give --threshold (exact match that counts as relearned) or --reference "
                             "(the original model: the threshold is then 0.9 x its exact match)")
         threshold, threshold_source = 0.9 * original["exact_match"], (
             f"0.9 x the reference's exact match {original['exact_match']:.3f}")
     else:
         if not 0 < threshold <= 1:
-            raise WrapError(f"--threshold must be in (0, 1], got {threshold}")
+            raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
         threshold_source = "--threshold"
     if lr is None:
         lr_value, lr_source = default_lr(lineage)
@@ -340,7 +340,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
 
     from wrapcli import checkpoint
     from wrapcli.jobs import lineage_entry, resolve_lr
-    from wrapcli.kernels import resolve_precision
+    from wrapcli.runtime import resolve_precision
     from wrapcli.models import build_model
     from wrapcli.tasks.checks import task_for
     from wrapcli.training import TrainConfig
@@ -348,7 +348,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     ck = checkpoint.load(ckpt_path, device="cpu")
     spec = task_for(ck, task)
     if len(spec.eval_components()) != 1:
-        raise WrapError(f"revive needs one task with a fixed operand (e.g. count:a), got {task!r}")
+        raise UsageError(f"revive needs one task with a fixed operand (e.g. count:a), got {task!r}")
     target = str(spec.eval_components()[0])
     spec = spec.replace(components=tuple(spec.eval_components()), spurious=0.0)
     if lr is None:
@@ -360,12 +360,12 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         threshold, threshold_source = default_threshold(ck.lineage, target)
     else:
         if not 0 < threshold <= 1:
-            raise WrapError(f"--threshold must be in (0, 1], got {threshold}")
+            raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
         threshold_source = "--threshold"
     if seeds < 1:
-        raise WrapError(f"--seeds must be >= 1, got {seeds}")
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
     if save_every is not None and (save_every < 1 or not save_dir):
-        raise WrapError("--save-every takes a step count >= 1 and needs --save-dir")
+        raise UsageError("--save-every takes a step count >= 1 and needs --save-dir")
     others = []
     for path in controls:
         other = checkpoint.load(path, device="cpu")
@@ -390,7 +390,11 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
                         lineage=[*ck.lineage, entry])
 
     if save_dir:
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        if Path(save_dir).exists() and not Path(save_dir).is_dir():
+            raise UsageError(f"--save-dir {save_dir}: exists and is not a directory")
+        if not Path(save_dir).parent.is_dir():
+            raise UsageError(f"--save-dir {save_dir}: its parent directory does not exist")
+        Path(save_dir).mkdir(exist_ok=True)
 
     curves = [Curve("revived", str(ckpt_path), ck.sha256,
                     run_curve(loader(ck), spec, cfg, seed_list, grid, device, on_progress,

@@ -33,8 +33,12 @@ def json_lines(path):
     path = Path(path)
     if not path.is_file():
         raise WrapError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise WrapError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -112,6 +116,13 @@ def load_tokenizer(model_dir):
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as e:
         raise WrapError(f"{path}: no usable tokenizer in the directory ({str(e).splitlines()[0][:160]})") from None
+    try:
+        vocab_size = int(json.loads((path / "config.json").read_text()).get("vocab_size") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        vocab_size = 0
+    if vocab_size and len(tok) > vocab_size:
+        raise WrapError(f"{path}: the tokenizer has {len(tok):,} tokens but the model embeds {vocab_size:,}; "
+                        "they do not belong together")
     return tok
 
 

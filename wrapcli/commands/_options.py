@@ -15,12 +15,12 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N
 Preset = Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke.")]
 
 # Training runs (train, finetune, revive): "(default: preset)" means the preset gives it.
-Steps = Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps (default: preset).")]
-BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (default: preset).")]
+Steps = Annotated[Optional[int], typer.Option("--steps", min=1, help="Optimizer steps (default: preset).")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size (default: preset).")]
 Loss = Annotated[Optional[str], typer.Option("--loss", help="full (next-token) or answer (default: preset).")]
-EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Steps between evaluations (default: preset; fine-tuning: steps / 10).")]
-EvalSize = Annotated[Optional[int], typer.Option("--eval-size", help="Examples per evaluation (default: preset).")]
+EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", min=1, help="Steps between evaluations (default: preset; fine-tuning: steps / 10).")]
+EvalSize = Annotated[Optional[int], typer.Option("--eval-size", min=1, help="Examples per evaluation (default: preset).")]
 Log = Annotated[Optional[str], typer.Option("--log", "--log-file", help="Write the JSON run report here (--log-file under torchrun, whose own parser takes --log).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")]
-SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Steps between resumable states (default: every 60 s).")]
-Precision = Annotated[str, typer.Option("--precision", help="auto (bf16 on CUDA and AMX CPUs, else fp32), fp32 or bf16 autocast.")]
+SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=1, help="Steps between resumable states (default: every 60 s).")]
+Precision = Annotated[str, typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16 autocast (faster on AMX CPUs, other numbers).")]

@@ -26,7 +26,7 @@ def compare(
     ckpts: Annotated[list[str], typer.Argument(help="Two or more checkpoints; the first is the base.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Capability to compare: a built-in task (count:a) or a prompt/answer JSONL file. Repeatable.")] = None,
     reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge (repeatable).")] = None,
-    n: Annotated[int, typer.Option("--n", help="Examples per built-in task.")] = 512,
+    n: Annotated[int, typer.Option("--n", min=1, help="Examples per built-in task.")] = 512,
     dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16 for the forward passes.")] = "float32",
     drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed (its interval must clear it).")] = 0.2,
     probe_margin: Annotated[float, typer.Option("--probe-margin", help="Probe accuracy above max(majority, best random init) that counts as decodable (lower end of the interval).")] = 0.05,
@@ -46,13 +46,15 @@ def compare(
 
     with errors_as_exit(debug):
         from wrapcli import audit, reports as envelope
-        from wrapcli.errors import WrapError
-        from wrapcli.files import check_outputs, write_text
-        from wrapcli.models import resolve_device
+        from wrapcli.errors import UsageError
+        from wrapcli.files import check_format, check_outputs, write_text
+        from wrapcli.runtime import resolve_device
 
         if fail_on not in (None, "wrapped", "changed"):
-            raise WrapError(f"--fail-on takes wrapped or changed, got {fail_on!r}")
+            raise UsageError(f"--fail-on takes wrapped or changed, got {fail_on!r}")
         check_outputs(out, markdown_out, inputs=[*ckpts, *(reports or []), *(task or [])])
+        check_format(out, "report", "-o")
+        check_format(markdown_out, "markdown", "--markdown")
         th = audit.Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds)
         device = resolve_device(device)
         result = audit.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,

@@ -7,7 +7,7 @@ is ``natural`` (grammar strings as they come), ``C_Te=0`` (spurious relation abs
 ``C_Te=1`` (present in every string); the C_Te settings exist for count and index tasks.
 With ``--conjugate``, ``conjugate: {"mapping": {letter: letter}, "tasks": ...}`` holds the
 same table for relabelled prompts (answers mapped back), on the same examples.
-``precision`` is the resolved ``--precision``: bf16 (``auto`` on CUDA and AMX CPUs) is
+``precision`` is the resolved ``--precision``: bf16 (``auto`` on CUDA) is
 faster, and may flip a prediction whose two best logits are within bf16 rounding
 (0-0.35% of them on the CPU preset's checkpoints); fp32 for exact figures.
 """
@@ -52,17 +52,19 @@ def eval_(
 
     with errors_as_exit(debug):
         from wrapcli import checkpoint, reports
-        from wrapcli.models import resolve_device
-        from wrapcli.errors import UsageError, WrapError
+        from wrapcli.runtime import resolve_device
+        from wrapcli.errors import UsageError
         from wrapcli.evaluation import evaluate
-        from wrapcli.files import check_outputs, write_text
-        from wrapcli.kernels import resolve_precision
+        from wrapcli.files import check_format, check_outputs, write_text
+        from wrapcli.runtime import resolve_precision
         from wrapcli.tasks.checks import task_for
         from wrapcli.tasks.conjugate import parse_mapping
 
         if n < 1:
-            raise WrapError(f"--n must be >= 1, got {n}")
+            raise UsageError(f"--n must be >= 1, got {n}")
         check_outputs(out, samples, inputs=[ckpt, data])
+        check_format(out, "report", "-o")
+        check_format(samples, "samples", "--samples")
         if data is not None:
             if task or conjugate:
                 raise UsageError("--data evaluates user records; --task and --conjugate are for built-in tasks")
@@ -79,7 +81,7 @@ def eval_(
             return
         elif samples:
             raise UsageError("--samples goes with --data")
-        mapping = parse_mapping(conjugate) if conjugate else None
+        mapping = parse_mapping(conjugate) if conjugate is not None else None
         device = resolve_device(device)
         precision = resolve_precision(precision, device)
         ck = checkpoint.load(ckpt, device=device)
@@ -105,12 +107,12 @@ def eval_(
 def _eval_data(ckpt: str, data: str, device: str) -> tuple[dict, list[dict]]:
     """Scores of a Hugging Face model on prompt/answer records, and one sample per record."""
     from wrapcli import checkpoint
-    from wrapcli.errors import WrapError
+    from wrapcli.errors import UsageError
     from wrapcli.userdata import load_tokenizer, read_jsonl, record_scores, score_text, text_data
 
     kind, records = read_jsonl(data)
     if kind != "prompt":
-        raise WrapError(f"{data}: eval --data needs prompt/answer records")
+        raise UsageError(f"{data}: eval --data needs prompt/answer records")
     ck = checkpoint.load(ckpt, device=device)
     td = text_data(data, ckpt, ck.model, 0)
     tok = load_tokenizer(ckpt)

@@ -55,7 +55,7 @@ def finetune(
         from wrapcli import presets, reports
         from wrapcli.distributed import is_main
         from wrapcli.errors import UsageError
-        from wrapcli.files import check_distinct, check_outputs
+        from wrapcli.files import check_distinct, check_format, check_outputs
         from wrapcli.jobs import finetune as run
         from wrapcli.jobs import finetune_text
 
@@ -67,6 +67,8 @@ def finetune(
             raise UsageError("give exactly one of --task (built-in task) or --data (user JSONL)")
         check_distinct([out, log], [ckpt, data, eval_data])
         check_outputs(log)
+        check_format(log, "report", "--log")
+        check_format(out, "checkpoint", "-o")
         if data is not None:
             ignored = [flag for flag, given in (("--spurious", spurious), ("--spurious-offset", spurious_offset != 1),
                                                 ("--mix", mix), ("--loss", loss), ("--eval-size", eval_size))

@@ -48,13 +48,14 @@ def probe(
 
     with errors_as_exit(debug):
         from wrapcli import probing, reports
-        from wrapcli.errors import WrapError
-        from wrapcli.files import check_outputs
-        from wrapcli.models import resolve_device
+        from wrapcli.errors import UsageError
+        from wrapcli.files import check_format, check_outputs
+        from wrapcli.runtime import resolve_device
 
         if n < 8:
-            raise WrapError(f"--n must be >= 8, got {n}")
+            raise UsageError(f"--n must be >= 8, got {n}")
         check_outputs(out, inputs=[ckpt, reference, data])
+        check_format(out, "report", "-o")
         device = resolve_device(device)
         result = probing.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,

@@ -56,9 +56,9 @@ def prune(
     with errors_as_exit(debug):
         from wrapcli import pruning, reports
         from wrapcli.errors import UsageError
-        from wrapcli.files import check_distinct, check_outputs, check_writable
-        from wrapcli.kernels import resolve_precision
-        from wrapcli.models import resolve_device
+        from wrapcli.files import check_distinct, check_format, check_outputs, check_writable
+        from wrapcli.runtime import resolve_precision
+        from wrapcli.runtime import resolve_device
         from wrapcli.plots import require_matplotlib
 
         try:
@@ -68,6 +68,9 @@ def prune(
         if not ks or any(b <= a for a, b in zip(ks, ks[1:])) or ks[0] < 0:
             raise UsageError(f"--k takes strictly increasing integers >= 0 (e.g. 0,1,2,5), got {k!r}")
         check_outputs(out, plot, inputs=[ckpt, data])
+        check_format(out, "report", "-o")
+        check_format(plot, "plot", "--plot")
+        check_format(write, "checkpoint", "-w")
         if write:
             check_distinct([out, plot, write], [ckpt, data])
             into_dir = Path(ckpt).is_dir()

@@ -60,11 +60,13 @@ def revive(
     with errors_as_exit(debug):
         from wrapcli import presets, reports, revival
         from wrapcli.plots import line_plot, require_matplotlib
-        from wrapcli.models import resolve_device
+        from wrapcli.runtime import resolve_device
         from wrapcli.errors import UsageError
-        from wrapcli.files import check_outputs
+        from wrapcli.files import check_format, check_outputs
 
         check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])
+        check_format(out, "report", "-o")
+        check_format(plot, "plot", "--plot")
         if (task is None) == (data is None):
             raise UsageError("give exactly one of --task (built-in task) or --data (prompt/answer JSONL)")
         if data is not None and (scratch or save_dir):

@@ -57,12 +57,14 @@ def train(
     with errors_as_exit(debug):
         from wrapcli import presets, reports
         from wrapcli.distributed import is_main
-        from wrapcli.files import check_distinct, check_outputs
+        from wrapcli.files import check_distinct, check_format, check_outputs
         from wrapcli.jobs import pretrain
 
         p = presets.get(preset)
         check_distinct([out, log])
         check_outputs(log)  # --log is checked before the work, not after it
+        check_format(log, "report", "--log")
+        check_format(out, "checkpoint", "-o")
         quiet = quiet or not is_main()  # under torchrun, rank 0 reports
         con = stderr(quiet)
         started = time.time()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import Batch
 
@@ -18,13 +18,15 @@ from wrapcli.tasks.sequences import Batch
 def parse_mapping(text: str) -> dict[str, str]:
     """``"a:c,c:a"`` -> a permutation of a, b, c (letters not named map to themselves)."""
     mapping = {t: t for t in vocab.TERMINALS}
+    if not text.strip():
+        raise UsageError("--conjugate is empty: give pairs like a:c,c:a over a, b, c")
     for part in text.split(","):
         src, sep, dst = (x.strip() for x in part.partition(":"))
         if not sep or src not in vocab.TERMINALS or dst not in vocab.TERMINALS:
-            raise WrapError(f"invalid relabelling {text!r}: expected pairs like a:c,c:a over a, b, c")
+            raise UsageError(f"invalid relabelling {text!r}: expected pairs like a:c,c:a over a, b, c")
         mapping[src] = dst
     if sorted(mapping.values()) != sorted(vocab.TERMINALS):
-        raise WrapError(f"relabelling {text!r} is not invertible: {mapping}")
+        raise UsageError(f"--conjugate {text!r} is not invertible: {mapping}")
     return mapping
 
 

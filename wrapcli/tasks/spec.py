@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 from wrapcli.tasks import vocab
 
 SINGLE_FAMILIES = ("count", "index", "count2", "count3")
@@ -119,7 +119,7 @@ class TaskSpec:
         ):
             problems.append("an index spurious feature needs an offset >= 1 (positions differ)")
         if problems:
-            raise WrapError("invalid task: " + "; ".join(problems))
+            raise UsageError("invalid task: " + "; ".join(problems))
 
     # -- views ---------------------------------------------------------------------
     @property
@@ -185,16 +185,16 @@ def parse_components(text: str) -> tuple[Component, ...]:
     for part in text.split(","):
         part = part.strip()
         if not part:
-            raise WrapError(f"invalid task {text!r}: empty component")
+            raise UsageError(f"invalid task {text!r}: empty component")
         head, at, answer = part.partition("@")
         family, colon, operand = head.partition(":")
         family = family.strip()
         if family not in vocab.FAMILIES:
-            raise WrapError(
+            raise UsageError(
                 f"unknown task family {family!r} in {text!r} (known: {', '.join(vocab.FAMILIES)})"
             )
         if colon and not operand.strip():
-            raise WrapError(f"invalid task {text!r}: empty operand after {family}: (e.g. {family}:a)")
+            raise UsageError(f"invalid task {text!r}: empty operand after {family}: (e.g. {family}:a)")
         operand = operand.strip() or None
         if operand is not None and len(operand) == 2 and family in COMPOSITE_FAMILIES:
             family = COMPOSITE_FAMILIES[family]
@@ -212,10 +212,10 @@ def parse_prior(text: str) -> tuple[tuple[str, float], ...]:
             if not eq:
                 raise ValueError
             if name in prior:
-                raise WrapError(f"invalid prior {text!r}: operand {name!r} is given twice")
+                raise UsageError(f"invalid prior {text!r}: operand {name!r} is given twice")
             prior[name] = float(value)
         except ValueError:
-            raise WrapError(f"invalid prior {text!r}: expected e.g. a=0.9,b=0.1") from None
+            raise UsageError(f"invalid prior {text!r}: expected e.g. a=0.9,b=0.1") from None
     return tuple(sorted(prior.items()))
 
 

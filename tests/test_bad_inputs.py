@@ -1,0 +1,252 @@
+"""The bad-input corpus: one table, as tracr keeps its test cases, of hostile or mistaken
+invocations across every command. Each must exit non-zero with exactly one stderr line
+that names its subject (file, tensor, record or option), print no traceback, and leave
+every file that existed before byte-identical."""
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from wrapcli import checkpoint
+
+from cli import runner
+from models import tiny_hf
+from test_userdata import PAIRS, make_model_dir, write_jsonl
+
+TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
+RESUME = ["train", *TINY, "--steps", "6", "--save-every", "2", "--eval-size", "16", "--resume"]
+
+
+def snapshot(*roots):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for r in roots for p in sorted(r.rglob("*")) if p.is_file()}
+
+
+def _rewrite_header(src: Path, dest: Path, change) -> None:
+    """Copy a safetensors file with its JSON header edited by ``change(header)``."""
+    raw = src.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    change(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    dest.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+
+
+class _KeptPath(type(Path())):
+    def unlink(self, missing_ok=False):  # the fixture's run keeps its resume state
+        pass
+
+
+@pytest.fixture(scope="module")
+def bad(chain, tmp_path_factory):
+    from safetensors.torch import load_file, save_file
+
+    from wrapcli import jobs
+
+    d = tmp_path_factory.mktemp("bad")
+    pt = chain / "pt.safetensors"
+    meta = checkpoint.read_metadata(pt)
+    # non-finite weights
+    for name, fill in (("nan", lambda t: t.fill_(float("nan"))), ("inf1", None)):
+        ck = checkpoint.load(chain / "ft.safetensors")
+        with torch.no_grad():
+            if fill:
+                for p in ck.model.parameters():
+                    fill(p)
+            else:
+                next(iter(ck.model.parameters())).view(-1)[3] = float("inf")
+        checkpoint.save(d / f"{name}.safetensors", ck.model, vocab=ck.vocab, task=ck.task, lineage=ck.lineage)
+    # dtypes: a header that declares int32 for float32 bytes; weights stored as int64
+    _rewrite_header(pt, d / "dtype-lie.safetensors",
+                    lambda h: h["transformer.h.0.attn.c_attn.weight"].update(dtype="I32"))
+    save_file({k: v.long() for k, v in load_file(pt).items()}, d / "int64.safetensors", metadata=meta)
+    # a config that claims a far larger model than the tensors
+    cfg = json.loads(meta["config"])
+    cfg.update(n_embd=4096, n_layer=48, n_head=32)
+    save_file(load_file(pt), d / "big-claim.safetensors", metadata={**meta, "config": json.dumps(cfg)})
+    # not safetensors at all
+    raw = pt.read_bytes()
+    (d / "truncated.safetensors").write_bytes(raw[: len(raw) // 2])
+    (d / "random.safetensors").write_bytes(bytes(range(256)) * 64)
+    (d / "empty.safetensors").write_bytes(b"")
+    torch.save({"w": torch.ones(2)}, d / "weights.bin")
+    # Hugging Face directories: a tensor missing; an index pointing at the wrong shard; a
+    # tokenizer larger than the model's vocabulary; an encoder; no tokenizer files
+    tiny_hf("gpt2").save_pretrained(d / "hf-missing")
+    weights = d / "hf-missing" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors.pop("transformer.h.1.mlp.c_fc.weight")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    tiny_hf("gpt2").save_pretrained(d / "hf-shards", max_shard_size="40KB")
+    index = d / "hf-shards" / "model.safetensors.index.json"
+    idx = json.loads(index.read_text())
+    shards = sorted(set(idx["weight_map"].values()))
+    assert len(shards) > 1
+    name = next(k for k, v in sorted(idx["weight_map"].items()) if v == shards[0])
+    idx["weight_map"][name] = shards[1]
+    index.write_text(json.dumps(idx))
+    make_model_dir(d / "hf")  # a sound one, for the data cases
+    make_model_dir(d / "hf-vocab")
+    from wrapcli.checkpoint import vocab_tokenizer
+
+    vocab_tokenizer([f"w{i}" for i in range(500)]).save_pretrained(d / "hf-vocab")
+    from transformers import BertConfig, BertForMaskedLM
+
+    BertForMaskedLM(BertConfig(vocab_size=30, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=64)).save_pretrained(d / "bert")
+    tiny_hf("gpt2", vocab_size=20).save_pretrained(d / "hf-notok")
+    # user data
+    write_jsonl(d / "pairs.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+    (d / "latin1.jsonl").write_bytes(b'{"prompt": "red maps to", "answer": " pink"}\n{"prompt": "caf\xe9", "answer": " x"}\n')
+    write_jsonl(d / "mixed-labels.jsonl", [{"text": "red maps to", "label": v} for v in (1, "1", True, 0)])
+    write_jsonl(d / "texts.jsonl", [{"text": f"{w} maps to", "label": i % 2} for i, w in enumerate(PAIRS)])
+    # reports: not JSON; a probe report whose results are malformed
+    (d / "notjson.json").write_text("{ this is not json")
+    from cli import run
+
+    run("probe", chain / "ft.safetensors", "--target", "count:a", "--n", "40", "--random-inits", "1",
+        "-q", "--no-attention", "-o", d / "probe.json")
+    rep = json.loads((d / "probe.json").read_text())
+    del rep["results"]["layers"][0]["margin"]
+    (d / "malformed.json").write_text(json.dumps(rep))
+    (d / "probe.json").unlink()
+    (d / "a-file").write_text("not a directory")
+    # resume states: one real one (a run of 6 steps, stopped after the state of step 4),
+    # and broken copies of it, each beside the output it would resume
+    jobs_state_path = jobs.state_path
+    jobs.state_path = lambda out: _KeptPath(f"{out}.state")
+    try:
+        run(*RESUME, "-o", d / "kept.safetensors")
+    finally:
+        jobs.state_path = jobs_state_path
+    state = d / "kept.safetensors.state"
+    (d / "kept.safetensors").unlink()
+    tensors, smeta = load_file(state), checkpoint.read_metadata(state)
+    variants = {
+        "no-model": ({k: v for k, v in tensors.items() if not k.startswith("model/")}, smeta),
+        "beyond": (tensors, {**smeta, "step": "99"}),
+        "nan-state": ({k: (v.fill_(float("nan")) if k.startswith("model/") and v.is_floating_point() else v)
+                       for k, v in load_file(state).items()}, smeta),
+        "no-meta": (tensors, {"format": "pt"}),
+    }
+    for name, (t, m) in variants.items():
+        save_file(t, d / f"{name}.safetensors.state", metadata=m)
+    (d / "random.safetensors.state").write_bytes(bytes(range(256)) * 64)
+    (d / "truncated.safetensors.state").write_bytes(state.read_bytes()[:1000])
+    (d / "other.safetensors.state").write_bytes(state.read_bytes())
+    state.unlink()
+    return d
+
+
+# (arguments, exit code, words the one-line error must contain). {pt} {ft} {d} (the bad
+# files' folder) {c} (the chain's folder) {c_name} are filled in.
+CASES = [
+    # -- broken models --------------------------------------------------------------------
+    (["eval", "{d}/nan.safetensors", "--n", "8"], 1, "non-finite"),
+    (["eval", "{d}/inf1.safetensors", "--n", "8"], 1, "1 non-finite"),
+    (["finetune", "{d}/nan.safetensors", *TINY, "--task", "count:b", "--steps", "2", "-o", "{d}/o.safetensors"], 1, "non-finite"),
+    (["prune", "{d}/nan.safetensors", "--task", "count:a", "--k", "0,1", "-q"], 1, "non-finite"),
+    (["revive", "{d}/nan.safetensors", "--task", "count:a", *TINY, "--steps", "2"], 1, "non-finite"),
+    (["compare", "{pt}", "{d}/nan.safetensors", "--task", "count:a", "--n", "8", "-q"], 1, "non-finite"),
+    (["probe", "{d}/nan.safetensors", "--target", "count:a", "--n", "40", "-q"], 1, "non-finite"),
+    (["eval", "{d}/dtype-lie.safetensors", "--n", "8"], 1, "transformer.h.0.attn.c_attn.weight is stored as I32"),
+    (["eval", "{d}/int64.safetensors", "--n", "8"], 1, "is stored as I64"),
+    (["eval", "{d}/big-claim.safetensors", "--n", "8"], 1, "but the config implies"),
+    (["eval", "{d}/truncated.safetensors", "--n", "8"], 1, "truncated.safetensors"),
+    (["eval", "{d}/random.safetensors", "--n", "8"], 1, "random.safetensors"),
+    (["eval", "{d}/weights.bin", "--n", "8"], 1, "pickle"),
+    (["eval", "{d}/hf-missing", "--n", "8"], 1, "transformer.h.1.mlp.c_fc.weight is missing"),
+    (["eval", "{d}/hf-shards", "--data", "{d}/pairs.jsonl"], 1, "model.safetensors.index.json: puts tensor"),
+    (["finetune", "{d}/hf-vocab", "--data", "{d}/pairs.jsonl", "--steps", "2", "-q", "-o", "{d}/o"], 1, "the tokenizer has 503 tokens but the model embeds 15"),
+    (["eval", "{d}/bert", "--data", "{d}/pairs.jsonl"], 1, "BertForMaskedLM, not a causal language model"),
+    (["finetune", "{d}/bert", "--data", "{d}/pairs.jsonl", "--steps", "2", "-q", "-o", "{d}/o"], 1, "not a causal language model"),
+    (["eval", "{d}/hf-notok", "--data", "{d}/pairs.jsonl"], 1, "no tokenizer files"),
+    (["eval", "{d}/missing.safetensors"], 1, "missing.safetensors: no such file"),
+    (["eval", "{d}/empty.safetensors"], 1, "empty.safetensors: file is empty"),
+    (["eval", "{d}"], 1, "no config.json"),
+    # -- absurd settings --------------------------------------------------------------------
+    (["train", *TINY, "--prior", "a=0.5,b=0.1", "-o", "{d}/o.safetensors"], 2, "sum to 1"),
+    (["train", *TINY, "--preset", "huge", "-o", "{d}/o.safetensors"], 2, "unknown preset"),
+    (["eval", "{pt}", "--task", "count:q"], 2, "operand 'q' is not valid for count"),
+    (["eval", "{pt}", "--n", "0"], 2, "--n"),
+    (["finetune", "{pt}", *TINY, "--task", "count:b", "--lr", "inf", "-o", "{d}/o.safetensors"], 2, "finite"),
+    (["finetune", "{pt}", *TINY, "--task", "count:b", "--lr", "1e9", "-o", "{d}/o.safetensors"], 2, "above"),
+    (["revive", "{ft}", "--task", "count:a", *TINY, "--lr", "-1e-3"], 2, "finite and > 0"),
+    (["train", *TINY, "--prior", "a=0.9,b=0.1,b=0.1", "-o", "{d}/o.safetensors"], 2, "given twice"),
+    (["train", *TINY, "--task", "count:", "-o", "{d}/o.safetensors"], 2, "empty operand"),
+    (["train", *TINY, "--task", "frobnicate", "-o", "{d}/o.safetensors"], 2, "unknown task family"),
+    (["prune", "{ft}", "--task", "count:a", "--k", "1,1,0", "-q"], 2, "strictly increasing"),
+    (["prune", "{ft}", "--task", "count:a", "--k", "two", "-q"], 2, "comma-separated integers"),
+    (["prune", "{ft}", "--task", "count:a", "--unit", "atom", "-q"], 2, "unknown unit"),
+    (["prune", "{ft}", "--task", "count:a", "--eval-size", "0", "-q"], 2, "--eval-size"),
+    (["compare", "{pt}", "{ft}", "--n", "0", "-q"], 2, "--n"),
+    (["compare", "{pt}", "{ft}", "--fail-on", "removed", "-q"], 2, "--fail-on"),
+    (["eval", "{pt}", "--n", "8", "--conjugate", ""], 2, "--conjugate is empty"),
+    (["eval", "{pt}", "--n", "abc"], 2, "'--n'"),
+    (["eval", "{pt}", "--no-such-flag"], 2, "No such option: --no-such-flag"),
+    (["--threads", "0", "eval", "{pt}"], 2, "--threads"),
+    (["probe", "{d}/hf", "--data", "{d}/texts.jsonl", "--position", "mean-last--3", "-q"], 2, "--position"),
+    (["probe", "{d}/hf", "--data", "{d}/mixed-labels.jsonl", "-q"], 1, "mixed-labels.jsonl"),
+    (["probe", "{ft}", "--target", "count:a", "--n", "20000000000", "-q"], 2, "--n 20000000000"),
+    (["revive", "{ft}", "--task", "count:a", *TINY, "--steps", "2", "--save-dir", "{d}/a-file"], 2, "--save-dir"),
+    # -- user data and reports --------------------------------------------------------------
+    (["eval", "{d}/hf", "--data", "{d}/latin1.jsonl"], 1, "latin1.jsonl:2: not UTF-8"),
+    (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/notjson.json", "-q"], 1, "notjson.json: not a JSON report"),
+    (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/malformed.json", "-q"], 1, "malformed.json: malformed wrapcli.probe report"),
+    # -- resume states ----------------------------------------------------------------------
+    ([*RESUME, "-o", "{d}/no-model.safetensors"], 1, "lacks model tensor"),
+    ([*RESUME, "-o", "{d}/beyond.safetensors"], 1, "at step 99"),
+    ([*RESUME, "-o", "{d}/nan-state.safetensors"], 1, "non-finite"),
+    ([*RESUME, "-o", "{d}/no-meta.safetensors"], 1, "not a wrapcli resume state"),
+    ([*RESUME, "-o", "{d}/random.safetensors"], 1, "unreadable resume state"),
+    ([*RESUME, "-o", "{d}/truncated.safetensors"], 1, "unreadable resume state"),
+    ([*RESUME, "--lr", "2e-3", "-o", "{d}/other.safetensors"], 1, "other settings"),
+    # -- outputs that would replace an input, or that contradict their format ----------------
+    (["eval", "{pt}", "-o", "{pt}"], 2, "is also an input"),
+    (["compare", "{pt}", "{ft}", "-o", "{ft}"], 2, "is also an input"),
+    (["compare", "{pt}", "{ft}", "-o", "{d}/r.json", "--markdown", "{d}/r.json"], 2, "two outputs"),
+    (["compare", "{pt}", "{ft}", "-o", "{c}/../{c_name}/r.json", "--markdown", "{c}/r.json"], 2, "two outputs"),
+    (["train", *TINY, "--steps", "2", "-o", "{d}/x.safetensors", "--log", "{d}/x.safetensors"], 2, "two outputs"),
+    (["finetune", "{pt}", *TINY, "--task", "count:b", "--steps", "2", "-o", "{pt}"], 2, "is also an input"),
+    (["prune", "{ft}", "--task", "count:a", "--k", "0,1", "-w", "{ft}", "--write-k", "1", "-q"], 2, "is also an input"),
+    (["probe", "{ft}", "--target", "count:a", "-o", "{ft}", "-q"], 2, "is also an input"),
+    (["revive", "{ft}", "--task", "count:a", *TINY, "-o", "{ft}"], 2, "is also an input"),
+    (["export", "{pt}", "{pt}"], 2, "is also an input"),
+    (["export", "{pt}", "{d}"], 1, "will not replace"),
+    (["eval", "{pt}", "-o", ""], 2, "empty"),
+    (["eval", "{pt}", "--n", "5", "-o", "{d}"], 1, "is a directory"),
+    (["eval", "{pt}", "--n", "5", "-o", "{pt}/x.json"], 1, "does not exist"),
+    (["train", *TINY, "-o", "{d}/nodir/x.safetensors"], 1, "does not exist"),
+    (["train", *TINY, "-o", "{d}/x.bin"], 2, "-o {d}/x.bin: the name says .bin"),
+    (["train", *TINY, "-o", "{d}"], 2, "must end in .safetensors"),
+    (["eval", "{pt}", "--n", "8", "-o", "{d}/r.safetensors"], 2, "the name says .safetensors"),
+    (["prune", "{ft}", "--task", "count:a", "--k", "0,1", "-w", "{d}/pw.bin", "--write-k", "1", "-q"], 2, "-w {d}/pw.bin"),
+    (["prune", "{ft}", "--task", "count:a", "--k", "0,1", "-w", "-", "--write-k", "1", "-q"], 2, "-w -"),
+    (["prune", "{ft}", "--task", "count:a", "--k", "0,1", "--plot", "-", "-q"], 2, "--plot -"),
+    (["train", *TINY, "--steps", "2", "-o", "{d}/t.safetensors", "--log", "{d}/no/log.json"], 1, "does not exist"),
+]
+
+
+def _fill(args, chain, bad):
+    fill = dict(pt=chain / "pt.safetensors", ft=chain / "ft.safetensors", d=bad, c=chain, c_name=chain.name)
+    return [a.format(**fill) for a in args]
+
+
+@pytest.mark.parametrize("args, code, message", CASES, ids=[f"{i:02d}-{a[0]}" for i, (a, _, _) in enumerate(CASES)])
+def test_refused_with_one_line_and_nothing_changed(chain, bad, args, code, message):
+    before = snapshot(chain, bad)
+    result = runner.invoke(args=_fill(args, chain, bad))
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert result.exit_code == code and len(lines) == 1, (result.exit_code, lines)
+    assert lines[0].startswith("wrapcli: error:") and _fill([message], chain, bad)[0] in lines[0], lines
+    assert "Traceback" not in result.output and "Error:" not in lines[0].removeprefix("wrapcli: error:"), lines
+    assert snapshot(chain, bad) == before
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CASES) >= 40 and {a[0] if not a[0].startswith("--") else a[2] for a, _, _ in CASES} >= {
+        "train", "finetune", "revive", "prune", "probe", "compare", "eval", "export"}

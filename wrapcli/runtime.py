@@ -1,0 +1,84 @@
+"""Where and how numbers are computed: the device, the precision and the thread count.
+
+Numerics are pinned so that the same command gives the same bits on one machine:
+
+- Precision: ``auto`` is bf16 autocast on CUDA and fp32 on every CPU. bf16 on a CPU is
+  an opt-in for speed (``--precision bf16``; fast only where the CPU has AMX bf16 units),
+  and a report made with it says so in its ``precision`` field. A small-LR fine-tune is
+  sensitive enough that bf16 and fp32 runs of one command reach different accuracies
+  (REPRODUCTION.md), so the study's figures are fp32.
+- Threads: a matrix product split over a different number of threads sums in another
+  order, and after 60 steps two runs differ by about 1e-5 — enough to move a small-LR
+  fine-tune. ``wrapcli --threads N`` (or ``WRAPCLI_THREADS``) pins torch's intra-op
+  thread count, so a run is reproducible whatever the machine's core count; the study's
+  Makefile pins 1 thread per job and runs jobs side by side instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from wrapcli.errors import UsageError, WrapError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+THREADS_ENV = "WRAPCLI_THREADS"
+
+
+def has_fast_bf16_cpu() -> bool:
+    """Whether this CPU has AMX bf16 units (Linux /proc/cpuinfo; False elsewhere)."""
+    try:
+        return " amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def resolve_precision(name: str, device: str) -> str:
+    """``auto`` -> bf16 on CUDA, fp32 on CPU; fp32 and bf16 as given."""
+    if name not in PRECISIONS:
+        raise UsageError(f"--precision: unknown precision {name!r} (known: {', '.join(PRECISIONS)})")
+    if name != "auto":
+        return name
+    return "bf16" if device.startswith("cuda") else "fp32"
+
+
+def threads_setting() -> int | None:
+    """The pinned intra-op thread count (``WRAPCLI_THREADS``), or None for torch's default."""
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"--threads / {THREADS_ENV}: expected a whole number >= 1, got {raw!r}")
+    return n
+
+
+def pin_threads() -> None:
+    """Apply the pinned thread count to torch (idempotent)."""
+    n = threads_setting()
+    if n is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> cuda when available, else cpu; an unusable device is a WrapError.
+    Every command resolves its device first, so the thread count is pinned here too."""
+    import torch
+
+    from wrapcli.distributed import local_device
+
+    pin_threads()
+    if name == "auto":
+        return local_device("cuda") if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WrapError(f"--device: {name!r} requested but CUDA is not available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UsageError(f"--device: unknown device {name!r} (auto, cpu, cuda, cuda:N)")
+    return local_device(name)
