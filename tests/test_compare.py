@@ -1,4 +1,4 @@
-"""compare: CKA against known cases and the HSIC formulation, evidence read by fields, and the CLI
+"""compare: CKA against known cases (the HSIC formulation: tests/test_independent.py), evidence read by fields, and the CLI
 (the decision rules themselves: tests/test_verdicts.py)."""
 
 import json

@@ -161,3 +161,18 @@ def test_background_batches_are_the_inline_ones_with_each_rank_its_slice():
     for (step, a), (_, b) in zip(inline, ahead):
         expected = torch.as_tensor(batch_for_step(SPEC, step, 6).tokens)
         assert torch.equal(a["input_ids"], expected) and torch.equal(b["input_ids"], expected[3:6])
+
+
+def test_weight_decay_follows_nanogpts_rule_stated_by_module_type():
+    """Independently of make_optimizer's dim() test: nanoGPT decays the weights of the
+    linear layers (GPT-2's Conv1D) and of the embeddings, and nothing else."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    from wrapcli.training import TrainConfig, make_optimizer
+
+    model = tiny()
+    opt = make_optimizer(model, TrainConfig(steps=1, batch_size=1, lr=1e-3))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    expected = {id(m.weight) for m in model.modules() if isinstance(m, (Conv1D, torch.nn.Linear, torch.nn.Embedding))}
+    assert decayed == expected and len(expected) == 2 + 4 * 2  # wte (tied to lm_head), wpe, 4 per block x 2

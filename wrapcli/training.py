@@ -5,7 +5,7 @@ Data for step ``s`` is a pure function of (task seed, stream, s) (tasks/sequence
 and the optimizer state is saved exactly, so a run killed at any point and resumed
 from its state file finishes with the same weights as an uninterrupted run.
 Defaults the paper leaves open (PROTOCOL.md, "Model and pretraining"): weight decay 0.1,
-betas (0.9, 0.95) and gradient clipping at 1.0, all minGPT's defaults; the cosine ends
+betas (0.9, 0.95) and gradient clipping at 1.0, as in minGPT and nanoGPT; the cosine ends
 at lr/100, the paper's fine-tuning floor, used for pretraining too.
 """
 
@@ -99,8 +99,11 @@ def loss_on(model, tokens, mode: str):
 
 
 def make_optimizer(model, cfg: TrainConfig):
-    """AdamW with weight decay on matrices only (minGPT's split: no decay on biases,
-    norms or position/token embeddings' 1-d parameters)."""
+    """AdamW with weight decay on every parameter of two or more dimensions: the matrices
+    of the linear layers and the token and position embeddings; none on biases or norms.
+    This is nanoGPT's rule (``configure_optimizers``: ``p.dim() >= 2``). minGPT's differs:
+    it exempts the embeddings. We keep nanoGPT's because every result so far was trained
+    with it, and decaying the embeddings is harmless at these sizes."""
     import torch
 
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]

@@ -1,0 +1,115 @@
+"""Independent checks: each analysis against a second computation that shares none of its
+code (a textbook formula, torch's own routine, an ablation done another way)."""
+
+import numpy as np
+import pytest
+import torch
+
+from wrapcli import audit
+from wrapcli.adapters import Adapter
+
+from models import tiny
+
+
+def test_linear_cka_equals_the_hsic_formulation():
+    """Kornblith et al. (2019), eq. 4: CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with
+    linear kernels K = X X^T, L = Y Y^T and HSIC(K, L) = tr(K H L H) / (n - 1)^2."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 7))
+    y = x @ rng.normal(size=(7, 5)) + 0.5 * rng.normal(size=(60, 5))
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+
+    def hsic(k, l):
+        return np.trace(k @ h @ l @ h) / (n - 1) ** 2
+
+    k, l = x @ x.T, y @ y.T
+    expected = hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+    assert audit.linear_cka(x, y) == pytest.approx(expected, rel=1e-10)
+    assert 0.2 < expected < 0.99  # a case between the trivial ends
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (40, 300), (64, 64)])
+def test_singular_values_equal_torch_svdvals(shape):
+    from wrapcli.weightdiff import singular_values
+
+    m = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    m[:, :3] *= 10  # a spread of magnitudes
+    ours = singular_values(m, block=17)
+    theirs = torch.linalg.svdvals(m.double())
+    assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_zeroing_a_head_equals_ablating_its_slice_of_the_projection_input(arch):
+    """Pruning zeroes the output-projection weights that read a head; the same forward
+    with those weights intact but the head's slice of the projection's input set to zero
+    (a hook on the activation) must give the same logits."""
+    model = tiny(arch).eval()
+    ids = torch.randint(0, 50, (3, 20), generator=torch.Generator().manual_seed(1))
+    adapter = Adapter(model)
+    layer, head, dh = 1, 1, adapter.head_dim
+    proj = adapter.projection(layer, "head")
+
+    def ablate(module, args):
+        x = args[0].clone()
+        x[..., head * dh:(head + 1) * dh] = 0
+        return (x,)
+
+    handle = proj.register_forward_pre_hook(ablate)
+    with torch.no_grad():
+        ablated = model(ids).logits
+    handle.remove()
+    adapter.zero_unit(layer, "head", head)
+    with torch.no_grad():
+        zeroed = model(ids).logits
+    assert torch.allclose(ablated, zeroed, atol=1e-6)
+    assert not torch.allclose(zeroed, tiny(arch).eval()(ids).logits, atol=1e-4)  # the head mattered
+
+
+def test_attention_summary_equals_attention_computed_by_hand():
+    """GPT-2's attention from <ans> recomputed from the block's own input: ln_1, the q/k
+    slices of c_attn, scaled dot products, causal mask, softmax; then the share on each
+    letter, as the summary defines it."""
+    from wrapcli.probing import attention_summary
+    from wrapcli.tasks import vocab
+    from wrapcli.tasks.sequences import make_batch
+    from wrapcli.tasks.spec import TaskSpec, parse_components
+
+    model = tiny("gpt2").eval()
+    spec = TaskSpec(components=parse_components("count:a"), text_len=48)
+    tokens = make_batch(spec, np.random.default_rng(0), 8).tokens
+    summary = attention_summary(model, tokens)
+    ans = tokens.shape[1] - 3
+    x = torch.as_tensor(tokens[:, : ans + 1])
+    inputs = {}
+    hooks = [b.ln_1.register_forward_hook(lambda m, a, out, i=i: inputs.__setitem__(i, out))
+             for i, b in enumerate(model.transformer.h)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    n_heads, d = model.config.n_head, model.config.n_embd
+    dh = d // n_heads
+    for layer, block in enumerate(model.transformer.h):
+        qkv = inputs[layer] @ block.attn.c_attn.weight.detach() + block.attn.c_attn.bias.detach()  # (B, T, 3d)
+        q, k = qkv[..., :d], qkv[..., d:2 * d]
+        for head in range(n_heads):
+            qh, kh = q[..., head * dh:(head + 1) * dh], k[..., head * dh:(head + 1) * dh]
+            scores = qh[:, -1:] @ kh.transpose(1, 2) / dh ** 0.5  # from the last position: all keys visible
+            probs = torch.softmax(scores, dim=-1)[:, 0].numpy()  # (B, T)
+            row = next(r for r in summary if r["layer"] == layer and r["head"] == head)
+            for t in vocab.TERMINALS:
+                share = (probs * (tokens[:, : ans + 1] == vocab.ID[t])).sum(1).mean()
+                assert row[t] == pytest.approx(share, abs=1e-5)
+
+
+def test_train_a_llama_through_the_cli(tmp_path):
+    from wrapcli import checkpoint
+
+    from cli import run
+
+    run("train", "--arch", "llama", "--preset", "smoke", "--steps", "3", "--eval-size", "8", "--device", "cpu", "-q",
+        "-o", tmp_path / "l.safetensors")
+    ck = checkpoint.load(tmp_path / "l.safetensors")
+    assert ck.config.model_type == "llama" and ck.lineage[0]["steps"] == 3

@@ -1,0 +1,51 @@
+"""The command reference, docs/cli.md, generated from the commands' own options and help
+(``python -m wrapcli.clidoc > docs/cli.md``); a test fails when the file is stale."""
+
+from __future__ import annotations
+
+
+def markdown() -> str:
+    import typer
+
+    from wrapcli.cli import app
+
+    group = typer.main.get_command(app)
+    out = ["# Command reference", "",
+           "Generated from the commands' `--help` by `python -m wrapcli.clidoc > docs/cli.md`; do not edit.",
+           "Exit codes: 0 success, 1 runtime or data error, 2 usage error, 3 `compare --fail-on` matched.", "",
+           "## wrapcli", "", " ".join(group.help.split()), "", *_table(group.params), ""]
+    for name, cmd in group.commands.items():
+        args = " ".join(p.name.upper() + ("..." if p.nargs == -1 else "") for p in cmd.params if not _is_option(p))
+        out += [f"## wrapcli {name}", "", f"`wrapcli {name} [OPTIONS] {args}`".replace("  ", " ").replace(" `", "`"), "",
+                cmd.help.strip(), "", *_table(cmd.params), ""]
+        examples = [line.strip() for line in (cmd.epilog or "").splitlines() if line.strip().startswith("wrapcli")]
+        if examples:
+            out += ["```sh", *examples, "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _is_option(param) -> bool:
+    return param.param_type_name == "option"
+
+
+def _table(params) -> list[str]:
+    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
+    for p in params:
+        if getattr(p, "hidden", False):
+            continue
+        names = ", ".join(f"`{o}`" for o in [*p.opts, *getattr(p, "secondary_opts", [])]) if _is_option(p) else f"`{p.name.upper()}`"
+        if p.required:
+            default = "required"
+        elif getattr(p, "is_flag", False):
+            default = "off"
+        elif p.default is None or p.default == ():
+            default = "–"
+        else:
+            default = f"`{p.default}`"
+        text = " ".join((getattr(p, "help", None) or "").split()).replace("|", "\\|")
+        rows.append(f"| {names} | {default} | {text} |")
+    return rows
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
