@@ -1,4 +1,11 @@
 import os
+import sys
+from pathlib import Path
+
+# The helpers (cli.py, models.py, truth.py) live here, beside the tiers that use them:
+# unit/ (pure functions), integration/ (CLI round trips, HF equivalence, bad input),
+# acceptance/ (Makefile study, reproducibility, torchrun, long runs; docs/testing.md).
+sys.path.insert(0, str(Path(__file__).parent))
 
 # Tests are offline and must not touch a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,4 +1,6 @@
-"""Tiny locally built models for tests (no downloads)."""
+"""Tiny locally built models and model directories for tests (no downloads)."""
+
+import json
 
 import torch
 from transformers import (
@@ -30,3 +32,40 @@ def tiny_hf(arch="gpt2", vocab_size=100, seed=0):
         vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
     ))
+
+
+# -- third-party-style directories with a word-level tokenizer, and JSONL records --
+WORDS = "red green blue cyan pink gold gray jade".split()
+PAIRS = {w: WORDS[(i + 3) % len(WORDS)] for i, w in enumerate(WORDS)}
+
+
+def make_model_dir(path, arch="gpt2"):
+    """A tiny causal LM directory with a word-level tokenizer (no downloads)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[EOS]", "maps", "to", *WORDS, "once", "upon"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    tiny_hf(arch, vocab_size=len(vocab)).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+# -- a known edit of one MLP output projection --
+MLP_OUT = {"gpt2": "transformer.h.1.mlp.c_proj.weight", "llama": "model.layers.1.mlp.down_proj.weight",
+           "gpt_neox": "gpt_neox.layers.1.mlp.dense_4h_to_h.weight"}
+
+
+def rank1_edit(model, arch, scale=0.05):
+    w = dict(model.named_parameters())[MLP_OUT[arch]]
+    g = torch.Generator().manual_seed(1)
+    u, v = torch.randn(w.shape[0], 1, generator=g), torch.randn(1, w.shape[1], generator=g)
+    with torch.no_grad():
+        w += scale * u @ v

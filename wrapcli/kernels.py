@@ -4,7 +4,7 @@ GPT-2's ``gelu_new`` is the tanh approximation of GELU written as six elementwis
 operations in Python (transformers' ``NewGELUActivation``); each one reads and writes the
 whole MLP activation, forwards and backwards. ``torch.nn.functional.gelu(x,
 approximate="tanh")`` computes the same formula in one fused kernel (equal to float
-rounding; tests/test_kernels.py). On the CPU preset the activation was the largest cost
+rounding; tests/unit/test_kernels.py). On the CPU preset the activation was the largest cost
 after the matrix products (benchmarks/bench_train.py measures the lever).
 
 Precision (wrapcli/runtime.py chooses it): bf16 autocast keeps weights and optimizer state

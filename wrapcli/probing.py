@@ -28,7 +28,7 @@ RANDOM_INIT_SEED = 10_000  # init seeds RANDOM_INIT_SEED + i: never a trained mo
 # The probe is sklearn's L2-regularised multinomial logistic regression (C=1). Newton-CG
 # reaches its optimum in about 20 iterations on residual-stream features; lbfgs needed
 # 400-800 and 20-40x the time (5-8 s per layer on the CPU preset, 2000 examples).
-# Same convex objective, same optimum: tests/test_probing.py checks against lbfgs.
+# Same convex objective, same optimum: tests/integration/test_probing.py checks against lbfgs.
 SOLVER = "newton-cg"
 
 

@@ -102,14 +102,3 @@ def test_attention_summary_equals_attention_computed_by_hand():
             for t in vocab.TERMINALS:
                 share = (probs * (tokens[:, : ans + 1] == vocab.ID[t])).sum(1).mean()
                 assert row[t] == pytest.approx(share, abs=1e-5)
-
-
-def test_train_a_llama_through_the_cli(tmp_path):
-    from wrapcli import checkpoint
-
-    from cli import run
-
-    run("train", "--arch", "llama", "--preset", "smoke", "--steps", "3", "--eval-size", "8", "--device", "cpu", "-q",
-        "-o", tmp_path / "l.safetensors")
-    ck = checkpoint.load(tmp_path / "l.safetensors")
-    assert ck.config.model_type == "llama" and ck.lineage[0]["steps"] == 3

@@ -1,5 +1,5 @@
 """No command deletes what it did not write (the clashes of outputs with inputs are cases
-of tests/test_bad_inputs.py)."""
+of tests/integration/test_bad_inputs.py)."""
 
 import hashlib
 import os

@@ -14,8 +14,7 @@ import torch
 from wrapcli import checkpoint
 
 from cli import runner
-from models import tiny_hf
-from test_userdata import PAIRS, make_model_dir, write_jsonl
+from models import PAIRS, make_model_dir, tiny_hf, write_jsonl
 
 TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
 RESUME = ["train", *TINY, "--steps", "6", "--save-every", "2", "--eval-size", "16", "--resume"]

@@ -13,8 +13,7 @@ from wrapcli.errors import WrapError
 from wrapcli.probing import fit_probe, last_positions, split
 
 from cli import one_line_error, run, runner
-from models import tiny_hf
-from test_userdata import make_model_dir, write_jsonl
+from models import make_model_dir, tiny_hf, write_jsonl
 
 
 def fit(x, labels, seed=0):

@@ -13,7 +13,7 @@ from wrapcli.tasks.checks import task_for
 from wrapcli.tasks.sequences import eval_batch
 
 from cli import run
-from test_userdata import write_jsonl
+from models import write_jsonl
 
 TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
 
@@ -103,7 +103,7 @@ def test_the_third_party_makefile_runs(exported, tmp_path):
     if shutil.which("make") is None:
         pytest.skip("needs make")
     d = exported
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     cmd = ["make", "-f", str(root / "examples" / "third-party.mk"), f"WRAPCLI={sys.executable} -m wrapcli",
            f"BASE={d / 'pt'}", f"TUNED={d / 'ft'}", f"RECORDS={d / 'count_a.jsonl'}",
            f"RELEARN={d / 'count_a_train.jsonl'}", f"LABELS={d / 'labels.jsonl'}", f"CONTROL={d / 'pt'}",

@@ -1,5 +1,5 @@
-"""compare: CKA against known cases (the HSIC formulation: tests/test_independent.py), evidence read by fields, and the CLI
-(the decision rules themselves: tests/test_verdicts.py)."""
+"""compare: CKA against known cases (the HSIC formulation: tests/unit/test_independent.py), evidence read by fields, and the CLI
+(the decision rules themselves: tests/unit/test_verdicts.py)."""
 
 import json
 
@@ -10,8 +10,7 @@ from wrapcli import audit, verdicts
 from wrapcli.cli import app
 
 from cli import one_line_error, run, runner
-from models import tiny_hf
-from test_weightdiff import MLP_OUT, rank1_edit
+from models import MLP_OUT, rank1_edit, tiny_hf
 
 def test_linear_cka_known_cases():
     rng = np.random.default_rng(0)

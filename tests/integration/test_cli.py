@@ -15,7 +15,7 @@ from wrapcli.cli import app
 
 from cli import run, runner
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ["--preset", "smoke", "--steps", "6", "--eval-every", "3", "--eval-size", "16", "--device", "cpu"]
 
 
@@ -181,3 +181,12 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     a, b = checkpoint.load(tmp_path / "a.safetensors"), checkpoint.load(out)
     for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(x, y), name
+
+
+def test_train_a_llama_through_the_cli(tmp_path):
+    from wrapcli import checkpoint
+
+    run("train", "--arch", "llama", "--preset", "smoke", "--steps", "3", "--eval-size", "8", "--device", "cpu", "-q",
+        "-o", tmp_path / "l.safetensors")
+    ck = checkpoint.load(tmp_path / "l.safetensors")
+    assert ck.config.model_type == "llama" and ck.lineage[0]["steps"] == 3

@@ -12,7 +12,7 @@ from wrapcli.cli import app
 from wrapcli.stats import bootstrap_ratio
 
 from cli import one_line_error, run, runner
-from test_userdata import PAIRS, make_model_dir, write_jsonl
+from models import PAIRS, make_model_dir, write_jsonl
 
 FT = ["--batch-size", "8", "--device", "cpu", "-q"]
 RELEARN = ["--lr", "1e-3", "--steps", "30", "--batch-size", "8", "--device", "cpu", "-q"]

@@ -113,7 +113,7 @@ def test_unknown_architecture():
 def test_micro_batched_scoring_equals_one_batch(tmp_path, monkeypatch):
     """User records scored in micro-batches of a few tokens give the units the same
     weight x gradient scores as one batch holding every record."""
-    from test_userdata import PAIRS, make_model_dir, write_jsonl
+    from models import PAIRS, make_model_dir, write_jsonl
 
     from wrapcli import pruning
 

@@ -11,30 +11,7 @@ from wrapcli.errors import WrapError
 from wrapcli.userdata import IGNORE, read_jsonl, score_text, text_data
 
 from cli import runner
-from models import tiny_hf
-
-WORDS = "red green blue cyan pink gold gray jade".split()
-PAIRS = {w: WORDS[(i + 3) % len(WORDS)] for i, w in enumerate(WORDS)}
-
-
-def make_model_dir(path, arch="gpt2"):
-    """A tiny causal LM directory with a word-level tokenizer (no downloads)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[EOS]", "maps", "to", *WORDS, "once", "upon"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
-    tiny_hf(arch, vocab_size=len(vocab)).save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
-
+from models import PAIRS, make_model_dir, tiny_hf, write_jsonl
 
 @pytest.fixture
 def model_dir(tmp_path):

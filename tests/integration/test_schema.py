@@ -10,7 +10,7 @@ from wrapcli import schema
 
 from cli import run
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "reports.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "reports.md"
 
 
 def test_docs_reports_md_is_generated_from_the_schema():

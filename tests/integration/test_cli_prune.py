@@ -9,7 +9,7 @@ from wrapcli import checkpoint
 from wrapcli.cli import app
 
 from cli import one_line_error, run, runner
-from test_userdata import make_model_dir, write_jsonl
+from models import make_model_dir, write_jsonl
 
 TINY = ["--device", "cpu", "-q", "--eval-size", "16", "--batch-size", "32"]
 

@@ -7,19 +7,7 @@ from wrapcli import checkpoint
 from wrapcli.errors import WrapError
 from wrapcli.weightdiff import compare_weights, module_kind
 
-from models import tiny, tiny_hf
-
-MLP_OUT = {"gpt2": "transformer.h.1.mlp.c_proj.weight", "llama": "model.layers.1.mlp.down_proj.weight",
-           "gpt_neox": "gpt_neox.layers.1.mlp.dense_4h_to_h.weight"}
-
-
-def rank1_edit(model, arch, scale=0.05):
-    w = dict(model.named_parameters())[MLP_OUT[arch]]
-    g = torch.Generator().manual_seed(1)
-    u, v = torch.randn(w.shape[0], 1, generator=g), torch.randn(1, w.shape[1], generator=g)
-    with torch.no_grad():
-        w += scale * u @ v
-
+from models import MLP_OUT, rank1_edit, tiny, tiny_hf
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
 def test_known_rank1_edit_in_one_mlp_is_found_and_nothing_else(tmp_path, arch):

@@ -1,4 +1,4 @@
-"""Hardening beyond the one-line refusals of tests/test_bad_inputs.py: studying broken
+"""Hardening beyond the one-line refusals of tests/integration/test_bad_inputs.py: studying broken
 models on request, a non-finite loss, interrupted runs and their temporaries."""
 
 import json
