@@ -103,7 +103,8 @@ def entry(argv: list[str] | None = None) -> int:
         ctx = getattr(e, "ctx", None)
         code = getattr(e, "exit_code", 1)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None and code == 2 else ""
-        print(f"wrapcli: error: {' '.join(e.format_message().split())}{where}", file=sys.stderr)
+        message = " ".join(e.format_message().replace("Value error, ", "").split())
+        print(f"wrapcli: error: {message}{where}", file=sys.stderr)
         return code
     finally:
         if previous is not None:

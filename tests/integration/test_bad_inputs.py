@@ -169,7 +169,7 @@ CASES = [
     (["eval", "{d}"], 1, "no config.json"),
     # -- absurd settings --------------------------------------------------------------------
     (["train", *TINY, "--prior", "a=0.5,b=0.1", "-o", "{d}/o.safetensors"], 2, "sum to 1"),
-    (["train", *TINY, "--preset", "huge", "-o", "{d}/o.safetensors"], 2, "unknown preset"),
+    (["train", *TINY, "--preset", "huge", "-o", "{d}/o.safetensors"], 2, "'--preset': 'huge' is not one of"),
     (["eval", "{pt}", "--task", "count:q"], 2, "operand 'q' is not valid for count"),
     (["eval", "{pt}", "--n", "0"], 2, "--n"),
     (["finetune", "{pt}", *TINY, "--task", "count:b", "--lr", "inf", "-o", "{d}/o.safetensors"], 2, "finite"),
@@ -180,7 +180,7 @@ CASES = [
     (["train", *TINY, "--task", "frobnicate", "-o", "{d}/o.safetensors"], 2, "unknown task family"),
     (["prune", "{ft}", "--task", "count:a", "--k", "1,1,0", "-q"], 2, "strictly increasing"),
     (["prune", "{ft}", "--task", "count:a", "--k", "two", "-q"], 2, "comma-separated integers"),
-    (["prune", "{ft}", "--task", "count:a", "--unit", "atom", "-q"], 2, "unknown unit"),
+    (["prune", "{ft}", "--task", "count:a", "--unit", "atom", "-q"], 2, "'--unit': 'atom' is not one of"),
     (["prune", "{ft}", "--task", "count:a", "--eval-size", "0", "-q"], 2, "--eval-size"),
     (["compare", "{pt}", "{ft}", "--n", "0", "-q"], 2, "--n"),
     (["compare", "{pt}", "{ft}", "--fail-on", "removed", "-q"], 2, "--fail-on"),

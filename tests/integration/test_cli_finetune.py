@@ -115,7 +115,7 @@ def _other_config(tmp_path):
         (["revive", "{ft}", "--task", "count:a", "--threshold", "1.5"], 2, "--threshold"),
         (["revive", "{ft}", "--task", "count:a", "--threshold", "0"], 2, "--threshold"),
         (["revive", "{ft}", "--task", "count:a", "--save-every", "5"], 2, "--save-every"),
-        (["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"], 2, "unknown precision"),
+        (["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"], 2, "'--precision': 'fp16' is not one of"),
         (["revive", "{ft}", "--task", "count"], 2, "fixed operand"),
         (["revive", "{pt}", "--task", "count:a"], 1, "pass --lr"),
         (["eval", "{ft}", "--conjugate", "a:b", "--device", "cpu"], 2, "not invertible"),

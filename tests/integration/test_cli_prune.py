@@ -58,7 +58,7 @@ def test_prune_hf_directory_on_user_data(tmp_path, arch):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--task", "count:a", "--unit", "layer"], "unknown unit"),
+        (["--task", "count:a", "--unit", "layer"], "'--unit': 'layer' is not one of"),
         (["--task", "count:a", "--k", "0,999"], "more than the 256 neuron units"),
         (["--task", "count:a", "-w", "{d}/x.safetensors"], "--write-k"),
         ([], "give --task"),

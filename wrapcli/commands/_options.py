@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -12,15 +12,15 @@ Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No tables or progres
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for data and initialisation.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Preset = Annotated[str, typer.Option("--preset", help="cpu (default), paper or smoke.")]
+Preset = Annotated[Literal["cpu", "paper", "smoke"], typer.Option("--preset", help="cpu (default), paper or smoke.")]
 
 # Training runs (train, finetune, revive): "(default: preset)" means the preset gives it.
 Steps = Annotated[Optional[int], typer.Option("--steps", min=1, help="Optimizer steps (default: preset).")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size (default: preset).")]
-Loss = Annotated[Optional[str], typer.Option("--loss", help="full (next-token) or answer (default: preset).")]
+Loss = Annotated[Optional[Literal["full", "answer"]], typer.Option("--loss", help="full (next-token) or answer (default: preset).")]
 EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", min=1, help="Steps between evaluations (default: preset; fine-tuning: steps / 10).")]
 EvalSize = Annotated[Optional[int], typer.Option("--eval-size", min=1, help="Examples per evaluation (default: preset).")]
 Log = Annotated[Optional[str], typer.Option("--log", "--log-file", help="Write the JSON run report here (--log-file under torchrun, whose own parser takes --log).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=1, help="Steps between resumable states (default: every 60 s).")]
-Precision = Annotated[str, typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16 autocast (faster on AMX CPUs, other numbers).")]
+Precision = Annotated[Literal["auto", "fp32", "bf16"], typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16 autocast (faster on AMX CPUs, other numbers).")]

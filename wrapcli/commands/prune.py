@@ -14,7 +14,7 @@ checkpoint, if ``-w`` was given; ``precision`` of the evaluations (the saliency 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -33,7 +33,7 @@ def prune(
     task: Annotated[Optional[str], typer.Option("--task", help="The capability to restore, e.g. count:a: scored and evaluated.")] = None,
     also: Annotated[Optional[list[str]], typer.Option("--also", help="Other tasks to evaluate at each K, e.g. count:b (repeatable).")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL instead of a built-in task (HF directory with tokenizer).")] = None,
-    unit: Annotated[str, typer.Option("--unit", help="neuron, head or weight.")] = "neuron",
+    unit: Annotated[Literal["neuron", "head", "weight"], typer.Option("--unit", help="neuron, head or weight.")] = "neuron",
     k: Annotated[str, typer.Option("--k", help="Comma-separated K values to sweep.")] = "0,1,2,5,10,15,20",
     iterative: Annotated[bool, typer.Option("--iterative", help="Re-score after every removal.")] = False,
     batches: Annotated[int, typer.Option("--batches", help="Forward/backward passes to score with.")] = 1,

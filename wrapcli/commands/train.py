@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -29,7 +29,7 @@ def train(
     window: Annotated[Optional[int], typer.Option("--window", help="Counting window O' (default: preset).")] = None,
     k: Annotated[int, typer.Option("--k", help="Indexing: k-th occurrence.")] = 6,
     offset: Annotated[int, typer.Option("--offset", help="Token task: positions before <eot>.")] = 40,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="gpt2 or llama (default: preset).")] = None,
+    arch: Annotated[Optional[Literal["gpt2", "llama"]], typer.Option("--arch", help="gpt2 or llama (default: preset).")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", help="n_layers (default: preset).")] = None,
     heads: Annotated[Optional[int], typer.Option("--heads", help="n_heads (default: preset).")] = None,
     d_model: Annotated[Optional[int], typer.Option("--d-model", help="Width (default: preset).")] = None,
