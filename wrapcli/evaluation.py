@@ -26,7 +26,7 @@ EVAL_SEED = 0
 
 
 def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512, precision: str = "fp32") -> np.ndarray:
-    """Argmax token at the ``<ans>`` position for each row of ``tokens`` (n, L), in fp32 or
+    """Argmax token at the ``<ans>`` position for each row of ``tokens`` (n, T), in fp32 or
     under bf16 autocast. The kernels are the training ones (wrapcli/kernels.py): GPT-2's
     activation as one fused kernel (with the six-operation original, evaluation spent
     more time in it than in the matrix products), and eager attention for bf16 on CPU."""

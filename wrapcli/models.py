@@ -4,6 +4,15 @@ We never reimplement an architecture (DESIGN.md decision 1): the models are stoc
 ``transformers`` classes, so every analysis also runs on third-party checkpoints.
 Dropout is off: data is sampled online and never repeats, so there is nothing to
 regularise against, and it would make runs harder to reproduce.
+
+Shape letters, used in the shape comments of every model-facing module:
+
+- ``B``: rows of a batch; ``n``: examples of a whole set (numpy arrays);
+- ``T``: token positions of a model input (a synthetic task's sequence has
+  ``T = text_len + 9``; ``text_len``, the terminals of its text, is never abbreviated);
+- ``V``: vocabulary size; ``d_model``: residual width; ``n_layers``; ``n_heads``;
+  ``d_head = d_model / n_heads``; ``d_mlp``: MLP width (4 d_model for GPT-2);
+- ``K``: units pruned.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def split(labels: np.ndarray, seed: int = 0, test_frac: float = 0.25, groups=Non
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict:
     """Held-out accuracy (with its count and Wilson interval) of a logistic-regression
-    probe, and the majority baseline of the same held-out rows. ``features`` (n, d);
+    probe, and the majority baseline of the same held-out rows. ``features`` (n, d_model);
     ``labels`` (n,) of any hashable class."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -78,10 +78,10 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test:
 
 
 def layer_features(model, chunks, pick, device="cpu") -> list[np.ndarray]:
-    """Per residual-stream point (``resid_layers`` order), one vector per example: a list of (n, d) float16 arrays.
+    """Per residual-stream point (``resid_layers`` order), one vector per example: a list of (n, d_model) float16 arrays.
 
     ``chunks`` yields ``(input_ids, attention_mask or None)`` batches; ``pick(hidden, mask)``
-    reduces a (B, T, d) layer to (B, d) (the answer position, the last token, the mean of
+    reduces a (B, T, d_model) layer to (B, d_model) (the answer position, the last token, the mean of
     the last K). Memory: one chunk's activations plus the float16 results."""
     import torch
 
@@ -133,12 +133,12 @@ def attention_summary(model, tokens: np.ndarray, device="cpu") -> list[dict]:
     try:
         with torch.inference_mode():
             x = torch.as_tensor(tokens[:, : ans + 1], device=device)
-            attentions = model(input_ids=x, output_attentions=True).attentions  # n_layers x (B, H, T, T)
+            attentions = model(input_ids=x, output_attentions=True).attentions  # n_layers x (B, n_heads, T, T)
     finally:
         model.set_attn_implementation("sdpa")
     out = []
     for layer, att in enumerate(attentions):
-        row = att[:, :, -1].float().cpu().numpy()  # (B, H, T): from <ans>
+        row = att[:, :, -1].float().cpu().numpy()  # (B, n_heads, T): from <ans>
         for head in range(row.shape[1]):
             shares = {t: float((row[:, head] * (tokens[:, : ans + 1] == vocab.ID[t])).sum(1).mean())
                       for t in vocab.TERMINALS}

@@ -87,11 +87,11 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def loss_on(model, tokens, mode: str):
-    """Cross-entropy of one batch of (B, L) token ids: every next token, or the answer."""
+    """Cross-entropy of one batch of (B, T) token ids: every next token, or the answer."""
     import torch.nn.functional as F
 
     if mode == "full":
-        logits = model(input_ids=tokens).logits[:, :-1]  # (B, L-1, V)
+        logits = model(input_ids=tokens).logits[:, :-1]  # (B, T-1, V)
         return F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
     ans = tokens.shape[1] - 3
     logits = model(input_ids=tokens[:, : ans + 1], logits_to_keep=1).logits[:, -1]  # (B, V)

@@ -1,8 +1,9 @@
 """Turn grammar windows into task sequences, answers and the spurious feature.
 
-Layout (PROTOCOL.md "Data"), ``T = text_len``, length ``T + 9``, no padding:
+Layout (PROTOCOL.md "Data"), ``X = text_len``, length ``T = X + 9``, no padding (shape
+letters: wrapcli/models.py):
 
-    pos  0     1         2        3       4      5..T+4  T+5    T+6    T+7     T+8
+    pos  0     1         2        3       4      5..X+4  X+5    X+6    X+7     X+8
          <bos> <family>  operand  param   <sot>  text    <eot>  <ans>  answer  <eos>
 
 ``param`` is the task's number: O' (window) for counting, k for indexing, the offset
@@ -47,7 +48,7 @@ LETTER = {t: i for i, t in enumerate(vocab.TERMINALS)}  # grammar letters are 0/
 
 @dataclass
 class Batch:
-    """A generated batch. ``tokens`` (n, T+9) int64; ``answer`` (n,) answer token ids;
+    """A generated batch. ``tokens`` (n, T) int64; ``answer`` (n,) answer token ids;
     ``component`` (n,) index into the spec's components; ``operand`` (n,) operand
     strings ("" for the token task); ``spurious`` (n,) whether the feature was planted."""
 
@@ -69,7 +70,7 @@ def seq_len(text_len: int) -> int:
 
 # -- answers (vectorised over rows) -------------------------------------------------
 def _matches(texts: np.ndarray, operand: np.ndarray) -> np.ndarray:
-    """(n, T) bool: text position i starts an occurrence of the row's operand.
+    """(n, text_len) bool: text position i starts an occurrence of the row's operand.
     ``operand`` is (n, 2) letters with -1 in the second column for single letters."""
     first = texts == operand[:, :1]
     second = np.ones_like(first)
