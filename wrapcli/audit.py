@@ -193,13 +193,13 @@ class _TaskView:
             return
         from wrapcli.evaluation import EVAL_SEED
         from wrapcli.tasks.checks import task_for
-        from wrapcli.tasks.sequences import eval_batch
+        from wrapcli.tasks.sequences import answer_pos, eval_batch
 
         self.spec = task_for(base, task).replace(seed=EVAL_SEED)
         self.comp = self.spec.eval_components()[0]
         self.n = n
         tokens = eval_batch(self.spec, self.comp, n, None).tokens
-        self.tokens = tokens[:, : tokens.shape[1] - 2]  # up to <ans>
+        self.tokens = tokens[:, : answer_pos(tokens) + 1]  # prompts: up to <ans>
         self.pick = lambda h, mask: h[:, -1]
 
     def score(self, model, device) -> dict:

@@ -37,7 +37,7 @@ def _table(params) -> list[str]:
         if p.required:
             default = "required"
         elif getattr(p, "is_flag", False):
-            default = "off"
+            default = "on" if p.default else "off"
         elif p.default is None or p.default == ():
             default = "–"
         else:

@@ -16,7 +16,7 @@ import numpy as np
 
 from wrapcli.stats import proportion
 from wrapcli.tasks import vocab
-from wrapcli.tasks.sequences import Batch, eval_batch
+from wrapcli.tasks.sequences import Batch, answer_pos, eval_batch
 from wrapcli.tasks.spec import TaskSpec
 
 SETTINGS = {"natural": None, "C_Te=0": False, "C_Te=1": True}
@@ -34,7 +34,7 @@ def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512, precision
 
     from wrapcli.kernels import autocast, fast_kernels
 
-    ans = tokens.shape[1] - 3
+    ans = answer_pos(tokens)
     out = []
     with torch.inference_mode(), fast_kernels(model, str(device), precision):
         for i in range(0, len(tokens), chunk):

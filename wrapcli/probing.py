@@ -121,18 +121,23 @@ def probe_layers(features: list[np.ndarray], labels: np.ndarray, train, test) ->
             for (layer, hook), f in zip(resid_layers(len(features) - 1), features)]
 
 
-def attention_summary(model, tokens: np.ndarray, device="cpu") -> list[dict]:
-    """For each layer and head: mean share of attention from the ``<ans>`` position onto
-    text tokens equal to a, b and c (the paper's attention-map analysis)."""
+def attention_summary(model, prompts: np.ndarray, device="cpu") -> list[dict]:
+    """For each layer and head: mean share of attention from ``<ans>`` onto the text
+    tokens equal to a, b and c (the paper's attention-map analysis). ``prompts`` (B, T)
+    end at ``<ans>``, as the probe's do; the text is positions 5 .. T-3 (tasks/sequences.py)."""
     import torch
 
     from wrapcli.tasks import vocab
+    from wrapcli.tasks.sequences import TEXT_START
 
-    ans = tokens.shape[1] - 3
+    if not (prompts[:, -1] == vocab.ANS).all():
+        raise WrapError("attention_summary needs prompts that end at <ans>")
+    text = np.zeros(prompts.shape, dtype=bool)
+    text[:, TEXT_START : prompts.shape[1] - 2] = True  # <eot> and <ans> close the prompt
     model.set_attn_implementation("eager")  # sdpa does not return attention weights
     try:
         with torch.inference_mode():
-            x = torch.as_tensor(tokens[:, : ans + 1], device=device)
+            x = torch.as_tensor(prompts, device=device)
             attentions = model(input_ids=x, output_attentions=True).attentions  # n_layers x (B, n_heads, T, T)
     finally:
         model.set_attn_implementation("sdpa")
@@ -140,7 +145,7 @@ def attention_summary(model, tokens: np.ndarray, device="cpu") -> list[dict]:
     for layer, att in enumerate(attentions):
         row = att[:, :, -1].float().cpu().numpy()  # (B, n_heads, T): from <ans>
         for head in range(row.shape[1]):
-            shares = {t: float((row[:, head] * (tokens[:, : ans + 1] == vocab.ID[t])).sum(1).mean())
+            shares = {t: float((row[:, head] * (text & (prompts == vocab.ID[t]))).sum(1).mean())
                       for t in vocab.TERMINALS}
             out.append({"layer": layer, "head": head, **shares})
     return out
@@ -249,7 +254,7 @@ def _task_probe_data(ck, target, prompt, n, seed):
     labelled with the target's answer computed on the same texts."""
     from wrapcli.tasks import vocab
     from wrapcli.tasks.checks import task_for
-    from wrapcli.tasks.sequences import answers, make_batch
+    from wrapcli.tasks.sequences import TEXT_START, answers, make_batch
 
     if target is None:
         raise UsageError("give --target (built-in task) or --data (text/label JSONL)")
@@ -261,7 +266,7 @@ def _task_probe_data(ck, target, prompt, n, seed):
     comp = t_spec.eval_components()[0]
     batch = make_batch(p_spec.replace(components=(p_spec.eval_components()[0],), seed=seed),
                        np.random.default_rng([seed, PROBE_STREAM]), n)
-    texts = batch.tokens[:, 5 : 5 + t_spec.text_len] - vocab.TERMINAL_BASE
+    texts = batch.tokens[:, TEXT_START : TEXT_START + t_spec.text_len] - vocab.TERMINAL_BASE
     labels = answers(t_spec, np.full(n, comp.family), np.full(n, comp.answered or ""), texts)
     return batch.tokens[:, : batch.answer_pos + 1], np.array(vocab.TOKENS)[labels], str(comp), str(p_spec.eval_components()[0])
 

@@ -22,7 +22,7 @@ from wrapcli.errors import UsageError, WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.files import atomic_path
 from wrapcli.kernels import autocast, fast_kernels
-from wrapcli.tasks.sequences import batch_for_step
+from wrapcli.tasks.sequences import answer_pos, batch_for_step
 from wrapcli.tasks.spec import TaskSpec
 
 LOSSES = ("full", "answer")
@@ -93,7 +93,7 @@ def loss_on(model, tokens, mode: str):
     if mode == "full":
         logits = model(input_ids=tokens).logits[:, :-1]  # (B, T-1, V)
         return F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
-    ans = tokens.shape[1] - 3
+    ans = answer_pos(tokens)
     logits = model(input_ids=tokens[:, : ans + 1], logits_to_keep=1).logits[:, -1]  # (B, V)
     return F.cross_entropy(logits.float(), tokens[:, ans + 1])
 

@@ -68,9 +68,10 @@ def test_zeroing_a_head_equals_ablating_its_slice_of_the_projection_input(arch):
 
 
 def test_attention_summary_equals_attention_computed_by_hand():
-    """GPT-2's attention from <ans> recomputed from the block's own input: ln_1, the q/k
-    slices of c_attn, scaled dot products, causal mask, softmax; then the share on each
-    letter, as the summary defines it."""
+    """GPT-2's attention from <ans> recomputed from each block's own input: ln_1, the q/k
+    slices of c_attn, scaled dot products from the last position (which sees every key),
+    softmax; then the share on the text tokens equal to each letter. The prompts end at
+    <ans>, as the probe's do; the text is found by decoding, not by the summary's offsets."""
     from wrapcli.probing import attention_summary
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import make_batch
@@ -78,27 +79,27 @@ def test_attention_summary_equals_attention_computed_by_hand():
 
     model = tiny("gpt2").eval()
     spec = TaskSpec(components=parse_components("count:a"), text_len=48)
-    tokens = make_batch(spec, np.random.default_rng(0), 8).tokens
-    summary = attention_summary(model, tokens)
-    ans = tokens.shape[1] - 3
-    x = torch.as_tensor(tokens[:, : ans + 1])
+    full = make_batch(spec, np.random.default_rng(0), 8).tokens
+    ans = [list(row).index(vocab.ANS) for row in full][0]
+    prompts = full[:, : ans + 1]
+    summary = attention_summary(model, prompts)
+    sot, eot = list(prompts[0]).index(vocab.ID["<sot>"]), list(prompts[0]).index(vocab.ID["<eot>"])
     inputs = {}
     hooks = [b.ln_1.register_forward_hook(lambda m, a, out, i=i: inputs.__setitem__(i, out))
              for i, b in enumerate(model.transformer.h)]
     with torch.no_grad():
-        model(x)
+        model(torch.as_tensor(prompts))
     for h in hooks:
         h.remove()
     n_heads, d = model.config.n_head, model.config.n_embd
     dh = d // n_heads
     for layer, block in enumerate(model.transformer.h):
-        qkv = inputs[layer] @ block.attn.c_attn.weight.detach() + block.attn.c_attn.bias.detach()  # (B, T, 3d)
+        qkv = inputs[layer] @ block.attn.c_attn.weight.detach() + block.attn.c_attn.bias.detach()  # (B, T, 3 d_model)
         q, k = qkv[..., :d], qkv[..., d:2 * d]
         for head in range(n_heads):
             qh, kh = q[..., head * dh:(head + 1) * dh], k[..., head * dh:(head + 1) * dh]
-            scores = qh[:, -1:] @ kh.transpose(1, 2) / dh ** 0.5  # from the last position: all keys visible
-            probs = torch.softmax(scores, dim=-1)[:, 0].numpy()  # (B, T)
+            probs = torch.softmax(qh[:, -1:] @ kh.transpose(1, 2) / dh ** 0.5, dim=-1)[:, 0].numpy()  # (B, T)
             row = next(r for r in summary if r["layer"] == layer and r["head"] == head)
             for t in vocab.TERMINALS:
-                share = (probs * (tokens[:, : ans + 1] == vocab.ID[t])).sum(1).mean()
+                share = (probs[:, sot + 1:eot] * (prompts[:, sot + 1:eot] == vocab.ID[t])).sum(1).mean()
                 assert row[t] == pytest.approx(share, abs=1e-5)

@@ -61,11 +61,20 @@ class Batch:
     @property
     def answer_pos(self) -> int:
         """Index of the <ans> token, whose logits predict the answer."""
-        return self.tokens.shape[1] - 3
+        return answer_pos(self.tokens)
 
 
 def seq_len(text_len: int) -> int:
     return text_len + 9
+
+
+TEXT_START = 5  # the text follows <bos> <family> operand param <sot>
+AFTER_ANS = 2  # the answer and <eos> follow <ans>
+
+
+def answer_pos(tokens: np.ndarray) -> int:
+    """Index of ``<ans>`` in whole sequences (n, T): the third position from the end."""
+    return tokens.shape[1] - 1 - AFTER_ANS
 
 
 # -- answers (vectorised over rows) -------------------------------------------------
@@ -196,7 +205,7 @@ def make_batch(
     tokens[:, 2] = [vocab.operand_id(o) if o else vocab.NONE for o in operands]
     tokens[:, 3] = [vocab.number_id(_param(spec, f)) for f in families]
     tokens[:, 4] = vocab.SOT
-    tokens[:, 5 : 5 + spec.text_len] = texts + vocab.TERMINAL_BASE
+    tokens[:, TEXT_START : TEXT_START + spec.text_len] = texts + vocab.TERMINAL_BASE
     tokens[:, -4:] = np.stack(
         [np.full(n, vocab.EOT), np.full(n, vocab.ANS), ans, np.full(n, vocab.EOS)], axis=1
     )
