@@ -170,23 +170,23 @@ def test_a_random_init_model_is_never_decodable(tmp_path, init_seed):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, code, message",
     [
-        (["--target", "count"], "fixed operand"),
-        (["--target", "count:a", "--n", "2"], "--n"),
-        (["--data", "{one}"], "at least two values"),
-        (["--data", "{labelled}", "--position", "middle"], "--position"),
-        ([], "give --target"),
+        (["--target", "count"], 2, "fixed operand"),
+        (["--target", "count:a", "--n", "2"], 2, "--n"),
+        (["--data", "{one}"], 1, "at least two values"),
+        (["--data", "{labelled}", "--position", "middle"], 2, "--position"),
+        ([], 2, "give --target"),
     ],
 )
-def test_bad_input(chain, tmp_path, args, message):
+def test_bad_input(chain, tmp_path, args, code, message):
     write_jsonl(tmp_path / "one.jsonl", [{"text": "x", "label": 1}] * 3)
     write_jsonl(tmp_path / "labelled.jsonl", [{"text": "x", "label": i % 2} for i in range(4)])
     ckpt = str(chain / "ft.safetensors")
     if "{labelled}" in args:
         ckpt = str(make_model_dir(tmp_path / "hf"))
     args = [a.format(one=tmp_path / "one.jsonl", labelled=tmp_path / "labelled.jsonl") for a in args]
-    one_line_error(runner.invoke(app, ["probe", ckpt, *args, "--device", "cpu", "-q"]), message)
+    one_line_error(runner.invoke(app, ["probe", ckpt, *args, "--device", "cpu", "-q"]), message, code)
 
 
 def test_hf_model_without_vocabulary_cannot_take_built_in_tasks(tmp_path):
