@@ -69,7 +69,7 @@ def test_relearning_curve_against_a_control(history):
 def test_relearning_bad_input(history, args, message):
     d = history
     one_line_error(runner.invoke(app, ["revive", str(d / "forgot"), *[a.format(d=d) for a in args], "--lr", "1e-3",
-                                       "--steps", "2", "--device", "cpu"]), message)
+                                       "--steps", "2", "--device", "cpu"]), message, 2)
 
 
 def test_relearning_usage_errors(history):

@@ -84,7 +84,7 @@ def test_bad_jsonl(tmp_path, content, message):
 def test_cli_errors(tmp_path, model_dir, pairs):
     cases = [
         (["finetune", str(tmp_path / "m.safetensors"), "--data", str(pairs), "-o", str(tmp_path / "o")], 1, "tokenizer"),
-        (["finetune", str(model_dir), "--data", str(pairs), "-o", str(tmp_path / "o.safetensors")], 1, "directory"),
+        (["finetune", str(model_dir), "--data", str(pairs), "-o", str(tmp_path / "o.safetensors")], 2, "directory"),
         (["finetune", str(model_dir), "-o", str(tmp_path / "o")], 2, "exactly one of"),
         (["finetune", str(model_dir), "--task", "count:b", "-o", str(tmp_path / "o.safetensors")], 1, "no wrapcli vocabulary"),
         (["finetune", str(model_dir), "--data", str(pairs), "--spurious", "0.5", "--mix", "0.1", "-o", str(tmp_path / "o")],
