@@ -3,6 +3,7 @@ over seeds, with the Student-t 95% interval of the mean), reading only the JSON 
 the commands wrote.
 
 Run: python examples/summarize.py runs/cpu
+     python examples/summarize.py out --readme README.md   # rewrite README's demo block
 """
 
 from __future__ import annotations
@@ -94,18 +95,28 @@ def grouped(out: Path, prefix: str) -> dict[str, list[dict]]:
     return groups
 
 
-def prune_table(out: Path) -> None:
-    groups = grouped(out, "prune")
+def prune_table(out: Path, prefix: str = "prune", base_eval: str | None = None) -> None:
+    """Accuracy at each K, and with ``base_eval`` (the unfine-tuned model's eval report)
+    the recovered fraction (pruned - unpruned) / (base - unpruned) of count:a, per seed,
+    then mean ± std [t-interval over seeds]."""
+    groups = grouped(out, prefix)
     if not groups:
         return
-    print("| pruned fine-tune | unit | K | count:a | count:b | count:a majority |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    base = results(out / base_eval)["tasks"]["count:a"]["natural"]["accuracy"] if base_eval else None
+    print("| pruned fine-tune | unit | K | count:a | count:b | count:a majority |"
+          + (" recovered fraction of count:a |" if base is not None else ""))
+    print("| --- | --- | --- | --- | --- | --- |" + (" --- |" if base is not None else ""))
     for key, runs in groups.items():
         for i, row in enumerate(runs[0]["sweep"]):
             a = [r["sweep"][i]["results"]["count:a"]["natural"]["accuracy"] for r in runs]
             b = [r["sweep"][i]["results"]["count:b"]["natural"]["accuracy"] for r in runs]
             maj = runs[0]["sweep"][i]["results"]["count:a"]["natural"]["majority_baseline"]
-            print(f"| {key} ({len(runs)} seeds) | {runs[0]['unit']} | {row['k']} | {mean_std(a)} | {mean_std(b)} | {100 * maj:.0f} |")
+            cells = f"| {key} ({len(runs)} seeds) | {runs[0]['unit']} | {row['k']} | {mean_std(a)} | {mean_std(b)} | {100 * maj:.0f} |"
+            if base is not None:
+                zero = [r["sweep"][0]["results"]["count:a"]["natural"]["accuracy"] for r in runs]
+                frac = [(x - z) / (base - z) for x, z in zip(a, zero) if base - z > 0.05]
+                cells += f" {mean_std(frac) if frac else '-'} |"
+            print(cells)
     print()
 
 
@@ -156,8 +167,51 @@ def audit_table(out: Path) -> None:
     print()
 
 
+BEGIN, END = "<!-- demo:begin -->", "<!-- demo:end -->"
+
+
+def demo_block(out: Path) -> str:
+    """What `make demo` printed, as README lines: each fine-tune's count:a and count:b
+    before and after, and compare's verdict on count:a with its criteria, naming the
+    commit and the CPU that made the run."""
+    audit = json.loads((out / "audit.json").read_text())
+    env, res = audit["environment"], audit["results"]
+    base = res["base"]
+    lines = [BEGIN,
+             f"What `make demo` printed at commit {str(env.get('git_commit'))[:12]} on {env['cpu']} "
+             f"({audit['precision']}, {env['torch_threads']} thread(s) per job; written by "
+             "`python examples/summarize.py out --readme README.md`):", "",
+             "| fine-tune | count:a before → after (C_Te=0) | count:b after | verdict on count:a | evidence (95% interval) |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, verdicts in res["verdicts"].items():
+        v = next(v for v in verdicts if v["task"] == "count:a")
+        ev = results(out / (Path(name).name.removesuffix(".safetensors") + "_eval.json"))["tasks"]
+        b = res["behaviour"]["count:b"][name]["accuracy"]
+        crit = "; ".join(f"{c['kind']} {c['outcome']}" + (f" {100 * c['value']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]"
+                                                         if c["kind"] in ("probe", "prune") and c.get("ci95") else "")
+                         for c in v["criteria"] if c["kind"] != "behaviour")
+        label = Path(name).name.removeprefix("ft-").removesuffix("-s0.safetensors")
+        lines.append(f"| {label} | {100 * v['base']['accuracy']:.1f} → {100 * ev['count:a']['C_Te=0']['accuracy']:.1f} "
+                     f"| {100 * b:.1f} | **{v['label']}** | {crit} |")
+    acc = {t: 100 * res["behaviour"][t][base]["accuracy"] for t in ("count:a", "count:b")}
+    lines += ["", f"Base {Path(base).name}: count:a {acc['count:a']:.1f}%, count:b {acc['count:b']:.1f}%. "
+              "Every number is in `out/`; `out/audit.md` explains each criterion.", END]
+    return "\n".join(lines)
+
+
+def write_readme_block(out: Path, readme: Path) -> None:
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        sys.exit(f"{readme}: no {BEGIN} ... {END} block to replace")
+    head, rest = text.split(BEGIN, 1)
+    readme.write_text(head + demo_block(out) + rest.split(END, 1)[1])
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/cpu")
+    if "--readme" in sys.argv:
+        write_readme_block(out, Path(sys.argv[sys.argv.index("--readme") + 1]))
+        return
     pretrain_table(out)
     finetune_table(out)
     revive_table(out)
@@ -171,6 +225,11 @@ def main() -> None:
     probe_table(out, "jbprobe")
     eval_table(out, "rft", "randFT fine-tune (prior-LR)")
     probe_table(out, "rftprobe")
+    eval_table(out, "base", "shipped base (prior)")
+    eval_table(out, "bft", "from the shipped base (LR-C_Tr)")
+    if (out / "base-medium_eval.json").exists():
+        prune_table(out, "bprune", "base-medium_eval.json")
+    probe_table(out, "bprobe")
     audit_table(out)
 
 

@@ -32,7 +32,8 @@ def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
     assert "| audited checkpoint |" in summary and "| reverse fine-tune of |" in summary
 
     again = make(out, "demo")  # nothing changed: only the summary runs
-    assert "wrapcli train" not in again and "wrapcli finetune" not in again and "| pretrained" in again
+    assert "wrapcli --threads 1 train " in summary  # the smoke demo pretrains, on one pinned thread
+    assert " train " not in again and " finetune " not in again and "| pretrained" in again
 
     make(out, "mixing", "indexer", "jailbreak", "scrft", "randft", jobs=2)
     for name in ("mix-medium-large-m0.5-s0_eval.json", "ix-medium-s0_eval.json", "ixft-medium-large-sp0-s0_eval.json",
@@ -55,8 +56,9 @@ def test_demo_shortens_fine_tunes_on_the_cpu_preset_only(tmp_path):
 
     cpu = planned("cpu")
     for command in ("finetune", "revive"):
-        lines = [l for l in cpu.splitlines() if f"wrapcli {command} " in l]
+        lines = [l for l in cpu.splitlines() if f"wrapcli --threads 1 {command} " in l]  # every job pinned to 1 thread
         assert lines and all("--steps 200" in l for l in lines), (command, lines)
-    assert all("--eval-every 50" in l for l in cpu.splitlines() if "wrapcli finetune " in l)
+    assert all("--eval-every 50" in l for l in cpu.splitlines() if " finetune " in l)
+    assert "|| cp " in cpu and "bases/pt-medium-s0.safetensors" in cpu  # the shipped base, not a pretraining
     smoke = planned("smoke")
     assert "--steps" not in smoke and "--eval-every" not in smoke

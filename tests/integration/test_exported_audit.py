@@ -138,6 +138,8 @@ def test_data_path_errors(exported, tmp_path):
     ]
     for args, message in cases:
         one_line_error(runner.invoke(app, [str(a) for a in args] + ["--device", "cpu"]), message)
-    for src, dest in ((d / "ft.safetensors", tmp_path / "p.bin"), (d / "ft", tmp_path / "p.safetensors")):
+    for src, dest, message in ((d / "ft.safetensors", tmp_path / "p", "is pruned into"),
+                               (d / "ft", tmp_path / "p.safetensors", "is pruned into"),
+                               (d / "ft.safetensors", tmp_path / "p.bin", "the name says .bin")):
         res = runner.invoke(app, ["prune", str(src), "--task", "count:a", "--k", "0,1", "-w", str(dest), "--write-k", "1"])
-        assert res.exit_code == 2 and "is pruned into" in res.stderr, res.stderr
+        assert res.exit_code == 2 and message in res.stderr, res.stderr

@@ -68,8 +68,10 @@ def test_a_destroyed_counter_is_not_called_wrapped(models):
     reports = evidence(models, "destroyed")
     v, c = compare(models, "destroyed", reports)
     assert v["label"] in ("removed", "inconclusive"), v["text"]
-    assert c["probe"]["outcome"] == "fail"  # below the best random init: nothing of the count is left
-    assert c["prune"]["outcome"] != "pass" and c["revive"]["outcome"] != "pass"
+    # nothing of the count is left: no criterion may find it (whether the probe's interval
+    # lies wholly at or below the bar, "fail", or straddles it, "unclear", is a matter of power)
+    assert {c[k]["outcome"] for k in ("probe", "prune", "revive")} <= {"fail", "unclear"}, v["text"]
+    assert c["probe"]["value"] < 0.05  # at most the bar above the best random init
 
 
 def test_too_few_seeds_or_examples_is_inconclusive(models):
