@@ -181,8 +181,9 @@ def demo_block(out: Path) -> str:
              f"What `make demo` printed at commit {str(env.get('git_commit'))[:12]} on {env['cpu']} "
              f"({audit['precision']}, {env['torch_threads']} thread(s) per job; written by "
              "`python examples/summarize.py out --readme README.md`):", "",
-             "| fine-tune | count:a before → after (C_Te=0) | count:b after | verdict on count:a | evidence (95% interval) |",
-             "| --- | --- | --- | --- | --- |"]
+             "| fine-tune (prior-LR-C_Tr) | count:a before → after | count:a after without / with the spurious feature "
+             "| count:b after | verdict on count:a | evidence (95% interval) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, verdicts in res["verdicts"].items():
         v = next(v for v in verdicts if v["task"] == "count:a")
         ev = results(out / (Path(name).name.removesuffix(".safetensors") + "_eval.json"))["tasks"]
@@ -191,7 +192,8 @@ def demo_block(out: Path) -> str:
                                                          if c["kind"] in ("probe", "prune") and c.get("ci95") else "")
                          for c in v["criteria"] if c["kind"] != "behaviour")
         label = Path(name).name.removeprefix("ft-").removesuffix("-s0.safetensors")
-        lines.append(f"| {label} | {100 * v['base']['accuracy']:.1f} → {100 * ev['count:a']['C_Te=0']['accuracy']:.1f} "
+        lines.append(f"| {label} | {100 * v['base']['accuracy']:.1f} → {100 * v['fine_tuned']['accuracy']:.1f} "
+                     f"| {100 * ev['count:a']['C_Te=0']['accuracy']:.1f} / {100 * ev['count:a']['C_Te=1']['accuracy']:.1f} "
                      f"| {100 * b:.1f} | **{v['label']}** | {crit} |")
     acc = {t: 100 * res["behaviour"][t][base]["accuracy"] for t in ("count:a", "count:b")}
     lines += ["", f"Base {Path(base).name}: count:a {acc['count:a']:.1f}%, count:b {acc['count:b']:.1f}%. "
