@@ -80,6 +80,11 @@ def bad(chain, tmp_path_factory):
     tensors = load_file(weights)
     tensors.pop("transformer.h.1.mlp.c_fc.weight")
     save_file(tensors, weights, metadata={"format": "pt"})
+    tiny_hf("gpt2").save_pretrained(d / "hf-shape")  # one tensor of another shape than config.json says
+    weights = d / "hf-shape" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["transformer.h.0.mlp.c_proj.weight"] = torch.zeros(64, 16)
+    save_file(tensors, weights, metadata={"format": "pt"})
     tiny_hf("gpt2").save_pretrained(d / "hf-shards", max_shard_size="40KB")
     index = d / "hf-shards" / "model.safetensors.index.json"
     idx = json.loads(index.read_text())
@@ -160,6 +165,7 @@ CASES = [
     (["eval", "{d}/weights.bin", "--n", "8"], 1, "pickle"),
     (["eval", "{d}/hf-missing", "--n", "8"], 1, "transformer.h.1.mlp.c_fc.weight is missing"),
     (["eval", "{d}/hf-shards", "--data", "{d}/pairs.jsonl"], 1, "model.safetensors.index.json: puts tensor"),
+    (["eval", "{d}/hf-shape", "--n", "8"], 1, "tensor transformer.h.0.mlp.c_proj.weight has shape [64, 16] but the config implies"),
     (["finetune", "{d}/hf-vocab", "--data", "{d}/pairs.jsonl", "--steps", "2", "-q", "-o", "{d}/o"], 1, "the tokenizer has 503 tokens but the model embeds 15"),
     (["eval", "{d}/bert", "--data", "{d}/pairs.jsonl"], 1, "BertForMaskedLM, not a causal language model"),
     (["finetune", "{d}/bert", "--data", "{d}/pairs.jsonl", "--steps", "2", "-q", "-o", "{d}/o"], 1, "not a causal language model"),
