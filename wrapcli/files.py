@@ -71,7 +71,7 @@ def check_format(path, kind: str, option: str) -> None:
             raise UsageError(f"{option} -: {what} cannot go to stdout; give a file name")
         return
     suffix = Path(path).suffix.lower()
-    if suffix not in suffixes and (suffix in KNOWN_SUFFIXES or "" not in suffixes and kind == "checkpoint"):
+    if suffix not in suffixes and suffix in KNOWN_SUFFIXES:
         raise UsageError(f"{option} {path}: the name says {suffix or 'no format'}, but {what} is written there "
                          f"(use {' or '.join(s for s in suffixes if s)})")
 
