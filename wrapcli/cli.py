@@ -85,7 +85,21 @@ def entry(argv: list[str] | None = None) -> int:
     received = []
 
     def interrupt(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporaries are removed
+        import os
+        import threading
+
         received.append(signum)
+        # An exception raised while a destructor runs is swallowed by Python; should that
+        # happen, end the process anyway after a grace period (the next run removes any
+        # temporary left behind).
+        def end():
+            print("wrapcli: terminated", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+
+        if len(received) == 1:
+            timer = threading.Timer(10.0, end)
+            timer.daemon = True  # a normal exit does not wait for it
+            timer.start()
         raise KeyboardInterrupt
 
     try:
