@@ -255,21 +255,12 @@ def check_weights(path, config, found: dict, names: bool = True) -> None:
             raise WrapError(f"{path}: tensor {tied[0]} is missing from the weights "
                             "(it would be initialised at random)")
     need = 2 * 4 * sum(p.numel() for p in skeleton.parameters())  # fp32 tensors + model
+    from wrapcli.runtime import available_memory
+
     free = available_memory()
     if free is not None and need > free:
         raise WrapError(f"{path}: loading needs about {need / 2**30:.1f} GiB in float32, "
                         f"but only {free / 2**30:.1f} GiB of memory is available")
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux MemAvailable), or None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def _check_index(path: Path, shards: list[Path], found: dict) -> None:

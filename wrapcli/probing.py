@@ -229,7 +229,7 @@ def check_probe_memory(config, n: int) -> None:
     """Refuse an ``--n`` whose features would not fit in memory, before making any: one
     float32 row per example per layer (and the embedding), kept while the probes fit,
     with about as much again for the classifier's copies."""
-    from wrapcli.checkpoint import available_memory
+    from wrapcli.runtime import available_memory
 
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
     width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1)

@@ -82,3 +82,14 @@ def resolve_device(name: str) -> str:
     if name != "cpu" and not name.startswith("cuda"):
         raise UsageError(f"--device: unknown device {name!r} (auto, cpu, cuda, cuda:N)")
     return local_device(name)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
