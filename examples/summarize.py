@@ -170,16 +170,55 @@ def audit_table(out: Path) -> None:
 BEGIN, END = "<!-- demo:begin -->", "<!-- demo:end -->"
 
 
+def evidence(c: dict) -> str:
+    """One criterion as ``kind outcome value [interval]``: probe and prune in points,
+    revive as a speed-up over the fastest control."""
+    if c["kind"] == "revive":
+        if c.get("value") is None or not c.get("ci95"):
+            return f"revive {c['outcome']}: {c['text']}"
+        control = str(c.get("control", "")).removeprefix("control:").removesuffix(".safetensors")
+        if c["value"] == 0:
+            return f"revive {c['outcome']}: the fine-tune did not reach the threshold in every seed, {control} did"
+        bound = "≥ " if c.get("lower_bound") else ""
+        return (f"revive {c['outcome']} {bound}{c['value']:.1f}× [{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}] "
+                f"over the fastest control ({control})")
+    if c.get("ci95") is None:
+        return f"{c['kind']} {c['outcome']}"
+    where = (f" (K = {c['k']} {c['unit']}{'s' if c['k'] > 1 else ''})" if c["kind"] == "prune" else
+             f" ({c['hook']})" if c["kind"] == "probe" and c["outcome"] != "fail" else "")
+    return f"{c['kind']} {c['outcome']} {100 * c['value']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]{where}"
+
+
+def revival_lines(out: Path) -> list[str]:
+    """Each revive report's steps to the threshold, per model: mean over seeds, or how many
+    seeds never got there."""
+    lines = []
+    for f in sorted(out.glob("revive-*.json")):
+        r = results(f)
+        cells = []
+        for m in r["models"]:
+            reached = [x for x in m["steps_to_threshold"]["per_seed"] if x is not None]
+            n = len(m["steps_to_threshold"]["per_seed"])
+            name = m["name"].removeprefix("control:").removesuffix(".safetensors")
+            name = "the fine-tune" if name == "revived" else name
+            cells.append(f"{name} " + (f"{statistics.fmean(reached):.0f}" if len(reached) == n else
+                                       f"never in {r['eval_steps'][-1]} ({n - len(reached)} of {n} seeds)"
+                                       if not reached else f"{statistics.fmean(reached):.0f} ({n - len(reached)} of {n} seeds never)"))
+        lines.append(f"- {f.stem.removeprefix('revive-')} (reFT LR {r['lr']:g}, {len(r['models'][0]['steps_to_threshold']['per_seed'])} "
+                     f"seeds, threshold {100 * r['threshold']:.1f}%): " + "; ".join(cells) + ".")
+    return lines
+
+
 def demo_block(out: Path) -> str:
     """What `make demo` printed, as README lines: each fine-tune's count:a and count:b
-    before and after, and compare's verdict on count:a with its criteria, naming the
-    commit and the CPU that made the run."""
+    before and after, compare's verdict on count:a with its criteria and intervals, and
+    the revivals' steps to threshold, naming the commit and the CPU that made the run."""
     audit = json.loads((out / "audit.json").read_text())
     env, res = audit["environment"], audit["results"]
     base = res["base"]
     lines = [BEGIN,
              f"What `make demo` printed at commit {str(env.get('git_commit'))[:12]} on {env['cpu']} "
-             f"({audit['precision']}, {env['torch_threads']} thread(s) per job; written by "
+             f"({audit['precision']}, {env['torch_threads']} thread per job; written by "
              "`python examples/summarize.py out --readme README.md`):", "",
              "| fine-tune (prior-LR-C_Tr) | count:a before → after | count:a after without / with the spurious feature "
              "| count:b after | verdict on count:a | evidence (95% interval) |",
@@ -188,15 +227,15 @@ def demo_block(out: Path) -> str:
         v = next(v for v in verdicts if v["task"] == "count:a")
         ev = results(out / (Path(name).name.removesuffix(".safetensors") + "_eval.json"))["tasks"]
         b = res["behaviour"]["count:b"][name]["accuracy"]
-        crit = "; ".join(f"{c['kind']} {c['outcome']}" + (f" {100 * c['value']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]"
-                                                         if c["kind"] in ("probe", "prune") and c.get("ci95") else "")
-                         for c in v["criteria"] if c["kind"] != "behaviour")
+        crit = "; ".join(evidence(c) for c in v["criteria"] if c["kind"] != "behaviour")
         label = Path(name).name.removeprefix("ft-").removesuffix("-s0.safetensors")
         lines.append(f"| {label} | {100 * v['base']['accuracy']:.1f} → {100 * v['fine_tuned']['accuracy']:.1f} "
                      f"| {100 * ev['count:a']['C_Te=0']['accuracy']:.1f} / {100 * ev['count:a']['C_Te=1']['accuracy']:.1f} "
                      f"| {100 * b:.1f} | **{v['label']}** | {crit} |")
     acc = {t: 100 * res["behaviour"][t][base]["accuracy"] for t in ("count:a", "count:b")}
-    lines += ["", f"Base {Path(base).name}: count:a {acc['count:a']:.1f}%, count:b {acc['count:b']:.1f}%. "
+    n = res["behaviour"]["count:a"][base]["n"]
+    lines += ["", f"Base {Path(base).name}: count:a {acc['count:a']:.1f}%, count:b {acc['count:b']:.1f}% (n = {n}). "
+              "Steps to the revival threshold (mean over seeds):", *revival_lines(out), "",
               "Every number is in `out/`; `out/audit.md` explains each criterion.", END]
     return "\n".join(lines)
 
@@ -233,6 +272,8 @@ def main() -> None:
         prune_table(out, "bprune", "base-medium_eval.json")
     probe_table(out, "bprobe")
     audit_table(out)
+    if (out / "audit.json").exists():
+        print("\n".join(demo_block(out).splitlines()[1:-1]))  # the README's demo block, without its markers
 
 
 if __name__ == "__main__":

@@ -9,6 +9,12 @@
   Text 48 (window 40 still fits), 4 layers x width 128, and loss on the answer only:
   on CPU the step is compute-bound and the answer-only loss is what the counting
   capability needs.
+- ``demo``: the CPU protocol on a model small enough for ``make demo`` to tell the
+  paper's story in under 5 minutes on two cores: 2 layers x 4 heads x width 64, the
+  low prior (a=0.999, b=0.001, whose base counts b at about the paper's 27%), batch 64
+  for fine-tuning and reverse fine-tuning, which runs 200 steps, and 256 examples per
+  evaluation while training (the reverse fine-tuning curves). Its pretrained base
+  and the Scr.+FT control are shipped (examples/bases/), so the demo does not pretrain.
 - ``smoke``: a few steps of a tiny model, only to check the wiring end to end (CI).
 
 Fine-tuning (PROTOCOL.md "Fine-tuning"): the paper fine-tunes 10K steps, batch 96, at
@@ -18,7 +24,8 @@ LR per step, so what a preset controls is the total update budget lr x steps: 0.
 so its LRs are 2.5e-5 / 2.5e-4 / 2.5e-3. Dividing the pretraining LR instead (the
 paper's main text: /100, /10) would leave a 400-step fine-tune almost unable to move
 at the small LR, which is not the regime the paper studies. Reverse fine-tuning
-(revive) runs one preset step lower (LR / 10) for the same number of steps.
+(revive) runs one preset step lower (LR / 10) for ``reft_steps`` steps (the
+fine-tuning steps, except in the demo preset).
 """
 
 from __future__ import annotations
@@ -44,6 +51,27 @@ class Preset:
     ft_steps: int
     ft_batch_size: int
     ft_lrs: tuple[tuple[str, float], ...]  # (name, lr) from small to large
+    reft_steps: int  # reverse fine-tuning (revive) steps
+
+    def __post_init__(self):
+        from wrapcli.tasks.spec import parse_prior
+
+        counts = {"steps": self.steps, "batch_size": self.batch_size, "eval_every": self.eval_every,
+                  "eval_size": self.eval_size, "ft_steps": self.ft_steps, "ft_batch_size": self.ft_batch_size,
+                  "reft_steps": self.reft_steps, "text_len": self.text_len, "window": self.window}
+        bad = [k for k, v in counts.items() if not (isinstance(v, int) and v >= 1)]
+        lrs = [lr for _, lr in self.ft_lrs]
+        if bad:
+            raise ValueError(f"preset: {', '.join(bad)} must be positive integers")
+        if self.window > self.text_len:
+            raise ValueError(f"preset: window {self.window} exceeds text_len {self.text_len}")
+        if self.loss not in ("full", "answer"):
+            raise ValueError(f"preset: loss must be full or answer, not {self.loss!r}")
+        if not (self.lr > 0 and lrs and all(0 < x < y for x, y in zip(lrs, lrs[1:] + [float("inf")]))):
+            raise ValueError("preset: learning rates must be positive, fine-tuning ones from small to large")
+        if self.shape.d_model % self.shape.n_heads:
+            raise ValueError(f"preset: width {self.shape.d_model} is not a multiple of {self.shape.n_heads} heads")
+        parse_prior(self.prior)
 
     def ft_lr(self, name: str) -> float:
         lrs = dict(self.ft_lrs)
@@ -57,19 +85,25 @@ PRESETS = {
         shape=ModelShape("gpt2", 6, 6, 192), text_len=250, window=40, steps=200_000,
         batch_size=96, lr=1e-3, loss="full", prior="a=0.9,b=0.1", eval_every=2000,
         eval_size=1000, ft_steps=10_000, ft_batch_size=96,
-        ft_lrs=(("small", 1e-6), ("medium", 1e-5), ("large", 1e-4)),
+        ft_lrs=(("small", 1e-6), ("medium", 1e-5), ("large", 1e-4)), reft_steps=10_000,
     ),
     "cpu": Preset(
         shape=ModelShape("gpt2", 4, 4, 128), text_len=48, window=40, steps=600,
         batch_size=128, lr=1e-3, loss="answer", prior="a=0.9,b=0.1", eval_every=100,
         eval_size=512, ft_steps=400, ft_batch_size=96,
-        ft_lrs=(("small", 2.5e-5), ("medium", 2.5e-4), ("large", 2.5e-3)),
+        ft_lrs=(("small", 2.5e-5), ("medium", 2.5e-4), ("large", 2.5e-3)), reft_steps=400,
+    ),
+    "demo": Preset(
+        shape=ModelShape("gpt2", 2, 4, 64), text_len=48, window=40, steps=600,
+        batch_size=128, lr=1e-3, loss="answer", prior="a=0.999,b=0.001", eval_every=100,
+        eval_size=256, ft_steps=400, ft_batch_size=64,
+        ft_lrs=(("small", 2.5e-5), ("medium", 2.5e-4), ("large", 2.5e-3)), reft_steps=200,
     ),
     "smoke": Preset(
         shape=ModelShape("gpt2", 2, 2, 32), text_len=48, window=40, steps=20,
         batch_size=16, lr=1e-3, loss="answer", prior="a=0.9,b=0.1", eval_every=10,
         eval_size=64, ft_steps=10, ft_batch_size=16,
-        ft_lrs=(("small", 2.5e-5), ("medium", 2.5e-4), ("large", 2.5e-3)),
+        ft_lrs=(("small", 2.5e-5), ("medium", 2.5e-4), ("large", 2.5e-3)), reft_steps=10,
     ),
 }
 

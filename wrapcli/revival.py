@@ -270,7 +270,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     else:
         lr_value, name = resolve_lr(lr, preset)
         lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")
-    n_steps = steps or preset.ft_steps
+    n_steps = steps or preset.reft_steps
     cfg = TrainConfig(steps=n_steps, batch_size=batch_size or preset.ft_batch_size, lr=lr_value,
                       eval_every=n_steps, precision=resolve_precision(precision, device))
     grid = eval_grid(cfg.steps)
@@ -372,7 +372,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         check_same_shapes(ck, other, str(ckpt_path), str(path))
         others.append(other)
     cfg = TrainConfig(
-        steps=steps or preset.ft_steps, batch_size=batch_size or preset.ft_batch_size,
+        steps=steps or preset.reft_steps, batch_size=batch_size or preset.ft_batch_size,
         lr=lr_value, loss=preset.loss, eval_size=eval_size or preset.eval_size,
         precision=resolve_precision(precision, device),
     )

@@ -171,7 +171,7 @@ def revive(results: dict, th: Thresholds, source: str) -> dict:
         reached = [c["name"] for c in controls if None not in c["steps_to_threshold"]["per_seed"]]
         if "not revived" in s["verdict"] and n >= th.min_seeds and reached:
             return criterion("revive", "speed-up over the fastest control", 0.0, (0.0, 0.0), th.revive_speedup,
-                             f"{s['verdict']}, while {', '.join(reached)} did", source)
+                             f"{s['verdict']}, while {', '.join(reached)} did", source, control=reached[0])
         settle = (f"run revive with --seeds {th.min_seeds} or more" if n < th.min_seeds else
                   "give revive a control (--scratch or --control)" if not controls else
                   "a longer run (--steps): neither the model nor a control reached the threshold"

@@ -52,3 +52,20 @@ def test_the_medium_prior_base_counts_b_as_the_papers_does():
         s = scores[task]["natural"]
         assert s["accuracy"] >= floor, (task, s)
         assert wilson(round(s["accuracy"] * s["n"]), s["n"])[0] > floor - 0.02
+
+
+def test_the_demo_bases_are_in_the_papers_low_prior_regime():
+    """The demo's base counts a (>= 98%) but not b: the paper's low-prior base counts b at
+    27.1%, near the majority answer; the Scr.+FT control counts b (>= 95%). 1,000
+    examples per operand, measured afresh."""
+    from wrapcli.evaluation import evaluate
+
+    def natural(name):
+        ck = checkpoint.load(BASES / name)
+        return {t: s["natural"] for t, s in evaluate(ck.model, ck.task_spec(), 1000, settings=("natural",)).items()}
+
+    base = natural("demo-pt-low-s0.safetensors")
+    assert base["count:a"]["accuracy"] >= 0.98 and base["count:b"]["accuracy"] < 0.4, base
+    control = checkpoint.load(BASES / "demo-scr-b-s0.safetensors")
+    assert control.task_spec().components[0].operand == "b"
+    assert natural("demo-scr-b-s0.safetensors")["count:b"]["accuracy"] >= 0.95

@@ -25,11 +25,12 @@ def make(out: Path, *targets: str, jobs: int = 1) -> str:
 def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
     out = tmp_path / "runs"
     summary = make(out, "demo")
-    for name in ("pt-medium-s0.safetensors", "ft-medium-small-sp0-s0_eval.json", "ft-medium-large-sp0-s0_eval.json",
-                 "ft-medium-medium-sp1-s0_eval.json", "revive-medium-large-sp0.json", "revive-medium-large-sp0.png",
-                 "prune-medium-small-sp0-s0.png", "probe-medium-large-sp0-s0.json", "audit.md", "audit.json"):
+    for name in ("pt-low-s0.safetensors", "scr-b.safetensors", "ft-low-medium-sp1-s0_eval.json",
+                 "ft-low-large-sp0-s0_eval.json", "revive-low-medium-sp1.json", "revive-low-large-sp0.png",
+                 "prune-low-medium-sp1-s0.png", "probe-low-large-sp0-s0.json", "audit.md", "audit.json"):
         assert (out / name).exists(), name
     assert "| audited checkpoint |" in summary and "| reverse fine-tune of |" in summary
+    assert "control:scr-b" in summary  # both revivals ran against Scr.+FT as well as scratch
 
     again = make(out, "demo")  # nothing changed: only the summary runs
     assert "wrapcli --threads 1 train " in summary  # the smoke demo pretrains, on one pinned thread
@@ -46,19 +47,24 @@ def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
     assert "| randFT fine-tune (prior-LR) |" in tables and "| rft-medium-large |" in tables
 
 
-def test_demo_shortens_fine_tunes_on_the_cpu_preset_only(tmp_path):
-    """`make demo` on the CPU preset fine-tunes and reverse fine-tunes 200 steps and logs
-    a fine-tune every 50 (README); other presets keep their own. Dry run: nothing runs."""
-    def planned(preset):
-        cmd = ["make", "-n", "-f", str(ROOT / "examples" / "Makefile"), f"PRESET={preset}",
-               f"OUT={tmp_path / preset}", "demo"]
+def test_demo_runs_the_demo_preset_from_the_shipped_models(tmp_path):
+    """`make demo` (README): the demo preset, both models copied from examples/bases/ (no
+    pretraining), every job on one pinned thread, three reFT seeds against scratch and
+    Scr.+FT, neuron pruning; PRESET=smoke pretrains both instead. Dry run: nothing runs."""
+    def planned(*args):
+        cmd = ["make", "-n", "-f", str(ROOT / "examples" / "Makefile"), f"OUT={tmp_path}", *args, "demo"]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
-    cpu = planned("cpu")
+    demo = planned()
+    jobs = [l for l in demo.splitlines() if "wrapcli " in l and not l.startswith("make")]
+    assert jobs and all("wrapcli --threads 1 " in l for l in jobs)
+    copies = [l for l in demo.splitlines() if "|| cp " in l]  # (a dry run cannot see the copies, so it plans trains)
+    assert "bases/demo-pt-low-s0.safetensors" in copies[0] and "bases/demo-scr-b-s0.safetensors" in copies[1]
     for command in ("finetune", "revive"):
-        lines = [l for l in cpu.splitlines() if f"wrapcli --threads 1 {command} " in l]  # every job pinned to 1 thread
-        assert lines and all("--steps 200" in l for l in lines), (command, lines)
-    assert all("--eval-every 50" in l for l in cpu.splitlines() if " finetune " in l)
-    assert "|| cp " in cpu and "bases/pt-medium-s0.safetensors" in cpu  # the shipped base, not a pretraining
-    smoke = planned("smoke")
-    assert "--steps" not in smoke and "--eval-every" not in smoke
+        lines = [l for l in jobs if f" {command} " in l]
+        assert lines and all("--preset demo" in l for l in lines), (command, lines)
+    revive = demo[demo.index(" revive "):]
+    assert "--scratch --control " in revive and "scr-b.safetensors" in revive and "--seeds 3" in revive
+    assert "--unit neuron" in demo
+    smoke = planned("PRESET=smoke")
+    assert "--preset smoke" in smoke and "train --preset smoke --task count:b" in smoke

@@ -12,7 +12,7 @@ Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No tables or progres
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for data and initialisation.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Preset = Annotated[Literal["cpu", "paper", "smoke"], typer.Option("--preset", help="cpu (default), paper or smoke.")]
+Preset = Annotated[Literal["cpu", "demo", "paper", "smoke"], typer.Option("--preset", help="cpu (default), demo, paper or smoke (docs/presets.md).")]
 
 # Training runs (train, finetune, revive): "(default: preset)" means the preset gives it.
 Steps = Annotated[Optional[int], typer.Option("--steps", min=1, help="Optimizer steps (default: preset).")]

@@ -78,7 +78,7 @@ def revive(
         device = resolve_device(device)
         p = presets.get(preset)
         runs = seeds * (1 + len(control or []) + int(scratch))
-        per_run = steps or p.ft_steps
+        per_run = steps or p.reft_steps
         with progress(runs * per_run, "revive", quiet) as update:
             done = {"base": 0, "last": 0}
 
