@@ -24,16 +24,22 @@ class Layout:
     mlp_out: str  # within a block: the MLP output projection
     attn_out: str  # within a block: the attention output projection
     in_axis: int  # weight axis that indexes the projection's inputs
-    final_norm: str  # the norm between the last block and the unembedding
 
 
 LAYOUTS = {
-    "gpt2": Layout("transformer.h", "mlp.c_proj", "attn.c_proj", 0, "transformer.ln_f"),
-    "llama": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
-    "mistral": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
-    "qwen2": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
-    "gpt_neox": Layout("gpt_neox.layers", "mlp.dense_4h_to_h", "attention.dense", 1, "gpt_neox.final_layer_norm"),
+    "gpt2": Layout("transformer.h", "mlp.c_proj", "attn.c_proj", 0),
+    "llama": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
+    "mistral": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
+    "qwen2": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
+    "gpt_neox": Layout("gpt_neox.layers", "mlp.dense_4h_to_h", "attention.dense", 1),
 }
+
+
+def per_unit(matrix, layout: Layout, kind: str, n_heads: int):
+    """Sum an output-projection-shaped tensor over everything but the unit that feeds it:
+    (d_mlp,) for neurons, (n_heads,) for heads (each head's d_head inputs together)."""
+    per_input = matrix.sum(dim=1 - layout.in_axis)  # (in_features,)
+    return per_input if kind == "neuron" else per_input.view(n_heads, -1).sum(dim=1)
 
 
 def resid_hook(layer: int) -> str:
@@ -71,10 +77,6 @@ class Adapter:
         self.n_heads = cfg.num_attention_heads
         self.d_model = cfg.hidden_size
         self.head_dim = getattr(cfg, "head_dim", None) or self.d_model // self.n_heads
-
-    @property
-    def final_norm(self):
-        return _get(self.model, self.layout.final_norm)
 
     def residual_stream(self, input_ids, attention_mask=None) -> list:
         """Residual stream in ``resid_layers`` order: the embedding output (block 0's input,
@@ -125,10 +127,7 @@ class Adapter:
 
     def per_unit(self, matrix, kind: str):
         """Sum a projection-shaped tensor over everything but the unit: (n_units,)."""
-        per_input = matrix.sum(dim=1 - self.layout.in_axis)  # (in_features,)
-        if kind == "neuron":
-            return per_input
-        return per_input.view(self.n_heads, self.head_dim).sum(dim=1)
+        return per_unit(matrix, self.layout, kind, self.n_heads)
 
     def zero_unit(self, layer: int, kind: str, index: int) -> None:
         """Zero the projection weights that read from one unit (the unit's output is then
@@ -141,3 +140,45 @@ class Adapter:
                 w[self.unit_slice(kind, index), :] = 0
             else:
                 w[:, self.unit_slice(kind, index)] = 0
+
+
+# -- reading the residual stream -----------------------------------------------------
+def layer_features(model, chunks, pick, device="cpu") -> list:
+    """Per residual-stream point (``resid_layers`` order), one vector per example: a list of (n, d_model) float16 arrays.
+
+    ``chunks`` yields ``(input_ids, attention_mask or None)`` batches; ``pick(hidden, mask)``
+    reduces a (B, T, d_model) layer to (B, d_model) (the answer position, the last token, the mean of
+    the last K). Memory: one chunk's activations plus the float16 results."""
+    import torch
+
+    import numpy as np
+
+    adapter = Adapter(model)
+    per_layer: list[list[np.ndarray]] = [[] for _ in range(adapter.n_layers + 1)]
+    for ids, mask in chunks:
+        ids = torch.as_tensor(ids, device=device)
+        mask = None if mask is None else torch.as_tensor(mask, device=device)
+        for layer, h in enumerate(adapter.residual_stream(ids, mask)):
+            per_layer[layer].append(pick(h, mask).float().cpu().numpy().astype(np.float16))
+    return [np.concatenate(x) for x in per_layer]
+
+
+def token_chunks(tokens, chunk: int = 256):
+    """``(B, T)`` token rows in chunks of ``chunk``, without a mask (every row has one length)."""
+    for i in range(0, len(tokens), chunk):
+        yield tokens[i : i + chunk], None
+
+
+def last_positions(k: int = 1):
+    """Mean of the last ``k`` real (unpadded, right-padded) tokens; k=1 is the last token."""
+
+    def pick(h, mask):
+        import torch
+
+        if mask is None:
+            return h[:, -k:].mean(1)
+        lengths = mask.sum(1)  # (B,)
+        idx = (lengths[:, None] - 1 - torch.arange(k, device=h.device)[None]).clamp(min=0)  # (B, k)
+        return torch.gather(h, 1, idx[..., None].expand(-1, -1, h.shape[-1])).mean(1)
+
+    return pick

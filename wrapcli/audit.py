@@ -103,7 +103,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     from wrapcli import checkpoint
     from wrapcli.adapters import resid_layers
     from wrapcli.files import sha256
-    from wrapcli.probing import layer_features
+    from wrapcli.adapters import layer_features
 
     if len(paths) < 2:
         raise WrapError("compare needs at least two checkpoints (the first is the base)")
@@ -170,12 +170,9 @@ def _canonical(task: str, ck) -> tuple[str, dict]:
     """The key evidence is matched on: the component (count:a) or the JSONL path."""
     if task.endswith(".jsonl"):
         return task, {"file": True}
-    from wrapcli.tasks.checks import task_for
+    from wrapcli.tasks.checks import single_component, task_for
 
-    comps = task_for(ck, task).eval_components()
-    if len(comps) != 1:
-        raise UsageError(f"compare needs tasks with a fixed operand (e.g. count:a), got {task!r}")
-    return str(comps[0]), {}
+    return str(single_component(task_for(ck, task), "compare", task)), {}
 
 
 class _TaskView:
@@ -185,7 +182,7 @@ class _TaskView:
     def __init__(self, task: str, base_path, base, n: int):
         self.records = None
         if task.endswith(".jsonl"):
-            from wrapcli.probing import last_positions
+            from wrapcli.adapters import last_positions
             from wrapcli.userdata import text_data
 
             self.records = text_data(task, base_path, base.model, 0)
@@ -219,7 +216,7 @@ class _TaskView:
     def chunks(self, size: int = 32):
         """``(input_ids, attention_mask)`` batches for the CKA features."""
         if self.records is None:
-            from wrapcli.probing import token_chunks
+            from wrapcli.adapters import token_chunks
 
             yield from token_chunks(self.tokens)
             return

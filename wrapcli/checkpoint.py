@@ -44,6 +44,12 @@ class Checkpoint:
     def config(self):
         return self.model.config
 
+    @property
+    def context_length(self) -> int | None:
+        from wrapcli.models import context_length
+
+        return context_length(self.config)
+
     def task_spec(self):
         from wrapcli.tasks.spec import TaskSpec
 
@@ -106,7 +112,7 @@ def read_metadata(path) -> dict:
     """The string metadata of a wrapcli file, after checking it is safe to open."""
     from safetensors import safe_open
 
-    path = _check_file(Path(path))
+    path = check_file(Path(path))
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
@@ -116,6 +122,8 @@ def read_metadata(path) -> dict:
 
 def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
     """Open a wrapcli ``.safetensors`` file or a Hugging Face model directory."""
+    from wrapcli.models import quiet_transformers
+
     quiet_transformers()
     path = Path(path)
     if path.is_dir():
@@ -293,16 +301,9 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
         raise WrapError(f"{path}: directory has no config.json (not a Hugging Face model)")
     shards = list(path.glob("*.safetensors"))
     if not shards:
-        pickles = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
-        hint = (
-            f" It holds pickled weights ({', '.join(sorted(pickles))}), which wrapcli never "
-            "opens: convert them where you trust them, e.g. "
-            "AutoModelForCausalLM.from_pretrained(d).save_pretrained(d, safe_serialization=True)."
-            if pickles else ""
-        )
-        raise WrapError(f"{path}: no .safetensors weights in the directory.{hint}")
+        raise_no_safetensors(path)
     for shard in shards:
-        _check_file(shard)
+        check_file(shard)
     found = _header_tensors(sorted(shards))
     _check_index(path, shards, found)
     check_weights(path, _hf_config(path), found, names=False)
@@ -363,6 +364,8 @@ ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra",
 def export(ckpt: Checkpoint, dest, tokenizer=None) -> None:
     """Write ``ckpt`` (and a tokenizer: the given one, or for a synthetic checkpoint one
     built from its vocabulary) as a Hugging Face directory that ``from_pretrained`` opens."""
+    from wrapcli.models import quiet_transformers
+
     quiet_transformers()
     if tokenizer is None and ckpt.vocab:
         tokenizer = vocab_tokenizer(ckpt.vocab)
@@ -387,16 +390,20 @@ def vocab_tokenizer(vocab: list[str]):
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
-def quiet_transformers() -> None:
-    """transformers' own progress bars and warnings would break our stderr contract."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-
-
 # -- checks -------------------------------------------------------------------------
-def _check_file(path: Path) -> Path:
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def raise_no_safetensors(directory: Path) -> None:
+    """A model directory without safetensors weights, naming any pickled weights in it."""
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    hint = (f" It holds pickled weights ({', '.join(pickles)}), which wrapcli never opens: convert them "
+            "where you trust them, e.g. AutoModelForCausalLM.from_pretrained(d).save_pretrained(d, "
+            "safe_serialization=True)." if pickles else "")
+    raise WrapError(f"{directory}: no .safetensors weights in the directory.{hint}")
+
+
+def check_file(path: Path) -> Path:
     if not path.exists():
         raise WrapError(f"{path}: no such file")
     if not path.is_file():
@@ -428,3 +435,41 @@ def _json(meta: dict, key: str, path: Path):
 
 def _short(e: Exception) -> str:
     return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
+# -- lineage and controls -----------------------------------------------------------
+def lineage_entry(kind: str, parent_sha256, task: str, seed: int, final: dict, *, steps: int | None = None,
+                  lr: float | None = None, precision: str | None = None, **extra) -> dict:
+    """One lineage record (docs/checkpoint-format.md); ``accuracy`` keeps the natural-set
+    accuracy per component so later steps (revive's threshold) know what the model could
+    do. ``steps``, ``lr`` and ``precision`` describe a training step; a prune has none."""
+    from wrapcli import __version__, reports
+
+    training = {"steps": steps, "lr": lr, "precision": precision} if steps is not None else {}
+    return {
+        "kind": kind,
+        "parent_sha256": parent_sha256,
+        "command": reports.command_line(),
+        "seed": seed,
+        **training,
+        "task": task,
+        "wrapcli_version": __version__,
+        "created": reports.now(),
+        "accuracy": {c: rows["natural"]["accuracy"] for c, rows in final.items() if "natural" in rows},
+        **extra,
+    }
+
+
+def check_same_shapes(ref: Checkpoint, other: Checkpoint, ref_name: str, other_name: str) -> None:
+    """Refuse a control or reference whose parameters differ in name or shape, or whose
+    vocabulary differs, naming the first difference."""
+    a = {k: tuple(v.shape) for k, v in ref.model.state_dict().items()}
+    b = {k: tuple(v.shape) for k, v in other.model.state_dict().items()}
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            raise WrapError(
+                f"{other_name} does not match {ref_name}: parameter {k} is "
+                f"{a.get(k, 'absent')} vs {b.get(k, 'absent')}"
+            )
+    if ref.vocab != other.vocab:
+        raise WrapError(f"{other_name} has a different vocabulary from {ref_name}")

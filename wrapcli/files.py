@@ -186,15 +186,24 @@ def write_text(dest: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+_HASHES: dict[tuple, str] = {}
+
+
 def sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, or of a directory's files in sorted order."""
+    """Hex sha256 of a file, or of a directory's files in sorted order. Remembered for
+    the process while every file keeps its size and modification time, so a checkpoint
+    that is loaded and then named in a report is read once, not twice."""
     path = Path(path)
-    h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    key = (str(path.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key in _HASHES:
+        return _HASHES[key]
+    h = hashlib.sha256()
     for f in files:
         if path.is_dir():
             h.update(str(f.relative_to(path)).encode())
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
-    return h.hexdigest()
+    _HASHES[key] = h.hexdigest()
+    return _HASHES[key]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wrapcli import __version__, checkpoint, reports
+from wrapcli import checkpoint
+from wrapcli.checkpoint import lineage_entry
 from wrapcli.distributed import is_main
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.files import check_replaceable, check_writable
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.models import ModelShape, build_config, build_model
-from wrapcli.presets import Preset
+from wrapcli.presets import Preset, resolve_lr
 from wrapcli.runtime import resolve_device, resolve_precision
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
@@ -65,7 +66,7 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
     log = train(model, spec, cfg, device=device, state_path=state_path(out), resume=resume,
                 save_every=save_every, on_step=on_step)
     final = evaluate(model, spec.replace(seed=EVAL_SEED), cfg.eval_size, device, precision=cfg.precision)
-    lineage = [lineage_entry("train", None, spec.name, cfg, seed, final)]
+    lineage = [lineage_entry("train", None, spec.name, seed, final, steps=cfg.steps, lr=cfg.lr, precision=cfg.precision)]
     if is_main():  # under torchrun, rank 0 writes
         checkpoint.save(out, model, vocab=vocab.TOKENS, task=spec.to_dict(), lineage=lineage)
         state_path(out).unlink(missing_ok=True)
@@ -78,26 +79,6 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
         "device": device,
         "log": log,
         "final_eval": final,
-    }
-
-
-def lineage_entry(kind: str, parent_sha256, task: str, cfg: TrainConfig, seed: int,
-                  final: dict, **extra) -> dict:
-    """One lineage record; ``accuracy`` keeps the natural-set accuracy per component so
-    later steps (revive's threshold) know what the model could do."""
-    return {
-        "kind": kind,
-        "parent_sha256": parent_sha256,
-        "command": reports.command_line(),
-        "seed": seed,
-        "steps": cfg.steps,
-        "lr": cfg.lr,
-        "precision": cfg.precision,
-        "task": task,
-        "wrapcli_version": __version__,
-        "created": reports.now(),
-        "accuracy": {c: rows["natural"]["accuracy"] for c, rows in final.items() if "natural" in rows},
-        **extra,
     }
 
 
@@ -133,7 +114,8 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
     log = train(ck.model, data, cfg, device=device, evaluation=evaluation,
                 state_path=state_path(out), resume=resume, save_every=save_every, on_step=on_step)
     final = evaluate(ck.model, watched.replace(seed=EVAL_SEED), cfg.eval_size, device, precision=cfg.precision)
-    entry = lineage_entry("finetune", ck.sha256, spec.name, cfg, seed, final, lr_preset=lr_name,
+    entry = lineage_entry("finetune", ck.sha256, spec.name, seed, final, steps=cfg.steps, lr=cfg.lr,
+                          precision=cfg.precision, lr_preset=lr_name,
                           spurious=spurious, spurious_offset=spurious_offset, mix=mix)
     if is_main():
         checkpoint.save(out, ck.model, vocab=ck.vocab, task=spec.to_dict(), lineage=[*ck.lineage, entry])
@@ -178,7 +160,8 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     log = train(ck.model, train_set, cfg, device=device, state_path=state_path(out),
                 resume=resume, save_every=save_every, on_step=on_step)
     after = score_text(ck.model, eval_set, device)
-    entry = lineage_entry("finetune", ck.sha256, f"data:{Path(data).name}", cfg, seed, {},
+    entry = lineage_entry("finetune", ck.sha256, f"data:{Path(data).name}", seed, {}, steps=cfg.steps, lr=cfg.lr,
+                          precision=cfg.precision,
                           lr_preset=lr_name, data_sha256=sha256(data))
     ck.lineage = [*ck.lineage, entry]
     if is_main():
@@ -196,14 +179,6 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
         "before": before,
         "after": after,
     }
-
-
-def resolve_lr(lr: str, preset: Preset) -> tuple[float, str | None]:
-    """``small|medium|large`` (the preset's value) or a number such as ``3e-5``."""
-    try:
-        return float(lr), None
-    except ValueError:
-        return preset.ft_lr(lr), lr
 
 
 def _watched(spec: TaskSpec, base: TaskSpec | None) -> TaskSpec:

@@ -49,17 +49,22 @@ def _fused():
 def fast_kernels(model, device: str, precision: str):
     """The fused activation, and eager attention for bf16 on CPU, while a model trains
     or is evaluated. Nesting is harmless: an inner call finds nothing left to swap."""
-    config = getattr(model, "config", None)
-    before = getattr(config, "_attn_implementation", None)
+    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
     swap = precision == "bf16" and not device.startswith("cuda") and before == "sdpa"
-    with fused_activations(model):
-        if swap:
-            model.set_attn_implementation("eager")
-        try:
-            yield
-        finally:
-            if swap:
-                model.set_attn_implementation(before)
+    with fused_activations(model), (eager_attention(model) if swap else contextlib.nullcontext()):
+        yield
+
+
+@contextlib.contextmanager
+def eager_attention(model):
+    """The plain attention implementation while the block runs (it returns attention
+    weights, and its matrix products use bf16 units), then the one the model had."""
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
 
 
 @contextlib.contextmanager

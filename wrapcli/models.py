@@ -72,10 +72,23 @@ def build_model(config, seed: int):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from wrapcli.checkpoint import quiet_transformers
 
     quiet_transformers()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
     return model.float()
+
+
+def quiet_transformers() -> None:
+    """transformers' own progress bars and warnings would break our stderr contract."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def context_length(config) -> int | None:
+    """Positions the model can attend over: ``max_position_embeddings`` (GPT-2 maps it to
+    ``n_positions``), or None when the config states none (e.g. rotary models without it)."""
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)

@@ -108,6 +108,15 @@ PRESETS = {
 }
 
 
+def resolve_lr(lr: str, preset: Preset) -> tuple[float, str | None]:
+    """``small|medium|large`` (the preset's value) or a number such as ``3e-5``: the LR and
+    its preset name (None for a number)."""
+    try:
+        return float(lr), None
+    except ValueError:
+        return preset.ft_lr(lr), lr
+
+
 def get(name: str) -> Preset:
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")

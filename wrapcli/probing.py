@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.adapters import Adapter, resid_layers
+from wrapcli.adapters import last_positions, layer_features, resid_layers, token_chunks
 from wrapcli.errors import UsageError, WrapError
+from wrapcli.models import context_length
 from wrapcli.stats import family_confidence, paired_difference, proportion
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
@@ -77,44 +78,6 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test:
     }
 
 
-def layer_features(model, chunks, pick, device="cpu") -> list[np.ndarray]:
-    """Per residual-stream point (``resid_layers`` order), one vector per example: a list of (n, d_model) float16 arrays.
-
-    ``chunks`` yields ``(input_ids, attention_mask or None)`` batches; ``pick(hidden, mask)``
-    reduces a (B, T, d_model) layer to (B, d_model) (the answer position, the last token, the mean of
-    the last K). Memory: one chunk's activations plus the float16 results."""
-    import torch
-
-    adapter = Adapter(model)
-    per_layer: list[list[np.ndarray]] = [[] for _ in range(adapter.n_layers + 1)]
-    for ids, mask in chunks:
-        ids = torch.as_tensor(ids, device=device)
-        mask = None if mask is None else torch.as_tensor(mask, device=device)
-        for layer, h in enumerate(adapter.residual_stream(ids, mask)):
-            per_layer[layer].append(pick(h, mask).float().cpu().numpy().astype(np.float16))
-    return [np.concatenate(x) for x in per_layer]
-
-
-def token_chunks(tokens: np.ndarray, chunk: int = 256):
-    for i in range(0, len(tokens), chunk):
-        yield tokens[i : i + chunk], None
-
-
-def last_positions(k: int = 1):
-    """Mean of the last ``k`` real (unpadded, right-padded) tokens; k=1 is the last token."""
-
-    def pick(h, mask):
-        import torch
-
-        if mask is None:
-            return h[:, -k:].mean(1)
-        lengths = mask.sum(1)  # (B,)
-        idx = (lengths[:, None] - 1 - torch.arange(k, device=h.device)[None]).clamp(min=0)  # (B, k)
-        return torch.gather(h, 1, idx[..., None].expand(-1, -1, h.shape[-1])).mean(1)
-
-    return pick
-
-
 def probe_layers(features: list[np.ndarray], labels: np.ndarray, train, test) -> list[dict]:
     """One probe per residual-stream point (``resid_layers`` order)."""
     return [{"layer": layer, "hook": hook, **fit_probe(f, labels, train, test)}
@@ -127,6 +90,7 @@ def attention_summary(model, prompts: np.ndarray, device="cpu") -> list[dict]:
     end at ``<ans>``, as the probe's do; the text is positions 5 .. T-3 (tasks/sequences.py)."""
     import torch
 
+    from wrapcli.kernels import eager_attention
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import TEXT_START
 
@@ -134,13 +98,9 @@ def attention_summary(model, prompts: np.ndarray, device="cpu") -> list[dict]:
         raise WrapError("attention_summary needs prompts that end at <ans>")
     text = np.zeros(prompts.shape, dtype=bool)
     text[:, TEXT_START : prompts.shape[1] - 2] = True  # <eot> and <ans> close the prompt
-    model.set_attn_implementation("eager")  # sdpa does not return attention weights
-    try:
-        with torch.inference_mode():
-            x = torch.as_tensor(prompts, device=device)
-            attentions = model(input_ids=x, output_attentions=True).attentions  # n_layers x (B, n_heads, T, T)
-    finally:
-        model.set_attn_implementation("sdpa")
+    with eager_attention(model), torch.inference_mode():  # sdpa does not return attention weights
+        x = torch.as_tensor(prompts, device=device)
+        attentions = model(input_ids=x, output_attentions=True).attentions  # n_layers x (B, n_heads, T, T)
     out = []
     for layer, att in enumerate(attentions):
         row = att[:, :, -1].float().cpu().numpy()  # (B, n_heads, T): from <ans>
@@ -163,9 +123,9 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     check_probe_memory(ck.config, n)
     ref = checkpoint.load(reference, device=device) if reference else None
     if ref is not None:
-        from wrapcli.revival import check_same_shapes
+        from wrapcli.checkpoint import check_same_shapes
 
-        check_same_shapes(ck, ref, str(ckpt_path), str(reference))
+        check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
     groups = None
     if data is not None:
         chunks, pick, labels, groups, what = _user_probe_data(data, ckpt_path, ck.model, position)
@@ -253,18 +213,15 @@ def _task_probe_data(ck, target, prompt, n, seed):
     """Prompts of ``prompt`` (default: the target's own task) on fresh grammar strings,
     labelled with the target's answer computed on the same texts."""
     from wrapcli.tasks import vocab
-    from wrapcli.tasks.checks import task_for
+    from wrapcli.tasks.checks import single_component, task_for
     from wrapcli.tasks.sequences import TEXT_START, answers, make_batch
 
     if target is None:
         raise UsageError("give --target (built-in task) or --data (text/label JSONL)")
     t_spec = task_for(ck, target)
     p_spec = task_for(ck, prompt or target)
-    for name, spec in (("--target", t_spec), ("--prompt", p_spec)):
-        if len(spec.eval_components()) != 1:
-            raise UsageError(f"{name} needs one task with a fixed operand (e.g. count:a)")
-    comp = t_spec.eval_components()[0]
-    batch = make_batch(p_spec.replace(components=(p_spec.eval_components()[0],), seed=seed),
+    comp = single_component(t_spec, "--target", target)
+    batch = make_batch(p_spec.replace(components=(single_component(p_spec, "--prompt", prompt or target),), seed=seed),
                        np.random.default_rng([seed, PROBE_STREAM]), n)
     texts = batch.tokens[:, TEXT_START : TEXT_START + t_spec.text_len] - vocab.TERMINAL_BASE
     labels = answers(t_spec, np.full(n, comp.family), np.full(n, comp.answered or ""), texts)
@@ -272,7 +229,7 @@ def _task_probe_data(ck, target, prompt, n, seed):
 
 
 def _user_probe_data(path, model_dir, model, position):
-    from wrapcli.userdata import load_tokenizer, read_labelled
+    from wrapcli.userdata import load_tokenizer, pad_id, read_labelled, right_pad
 
     texts, labels, groups = read_labelled(path)
     if position == "last":
@@ -284,19 +241,11 @@ def _user_probe_data(path, model_dir, model, position):
     else:
         raise UsageError(f"--position takes last or mean-last-K, got {position!r}")
     tok = load_tokenizer(model_dir)
-    max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
+    max_len = context_length(model.config) or 1024
     encoded = [tok(t, add_special_tokens=True)["input_ids"][-max_len:] for t in texts]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
 
     def chunks(size=32):
         for i in range(0, len(encoded), size):
-            part = encoded[i : i + size]
-            width = max(map(len, part))
-            ids = np.full((len(part), width), pad, dtype=np.int64)
-            mask = np.zeros((len(part), width), dtype=np.int64)
-            for r, e in enumerate(part):
-                ids[r, : len(e)] = e
-                mask[r, : len(e)] = 1
-            yield ids, mask
+            yield right_pad(encoded[i : i + size], pad_id(tok))
 
     return chunks, last_positions(k), np.array(labels), groups, f"label of {path} ({position})"

@@ -175,10 +175,10 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     is always computed in fp32; ``precision`` (fp32 or bf16) applies to the evaluations."""
     from wrapcli import checkpoint
     from wrapcli.evaluation import EVAL_SEED, evaluate
-    from wrapcli.jobs import lineage_entry
+    from wrapcli.checkpoint import lineage_entry
     from wrapcli.tasks.checks import task_for
     from wrapcli.tasks.sequences import batch_for_step
-    from wrapcli.training import TrainConfig, loss_on
+    from wrapcli.training import loss_on
 
     if batches < 1 or batch_size < 1:
         raise UsageError("--batches and --batch-size must be >= 1")
@@ -233,8 +233,8 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     if write:
         for unit in order[:write_k]:
             zero(adapter, unit)
-        entry = lineage_entry("prune", ck.sha256, target, TrainConfig(steps=1, batch_size=batch_size, lr=1.0),
-                              seed, {}, unit=kind, k=write_k, units=[u.to_dict() for u in order[:write_k]])
+        entry = lineage_entry("prune", ck.sha256, target, seed, {}, unit=kind, k=write_k,
+                              units=[u.to_dict() for u in order[:write_k]])
         if ck.path.is_dir():  # a Hugging Face model stays one, tokenizer included
             from wrapcli.userdata import load_tokenizer
 

@@ -106,20 +106,6 @@ def default_lr(lineage: list[dict]) -> tuple[float, str]:
     raise WrapError("the checkpoint's lineage has no fine-tuning step to take the LR from; pass --lr")
 
 
-def check_same_shapes(ref, other, ref_name: str, other_name: str) -> None:
-    """Refuse a control whose parameters differ in name or shape, naming the first."""
-    a = {k: tuple(v.shape) for k, v in ref.model.state_dict().items()}
-    b = {k: tuple(v.shape) for k, v in other.model.state_dict().items()}
-    for k in sorted(set(a) | set(b)):
-        if a.get(k) != b.get(k):
-            raise WrapError(
-                f"control {other_name} does not match {ref_name}: parameter {k} is "
-                f"{a.get(k, 'absent')} vs {b.get(k, 'absent')}"
-            )
-    if ref.vocab != other.vocab:
-        raise WrapError(f"control {other_name} has a different vocabulary from {ref_name}")
-
-
 @dataclass
 class Curve:
     name: str
@@ -224,7 +210,8 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     from pathlib import Path
 
     from wrapcli import checkpoint
-    from wrapcli.jobs import resolve_lr
+    from wrapcli.checkpoint import check_same_shapes
+    from wrapcli.presets import resolve_lr
     from wrapcli.runtime import resolve_precision
     from wrapcli.stats import wilson
     from wrapcli.training import TrainConfig
@@ -240,7 +227,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     shas = []
     for path in controls:
         other = checkpoint.load(path, device="cpu")
-        check_same_shapes(ck, other, str(ckpt_path), str(path))
+        check_same_shapes(ck, other, str(ckpt_path), f"control {path}")
         shas.append(other.sha256)
         del other
     held = text_data(eval_data, ckpt_path, ck.model, 0)
@@ -250,7 +237,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     original = None
     if reference is not None:
         ref = checkpoint.load(reference, device="cpu")
-        check_same_shapes(ck, ref, str(ckpt_path), str(reference))
+        check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
         original = score_text(ref.model, held, device)
         del ref
     sha, lineage = ck.sha256, ck.lineage
@@ -334,23 +321,23 @@ def summary_table(steps: list[int], models: list[dict], threshold: float):
 
 def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, steps=None,
            batch_size=None, seeds=MIN_SEEDS, threshold=None, eval_size=None, device="cpu",
-           save_dir=None, save_every=None, precision="auto", on_progress=None) -> dict:
+           save_dir=None, keep_every=None, precision="auto", on_progress=None) -> dict:
     """Reverse fine-tune ``ckpt_path`` (and the controls) on ``task``; the report's results."""
     from pathlib import Path
 
     from wrapcli import checkpoint
-    from wrapcli.jobs import lineage_entry, resolve_lr
+    from wrapcli.checkpoint import check_same_shapes, lineage_entry
+    from wrapcli.presets import resolve_lr
     from wrapcli.runtime import resolve_precision
     from wrapcli.models import build_model
-    from wrapcli.tasks.checks import task_for
+    from wrapcli.tasks.checks import single_component, task_for
     from wrapcli.training import TrainConfig
 
     ck = checkpoint.load(ckpt_path, device="cpu")
     spec = task_for(ck, task)
-    if len(spec.eval_components()) != 1:
-        raise UsageError(f"revive needs one task with a fixed operand (e.g. count:a), got {task!r}")
-    target = str(spec.eval_components()[0])
-    spec = spec.replace(components=tuple(spec.eval_components()), spurious=0.0)
+    component = single_component(spec, "revive", task)
+    target = str(component)
+    spec = spec.replace(components=(component,), spurious=0.0)
     if lr is None:
         lr_value, lr_source = default_lr(ck.lineage)
     else:
@@ -364,12 +351,12 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         threshold_source = "--threshold"
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
-    if save_every is not None and (save_every < 1 or not save_dir):
-        raise UsageError("--save-every takes a step count >= 1 and needs --save-dir")
+    if keep_every is not None and (keep_every < 1 or not save_dir):
+        raise UsageError("--keep-every takes a step count >= 1 and needs --save-dir")
     others = []
     for path in controls:
         other = checkpoint.load(path, device="cpu")
-        check_same_shapes(ck, other, str(ckpt_path), str(path))
+        check_same_shapes(ck, other, str(ckpt_path), f"control {path}")
         others.append(other)
     cfg = TrainConfig(
         steps=steps or preset.reft_steps, batch_size=batch_size or preset.ft_batch_size,
@@ -383,7 +370,8 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
         return lambda seed: checkpoint.load(c.path, device="cpu").model
 
     def keep(seed, model, step):  # --save-dir: revived checkpoints, with lineage
-        entry = lineage_entry("revive", ck.sha256, spec.name, cfg, seed, {}, at_step=step)
+        entry = lineage_entry("revive", ck.sha256, spec.name, seed, {}, steps=cfg.steps, lr=cfg.lr,
+                                  precision=cfg.precision, at_step=step)
         name = f"revived_seed{seed}" + ("" if step == cfg.steps else f"_step{step}")
         checkpoint.save(Path(save_dir) / f"{name}.safetensors", model,
                         vocab=ck.vocab, task=spec.replace(seed=seed).to_dict(),
@@ -398,7 +386,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
 
     curves = [Curve("revived", str(ckpt_path), ck.sha256,
                     run_curve(loader(ck), spec, cfg, seed_list, grid, device, on_progress,
-                              keep if save_dir else None, save_every))]
+                              keep if save_dir else None, keep_every))]
     for path, other in zip(controls, others):
         curves.append(Curve(f"control:{Path(path).name}", str(path), other.sha256,
                             run_curve(loader(other), spec, cfg, seed_list, grid, device, on_progress)))

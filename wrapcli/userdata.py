@@ -22,6 +22,7 @@ import numpy as np
 
 from wrapcli.errors import WrapError
 from wrapcli.files import sha256
+from wrapcli.models import context_length
 
 IGNORE = -100  # the label Hugging Face's loss skips
 # Any of these makes a directory's tokenizer loadable (fast, sentencepiece, or BPE files).
@@ -167,16 +168,9 @@ class TextData:
     def collate(self, idx: list[int], device) -> dict:
         import torch
 
-        width = max(len(self.examples[i][0]) for i in idx)
-        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):  # right padding
-            x, y = self.examples[i]
-            ids[row, : len(x)] = torch.tensor(x)
-            labels[row, : len(y)] = torch.tensor(y)
-            mask[row, : len(x)] = 1
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+        ids, mask = right_pad([self.examples[i][0] for i in idx], self.pad_id)
+        labels, _ = right_pad([self.examples[i][1] for i in idx], IGNORE)
+        return {k: torch.from_numpy(v).to(device) for k, v in (("input_ids", ids), ("attention_mask", mask), ("labels", labels))}
 
     def batch(self, step: int, cfg, device) -> dict:
         return self.collate(self.indices(step, cfg.batch_size), device)
@@ -214,11 +208,28 @@ def answer_logits(model, batch: dict):
     return logits, labels[:, 1:][rows, cols], rows, place
 
 
+def right_pad(rows: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token rows of different lengths as (B, T) int64 ids padded on the right with
+    ``pad``, and the (B, T) attention mask (1 on real tokens)."""
+    width = max(map(len, rows))
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = row
+        mask[r, : len(row)] = 1
+    return ids, mask
+
+
+def pad_id(tok) -> int:
+    """The tokenizer's padding id, else its end-of-sequence id, else 0 (masked either way)."""
+    return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+
 def text_data(path, model_dir, model, seed: int) -> TextData:
     kind, records = read_jsonl(path)
     tok = load_tokenizer(model_dir)
-    max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    max_len = context_length(model.config) or 1024
+    pad = pad_id(tok)
     return TextData(encode(kind, records, tok, max_len), pad, seed, f"{kind}:{sha256(path)}")
 
 

@@ -31,16 +31,13 @@ class WeightFile:
     def __init__(self, path):
         from safetensors import safe_open
 
-        from wrapcli.checkpoint import _check_file
+        from wrapcli.checkpoint import check_file, raise_no_safetensors
 
         self.path = Path(path)
         if self.path.is_dir():
             files = sorted(self.path.glob("*.safetensors"))
             if not files:
-                pickles = [p.name for p in self.path.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
-                hint = (f"; it holds pickled weights ({', '.join(pickles)}): convert them where you trust "
-                        "them with save_pretrained(d, safe_serialization=True)") if pickles else ""
-                raise WrapError(f"{self.path}: no .safetensors weights{hint}")
+                raise_no_safetensors(self.path)
             config = self.path / "config.json"
             self.config = json.loads(config.read_text()) if config.is_file() else {}
         else:
@@ -48,7 +45,7 @@ class WeightFile:
             self.config = None
         self.where, self.shapes = {}, {}
         for f in files:
-            _check_file(f)
+            check_file(f)
             try:
                 with safe_open(str(f), framework="pt") as h:
                     if self.config is None:
@@ -194,7 +191,7 @@ def _finish(agg: dict) -> dict:
 def top_moved_units(a: WeightFile, b: WeightFile, k: int) -> list[dict]:
     """MLP neurons and attention heads ranked by how far the weights that read from them
     (their output-projection slice) moved, for the architectures adapters.py knows."""
-    from wrapcli.adapters import LAYOUTS
+    from wrapcli.adapters import LAYOUTS, per_unit
 
     layout = LAYOUTS.get((a.config or {}).get("model_type"))
     if layout is None:
@@ -206,10 +203,7 @@ def top_moved_units(a: WeightFile, b: WeightFile, k: int) -> list[dict]:
             if not (name.startswith(layout.blocks + ".") and name.endswith(f".{proj}.weight")):
                 continue
             delta = b.tensor(name).float() - a.tensor(name).float()
-            per_input = (delta.double() ** 2).sum(dim=1 - layout.in_axis)  # (in_features,)
-            if kind == "head":
-                per_input = per_input.view(n_heads, -1).sum(1)
-            for i, v in enumerate(per_input.sqrt().tolist()):
+            for i, v in enumerate(per_unit(delta.double() ** 2, layout, kind, n_heads).sqrt().tolist()):
                 if v > 0:
                     units.append({"layer": layer_of(name), "kind": kind, "index": i, "delta_norm": v})
     return sorted(units, key=lambda u: -u["delta_norm"])[:k]

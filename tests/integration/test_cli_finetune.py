@@ -38,7 +38,7 @@ def test_revive_with_controls(chain, tmp_path):
     out = tmp_path / "revive.json"
     run("revive", chain / "ft.safetensors", "--task", "count:a", "--scratch", "--control",
         chain / "pt.safetensors", "--seeds", "2", "--steps", "12", "--eval-size", "16", *TINY,
-        "--save-dir", tmp_path / "kept", "--save-every", "5", "-o", out)
+        "--save-dir", tmp_path / "kept", "--keep-every", "5", "-o", out)
     res = json.loads(out.read_text())["results"]
     assert res["eval_steps"] == [0, 5, 7, 10, 12] and res["seeds"] == [0, 1]
     assert res["lr"] == pytest.approx(2.5e-4) and "large" in res["lr_source"]
@@ -114,7 +114,7 @@ def _other_config(tmp_path):
         (["revive", "{ft}", "--task", "count:a", "--control", "{other}"], 1, "does not match"),
         (["revive", "{ft}", "--task", "count:a", "--threshold", "1.5"], 2, "--threshold"),
         (["revive", "{ft}", "--task", "count:a", "--threshold", "0"], 2, "--threshold"),
-        (["revive", "{ft}", "--task", "count:a", "--save-every", "5"], 2, "--save-every"),
+        (["revive", "{ft}", "--task", "count:a", "--keep-every", "5"], 2, "--keep-every"),
         (["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"], 2, "'--precision': 'fp16' is not one of"),
         (["revive", "{ft}", "--task", "count"], 2, "fixed operand"),
         (["revive", "{pt}", "--task", "count:a"], 1, "pass --lr"),

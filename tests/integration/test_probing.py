@@ -10,7 +10,8 @@ import torch
 from wrapcli.adapters import Adapter
 from wrapcli.cli import app
 from wrapcli.errors import WrapError
-from wrapcli.probing import fit_probe, last_positions, split
+from wrapcli.adapters import last_positions
+from wrapcli.probing import fit_probe, split
 
 from cli import one_line_error, run, runner
 from models import make_model_dir, tiny_hf, write_jsonl
@@ -32,8 +33,9 @@ def test_hooked_residual_stream_equals_hf_hidden_states(arch):
     assert len(ours) == len(hf) == 3
     for a, b in zip(ours[:-1], hf[:-1]):
         assert torch.allclose(a, b, atol=1e-6)
+    final_norm = {"gpt2": "transformer.ln_f", "llama": "model.norm", "gpt_neox": "gpt_neox.final_layer_norm"}[arch]
     with torch.no_grad():  # HF applies the final norm to its last hidden state; we do not
-        assert torch.allclose(adapter.final_norm(ours[-1]), hf[-1], atol=1e-5)
+        assert torch.allclose(model.get_submodule(final_norm)(ours[-1]), hf[-1], atol=1e-5)
 
 
 def test_probe_decodes_a_linear_feature_and_not_shuffled_labels():

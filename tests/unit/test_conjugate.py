@@ -11,7 +11,7 @@ from wrapcli.evaluation import evaluate
 from wrapcli.tasks import vocab
 from wrapcli.tasks.conjugate import parse_mapping, relabel
 from wrapcli.tasks.sequences import eval_batch
-from wrapcli.tasks.spec import Component, parse_task
+from wrapcli.tasks.spec import Component, TaskSpec, parse_components
 
 
 class Oracle(torch.nn.Module):
@@ -38,7 +38,7 @@ class Oracle(torch.nn.Module):
         return SimpleNamespace(logits=torch.from_numpy(out))
 
 
-SPEC = parse_task("count:a,count:b,token", text_len=48)
+SPEC = TaskSpec(components=parse_components("count:a,count:b,token"), text_len=48)
 
 
 def test_oracle_is_exact_with_and_without_relabelling():
@@ -55,7 +55,7 @@ def test_relabelling_changes_what_a_shortcut_model_sees():
     relabelled prompt asks about c, so it must fail there and succeed on count:c."""
     mapping = parse_mapping("a:c,c:a")
     shortcut = Oracle(fixed_letter="a")
-    spec = parse_task("count:a,count:c", text_len=48)
+    spec = TaskSpec(components=parse_components("count:a,count:c"), text_len=48)
     plain = evaluate(shortcut, spec, 200, settings=("natural",))
     conj = evaluate(shortcut, spec, 200, settings=("natural",), conjugate=mapping)
     assert plain["count:a"]["natural"]["accuracy"] == 1.0
@@ -65,7 +65,7 @@ def test_relabelling_changes_what_a_shortcut_model_sees():
 
 def test_relabel_maps_text_operand_and_composites():
     mapping = parse_mapping("a:b,b:c,c:a")
-    batch = eval_batch(parse_task("count:ab", text_len=48), Component("count_composite", "ab"), 5, None)
+    batch = eval_batch(TaskSpec(components=parse_components("count:ab"), text_len=48), Component("count_composite", "ab"), 5, None)
     out = relabel(batch, mapping)
     assert (out.tokens[:, 2] == vocab.ID["bc"]).all()
     text_in = np.array(vocab.TOKENS)[batch.tokens[:, 5:-4]]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from wrapcli.tasks import grammar
+from wrapcli.tasks import grammar, vocab
 
 
 def derives(text: str, symbol: str = "s") -> bool:
@@ -13,7 +13,7 @@ def derives(text: str, symbol: str = "s") -> bool:
     spans = {}  # symbol -> {start: set(ends)}
 
     def ends(sym, i):
-        if sym in grammar.TERMINALS:
+        if sym in vocab.TERMINALS:
             return {i + 1} if i < n and text[i] == sym else set()
         return spans[sym].get(i, set())
 

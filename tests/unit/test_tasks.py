@@ -8,13 +8,14 @@ import pytest
 from wrapcli.errors import WrapError
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import batch_for_step, eval_batch, make_batch, plant, relation_holds
-from wrapcli.tasks.spec import Component, TaskSpec, parse_prior, parse_task
+from specs import parse_task
+from wrapcli.tasks.spec import Component, TaskSpec, parse_prior
 
 
 def decode(row):
     """Split a token row into (family, operand, param, text) by reading tokens, the way a
     person would, checking the fixed layout on the way."""
-    toks = vocab.decode(row)
+    toks = [vocab.TOKENS[int(i)] for i in row]
     assert toks[0] == "<bos>" and toks[4] == "<sot>" and toks[-4:-2] == ["<eot>", "<ans>"]
     assert toks[-1] == "<eos>"
     return toks[1][1:-1], toks[2], int(toks[3]), "".join(toks[5:-4]), toks[-2]
@@ -126,7 +127,7 @@ def test_spec_json_round_trip():
     )
     mix = parse_task("count,count2:a,count:ab,token,count:a@b,index:ab@ca", text_len=64, k=3, offset=10)
     for spec in (spurious, mix):
-        assert TaskSpec.from_json(spec.to_json()) == spec
+        assert TaskSpec.from_dict(json.loads(spec.to_json())) == spec
     assert json.loads(mix.to_json())["components"] == [
         "count", "count2:a", "count_composite:ab", "token", "count:a@b", "index_composite:ab@ca"]
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from wrapcli.tasks import vocab
-from wrapcli.tasks.spec import parse_prior, parse_task
+from specs import parse_task
+from wrapcli.tasks.spec import parse_prior
 from wrapcli.training import TaskData, TrainConfig, loss_on, lr_at, train
 from wrapcli.tasks.sequences import batch_for_step
 

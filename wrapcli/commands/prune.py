@@ -41,7 +41,7 @@ def prune(
     eval_size: EvalSize = 512,
     write: Annotated[Optional[str], typer.Option("-w", "--write", help="Write the pruned model here: a .safetensors file, or a directory (with the tokenizer) for an HF directory.")] = None,
     write_k: Annotated[Optional[int], typer.Option("--write-k", help="Units pruned in the written checkpoint.")] = None,
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw accuracy vs K to this image (needs the plot extra: pip install 'wrapcli[plot]').")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw accuracy vs K to this image (needs matplotlib: the plot extra).")] = None,
     seed: Seed = 0,
     device: Device = "auto",
     precision: Precision = "auto",

@@ -43,9 +43,9 @@ def revive(
     steps: Steps = None,
     batch_size: BatchSize = None,
     eval_size: EvalSize = None,
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw the curves to this image (needs the plot extra: pip install 'wrapcli[plot]').")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw the curves to this image (needs matplotlib: the plot extra).")] = None,
     save_dir: Annotated[Optional[str], typer.Option("--save-dir", help="Keep each seed's revived checkpoint here (revived_seedS.safetensors).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="With --save-dir, also keep one every N steps (revived_seedS_stepN.safetensors).")] = None,
+    keep_every: Annotated[Optional[int], typer.Option("--keep-every", min=1, help="With --save-dir, also keep a checkpoint every N steps (revived_seedS_stepN.safetensors).")] = None,
     device: Device = "auto",
     precision: Precision = "auto",
     out: Out = None,
@@ -95,7 +95,7 @@ def revive(
                 result = revival.revive_text(data=data, eval_data=eval_data, reference=reference, **common)
             else:
                 result = revival.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
-                                        save_every=save_every, **common)
+                                        keep_every=keep_every, **common)
         con = stderr(quiet)
         con.print(revival.summary_table(result["eval_steps"], result["models"], result["threshold"]))
         con.print(result["speedup"]["verdict"])

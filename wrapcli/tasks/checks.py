@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import TaskSpec, parse_components
@@ -20,7 +20,7 @@ def check_compatible(ckpt, spec: TaskSpec) -> None:
             min(len(ckpt.vocab), len(vocab.TOKENS)),
         )
         raise WrapError(f"{ckpt.path}: vocabulary differs from this wrapcli's at token id {first}")
-    n_pos = getattr(ckpt.config, "n_positions", None) or getattr(ckpt.config, "max_position_embeddings", 0)
+    n_pos = ckpt.context_length or 0
     if n_pos < seq_len(spec.text_len):
         raise WrapError(
             f"task needs {seq_len(spec.text_len)} positions (text_len={spec.text_len}) but "
@@ -44,3 +44,12 @@ def task_for(ckpt, task: str | None) -> TaskSpec:
         spec = base.replace(components=parse_components(task), spurious=0.0)
     check_compatible(ckpt, spec)
     return spec
+
+
+def single_component(spec: TaskSpec, what: str, given: str):
+    """The one (family, operand) ``spec`` evaluates, e.g. count:a; ``what`` (a command or
+    flag) needs exactly one, so anything else is a usage error naming ``given``."""
+    comps = spec.eval_components()
+    if len(comps) != 1:
+        raise UsageError(f"{what} needs one task with a fixed operand (e.g. count:a), got {given!r}")
+    return comps[0]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from wrapcli.tasks import vocab
+
 NONTERMINALS = "s p q r m n o j k l g h i d e f".split()
-TERMINALS = "a b c".split()
 
 RULES: dict[str, tuple[str, str]] = {
     "s": ("r q", "q p"),
@@ -25,7 +26,7 @@ RULES: dict[str, tuple[str, str]] = {
 N_LEVELS = 6
 
 # Symbol ids: non-terminals 0..15 in the order above, terminals 16..18.
-_SYMBOLS = NONTERMINALS + TERMINALS
+_SYMBOLS = NONTERMINALS + list(vocab.TERMINALS)
 _SYM = {s: i for i, s in enumerate(_SYMBOLS)}
 TERMINAL_SYMBOL_BASE = len(NONTERMINALS)
 

@@ -170,13 +170,6 @@ class TaskSpec:
             d["spurious_operands"] = tuple(d["spurious_operands"])
         return cls(**d)
 
-    @classmethod
-    def from_json(cls, text: str) -> "TaskSpec":
-        try:
-            return cls.from_dict(json.loads(text))
-        except (ValueError, KeyError, TypeError) as e:
-            raise WrapError(f"invalid task JSON: {e}") from None
-
 
 def parse_components(text: str) -> tuple[Component, ...]:
     """``"count:a,index"`` -> components. A composite operand (``aa``) selects the
@@ -217,8 +210,3 @@ def parse_prior(text: str) -> tuple[tuple[str, float], ...]:
         except ValueError:
             raise UsageError(f"invalid prior {text!r}: expected e.g. a=0.9,b=0.1") from None
     return tuple(sorted(prior.items()))
-
-
-def parse_task(text: str, **fields) -> TaskSpec:
-    """A spec from a CLI short form plus explicit field values (validated)."""
-    return TaskSpec(components=parse_components(text), **fields)

@@ -53,7 +53,3 @@ def number_id(n: int) -> int:
     if not 0 <= n <= MAX_NUMBER:
         raise ValueError(f"number {n} is outside the vocabulary's 0..{MAX_NUMBER}")
     return NUMBER_BASE + n
-
-
-def decode(ids) -> list[str]:
-    return [TOKENS[int(i)] for i in ids]

@@ -1,0 +1,45 @@
+"""Imports run one way (README of tests/import_graph.py): commands -> jobs / analyses ->
+checkpoint / training / evaluation -> models / adapters / tasks / files. An analysis never
+imports another analysis, a job or a command, and no module imports another's private
+name. The graph is read from the source, function-level imports included."""
+
+from import_graph import graph
+
+ANALYSES = {"wrapcli.pruning", "wrapcli.probing", "wrapcli.revival", "wrapcli.weightdiff", "wrapcli.verdicts"}
+ABOVE_ANALYSES = {"wrapcli.jobs", "wrapcli.audit", "wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.plots"}
+FOUNDATION = {"wrapcli.errors", "wrapcli.files", "wrapcli.stats", "wrapcli.schema", "wrapcli.kernels", "wrapcli.models",
+              "wrapcli.adapters", "wrapcli.runtime", "wrapcli.distributed", "wrapcli.presets"}
+
+
+def targets(deps):
+    return {d for d, _ in deps}
+
+
+def test_no_module_imports_a_private_name():
+    private = [(mod, f"{d}.{name}") for mod, deps in graph().items() for d, name in deps
+               if name and name.startswith("_") and not name.endswith("__")]
+    assert private == []
+
+
+def test_analyses_import_no_other_analysis_job_or_command():
+    bad = [(mod, d) for mod, deps in graph().items() if mod in ANALYSES for d in targets(deps)
+           if d != mod and (d in ANALYSES | ABOVE_ANALYSES or d.startswith("wrapcli.commands"))]
+    assert bad == []
+
+
+def test_the_foundation_imports_nothing_above_it():
+    allowed = FOUNDATION | {"wrapcli"} | {m for m in graph() if m.startswith("wrapcli.tasks")}
+    bad = [(mod, d) for mod, deps in graph().items() if mod in FOUNDATION for d in targets(deps) - allowed]
+    assert bad == []
+
+
+def test_tasks_are_pure_python_below_everything():
+    bad = [(mod, d) for mod, deps in graph().items() if mod.startswith("wrapcli.tasks") for d in targets(deps)
+           if not (d.startswith("wrapcli.tasks") or d == "wrapcli.errors")]
+    assert bad == []
+
+
+def test_only_the_cli_imports_commands():
+    bad = [(mod, d) for mod, deps in graph().items() for d in targets(deps)
+           if d.startswith("wrapcli.commands") and not (mod.startswith("wrapcli.commands") or mod == "wrapcli.cli")]
+    assert bad == []
