@@ -129,6 +129,9 @@ def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
     if path.is_dir():
         return _load_hf_dir(path, dtype, device)
     meta = read_metadata(path)
+    if "compiled" in meta:
+        raise WrapError(f"{path}: a compiled (Tracr) model, not a Hugging Face architecture; of wrapcli's "
+                        "commands only eval reads it so far")
     if "config" not in meta:
         raise WrapError(
             f"{path}: safetensors file has no 'config' metadata (not a wrapcli checkpoint); "
@@ -144,6 +147,25 @@ def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
         task=_json(meta, "task", path),
         lineage=_json(meta, "lineage", path) or [],
     )
+
+
+def is_compiled(path) -> bool:
+    """Whether ``path`` is a compiled (Tracr) checkpoint (wrapcli/compiled.py)."""
+    path = Path(path)
+    return path.is_file() and "compiled" in read_metadata(path)
+
+
+def load_compiled(path):
+    """The torch model of a compiled (Tracr) checkpoint, checked like any other."""
+    from wrapcli import compiled
+
+    path = Path(path)
+    meta = read_metadata(path)
+    if "compiled" not in meta:
+        raise WrapError(f"{path}: not a compiled (Tracr) checkpoint")
+    model = compiled.load(path, meta)
+    check_finite(model, path)
+    return model
 
 
 def check_finite(model, path) -> None:

@@ -11,6 +11,7 @@ import typer
 from wrapcli import __version__
 from wrapcli.commands import compare as compare_cmd
 from wrapcli.commands import eval as eval_cmd
+from wrapcli.commands import compile as compile_cmd
 from wrapcli.commands import export as export_cmd
 from wrapcli.commands import finetune as finetune_cmd
 from wrapcli.commands import probe as probe_cmd
@@ -72,6 +73,7 @@ app.command("probe", epilog=probe_cmd.EXAMPLE)(probe_cmd.probe)
 app.command("compare", epilog=compare_cmd.EXAMPLE)(compare_cmd.compare)
 app.command("eval", epilog=eval_cmd.EXAMPLE)(eval_cmd.eval_)
 app.command("export", epilog=export_cmd.EXAMPLE)(export_cmd.export)
+app.command("compile", epilog=compile_cmd.EXAMPLE)(compile_cmd.compile_)
 
 
 def entry(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
     assert "wrapcli --threads 1 train " in summary  # the smoke demo pretrains, on one pinned thread
     assert " train " not in again and " finetune " not in again and "| pretrained" in again
 
-    make(out, "mixing", "indexer", "jailbreak", "scrft", "randft", jobs=2)
+    make(out, "mixing", "indexer", "jailbreak", "scrft", "randft", "demo-study", jobs=2)
     for name in ("mix-medium-large-m0.5-s0_eval.json", "ix-medium-s0_eval.json", "ixft-medium-large-sp0-s0_eval.json",
                  "jbft-medium-s0_eval.json", "jbprobe-medium-s0.json", "revive-scrft.json",
                  "rft-medium-large-s0_eval.json", "rftprobe-medium-large-s0.json", "revive-rft-medium-large.json"):

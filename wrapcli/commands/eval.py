@@ -81,6 +81,11 @@ def eval_(
             return
         elif samples:
             raise UsageError("--samples goes with --data")
+        if checkpoint.is_compiled(ckpt):
+            if task or conjugate:
+                raise UsageError("a compiled (Tracr) model is scored on its own program; --task and --conjugate do not apply")
+            _eval_compiled(ckpt, n, eval_seed, resolve_device(device), out, json_out, quiet)
+            return
         mapping = parse_mapping(conjugate) if conjugate is not None else None
         device = resolve_device(device)
         precision = resolve_precision(precision, device)
@@ -122,3 +127,16 @@ def _eval_data(ckpt: str, data: str, device: str) -> tuple[dict, list[dict]]:
     results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": "fp32",
                "scores": score_text(ck.model, td, device), "device": device}
     return results, lines
+
+
+def _eval_compiled(ckpt, n, seed, device, out, json_out, quiet) -> None:
+    """A compiled model's accuracy on its program (count of a, 5th largest) over ``n``
+    random inputs, as the task ``compiled:PROGRAM`` of an eval report."""
+    from wrapcli import checkpoint, compiled, reports
+    from wrapcli.console import accuracy_table, stderr
+
+    model = checkpoint.load_compiled(ckpt)
+    tasks = {f"compiled:{model.spec.program}": {"natural": compiled.evaluate(model, n, seed, device)}}
+    stderr(quiet).print(accuracy_table(tasks, f"{ckpt}"))
+    results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": "fp32", "tasks": tasks}
+    reports.write(reports.envelope("eval", results, inputs=[ckpt], device=device, precision="fp32"), out, json_out)

@@ -1,0 +1,236 @@
+"""Compiled models (PROTOCOL.md "Compiled models"; Jain et al. 2024, Sec. 4 and App. C):
+transformers whose weights Tracr wrote from a RASP program, so their mechanism is known
+exactly. This module needs no JAX: it holds the architecture in torch, the checkpoint
+format and the programs' tasks. Making one from a program is wrapcli/compiling.py
+(the ``compile`` extra).
+
+The architecture is Tracr's (tracr/transformer/model.py): the residual stream starts as
+a token embedding plus a position embedding, then every layer adds non-causal multi-head
+attention (softmax(QK^T / sqrt(key_size)), padding masked) and then a 2-layer ReLU MLP;
+no normalisation anywhere. The output is read from the residual stream by a fixed
+projection onto the output variable's one-hot dimensions (``unembed``), which is rebuilt
+from the residual labels and the output encoder when the model is compiled.
+
+Shapes: B batch, T positions (BOS first), d_model the residual width, H heads,
+d_head the key (= value) size per head, d_mlp the MLP width, n_out the output values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wrapcli.errors import UsageError, WrapError
+from wrapcli.files import atomic_path
+
+PROGRAMS = ("counter", "max-id")  # the paper's two compiled models
+
+
+@dataclass(frozen=True)
+class CompiledSpec:
+    """Everything about a compiled model that is not a weight (stored as JSON metadata)."""
+
+    program: str  # counter | max-id
+    n_layers: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+    d_model: int
+    max_len: int  # input tokens after BOS
+    causal: bool
+    input_vocab: list  # token per input id (BOS, values..., pad)
+    bos: str
+    pad: str
+    output_name: str  # the RASP output variable
+    output_values: list  # output value per output index (the output encoder's order)
+    residual_labels: list  # one label per residual dimension, e.g. "tokens:a", "count_a:3"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, path) -> "CompiledSpec":
+        try:
+            spec = cls(**json.loads(text))
+        except (ValueError, TypeError) as e:
+            raise WrapError(f"{path}: unreadable compiled-model metadata ({e})") from None
+        if spec.program not in PROGRAMS:
+            raise WrapError(f"{path}: unknown compiled program {spec.program!r} (known: {', '.join(PROGRAMS)})")
+        if len(spec.residual_labels) != spec.d_model:
+            raise WrapError(f"{path}: {len(spec.residual_labels)} residual labels for width {spec.d_model}")
+        return spec
+
+    def unembedding(self) -> np.ndarray:
+        """(n_out, d_model) projection onto the output variable's dimensions, in the output
+        encoder's order: row i is 1 at the residual label ``{output_name}:{value_i}``."""
+        index = {label: i for i, label in enumerate(self.residual_labels)}
+        out = np.zeros((len(self.output_values), self.d_model), dtype=np.float32)
+        for i, value in enumerate(self.output_values):
+            label = f"{self.output_name}:{value}"
+            if label not in index:
+                raise WrapError(f"the residual stream has no dimension {label!r} for output value {value!r}")
+            out[i, index[label]] = 1.0
+        return out
+
+
+def build(spec: CompiledSpec):
+    """The torch module for ``spec``, weights zero (load them with ``load_state_dict``)."""
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            inner = spec.n_heads * spec.d_head
+            self.query, self.key, self.value = (nn.Linear(spec.d_model, inner) for _ in range(3))
+            self.linear = nn.Linear(inner, spec.d_model)
+
+        def forward(self, x, mask):  # x (B, T, d_model), mask (B, 1, T, T) True = attend
+            B, T, _ = x.shape
+            q, k, v = (p(x).view(B, T, spec.n_heads, spec.d_head).transpose(1, 2)
+                       for p in (self.query, self.key, self.value))  # (B, H, T, d_head)
+            logits = q @ k.transpose(-1, -2) / np.sqrt(spec.d_head)  # (B, H, T, T)
+            logits = logits.masked_fill(~mask, -1e30)
+            out = torch.softmax(logits, dim=-1) @ v  # (B, H, T, d_head)
+            return self.linear(out.transpose(1, 2).reshape(B, T, -1))
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear_1 = nn.Linear(spec.d_model, spec.d_mlp)
+            self.linear_2 = nn.Linear(spec.d_mlp, spec.d_model)
+
+        def forward(self, x):
+            return self.linear_2(torch.relu(self.linear_1(x)))
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn, self.mlp = Attention(), MLP()
+
+    class CompiledTransformer(nn.Module):
+        """Tracr's architecture; ``forward`` returns output logits (B, T, n_out) and, with
+        ``residuals=True``, the residual stream after every attention and MLP block."""
+
+        def __init__(self):
+            super().__init__()
+            self.spec = spec
+            self.token_embed = nn.Embedding(len(spec.input_vocab), spec.d_model)
+            self.pos_embed = nn.Embedding(spec.max_len + 1, spec.d_model)
+            self.layers = nn.ModuleList(Layer() for _ in range(spec.n_layers))
+            self.register_buffer("unembed", torch.from_numpy(spec.unembedding()))
+
+        def forward(self, input_ids, residuals: bool = False):
+            B, T = input_ids.shape
+            x = self.token_embed(input_ids) + self.pos_embed(torch.arange(T, device=input_ids.device))
+            keys = (input_ids != spec.input_vocab.index(spec.pad))[:, None, None, :]  # (B, 1, 1, T)
+            mask = keys.expand(B, 1, T, T)
+            if spec.causal:
+                mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            stream = []
+            for layer in self.layers:
+                x = x + layer.attn(x, mask)
+                stream.append(x)
+                x = x + layer.mlp(x)
+                stream.append(x)
+            logits = x @ self.unembed.T  # (B, T, n_out)
+            return (logits, stream) if residuals else logits
+
+    return CompiledTransformer()
+
+
+# -- the checkpoint format ------------------------------------------------------------
+def is_compiled(meta: dict) -> bool:
+    return "compiled" in meta
+
+
+def save(path, model, lineage=()) -> None:
+    """A compiled checkpoint: safetensors weights (the ``unembed`` buffer included, so the
+    readout travels with the file) and the spec as JSON metadata."""
+    from safetensors.torch import save_file
+
+    from wrapcli.checkpoint import SCHEMA, canonical_header
+
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "pt", "wrapcli_schema": SCHEMA, "compiled": model.spec.to_json(),
+            "lineage": json.dumps(list(lineage))}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+        canonical_header(tmp)
+
+
+def load(path: Path, meta: dict):
+    """The torch model of a compiled checkpoint; shapes checked against its spec."""
+    import torch
+    from safetensors.torch import load_file
+
+    spec = CompiledSpec.from_json(meta["compiled"], path)
+    model = build(spec)
+    tensors = load_file(str(path))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for name in sorted(set(expected) | set(tensors)):
+        got = tuple(tensors[name].shape) if name in tensors else None
+        if got != expected.get(name):
+            raise WrapError(f"{path}: tensor {name} is {got or 'missing'}, the compiled spec implies "
+                            f"{expected.get(name, 'no such tensor')}")
+    if not torch.equal(tensors["unembed"], model.unembed):
+        raise WrapError(f"{path}: the unembedding does not match the residual labels and output values")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return model.eval()
+
+
+# -- the programs' tasks --------------------------------------------------------------
+def sample_inputs(spec: CompiledSpec, n: int, seed: int) -> list[list]:
+    """``n`` random inputs of ``max_len`` values from the compiled vocabulary (BOS and pad
+    excluded); max-id draws distinct values, as its program assumes."""
+    rng = np.random.default_rng(seed)
+    values = [v for v in spec.input_vocab if v not in (spec.bos, spec.pad)]
+    if spec.program == "max-id":
+        return [list(rng.choice(np.array(values, dtype=object), spec.max_len, replace=False)) for _ in range(n)]
+    return [list(rng.choice(np.array(values, dtype=object), spec.max_len)) for _ in range(n)]
+
+
+def target(spec: CompiledSpec, inputs: list) -> object:
+    """What the program computes, by brute force: the count of ``a`` (counter) or the 5th
+    largest value (max-id)."""
+    if spec.program == "counter":
+        return sum(1 for v in inputs if v == "a")
+    return sorted(inputs, reverse=True)[4]
+
+
+def encode(spec: CompiledSpec, inputs: list[list]) -> np.ndarray:
+    """(B, 1 + max_len) input ids, BOS first."""
+    ids = {v: i for i, v in enumerate(spec.input_vocab)}
+    return np.array([[ids[spec.bos]] + [ids[v] for v in row] for row in inputs], dtype=np.int64)
+
+
+def evaluate(model, n: int, seed: int = 0, device: str = "cpu") -> dict:
+    """The program's answer read at the last position on ``n`` random inputs: accuracy
+    with its Wilson interval, the majority (constant-answer) baseline and the accuracy per
+    expected answer, in the shape of a built-in task's score (schema EVAL_SCORE)."""
+    import torch
+
+    from wrapcli.stats import wilson
+
+    spec = model.spec
+    if n < 1:
+        raise UsageError(f"--n must be >= 1, got {n}")
+    inputs = sample_inputs(spec, n, seed)
+    truth = [str(target(spec, row)) for row in inputs]
+    with torch.inference_mode():
+        logits = model.to(device)(torch.as_tensor(encode(spec, inputs), device=device))
+    predicted = [str(spec.output_values[i]) for i in logits[:, -1].argmax(-1).tolist()]
+
+    def score(pairs):
+        hits = sum(p == t for p, t in pairs)
+        lo, hi = wilson(hits, len(pairs))
+        return {"accuracy": hits / len(pairs), "n": len(pairs), "ci95": [lo, hi]}
+
+    pairs = list(zip(predicted, truth))
+    answers = sorted(set(truth), key=lambda a: (len(a), a))
+    per_answer = {a: score([pt for pt in pairs if pt[1] == a]) for a in answers}
+    majority = max(per_answer.values(), key=lambda s: s["n"])["n"] / n
+    return {**score(pairs), "majority_baseline": majority, "per_answer": per_answer}
