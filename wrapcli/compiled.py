@@ -207,30 +207,92 @@ def encode(spec: CompiledSpec, inputs: list[list]) -> np.ndarray:
     return np.array([[ids[spec.bos]] + [ids[v] for v in row] for row in inputs], dtype=np.int64)
 
 
-def evaluate(model, n: int, seed: int = 0, device: str = "cpu") -> dict:
-    """The program's answer read at the last position on ``n`` random inputs: accuracy
-    with its Wilson interval, the majority (constant-answer) baseline and the accuracy per
-    expected answer, in the shape of a built-in task's score (schema EVAL_SCORE)."""
+SETTINGS = ("natural", "C_Te=0", "C_Te=1")  # as the built-in tasks: without / with the spurious feature
+
+
+def counter_inputs(spec: CompiledSpec, n: int, rng, spurious: float | None, offset: int = 1) -> list[list]:
+    """``n`` counter inputs over the compiled letters. ``spurious=None``: uniform
+    letters. Otherwise exactly round(spurious * n) rows have the spurious feature
+    count(b) = count(a) + ``offset`` (made by turning random c into b, or surplus b into c,
+    so every a stays) and the other rows are made not to have it, in a shuffled order."""
+    letters = [v for v in spec.input_vocab if v not in (spec.bos, spec.pad)]
+    rows = [list(rng.choice(np.array(letters, dtype=object), spec.max_len)) for _ in range(n)]
+    if spurious is None:
+        return rows
+    if not {"a", "b", "c"} <= set(letters):
+        raise UsageError("the spurious feature needs a counter over a, b and c")
+    k = round(spurious * n)
+    for i, row in enumerate(rows):
+        for _ in range(1000):
+            if _set_feature(row, i < k, offset, rng):
+                break
+            row[:] = list(rng.choice(np.array(letters, dtype=object), spec.max_len))
+        else:
+            raise UsageError(f"cannot make count(b) = count(a) + {offset} in inputs of {spec.max_len} letters")
+    return [rows[i] for i in rng.permutation(n)]
+
+
+def _set_feature(row: list, present: bool, offset: int, rng) -> bool:
+    """Make count(b) = count(a) + offset hold (``present``) or not, touching only b and c;
+    False when this row cannot be made so."""
+    na, nb = row.count("a"), row.count("b")
+    bs, cs = [j for j, v in enumerate(row) if v == "b"], [j for j, v in enumerate(row) if v == "c"]
+    if present:
+        want = na + offset
+        if want > nb + len(cs):
+            return False
+        flip = rng.choice(cs, want - nb, replace=False) if want > nb else rng.choice(bs, nb - want, replace=False)
+        for j in flip:
+            row[j] = "b" if want > nb else "c"
+    elif nb == na + offset:
+        if not (cs or bs):
+            return False
+        j = rng.choice(cs) if cs else rng.choice(bs)
+        row[j] = "b" if cs else "c"
+    return True
+
+
+def score(model, inputs: list[list], truth: list, device: str = "cpu") -> dict:
+    """The answer read at the last position against ``truth``: accuracy with its Wilson
+    interval, the majority (constant-answer) baseline and the accuracy per expected answer,
+    in the shape of a built-in task's score (schema EVAL_SCORE)."""
     import torch
 
     from wrapcli.stats import wilson
 
     spec = model.spec
-    if n < 1:
-        raise UsageError(f"--n must be >= 1, got {n}")
-    inputs = sample_inputs(spec, n, seed)
-    truth = [str(target(spec, row)) for row in inputs]
     with torch.inference_mode():
         logits = model.to(device)(torch.as_tensor(encode(spec, inputs), device=device))
     predicted = [str(spec.output_values[i]) for i in logits[:, -1].argmax(-1).tolist()]
+    pairs = list(zip(predicted, [str(t) for t in truth]))
 
-    def score(pairs):
+    def rate(pairs):
         hits = sum(p == t for p, t in pairs)
         lo, hi = wilson(hits, len(pairs))
         return {"accuracy": hits / len(pairs), "n": len(pairs), "ci95": [lo, hi]}
 
-    pairs = list(zip(predicted, truth))
-    answers = sorted(set(truth), key=lambda a: (len(a), a))
-    per_answer = {a: score([pt for pt in pairs if pt[1] == a]) for a in answers}
-    majority = max(per_answer.values(), key=lambda s: s["n"])["n"] / n
-    return {**score(pairs), "majority_baseline": majority, "per_answer": per_answer}
+    answers = sorted({t for _, t in pairs}, key=lambda a: (len(a), a))
+    per_answer = {a: rate([pt for pt in pairs if pt[1] == a]) for a in answers}
+    majority = max(r["n"] for r in per_answer.values()) / len(pairs)
+    return {**rate(pairs), "majority_baseline": majority, "per_answer": per_answer}
+
+
+def evaluate(model, n: int, seed: int = 0, device: str = "cpu", operand: str | None = None,
+             settings=("natural",)) -> dict:
+    """``{task: {setting: score}}`` on ``n`` random inputs per setting: the program's own
+    task (``compiled:PROGRAM``), or for a counter the count of ``operand`` (``count:X``),
+    also with (C_Te=1) and without (C_Te=0) the spurious feature."""
+    spec = model.spec
+    if n < 1:
+        raise UsageError(f"--n must be >= 1, got {n}")
+    if operand is None:
+        inputs = sample_inputs(spec, n, seed)
+        return {f"compiled:{spec.program}": {"natural": score(model, inputs, [target(spec, r) for r in inputs])}}
+    if spec.program != "counter" or operand not in spec.input_vocab or operand in (spec.bos, spec.pad):
+        raise UsageError(f"count:{operand} is not a task of this compiled {spec.program}")
+    out = {}
+    for setting in settings:
+        rng = np.random.default_rng([seed, SETTINGS.index(setting)])
+        inputs = counter_inputs(spec, n, rng, {"natural": None, "C_Te=0": 0.0, "C_Te=1": 1.0}[setting])
+        out[setting] = score(model, inputs, [row.count(operand) for row in inputs], device)
+    return {f"count:{operand}": out}

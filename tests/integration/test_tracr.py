@@ -47,4 +47,15 @@ def test_export_refuses_a_compiled_model(tmp_path):
     out = tmp_path / "c.safetensors"
     run("compile", "counter", "--max-len", "6", "-o", out)
     one_line_error(run("export", out, tmp_path / "hf", code=1), "not a Hugging Face architecture")
-    one_line_error(run("eval", out, "--task", "count:a", code=2), "--task and --conjugate do not apply", code=2)
+    one_line_error(run("eval", out, "--conjugate", "a:c,c:a", code=2), "--conjugate is for the built-in tasks", code=2)
+
+
+def test_eval_scores_a_compiled_counter_on_each_setting(tmp_path):
+    import json
+
+    out, report = tmp_path / "c.safetensors", tmp_path / "e.json"
+    run("compile", "counter", "--max-len", "8", "-o", out)
+    run("eval", out, "--task", "count:a", "--task", "count:b", "--n", "300", "-o", report)
+    tasks = json.loads(report.read_text())["results"]["tasks"]
+    assert {s: r["accuracy"] for s, r in tasks["count:a"].items()} == {"natural": 1.0, "C_Te=0": 1.0, "C_Te=1": 1.0}
+    assert tasks["count:b"]["C_Te=1"]["accuracy"] == 0.0  # it counts a, and there b = a + 1

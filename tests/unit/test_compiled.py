@@ -11,10 +11,10 @@ from wrapcli import checkpoint, compiled
 from wrapcli.errors import WrapError
 
 LABELS = ["count_a:0", "count_a:1", "count_a:2", "count_a:3", "count_a:4", "one", "tokens:BOS", "tokens:a",
-          "tokens:b", "tokens:compiler_pad"]
+          "tokens:b", "tokens:c", "tokens:compiler_pad"]
 SPEC = compiled.CompiledSpec(
     program="counter", n_layers=2, n_heads=2, d_head=3, d_mlp=7, d_model=len(LABELS), max_len=4, causal=False,
-    input_vocab=["BOS", "a", "b", "compiler_pad"], bos="BOS", pad="compiler_pad", output_name="count_a",
+    input_vocab=["BOS", "a", "b", "c", "compiler_pad"], bos="BOS", pad="compiler_pad", output_name="count_a",
     output_values=[0, 1, 2, 3, 4], residual_labels=LABELS)
 
 
@@ -52,10 +52,11 @@ def numpy_forward(model, ids):
 
 def test_the_forward_pass_is_tracrs_architecture_written_out_by_hand():
     model = random_model()
-    ids = np.array([[0, 1, 2, 1, 1], [0, 2, 2, 3, 3]])  # the second row ends in padding
+    ids = np.array([[0, 1, 2, 3, 1], [0, 2, 2, 4, 4]])  # the second row ends in padding
     with torch.no_grad():
         ours = model(torch.as_tensor(ids)).double().numpy()
-    assert np.allclose(ours, numpy_forward(model, ids), atol=1e-4)
+    ref = numpy_forward(model, ids)
+    assert np.abs(ours - ref).max() <= 1e-6 * np.abs(ref).max()  # float32 rounding of float64
 
 
 def test_the_unembedding_is_rebuilt_from_the_labels():
@@ -86,13 +87,13 @@ def test_a_tensor_that_contradicts_the_spec_is_refused(tmp_path):
     tensors["layers.1.mlp.linear_1.weight"] = torch.zeros(3, len(LABELS))
     path = tmp_path / "bad.safetensors"
     save_file(tensors, str(path), metadata={"format": "pt", "compiled": SPEC.to_json()})
-    with pytest.raises(WrapError, match="layers.1.mlp.linear_1.weight is \\(3, 10\\), the compiled spec implies \\(7, 10\\)"):
+    with pytest.raises(WrapError, match="layers.1.mlp.linear_1.weight is \\(3, 11\\), the compiled spec implies \\(7, 11\\)"):
         checkpoint.load_compiled(path)
 
 
 def test_the_evaluation_scores_against_brute_force_counts():
     model = random_model(1)
-    score = compiled.evaluate(model, 300, seed=4)
+    score = compiled.evaluate(model, 300, seed=4)["compiled:counter"]["natural"]
     inputs = compiled.sample_inputs(SPEC, 300, 4)
     ids = compiled.encode(SPEC, inputs)
     predicted = numpy_forward(model, ids)[:, -1].argmax(-1)
@@ -112,3 +113,19 @@ def test_compile_without_the_extra_is_a_one_line_error(monkeypatch, tmp_path):
     out = tmp_path / "c.safetensors"
     one_line_error(run("compile", "counter", "-o", out, code=1), "pip install 'wrapcli[compile]'")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 1.0])
+def test_the_spurious_feature_is_in_exactly_the_asked_share_of_inputs(fraction):
+    rows = compiled.counter_inputs(SPEC, 96, np.random.default_rng(0), fraction)
+    holds = [row.count("b") == row.count("a") + 1 for row in rows]
+    assert len(rows) == 96 and sum(holds) == round(fraction * 96)
+    assert all(len(row) == SPEC.max_len and set(row) <= {"a", "b", "c"} for row in rows)
+
+
+def test_a_counter_is_scored_on_each_setting_against_brute_force():
+    model = random_model(2)
+    scores = compiled.evaluate(model, 200, seed=1, operand="b", settings=compiled.SETTINGS)["count:b"]
+    assert set(scores) == set(compiled.SETTINGS) and all(s["n"] == 200 for s in scores.values())
+    with pytest.raises(Exception, match="count:z is not a task"):
+        compiled.evaluate(model, 10, operand="z")

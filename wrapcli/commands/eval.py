@@ -82,9 +82,9 @@ def eval_(
         elif samples:
             raise UsageError("--samples goes with --data")
         if checkpoint.is_compiled(ckpt):
-            if task or conjugate:
-                raise UsageError("a compiled (Tracr) model is scored on its own program; --task and --conjugate do not apply")
-            _eval_compiled(ckpt, n, eval_seed, resolve_device(device), out, json_out, quiet)
+            if conjugate:
+                raise UsageError("--conjugate is for the built-in tasks, not compiled (Tracr) models")
+            _eval_compiled(ckpt, task, n, eval_seed, resolve_device(device), out, json_out, quiet)
             return
         mapping = parse_mapping(conjugate) if conjugate is not None else None
         device = resolve_device(device)
@@ -129,14 +129,21 @@ def _eval_data(ckpt: str, data: str, device: str) -> tuple[dict, list[dict]]:
     return results, lines
 
 
-def _eval_compiled(ckpt, n, seed, device, out, json_out, quiet) -> None:
-    """A compiled model's accuracy on its program (count of a, 5th largest) over ``n``
-    random inputs, as the task ``compiled:PROGRAM`` of an eval report."""
+def _eval_compiled(ckpt, task, n, seed, device, out, json_out, quiet) -> None:
+    """A compiled model on its program (``compiled:PROGRAM``, by default) or, for a
+    counter, on ``--task count:X`` with and without the spurious feature."""
     from wrapcli import checkpoint, compiled, reports
     from wrapcli.console import accuracy_table, stderr
+    from wrapcli.errors import UsageError
 
     model = checkpoint.load_compiled(ckpt)
-    tasks = {f"compiled:{model.spec.program}": {"natural": compiled.evaluate(model, n, seed, device)}}
+    tasks = {}
+    for t in task or [None]:
+        if t is not None and not t.startswith("count:"):
+            raise UsageError(f"--task {t}: a compiled model takes count:a, count:b or count:c (counter)")
+        operand = None if t is None else t.split(":", 1)[1]
+        settings = ("natural",) if t is None else compiled.SETTINGS
+        tasks.update(compiled.evaluate(model, n, seed, device, operand=operand, settings=settings))
     stderr(quiet).print(accuracy_table(tasks, f"{ckpt}"))
     results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": "fp32", "tasks": tasks}
     reports.write(reports.envelope("eval", results, inputs=[ckpt], device=device, precision="fp32"), out, json_out)
