@@ -155,6 +155,19 @@ def is_compiled(path) -> bool:
     return path.is_file() and "compiled" in read_metadata(path)
 
 
+def save_compiled(path, model, lineage=()) -> None:
+    """A compiled (Tracr) checkpoint: safetensors weights (the fixed ``unembed`` readout
+    included, so it travels with the file) and the spec as JSON metadata ``compiled``."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "pt", "wrapcli_schema": SCHEMA, "compiled": model.spec.to_json(),
+            "lineage": json.dumps(list(lineage))}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+        canonical_header(tmp)
+
+
 def load_compiled(path):
     """The torch model of a compiled (Tracr) checkpoint, checked like any other."""
     from wrapcli import compiled

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from wrapcli.errors import UsageError, WrapError
-from wrapcli.files import atomic_path
 
 PROGRAMS = ("counter", "max-id")  # the paper's two compiled models
 
@@ -145,21 +144,6 @@ def build(spec: CompiledSpec):
 # -- the checkpoint format ------------------------------------------------------------
 def is_compiled(meta: dict) -> bool:
     return "compiled" in meta
-
-
-def save(path, model, lineage=()) -> None:
-    """A compiled checkpoint: safetensors weights (the ``unembed`` buffer included, so the
-    readout travels with the file) and the spec as JSON metadata."""
-    from safetensors.torch import save_file
-
-    from wrapcli.checkpoint import SCHEMA, canonical_header
-
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": "pt", "wrapcli_schema": SCHEMA, "compiled": model.spec.to_json(),
-            "lineage": json.dumps(list(lineage))}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-        canonical_header(tmp)
 
 
 def load(path: Path, meta: dict):

@@ -70,7 +70,7 @@ def test_the_unembedding_is_rebuilt_from_the_labels():
 def test_a_compiled_checkpoint_round_trips_and_other_commands_refuse_it(tmp_path):
     model = random_model()
     path = tmp_path / "c.safetensors"
-    compiled.save(path, model, lineage=[{"kind": "compile"}])
+    checkpoint.save_compiled(path, model, lineage=[{"kind": "compile"}])
     back = checkpoint.load_compiled(path)
     ids = torch.as_tensor(compiled.encode(SPEC, compiled.sample_inputs(SPEC, 50, 0)))
     assert torch.equal(back(ids), model(ids))

@@ -33,7 +33,7 @@ def compile_(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import compiled, compiling
+        from wrapcli import checkpoint, compiling
         from wrapcli.checkpoint import lineage_entry
         from wrapcli.errors import UsageError, WrapError
         from wrapcli.files import check_format, check_outputs
@@ -51,7 +51,7 @@ def compile_(
         if noise:
             compiling.add_noise(model, noise, seed)
         entry = lineage_entry("compile", None, program, seed, {}, noise=noise, max_len=max_len)
-        compiled.save(out, model, lineage=[entry])
+        checkpoint.save_compiled(out, model, lineage=[entry])
         spec = model.spec
         stderr(quiet).print(f"wrote {out}: {spec.n_layers} layers, {spec.n_heads} head(s), width {spec.d_model}, "
                             f"MLP {spec.d_mlp}, {len(spec.output_values)} output values"
