@@ -142,10 +142,6 @@ def build(spec: CompiledSpec):
 
 
 # -- the checkpoint format ------------------------------------------------------------
-def is_compiled(meta: dict) -> bool:
-    return "compiled" in meta
-
-
 def load(path: Path, meta: dict):
     """The torch model of a compiled checkpoint; shapes checked against its spec."""
     import torch
@@ -271,7 +267,7 @@ def evaluate(model, n: int, seed: int = 0, device: str = "cpu", operand: str | N
         raise UsageError(f"--n must be >= 1, got {n}")
     if operand is None:
         inputs = sample_inputs(spec, n, seed)
-        return {f"compiled:{spec.program}": {"natural": score(model, inputs, [target(spec, r) for r in inputs])}}
+        return {f"compiled:{spec.program}": {"natural": score(model, inputs, [target(spec, r) for r in inputs], device)}}
     if spec.program != "counter" or operand not in spec.input_vocab or operand in (spec.bos, spec.pad):
         raise UsageError(f"count:{operand} is not a task of this compiled {spec.program}")
     out = {}
