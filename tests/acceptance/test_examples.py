@@ -2,6 +2,7 @@
 wiring of `make demo` and of the paper's further setups cannot rot. The figures are the
 smoke model's, meaningless; what is checked is that every step runs and links up."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -16,13 +17,13 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 def make(out: Path, *targets: str, jobs: int = 1) -> str:
     cmd = ["make", f"-j{jobs}", "-f", str(ROOT / "examples" / "Makefile"), "PRESET=smoke", f"OUT={out}",
            f"WRAPCLI={sys.executable} -m wrapcli", f"PYTHON={sys.executable}", "DEVICE=cpu", "SEEDS=0",
-           "REVIVE_SEEDS=1", "MIXES=0.5", "PLOT=1", *targets]
+           "REVIVE_SEEDS=1", "MIXES=0.5", "EVAL_N=200", "PROBE_N=400", "PLOT=1", *targets]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
 
-def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
+def test_demo_runs_through_the_makefile(tmp_path):
     out = tmp_path / "runs"
     summary = make(out, "demo")
     for name in ("pt-low-s0.safetensors", "scr-b.safetensors", "ft-low-medium-sp1-s0_eval.json",
@@ -36,13 +37,24 @@ def test_demo_and_further_setups_run_through_the_makefile(tmp_path):
     assert "wrapcli --threads 1 train " in summary  # the smoke demo pretrains, on one pinned thread
     assert " train " not in again and " finetune " not in again and "| pretrained" in again
 
-    make(out, "mixing", "indexer", "jailbreak", "scrft", "randft", "demo-study", jobs=2)
+
+def test_every_row_of_the_reproduction_report_runs_through_the_makefile(tmp_path):
+    """`make -f examples/Makefile reproduction` on the smoke preset: the main rows and
+    further setups in OUT, the low-prior rows with neuron pruning in OUT-low, demo-study
+    in OUT-demo, every summary printed."""
+    out = tmp_path / "runs"
+    tables = make(out, "reproduction", jobs=2)
     for name in ("mix-medium-large-m0.5-s0_eval.json", "ix-medium-s0_eval.json", "ixft-medium-large-sp0-s0_eval.json",
                  "jbft-medium-s0_eval.json", "jbprobe-medium-s0.json", "revive-scrft.json",
-                 "rft-medium-large-s0_eval.json", "rftprobe-medium-large-s0.json", "revive-rft-medium-large.json"):
+                 "rft-medium-large-s0_eval.json", "rftprobe-medium-large-s0.json", "revive-rft-medium-large.json",
+                 "rft-medium-medium-s0_eval.json", "ixft-medium-medium-sp1-s0_eval.json", "ft-high-small-sp0-s0_eval.json",
+                 "revive-medium-medium-sp0.json", "prune-medium-large-sp0-s0.json", "audit.md",
+                 "bft-large-sp0-s0_eval.json", "bprune-neuron-small-sp0-s0.json", "bprobe-large-sp0-s0.json"):
         assert (out / name).exists(), name
-    tables = subprocess.run([sys.executable, str(ROOT / "examples" / "summarize.py"), str(out)],
-                            capture_output=True, text=True, check=True).stdout
+    low, demo_study = Path(f"{out}-low"), Path(f"{out}-demo")
+    assert json.loads((low / "prune-low-medium-sp1-s0.json").read_text())["results"]["unit"] == "neuron"
+    assert (low / "revive-low-medium-sp1.json").exists() and (low / "scr-b.safetensors").exists()
+    assert (demo_study / "revive-low-large-sp0.json").exists() and (demo_study / "audit.json").exists()
     assert "| jailbreak fine-tune (LR) |" in tables and "count2:a natural" in tables
     assert "| randFT fine-tune (prior-LR) |" in tables and "| rft-medium-large |" in tables
 
@@ -68,3 +80,15 @@ def test_demo_runs_the_demo_preset_from_the_shipped_models(tmp_path):
     assert "--unit neuron" in demo
     smoke = planned("PRESET=smoke")
     assert "--preset smoke" in smoke and "train --preset smoke --task count:b" in smoke
+
+
+def test_reproduction_plans_the_cpu_preset_from_the_shipped_base(tmp_path):
+    """Dry run of `reproduction` at its default preset: the CPU preset's jobs, the shipped
+    medium-prior base fine-tuned (not a new pretraining), demo-study on the demo preset."""
+    cmd = ["make", "-n", "-f", str(ROOT / "examples" / "Makefile"), f"OUT={tmp_path}/cpu", "reproduction"]
+    plan = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
+    jobs = [l for l in plan.splitlines() if "wrapcli " in l and not l.startswith("make")]
+    bft = [l for l in jobs if "/bft-" in l and " finetune " in l]
+    assert bft and all("examples/bases/pt-medium-s0.safetensors" in l and "--preset cpu" in l for l in bft)
+    assert any(" prune " in l and "--unit neuron" in l and "/cpu-low/" in l for l in jobs)
+    assert any(" revive " in l and "--preset demo" in l and "/cpu-demo/" in l for l in jobs)
