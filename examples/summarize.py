@@ -120,6 +120,25 @@ def prune_table(out: Path, prefix: str = "prune", base_eval: str | None = None) 
     print()
 
 
+def attention_table(out: Path) -> None:
+    """Compiled counters (examples/Makefile compiled): the attention from the answer
+    position onto a, b and BOS, without and with the spurious feature, per fine-tune."""
+    runs = defaultdict(list)
+    for f in [out / "counter_eval.json", *sorted(out.glob("ft-*_eval.json"))]:
+        if f.exists() and "attention" in results(f):
+            key = "compiled (no fine-tune)" if f.name == "counter_eval.json" else re.sub(r"-s\d+_eval\.json$", "", f.name)[3:]
+            runs[key].append(results(f)["attention"])
+    if not runs:
+        return
+    cols = [(s, t) for s in ("C_Te=0", "C_Te=1") for t in ("a", "b", "BOS")]
+    print("| attention from the answer position (LR-C_Tr) | seeds | " + " | ".join(f"onto {t}, {s}" for s, t in cols) + " |")
+    print("|" + " --- |" * (len(cols) + 2))
+    for key, rows in runs.items():
+        cells = [mean_std([r[s][0][t] for r in rows]) for s, t in cols]  # the counter's one layer and head
+        print(f"| {key} | {len(rows)} | " + " | ".join(cells) + " |")
+    print()
+
+
 def probe_table(out: Path, prefix: str = "probe") -> None:
     groups = grouped(out, prefix)
     if not groups:
@@ -256,7 +275,12 @@ def main() -> None:
     pretrain_table(out)
     finetune_table(out)
     revive_table(out)
-    prune_table(out)
+    if (out / "counter_eval.json").exists():  # compiled counters: recovered fraction against the compiled model
+        eval_table(out, "counter", "compiled counter (noise 0.001)")
+        prune_table(out, "prune", "counter_eval.json")
+        attention_table(out)
+    else:
+        prune_table(out)
     probe_table(out)
     eval_table(out, "mix", "data mixing (prior-LR-mix)")
     eval_table(out, "ix", "indexer pretrained (prior)")

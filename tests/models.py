@@ -69,3 +69,33 @@ def rank1_edit(model, arch, scale=0.05):
     u, v = torch.randn(w.shape[0], 1, generator=g), torch.randn(1, w.shape[1], generator=g)
     with torch.no_grad():
         w += scale * u @ v
+
+
+# A 2-layer, 2-head compiled (Tracr-architecture) counter over inputs of 4 letters, with
+# random weights: what the compiled code paths need, without Tracr.
+COMPILED_LABELS = ["count_a:0", "count_a:1", "count_a:2", "count_a:3", "count_a:4", "one", "tokens:BOS", "tokens:a",
+                   "tokens:b", "tokens:c", "tokens:compiler_pad"]
+
+
+def _compiled_spec():
+    from wrapcli.compiled import CompiledSpec
+
+    return CompiledSpec(
+        program="counter", n_layers=2, n_heads=2, d_head=3, d_mlp=7, d_model=len(COMPILED_LABELS), max_len=4,
+        causal=False, input_vocab=["BOS", "a", "b", "c", "compiler_pad"], bos="BOS", pad="compiler_pad",
+        output_name="count_a", output_values=[0, 1, 2, 3, 4], residual_labels=COMPILED_LABELS)
+
+
+COMPILED_SPEC = _compiled_spec()
+
+
+def tiny_compiled(seed=0):
+    """COMPILED_SPEC's model with N(0, 1) weights (the readout stays the one-hot one)."""
+    from wrapcli.compiled import build
+
+    torch.manual_seed(seed)
+    model = build(COMPILED_SPEC)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape))
+    return model.eval()

@@ -89,9 +89,10 @@ def speedup(revived: list[float | None], controls: dict[str, list[float | None]]
 
 
 def default_threshold(lineage: list[dict], target: str) -> tuple[float, str]:
-    """0.9 x the accuracy the pretrained model had on ``target`` (from the lineage), else 0.9."""
+    """0.9 x the accuracy the pretrained (or compiled) model had on ``target`` (from the
+    lineage), else 0.9."""
     for entry in lineage:
-        if entry.get("kind") == "train" and target in entry.get("accuracy", {}):
+        if entry.get("kind") in ("train", "compile") and target in entry.get("accuracy", {}):
             acc = entry["accuracy"][target]
             return 0.9 * acc, f"0.9 x pretrained accuracy {acc:.3f} recorded in the lineage"
     return 0.9, "0.9 absolute (no pretrained accuracy in the lineage)"
@@ -281,11 +282,11 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         "reference": None if reference is None else {
             "path": str(reference), "exact_match": original["exact_match"],
             "ci95": list(wilson(original["exact_match"] * n_eval, n_eval))},
-        **_curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid, models, device),
+        **curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid, models, device),
     }
 
 
-def _curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seeds, grid, models, device) -> dict:
+def curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seeds, grid, models, device) -> dict:
     """The results both kinds of revival share: settings, curves and the speed-up."""
     ctrl = {m["name"]: m["steps_to_threshold"]["per_seed"] for m in models[1:]}
     return {
@@ -397,5 +398,5 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     models = [c.summary(grid, threshold, cfg.eval_size) for c in curves]
     return {
         "task": target,
-        **_curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid, models, device),
+        **curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid, models, device),
     }

@@ -1,5 +1,7 @@
 """Compiled (Tracr-architecture) models without Tracr: the torch forward pass against an
-independent numpy one, the checkpoint round trip, and the refusals (compiled.py)."""
+independent numpy one, the checkpoint round trip, and the refusals (compiled.py); the
+attention read at the answer position against the numpy pass, weight saliency against
+finite differences, and the SGD fine-tune (compiled_training.py)."""
 
 import json
 
@@ -10,32 +12,21 @@ import torch
 from wrapcli import checkpoint, compiled
 from wrapcli.errors import WrapError
 
-LABELS = ["count_a:0", "count_a:1", "count_a:2", "count_a:3", "count_a:4", "one", "tokens:BOS", "tokens:a",
-          "tokens:b", "tokens:c", "tokens:compiler_pad"]
-SPEC = compiled.CompiledSpec(
-    program="counter", n_layers=2, n_heads=2, d_head=3, d_mlp=7, d_model=len(LABELS), max_len=4, causal=False,
-    input_vocab=["BOS", "a", "b", "c", "compiler_pad"], bos="BOS", pad="compiler_pad", output_name="count_a",
-    output_values=[0, 1, 2, 3, 4], residual_labels=LABELS)
+from models import COMPILED_LABELS as LABELS
+from models import COMPILED_SPEC as SPEC
+from models import tiny_compiled as random_model
 
 
-def random_model(seed=0):
-    torch.manual_seed(seed)
-    model = compiled.build(SPEC)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape))
-    return model.eval()
-
-
-def numpy_forward(model, ids):
-    """Tracr's architecture written out in numpy, weights read from the state dict."""
+def numpy_forward(model, ids, atts=None):
+    """Tracr's architecture written out in numpy, weights read from the state dict; each
+    layer's (B, H, T, T) attention weights are appended to ``atts`` if given."""
     w = {k: v.numpy().astype(np.float64) for k, v in model.state_dict().items()}
     B, T = ids.shape
     x = w["token_embed.weight"][ids] + w["pos_embed.weight"][np.arange(T)]
     keep = ids != SPEC.input_vocab.index(SPEC.pad)  # (B, T) keys that may be attended
     for l in range(SPEC.n_layers):
         p = lambda name, h: h @ w[f"layers.{l}.{name}.weight"].T + w[f"layers.{l}.{name}.bias"]  # noqa: E731
-        heads = []
+        heads, layer_atts = [], []
         for h in range(SPEC.n_heads):
             cols = slice(h * SPEC.d_head, (h + 1) * SPEC.d_head)
             q, k, v = (p(f"attn.{n}", x)[..., cols] for n in ("query", "key", "value"))
@@ -44,6 +35,9 @@ def numpy_forward(model, ids):
             att = np.exp(logits - logits.max(-1, keepdims=True))
             att /= att.sum(-1, keepdims=True)
             heads.append(att @ v)
+            layer_atts.append(att)
+        if atts is not None:
+            atts.append(np.stack(layer_atts, 1))
         x = x + p("attn.linear", np.concatenate(heads, -1))
         x = x + p("mlp.linear_2", np.maximum(p("mlp.linear_1", x), 0))
     readout = np.array([[1.0 if lab == f"count_a:{v}" else 0.0 for lab in LABELS] for v in SPEC.output_values])
@@ -129,3 +123,78 @@ def test_a_counter_is_scored_on_each_setting_against_brute_force():
     assert set(scores) == set(compiled.SETTINGS) and all(s["n"] == 200 for s in scores.values())
     with pytest.raises(Exception, match="count:z is not a task"):
         compiled.evaluate(model, 10, operand="z")
+
+
+# -- fine-tuning, pruning and reading them (compiled_training.py) ----------------------
+def test_attention_at_the_answer_position_against_the_numpy_forward():
+    from wrapcli import compiled_training as ct
+
+    model = random_model(3)
+    ids = compiled.counter_ids(SPEC, 64, np.random.default_rng(0), None)
+    atts = []
+    numpy_forward(model, ids, atts)
+    rows = ct.attention_at_answer(model, ids)
+    assert [(r["layer"], r["head"]) for r in rows] == [(l, h) for l in range(2) for h in range(2)]
+    for r in rows:
+        last = atts[r["layer"]][:, r["head"], -1]  # (B, T) from the last position
+        for tok in ("BOS", "a", "b", "c"):
+            want = (last * (ids == SPEC.input_vocab.index(tok))).sum(1).mean()
+            assert r[tok] == pytest.approx(want, abs=1e-5)
+        assert sum(r[t] for t in ("BOS", "a", "b", "c")) == pytest.approx(1.0, abs=1e-5)  # no padding here
+
+
+def test_weight_saliency_is_weight_times_a_finite_difference_gradient():
+    from wrapcli import compiled_training as ct
+
+    model = random_model(4).double()
+    units = ct.saliency(model, "a", 50, seed=0)
+    assert len(units) == sum(p.numel() for p in model.parameters())  # every weight, the readout excluded
+    assert [u["score"] for u in units] == sorted((u["score"] for u in units), reverse=True)
+    ids = compiled.counter_ids(SPEC, 50, np.random.default_rng([0, 2]), None)  # the inputs saliency scores on
+    params = dict(model.named_parameters())
+    for u in units[:3] + units[-2:]:
+        w = params[u["param"]].view(-1)
+        with torch.no_grad():
+            old, eps = float(w[u["index"]]), 1e-6
+            w[u["index"]] = old + eps
+            up = float(ct.answer_loss(model, ids, "a"))
+            w[u["index"]] = old - eps
+            down = float(ct.answer_loss(model, ids, "a"))
+            w[u["index"]] = old
+        assert u["score"] == pytest.approx(old * (up - down) / (2 * eps), rel=1e-4, abs=1e-8)
+
+
+def test_zeroing_the_top_weights_sets_exactly_those_to_zero():
+    from wrapcli import compiled_training as ct
+
+    model = random_model(5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    units = ct.saliency(model, "a", 30, seed=1)[:3]
+    ct.zero(model, units)
+    changed = {(k, i) for k, v in model.state_dict().items() for i in torch.nonzero((v != before[k]).flatten()).flatten().tolist()}
+    assert changed == {(u["param"], u["index"]) for u in units}
+    assert ct.layer_of("layers.1.mlp.linear_1.weight") == 1 and ct.layer_of("token_embed.weight") == -1
+
+
+def test_sgd_fine_tuning_is_deterministic_and_lowers_the_loss():
+    from wrapcli import compiled_training as ct
+
+    recipe = ct.Recipe(steps=150, batch_size=32, lr=0.05)
+    runs = []
+    for _ in range(2):
+        model = random_model(6)
+        losses = ct.train(model, "b", recipe, seed=3, spurious=0.5)
+        runs.append((losses, model.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(v, runs[1][1][k]) for k, v in runs[0][1].items())
+    assert np.mean(runs[0][0][-30:]) < np.mean(runs[0][0][:30])
+    with pytest.raises(Exception, match="--lr"):
+        ct.resolve_lr("fast")
+    assert ct.resolve_lr("small") == (1e-4, "small") and ct.resolve_lr("0.1") == (0.1, None)
+
+
+def test_counter_batches_hold_the_feature_in_exactly_the_asked_share():
+    ids = compiled.counter_ids(SPEC, 200, np.random.default_rng(1), 0.3)
+    a, b = (ids == 1).sum(1), (ids == 2).sum(1)
+    assert ids.shape == (200, 1 + SPEC.max_len) and (ids[:, 0] == 0).all() and set(ids[:, 1:].flatten()) <= {1, 2, 3}
+    assert (b == a + 1).sum() == 60

@@ -5,8 +5,9 @@ name. The graph is read from the source, function-level imports included."""
 
 from import_graph import graph
 
-ANALYSES = {"wrapcli.pruning", "wrapcli.probing", "wrapcli.revival", "wrapcli.weightdiff", "wrapcli.verdicts"}
-ABOVE_ANALYSES = {"wrapcli.jobs", "wrapcli.audit", "wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.plots"}
+ANALYSES = {"wrapcli.pruning", "wrapcli.probing", "wrapcli.revival", "wrapcli.weightdiff", "wrapcli.verdicts",
+            "wrapcli.compiled_training"}
+ABOVE_ANALYSES = {"wrapcli.jobs", "wrapcli.compiled_runs", "wrapcli.audit", "wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.plots"}
 FOUNDATION = {"wrapcli.errors", "wrapcli.files", "wrapcli.stats", "wrapcli.schema", "wrapcli.kernels", "wrapcli.models",
               "wrapcli.adapters", "wrapcli.runtime", "wrapcli.distributed", "wrapcli.presets"}
 

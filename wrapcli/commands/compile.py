@@ -33,7 +33,7 @@ def compile_(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import checkpoint, compiling
+        from wrapcli import checkpoint, compiled, compiling
         from wrapcli.checkpoint import lineage_entry
         from wrapcli.errors import UsageError, WrapError
         from wrapcli.files import check_format, check_outputs
@@ -50,7 +50,10 @@ def compile_(
             raise WrapError(f"the torch model disagrees with Tracr on {mismatches} of 200 inputs (a wrapcli bug)")
         if noise:
             compiling.add_noise(model, noise, seed)
-        entry = lineage_entry("compile", None, program, seed, {}, noise=noise, max_len=max_len)
+        # what the compiled program scores after the noise: revive's default threshold (0.9 x it)
+        task = "count:a" if program == "counter" else None
+        final = compiled.evaluate(model, 1000, seed=0, operand="a") if task else {}
+        entry = lineage_entry("compile", None, task or program, seed, final, noise=noise, max_len=max_len)
         checkpoint.save_compiled(out, model, lineage=[entry])
         spec = model.spec
         stderr(quiet).print(f"wrote {out}: {spec.n_layers} layers, {spec.n_heads} head(s), width {spec.d_model}, "

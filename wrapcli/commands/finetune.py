@@ -69,6 +69,14 @@ def finetune(
         check_outputs(log)
         check_format(log, "report", "--log")
         check_format(out, "checkpoint", "-o")
+        from wrapcli import checkpoint
+
+        if checkpoint.is_compiled(ckpt):
+            _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log,
+                               json_out, quiet, con,
+                               refused=(("--data", data), ("--mix", mix), ("--loss", loss), ("--resume", resume),
+                                        ("--save-every", save_every), ("--spurious-offset", spurious_offset != 1)))
+            return
         if data is not None:
             ignored = [flag for flag, given in (("--spurious", spurious), ("--spurious-offset", spurious_offset != 1),
                                                 ("--mix", mix), ("--loss", loss), ("--eval-size", eval_size))
@@ -110,3 +118,26 @@ def finetune(
                                   precision=result["train"]["precision"])
         if is_main():
             reports.write(report, log, json_out)
+
+
+def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log, json_out,
+                       quiet, con, refused) -> None:
+    """A compiled (Tracr) counter fine-tuned with the paper's SGD recipe
+    (wrapcli/compiled_training.py): --steps (10,000), --batch-size (96), --lr."""
+    from wrapcli import compiled_runs, reports
+    from wrapcli.console import accuracy_table, progress
+    from wrapcli.errors import UsageError
+
+    given = [flag for flag, value in refused if value]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not for compiled (Tracr) models")
+    if task is None:
+        raise UsageError("give --task count:X for a compiled counter")
+    args = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every, "eval_size": eval_size}
+    with progress(steps or 10_000, "finetune", quiet) as update:
+        result = compiled_runs.finetune(parent=ckpt, out=out, task=task, lr=lr, spurious=spurious, recipe_args=args,
+                                        seed=seed, on_progress=update)
+    con.print(accuracy_table(result["final_eval"], f"{out}: after fine-tuning at lr={result['train']['lr']:g} (SGD)"))
+    con.print(f"wrote {out} ({result['wall_s']:.0f} s)")
+    reports.write(reports.envelope("finetune", result, inputs=[ckpt], seed=seed, device="cpu", precision="fp32"),
+                  log, json_out)

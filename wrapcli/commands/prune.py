@@ -81,12 +81,25 @@ def prune(
         if plot:
             require_matplotlib()
         device = resolve_device(device)
-        result = pruning.prune(
-            ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
-            iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
-            seed=seed, device=device, write=write, write_k=write_k,
-            precision=resolve_precision(precision, device),
-        )
+        from wrapcli import checkpoint
+
+        if checkpoint.is_compiled(ckpt):
+            from wrapcli import compiled_runs
+
+            if unit != "weight" or data or write or iterative:
+                raise UsageError("a compiled (Tracr) model is pruned by single weights (--unit weight), without "
+                                 "--data, -w or --iterative")
+            if task is None:
+                raise UsageError("give --task count:X for a compiled counter")
+            result = compiled_runs.prune(ckpt_path=ckpt, task=task, also=also or [], ks=ks, n=batch_size,
+                                         eval_n=eval_size, seed=seed)
+        else:
+            result = pruning.prune(
+                ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
+                iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
+                seed=seed, device=device, write=write, write_k=write_k,
+                precision=resolve_precision(precision, device),
+            )
         stderr(quiet).print(sweep_table(result))
         if plot:
             from wrapcli.plots import line_plot

@@ -77,8 +77,14 @@ def revive(
             require_matplotlib()
         device = resolve_device(device)
         p = presets.get(preset)
+        from wrapcli import checkpoint, compiled_training
+
+        is_compiled = checkpoint.is_compiled(ckpt)
+        if is_compiled and (data or control or save_dir):
+            raise UsageError("a compiled (Tracr) model is revived on --task against --scratch, without --data, "
+                             "--control or --save-dir")
         runs = seeds * (1 + len(control or []) + int(scratch))
-        per_run = steps or p.reft_steps
+        per_run = steps or (compiled_training.Recipe.steps if is_compiled else p.reft_steps)
         with progress(runs * per_run, "revive", quiet) as update:
             done = {"base": 0, "last": 0}
 
@@ -91,7 +97,14 @@ def revive(
             common = dict(ckpt_path=ckpt, controls=control or [], lr=lr, preset=p, steps=steps,
                           batch_size=batch_size, seeds=seeds, threshold=threshold, device=device,
                           precision=precision, on_progress=on_progress)
-            if data is not None:
+            if is_compiled:
+                from wrapcli import compiled_runs
+
+                result = compiled_runs.revive(ckpt_path=ckpt, task=task, scratch=scratch, lr=lr, seeds=seeds,
+                                              threshold=threshold, on_progress=on_progress,
+                                              recipe_args={"steps": steps, "batch_size": batch_size,
+                                                           "eval_size": eval_size})
+            elif data is not None:
                 result = revival.revive_text(data=data, eval_data=eval_data, reference=reference, **common)
             else:
                 result = revival.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,

@@ -1,0 +1,83 @@
+"""finetune, prune, revive and eval on a compiled (Tracr-architecture) checkpoint through
+the CLI, without Tracr: reports validated against wrapcli/schema.py (conftest), lineage
+carried on, and the flags that do not apply refused with one line."""
+
+import json
+
+import pytest
+
+from cli import one_line_error, run
+from models import tiny_compiled
+from wrapcli import checkpoint
+
+
+@pytest.fixture(scope="module")
+def counter(tmp_path_factory):
+    path = tmp_path_factory.mktemp("compiled") / "counter.safetensors"
+    checkpoint.save_compiled(path, tiny_compiled(1), lineage=[{"kind": "compile", "accuracy": {"count:a": 0.5}}])
+    return path
+
+
+def report(path):
+    return json.loads(path.read_text())["results"]
+
+
+def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
+    ft, log = tmp_path / "ft.safetensors", tmp_path / "ft.json"
+    run("--threads", "1", "finetune", counter, "--task", "count:b", "--lr", "0.01", "--spurious", "1.0",
+        "--steps", "30", "--eval-every", "10", "--eval-size", "64", "--seed", "2", "-q", "--log", log, "-o", ft)
+    r = report(log)
+    assert r["train"]["optimizer"] == "sgd" and r["train"]["momentum"] == 0.9 and r["train"]["lr"] == 0.01
+    assert [e["step"] for e in r["log"]] == [0, 10, 20, 30] and r["task"]["spurious"] == 1.0
+    assert set(r["final_eval"]) == {"count:a", "count:b"} and set(r["final_eval"]["count:b"]) == {"natural", "C_Te=0", "C_Te=1"}
+    lineage = json.loads(checkpoint.read_metadata(ft)["lineage"])
+    assert [e["kind"] for e in lineage] == ["compile", "finetune"] and lineage[1]["lr"] == 0.01
+    assert checkpoint.load_compiled(ft).spec == checkpoint.load_compiled(counter).spec
+
+    out = tmp_path / "prune.json"
+    run("prune", ft, "--task", "count:a", "--also", "count:b", "--unit", "weight", "--k", "0,1,3",
+        "--eval-size", "64", "-q", "-o", out)
+    p = report(out)
+    assert [row["k"] for row in p["sweep"]] == [0, 1, 3] and p["unit"] == "weight" and len(p["pruned"]) == 3
+    assert all(u["kind"].startswith("weight:") for u in p["pruned"])
+    assert [u["score"] for u in p["pruned"]] == sorted((u["score"] for u in p["pruned"]), reverse=True)
+
+    out = tmp_path / "revive.json"
+    run("--threads", "1", "revive", ft, "--task", "count:a", "--scratch", "--seeds", "2", "--steps", "20",
+        "--eval-size", "64", "-q", "-o", out)
+    v = report(out)
+    assert [m["name"] for m in v["models"]] == ["revived", "scratch"] and v["seeds"] == [0, 1]
+    assert v["lr"] == pytest.approx(0.001) and "fine-tuning LR" in v["lr_source"]  # the fine-tune's / 10
+    assert v["threshold"] == pytest.approx(0.45)  # 0.9 x the compile entry's accuracy
+    assert all(len(c) == len(v["eval_steps"]) for m in v["models"] for c in m["accuracy"]["per_seed"])
+
+    out = tmp_path / "eval.json"
+    run("eval", ft, "--task", "count:a", "--n", "64", "-q", "-o", out)
+    att = report(out)["attention"]
+    assert set(att) == {"natural", "C_Te=0", "C_Te=1"} and len(att["natural"]) == 4  # 2 layers x 2 heads
+    assert all(sum(row[t] for t in ("BOS", "a", "b", "c")) == pytest.approx(1.0, abs=1e-4) for row in att["natural"])
+
+
+def test_the_same_fine_tune_twice_gives_the_same_bits(counter, tmp_path):
+    outs = [tmp_path / f"ft{i}.safetensors" for i in range(2)]
+    for out in outs:
+        run("--threads", "1", "finetune", counter, "--task", "count:b", "--lr", "medium", "--steps", "15",
+            "--eval-every", "15", "--eval-size", "32", "-q", "-o", out)
+    a, b = (checkpoint.load_compiled(o).state_dict() for o in outs)
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["prune", "--task", "count:a", "--unit", "head"], "pruned by single weights (--unit weight)"),
+    (["finetune", "--task", "count:b", "--mix", "0.5", "-o", "x.safetensors"], "--mix: not for compiled"),
+    (["finetune", "--task", "index:b", "-o", "x.safetensors"], "a compiled counter takes count:a"),
+    (["finetune", "--task", "count:b", "--lr", "fast", "-o", "x.safetensors"], "--lr 'fast'"),
+    (["revive", "--task", "count:a", "--control", "{ckpt}"], "against --scratch"),
+    (["probe", "--target", "count:a"], "probe, compare and export do not"),
+])
+def test_what_does_not_apply_to_a_compiled_model_is_refused(counter, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    command, *rest = args
+    code = 1 if command == "probe" else 2  # probe: a file it cannot read; the others: usage
+    one_line_error(run(command, counter, *[a.format(ckpt=counter) for a in rest], code=code), message, code=code)
+    assert not (tmp_path / "x.safetensors").exists()

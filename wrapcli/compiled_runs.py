@@ -1,0 +1,188 @@
+"""What `finetune`, `prune` and `revive` do with a compiled (Tracr) checkpoint: load and
+check it, run the analysis (wrapcli/compiled_training.py), write the checkpoint and
+assemble the report's results in the same schema as for the built-in models
+(wrapcli/schema.py), so that summaries read both alike."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from wrapcli import checkpoint, compiled
+from wrapcli import compiled_training as ct
+from wrapcli.errors import UsageError
+from wrapcli.runtime import pin_threads
+
+
+def _lineage(path) -> list[dict]:
+    import json
+
+    return json.loads(checkpoint.read_metadata(path).get("lineage", "[]"))
+
+
+def _watch(model, operands, n: int, seed: int) -> dict:
+    """count:X with and without the spurious feature (and natural) for each operand."""
+    out = {}
+    for op in operands:
+        out.update(compiled.evaluate(model, n, seed, operand=op, settings=compiled.SETTINGS))
+    return out
+
+
+def _flat(scores: dict) -> tuple[dict, dict, int]:
+    """A log entry's accuracy, intervals and n from evaluate's ``{task: {setting: score}}``."""
+    acc, ci, n = {}, {}, 0
+    for task, rows in scores.items():
+        for setting, s in rows.items():
+            key = task if setting == "natural" else f"{task} {setting}"
+            acc[key], ci[key], n = s["accuracy"], s["ci95"], s["n"]
+    return acc, ci, n
+
+
+def task_dict(spec, operand: str, spurious: float, seed: int) -> dict:
+    """The fine-tuning task in the built-in tasks' shape (schema TASK_SPEC)."""
+    return {"components": [f"count:{operand}"], "prior": {}, "window": spec.max_len, "k": 0, "offset": 0,
+            "text_len": spec.max_len, "spurious": spurious, "spurious_offset": 1,
+            "spurious_operands": ["a", "b"], "seed": seed}
+
+
+def finetune(*, parent, out, task: str, lr: str, spurious: float, recipe_args: dict, seed: int,
+             on_progress=None) -> dict:
+    """Fine-tune a compiled counter on ``task`` with the paper's SGD recipe; write ``out``
+    (with lineage) and return the report's results (schema FINETUNE)."""
+    from wrapcli.files import sha256
+
+    started = time.time()
+    pin_threads()  # --threads: the same count gives the same bits
+    model = checkpoint.load_compiled(parent)
+    operand = ct.operand_of(model.spec, task)
+    if not 0.0 <= spurious <= 1.0:
+        raise UsageError(f"--spurious must be in [0, 1], got {spurious}")
+    lr_value, lr_name = ct.resolve_lr(lr)
+    recipe = ct.Recipe(lr=lr_value, **{k: v for k, v in recipe_args.items() if v is not None})
+    watched = sorted({operand, "a"})
+    log = []
+
+    def on_eval(step):
+        acc, ci, n = _flat(_watch(model, watched, recipe.eval_size, seed=0))
+        log.append({"step": step, "loss": losses[-1] if step else None, "lr": recipe.lr, "accuracy": acc,
+                    "accuracy_n": n, "accuracy_ci95": ci})
+
+    losses = []
+
+    def on_step(step, loss):
+        if not np.isfinite(loss):
+            raise UsageError(f"the loss became {loss} at step {step}; nothing was written: lower --lr")
+        losses.append(loss)
+        if on_progress:
+            on_progress(step, {"loss": loss})
+
+    steps = list(range(recipe.eval_every, recipe.steps + 1, recipe.eval_every))
+    ct.train(model, operand, recipe, seed, spurious, on_eval=on_eval,
+             eval_steps=sorted(set(steps) | {recipe.steps}), on_step=on_step)
+    final = _watch(model, watched, 1000, seed=1)
+    entry = checkpoint.lineage_entry("finetune", sha256(parent), task, seed, final, steps=recipe.steps,
+                                     lr=recipe.lr, precision="fp32", lr_preset=lr_name, spurious=spurious,
+                                     optimizer="sgd", momentum=ct.MOMENTUM)
+    checkpoint.save_compiled(out, model, lineage=[*_lineage(parent), entry])
+    return {"preset": "compiled", "wall_s": time.time() - started, "train": recipe.to_dict(), "device": "cpu",
+            "log": log, "checkpoint": str(out), "parent": {"path": str(parent), "sha256": sha256(parent)},
+            "task": task_dict(model.spec, operand, spurious, seed), "lr_preset": lr_name, "final_eval": final}
+
+
+def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960, eval_n: int = 1000,
+          seed: int = 0) -> dict:
+    """Zero the K single weights with the highest weight x gradient on ``task`` (the
+    paper's unit for compiled models) and evaluate every task at each K (schema PRUNE)."""
+    pin_threads()  # --threads: the same count gives the same bits
+    model = checkpoint.load_compiled(ckpt_path)
+    operand = ct.operand_of(model.spec, task)
+    others = [ct.operand_of(model.spec, t) for t in also]
+    units = ct.saliency(model, operand, n, seed)
+    if max(ks) > len(units):
+        raise UsageError(f"--k {max(ks)} is more than the {len(units)} weights scored")
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    sweep = []
+    for k in ks:
+        model.load_state_dict(saved)
+        ct.zero(model, units[:k])
+        sweep.append({"k": k, "results": _watch(model, [operand, *others], eval_n, seed=0)})
+    model.load_state_dict(saved)
+    pruned = [{"layer": ct.layer_of(u["param"]), "kind": f"weight:{u['param']}", "index": u["index"],
+               "score": u["score"]} for u in units[: max(ks)]]
+    return {"checkpoint": str(ckpt_path), "task": task, "data": None, "also": list(also), "unit": "weight",
+            "iterative": False, "n_units": sum(p.numel() for p in model.parameters()), "batches": 1,
+            "batch_size": n, "pruned": pruned, "sweep": sweep, "written": None, "precision": "fp32",
+            "device": "cpu"}
+
+
+def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, threshold: float | None,
+           recipe_args: dict, on_progress=None) -> dict:
+    """Reverse fine-tune a compiled counter on ``task`` with the fine-tune's recipe at its
+    LR / 10 (``lr`` overrides), ``seeds`` times, beside a fresh initialisation of the same
+    architecture (``scratch``); curves and speed-up in the shape of the built-in
+    revival's report (schema REVIVE)."""
+    import torch
+
+    from wrapcli.files import sha256
+    from wrapcli.revival import Curve, curves_result, default_lr, default_threshold, eval_grid
+
+    pin_threads()  # --threads: the same count gives the same bits
+    model = checkpoint.load_compiled(ckpt_path)
+    operand = ct.operand_of(model.spec, task)
+    lineage = _lineage(ckpt_path)
+    if lr is None:
+        lr_value, lr_source = default_lr(lineage)
+    else:
+        lr_value, name = ct.resolve_lr(lr)
+        lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")
+    if threshold is None:
+        threshold, threshold_source = default_threshold(lineage, task)
+    elif not 0 < threshold <= 1:
+        raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
+    else:
+        threshold_source = "--threshold"
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    recipe = ct.Recipe(lr=lr_value, **{k: v for k, v in recipe_args.items() if v is not None})
+    grid = eval_grid(recipe.steps)
+    seed_list = list(range(seeds))
+    eval_ids = compiled.counter_ids(model.spec, recipe.eval_size, np.random.default_rng([0, 3]), None)
+    letter = model.spec.input_vocab.index(operand)
+    truth = np.array([model.spec.output_values.index(int(c)) for c in (eval_ids[:, 1:] == letter).sum(1)])
+
+    def accuracy(m) -> float:
+        with torch.inference_mode():
+            return float((m(torch.as_tensor(eval_ids))[:, -1].argmax(-1).numpy() == truth).mean())
+
+    def curve(factory) -> list[list[float]]:
+        per_seed = []
+        for seed in seed_list:
+            m, points = factory(seed), []
+            ct.train(m, operand, recipe, seed, None, on_eval=lambda step: points.append(accuracy(m)),
+                     eval_steps=grid[1:], on_step=lambda step, loss: on_progress and on_progress(step, {"loss": loss}))
+            per_seed.append(points)
+        return per_seed
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        return compiled.build(model.spec)  # PyTorch's default initialisation
+
+    curves = [Curve("revived", str(ckpt_path), sha256(ckpt_path),
+                    curve(lambda seed: checkpoint.load_compiled(ckpt_path)))]
+    if scratch:
+        curves.append(Curve("scratch", None, None, curve(fresh)))
+    models = [c.summary(grid, threshold, recipe.eval_size) for c in curves]
+    return {"task": task, **curves_result(threshold, threshold_source, lr_value, lr_source, recipe, seed_list,
+                                           grid, models, "cpu")}
+
+
+def attention(model, n: int, seed: int) -> dict:
+    """Attention from the answer position per setting (natural, C_Te=0, C_Te=1)."""
+    out = {}
+    for setting in compiled.SETTINGS:
+        rng = np.random.default_rng([seed, 4, compiled.SETTINGS.index(setting)])
+        spurious = {"natural": None, "C_Te=0": 0.0, "C_Te=1": 1.0}[setting]
+        out[setting] = ct.attention_at_answer(model, compiled.counter_ids(model.spec, n, rng, spurious))
+    return out
+
