@@ -92,3 +92,17 @@ def test_reproduction_plans_the_cpu_preset_from_the_shipped_base(tmp_path):
     assert bft and all("examples/bases/pt-medium-s0.safetensors" in l and "--preset cpu" in l for l in bft)
     assert any(" prune " in l and "--unit neuron" in l and "/cpu-low/" in l for l in jobs)
     assert any(" revive " in l and "--preset demo" in l and "/cpu-demo/" in l for l in jobs)
+
+
+def test_the_compiled_rows_run_through_the_makefile(tmp_path):
+    """`make -f examples/Makefile compiled` with a few steps: compile (Tracr), fine-tune
+    with and without the spurious feature, evaluate, prune single weights, revive, tables."""
+    pytest.importorskip("tracr", reason="needs the compile extra (pip install 'wrapcli[compile]')")
+    out = tmp_path / "runs"
+    tables = make(out, "compiled", "COMPILED_LRS=0.01", "COMPILED_STEPS=30", "COMPILED_REFT_STEPS=20",
+                  "COMPILED_N=100", jobs=2)
+    for name in ("counter.safetensors", "counter_eval.json", "ft-0.01-sp1-s0_eval.json", "ft-0.01-sp0-s0_train.json",
+                 "prune-0.01-sp1-s0.json", "revive-0.01-sp0.json"):
+        assert (out / "compiled" / name).exists(), name
+    assert "| attention from the answer position (LR-C_Tr) |" in tables and "| 0.01-sp1 | 1 |" in tables
+    assert "| pruned fine-tune | unit | K |" in tables and "| weight | 5 |" in tables

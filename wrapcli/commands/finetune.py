@@ -18,6 +18,9 @@ EXAMPLE = """Example:
   wrapcli finetune pt.safetensors --task count:b --lr medium --spurious 1.0 -o ft_sp.safetensors
 
   wrapcli finetune my-model/ --data stories.jsonl --lr 1e-5 --batch-size 8 -o my-model-ft/
+
+  wrapcli finetune counter.safetensors --task count:b --lr 1e-3 --spurious 1.0 -o counter-ft.safetensors
+      # a compiled (Tracr) counter: SGD + momentum, batch 96, 10,000 steps (docs/compiled.md)
 """
 
 

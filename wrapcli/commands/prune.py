@@ -25,6 +25,9 @@ EXAMPLE = """Example:
   wrapcli prune ft.safetensors --task count:a --also count:b --k 0,1,2,5,10,15,20 -o prune.json
 
   wrapcli prune ft.safetensors --task count:a -w pruned.safetensors --write-k 10
+
+  wrapcli prune counter-ft.safetensors --task count:a --also count:b --unit weight --k 0,1,2,3,4,5 -o p.json
+      # a compiled (Tracr) counter: single weights, the paper's unit for compiled models
 """
 
 

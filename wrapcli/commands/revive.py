@@ -25,6 +25,8 @@ EXAMPLE = """Example:
       --control never-knew/ --lr 1e-5 --steps 100 -o relearn.json   # a relearning attack
 
   wrapcli revive ft.safetensors --task count:a --control scrft.safetensors -o revive.json
+
+  wrapcli revive counter-ft.safetensors --task count:a --scratch --steps 2000 -o revive.json   # compiled
 """
 
 
