@@ -31,6 +31,17 @@ def test_cli_weights_only_known_edit(tmp_path, arch):
     assert w["changed_tensors"] == [MLP_OUT[arch]] and w["tensors"][MLP_OUT[arch]]["rank"] == 1
 
 
+def test_precision_is_the_dtype_the_models_run_in_and_dtype_its_old_name(tmp_path):
+    model = tiny_hf("gpt2")
+    model.save_pretrained(tmp_path / "a")
+    model.save_pretrained(tmp_path / "b")
+    for flags, want in ((["--precision", "bf16"], "bf16"), (["--dtype", "float16"], "fp16"), ([], "fp32")):
+        res = json.loads(run("compare", tmp_path / "a", tmp_path / "b", *flags, "--device", "cpu", "-q", "--json").stdout)
+        assert res["precision"] == want
+    one_line_error(run("compare", tmp_path / "a", tmp_path / "b", "--precision", "bf16", "--dtype", "float32",
+                       code=2), "not both", code=2)
+
+
 def test_cli_with_tasks_reports_and_markdown(chain, tmp_path):
     pt, ft = chain / "pt.safetensors", chain / "ft.safetensors"
     run("probe", ft, "--target", "count:a", "--n", "100", "--no-attention", "--device", "cpu", "-q", "-o", tmp_path / "probe.json")

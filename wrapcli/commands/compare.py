@@ -27,7 +27,8 @@ def compare(
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Capability to compare: a built-in task (count:a) or a prompt/answer JSONL file. Repeatable.")] = None,
     reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge (repeatable).")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Examples per built-in task.")] = 512,
-    dtype: Annotated[Literal["float32", "bfloat16", "float16"], typer.Option("--dtype", help="float32, bfloat16 or float16 for the forward passes.")] = "float32",
+    precision: Annotated[Optional[Literal["fp32", "bf16", "fp16"]], typer.Option("--precision", help="fp32 (default), bf16 or fp16: the dtype the models are loaded and run in (bf16 and fp16 halve a large model's memory).")] = None,
+    dtype: Annotated[Optional[Literal["float32", "bfloat16", "float16"]], typer.Option("--dtype", hidden=True, help="The old name of --precision.")] = None,
     drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed (its interval must clear it).")] = 0.2,
     probe_margin: Annotated[float, typer.Option("--probe-margin", help="Probe accuracy above max(majority, best random init) that counts as decodable (lower end of the interval).")] = 0.05,
     prune_gain: Annotated[float, typer.Option("--prune-gain", help="Pruned accuracy above max(unpruned, majority) that counts as restored (lower end of the interval).")] = 0.05,
@@ -46,12 +47,18 @@ def compare(
 
     with errors_as_exit(debug):
         from wrapcli import audit, reports as envelope
+        from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs, write_text
         from wrapcli.runtime import resolve_device
 
         check_outputs(out, markdown_out, inputs=[*ckpts, *(reports or []), *(task or [])])
         check_format(out, "report", "-o")
         check_format(markdown_out, "markdown", "--markdown")
+        if precision and dtype:
+            raise UsageError("give --precision (or its old name --dtype), not both")
+        dtypes = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+        dtype = dtype or dtypes[precision or "fp32"]
+        precision = {v: k for k, v in dtypes.items()}[dtype]
         th = audit.Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds)
         device = resolve_device(device)
         result = audit.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
@@ -70,7 +77,7 @@ def compare(
         if markdown_out:
             write_text(markdown_out, audit.markdown(result))
         inputs = list(ckpts) + list(reports or []) + [t for t in task or [] if t.endswith(".jsonl")]
-        envelope.write(envelope.envelope("compare", result, inputs=inputs, device=device, precision=dtype), out, json_out)
+        envelope.write(envelope.envelope("compare", result, inputs=inputs, device=device, precision=precision), out, json_out)
         labels = {v["label"] for vs in result["verdicts"].values() for v in vs}
         if (fail_on == "wrapped" and "wrapped" in labels) or (fail_on == "changed" and labels - {"intact"}):
             raise typer.Exit(3)
