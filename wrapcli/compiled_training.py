@@ -1,6 +1,6 @@
 """Fine-tuning, pruning and reading compiled (Tracr) models (PROTOCOL.md "Compiled
 models"): pure functions over a compiled torch model (wrapcli/compiled.py) and counter
-inputs. Loading, checking, writing and the reports are wrapcli/compiled_runs.py.
+inputs. Loading, checking, writing and the reports are wrapcli/runs/compiled.py.
 
 The paper's recipe: SGD with momentum, batch 96, LRs 1e-1 / 1e-2 / 1e-3 / 1e-4, 10K
 iterations, after N(0, 0.001) noise on the weights (``compile --noise``). The loss is the

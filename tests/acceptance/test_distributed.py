@@ -22,7 +22,7 @@ RUN = ["--steps", "8", "--batch-size", "8", "--eval-size", "16", "--prior", "a=0
 
 def test_torchrun_two_processes_give_the_one_process_weights_and_resume(tmp_path):
     from wrapcli import presets
-    from wrapcli.jobs import pretrain
+    from wrapcli.runs.train import pretrain
 
     run("train", *TINY, *RUN, "-o", tmp_path / "one.safetensors")
 

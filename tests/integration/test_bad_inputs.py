@@ -44,7 +44,7 @@ class _KeptPath(type(Path())):
 def bad(chain, tmp_path_factory):
     from safetensors.torch import load_file, save_file
 
-    from wrapcli import jobs
+    from wrapcli.runs import train as jobs
 
     d = tmp_path_factory.mktemp("bad")
     pt = chain / "pt.safetensors"

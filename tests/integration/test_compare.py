@@ -85,7 +85,9 @@ def test_fail_on_exit_codes(chain, monkeypatch):
                                "--device", "cpu", "-q"]).exit_code == 0  # identical: intact
     fake = {"verdicts": {"x": [{"label": "wrapped", "task": "count:a", "reason": "r", "criteria": [], "settle": []}]},
             "weights": []}
-    monkeypatch.setattr(audit, "compare", lambda **kw: fake)
+    from wrapcli.runs import compare as run
+
+    monkeypatch.setattr(run, "compare", lambda **kw: fake)
     monkeypatch.delenv("WRAPCLI_VALIDATE_REPORTS")  # the fake result is not a whole report
     assert runner.invoke(app, ["compare", pt, pt, "--fail-on", "wrapped", "-q"]).exit_code == 3
     assert runner.invoke(app, ["compare", pt, pt, "--fail-on", "changed", "-q"]).exit_code == 3

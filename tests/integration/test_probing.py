@@ -116,14 +116,14 @@ def test_probe_cli_json(chain, tmp_path):
 def test_relabelled_target_is_labelled_with_its_answer_operand(chain):
     """Probing count:a@b (randFT data) reads count(b) off count-a prompts."""
     from wrapcli.checkpoint import load
-    from wrapcli.probing import _task_probe_data
+    from wrapcli.runs.probe import task_probe_data
 
     ck = load(chain / "pt.safetensors")
-    tokens, labels, _, _ = _task_probe_data(ck, "count:a@b", None, 100, 0)
-    want_tokens, want_labels, _, _ = _task_probe_data(ck, "count:b", "count:a", 100, 0)
+    tokens, labels, _, _ = task_probe_data(ck, "count:a@b", None, 100, 0)
+    want_tokens, want_labels, _, _ = task_probe_data(ck, "count:b", "count:a", 100, 0)
     np.testing.assert_array_equal(tokens, want_tokens)
     np.testing.assert_array_equal(labels, want_labels)
-    assert (labels != _task_probe_data(ck, "count:a", None, 100, 0)[1]).any()
+    assert (labels != task_probe_data(ck, "count:a", None, 100, 0)[1]).any()
 
 
 def test_probe_hf_directory_on_labelled_text(tmp_path):

@@ -1,15 +1,18 @@
-"""Imports run one way (README of tests/import_graph.py): commands -> jobs / analyses ->
-checkpoint / training / evaluation -> models / adapters / tasks / files. An analysis never
-imports another analysis, a job or a command, and no module imports another's private
-name. The graph is read from the source, function-level imports included."""
+"""Imports run one way (README of tests/import_graph.py): commands -> runs -> analyses ->
+checkpoint / training / evaluation -> models / adapters / tasks / files. A run
+(wrapcli/runs/) loads, checks, writes and assembles a report; an analysis is pure: it
+imports no other analysis, no run and no command, and loads no checkpoint (weightdiff,
+which streams tensors from the files it compares, reads their headers). No module
+imports another's private name. The graph is read from the source, function-level
+imports included."""
 
 from import_graph import graph
 
-ANALYSES = {"wrapcli.pruning", "wrapcli.probing", "wrapcli.revival", "wrapcli.weightdiff", "wrapcli.verdicts",
+ANALYSES = {"wrapcli.pruning", "wrapcli.probing", "wrapcli.revival", "wrapcli.weightdiff", "wrapcli.audit",
             "wrapcli.compiled_training"}
-ABOVE_ANALYSES = {"wrapcli.jobs", "wrapcli.compiled_runs", "wrapcli.audit", "wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.plots"}
+ABOVE_ANALYSES = {"wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.plots"}
 FOUNDATION = {"wrapcli.errors", "wrapcli.files", "wrapcli.stats", "wrapcli.schema", "wrapcli.kernels", "wrapcli.models",
-              "wrapcli.adapters", "wrapcli.runtime", "wrapcli.distributed", "wrapcli.presets"}
+              "wrapcli.adapters", "wrapcli.runtime", "wrapcli.distributed", "wrapcli.presets", "wrapcli.verdicts"}
 
 
 def targets(deps):
@@ -22,9 +25,21 @@ def test_no_module_imports_a_private_name():
     assert private == []
 
 
-def test_analyses_import_no_other_analysis_job_or_command():
+def test_analyses_import_no_other_analysis_run_or_command():
     bad = [(mod, d) for mod, deps in graph().items() if mod in ANALYSES for d in targets(deps)
-           if d != mod and (d in ANALYSES | ABOVE_ANALYSES or d.startswith("wrapcli.commands"))]
+           if d != mod and (d in ANALYSES | ABOVE_ANALYSES or d.startswith(("wrapcli.commands", "wrapcli.runs")))]
+    assert bad == []
+
+
+def test_analyses_load_no_checkpoint():
+    bad = [mod for mod, deps in graph().items() if mod in ANALYSES - {"wrapcli.weightdiff"}
+           and "wrapcli.checkpoint" in targets(deps)]
+    assert bad == []
+
+
+def test_only_commands_import_runs():
+    bad = [(mod, d) for mod, deps in graph().items() for d in targets(deps)
+           if d.startswith("wrapcli.runs") and not mod.startswith(("wrapcli.commands", "wrapcli.runs"))]
     assert bad == []
 
 

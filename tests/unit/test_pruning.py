@@ -115,14 +115,14 @@ def test_micro_batched_scoring_equals_one_batch(tmp_path, monkeypatch):
     weight x gradient scores as one batch holding every record."""
     from models import PAIRS, make_model_dir, write_jsonl
 
-    from wrapcli import pruning
+    from wrapcli.runs import prune as run
 
     model_dir = make_model_dir(tmp_path / "hf", "llama")
     data = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v} {w}"} for w, v in PAIRS.items()])
 
     def scores(limit):
-        monkeypatch.setattr(pruning, "MAX_SCORING_TOKENS", limit)
-        res = pruning.prune(ckpt_path=model_dir, data=data, kind="neuron", ks=(0, 20), batch_size=8, eval_size=8)
+        monkeypatch.setattr(run, "MAX_SCORING_TOKENS", limit)
+        res = run.prune(ckpt_path=model_dir, data=data, kind="neuron", ks=(0, 20), batch_size=8, eval_size=8)
         return {(u["layer"], u["index"]): u["score"] for u in res["pruned"]}, res
 
     whole, _ = scores(10**6)

@@ -47,6 +47,8 @@ def compare(
 
     with errors_as_exit(debug):
         from wrapcli import audit, reports as envelope
+        from wrapcli.runs import compare as run
+        from wrapcli.verdicts import Thresholds
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs, write_text
         from wrapcli.runtime import resolve_device
@@ -59,9 +61,9 @@ def compare(
         dtypes = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
         dtype = dtype or dtypes[precision or "fp32"]
         precision = {v: k for k, v in dtypes.items()}[dtype]
-        th = audit.Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds)
+        th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds)
         device = resolve_device(device)
-        result = audit.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
+        result = run.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
                                dtype=dtype, device=device)
         con = stderr(quiet)
         for name, vs in result["verdicts"].items():

@@ -147,7 +147,7 @@ def _eval_compiled(ckpt, task, n, seed, device, out, json_out, quiet) -> None:
     stderr(quiet).print(accuracy_table(tasks, f"{ckpt}"))
     results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": "fp32", "tasks": tasks}
     if model.spec.program == "counter":
-        from wrapcli.compiled_runs import attention
+        from wrapcli.runs.compiled import attention
 
         results["attention"] = attention(model, n, seed)
     reports.write(reports.envelope("eval", results, inputs=[ckpt], device=device, precision="fp32"), out, json_out)

@@ -59,8 +59,8 @@ def finetune(
         from wrapcli.distributed import is_main
         from wrapcli.errors import UsageError
         from wrapcli.files import check_distinct, check_format, check_outputs
-        from wrapcli.jobs import finetune as run
-        from wrapcli.jobs import finetune_text
+        from wrapcli.runs.train import finetune as run
+        from wrapcli.runs.train import finetune_text
 
         p = presets.get(preset)
         quiet = quiet or not is_main()  # under torchrun, rank 0 reports
@@ -127,7 +127,8 @@ def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_ev
                        quiet, con, refused) -> None:
     """A compiled (Tracr) counter fine-tuned with the paper's SGD recipe
     (wrapcli/compiled_training.py): --steps (10,000), --batch-size (96), --lr."""
-    from wrapcli import compiled_runs, reports
+    from wrapcli import reports
+    from wrapcli.runs import compiled as compiled_runs
     from wrapcli.console import accuracy_table, progress
     from wrapcli.errors import UsageError
 

@@ -47,7 +47,8 @@ def probe(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import probing, reports
+        from wrapcli import reports
+        from wrapcli.runs import probe as run
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs
         from wrapcli.runtime import resolve_device
@@ -57,7 +58,7 @@ def probe(
         check_outputs(out, inputs=[ckpt, reference, data])
         check_format(out, "report", "-o")
         device = resolve_device(device)
-        result = probing.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
+        result = run.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,
                                random_inits=random_inits)
         con = stderr(quiet)

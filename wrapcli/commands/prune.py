@@ -57,7 +57,8 @@ def prune(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import pruning, reports
+        from wrapcli import reports
+        from wrapcli.runs import prune as run
         from wrapcli.errors import UsageError
         from wrapcli.files import check_distinct, check_format, check_outputs, check_writable
         from wrapcli.runtime import resolve_precision
@@ -87,7 +88,7 @@ def prune(
         from wrapcli import checkpoint
 
         if checkpoint.is_compiled(ckpt):
-            from wrapcli import compiled_runs
+            from wrapcli.runs import compiled as compiled_runs
 
             if unit != "weight" or data or write or iterative:
                 raise UsageError("a compiled (Tracr) model is pruned by single weights (--unit weight), without "
@@ -97,7 +98,7 @@ def prune(
             result = compiled_runs.prune(ckpt_path=ckpt, task=task, also=also or [], ks=ks, n=batch_size,
                                          eval_n=eval_size, seed=seed)
         else:
-            result = pruning.prune(
+            result = run.prune(
                 ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
                 iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
                 seed=seed, device=device, write=write, write_k=write_k,

@@ -61,6 +61,7 @@ def revive(
 
     with errors_as_exit(debug):
         from wrapcli import presets, reports, revival
+        from wrapcli.runs import revive as run
         from wrapcli.plots import line_plot, require_matplotlib
         from wrapcli.runtime import resolve_device
         from wrapcli.errors import UsageError
@@ -100,16 +101,16 @@ def revive(
                           batch_size=batch_size, seeds=seeds, threshold=threshold, device=device,
                           precision=precision, on_progress=on_progress)
             if is_compiled:
-                from wrapcli import compiled_runs
+                from wrapcli.runs import compiled as compiled_runs
 
                 result = compiled_runs.revive(ckpt_path=ckpt, task=task, scratch=scratch, lr=lr, seeds=seeds,
                                               threshold=threshold, on_progress=on_progress,
                                               recipe_args={"steps": steps, "batch_size": batch_size,
                                                            "eval_size": eval_size})
             elif data is not None:
-                result = revival.revive_text(data=data, eval_data=eval_data, reference=reference, **common)
+                result = run.revive_text(data=data, eval_data=eval_data, reference=reference, **common)
             else:
-                result = revival.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
+                result = run.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
                                         keep_every=keep_every, **common)
         con = stderr(quiet)
         con.print(revival.summary_table(result["eval_steps"], result["models"], result["threshold"]))

@@ -58,7 +58,7 @@ def train(
         from wrapcli import presets, reports
         from wrapcli.distributed import is_main
         from wrapcli.files import check_distinct, check_format, check_outputs
-        from wrapcli.jobs import pretrain
+        from wrapcli.runs.train import pretrain
 
         p = presets.get(preset)
         check_distinct([out, log])

@@ -1,5 +1,6 @@
-"""Whole jobs behind the training commands: resolve the preset and flags into a task
-spec, a model and a training config, run the loop, evaluate, and save with lineage."""
+"""`wrapcli train` and `wrapcli finetune`: resolve the preset and flags into a task spec,
+a model and a training config, run the loop (wrapcli/training.py), evaluate, and save
+with lineage."""
 
 from __future__ import annotations
 
