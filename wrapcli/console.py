@@ -1,4 +1,5 @@
-"""Terminal output: human tables and progress on stderr, errors as one line.
+"""Terminal output: the stderr console, progress bars, errors as one line (the tables
+themselves are wrapcli/tables.py).
 
 Channels (DESIGN.md decision 6): artefacts go to ``-o``; ``--json`` prints the report to
 stdout; everything for humans goes to stderr and switches off with ``--quiet`` or when
@@ -77,22 +78,3 @@ def progress(total: int, description: str, quiet: bool):
         yield update
 
 
-def accuracy_table(results: dict, title: str):
-    """A rich table of ``{component: {setting: score}}`` (evaluation.evaluate's shape):
-    each cell is the accuracy with the majority baseline of that set in brackets."""
-    from rich.table import Table
-
-    order = ["natural", "C_Te=0", "C_Te=1"]
-    settings = sorted({s for rows in results.values() for s in rows}, key=order.index)
-    table = Table(title=title)
-    table.add_column("task")
-    for s in settings:
-        table.add_column(f"{s} (majority)", justify="right")
-    table.add_column("n", justify="right")
-    for comp, rows in results.items():
-        cells = [
-            f"{rows[s]['accuracy']:.1%} ({rows[s]['majority_baseline']:.0%})" if s in rows else "-"
-            for s in settings
-        ]
-        table.add_row(comp, *cells, str(next(iter(rows.values()))["n"]))
-    return table

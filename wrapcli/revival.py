@@ -181,20 +181,3 @@ def curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seeds, 
     }
 
 
-def summary_table(steps: list[int], models: list[dict], threshold: float):
-    """Rich table: mean ± std accuracy per model at each evaluated step."""
-    from rich.table import Table
-
-    table = Table(title=f"reverse fine-tuning: accuracy by step (threshold {threshold:.3f})")
-    table.add_column("model")
-    for s in steps:
-        table.add_column(str(s), justify="right")
-    table.add_column("steps to thr. per seed", justify="right")
-    for m in models:
-        acc = m["accuracy"]
-        cells = [f"{mu:.2f}±{sd:.2f}" for mu, sd in zip(acc["mean"], acc["std"])]
-        reached = ", ".join("never" if r is None else f"{r:.0f}" for r in m["steps_to_threshold"]["per_seed"])
-        table.add_row(m["name"], *cells, reached)
-    return table
-
-

@@ -10,7 +10,7 @@ from import_graph import graph
 
 ANALYSES = {"wrapcli.pruning", "wrapcli.probing", "wrapcli.revival", "wrapcli.weightdiff", "wrapcli.audit",
             "wrapcli.compiled_training"}
-ABOVE_ANALYSES = {"wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.plots"}
+ABOVE_ANALYSES = {"wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.tables", "wrapcli.plots"}
 FOUNDATION = {"wrapcli.errors", "wrapcli.files", "wrapcli.stats", "wrapcli.schema", "wrapcli.kernels", "wrapcli.models",
               "wrapcli.adapters", "wrapcli.runtime", "wrapcli.distributed", "wrapcli.presets", "wrapcli.verdicts"}
 

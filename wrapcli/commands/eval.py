@@ -48,7 +48,8 @@ def eval_(
 ) -> None:
     """Evaluate a checkpoint on built-in tasks (accuracy, majority baseline, per answer) or,
     for a Hugging Face directory, on prompt/answer records (--data)."""
-    from wrapcli.console import accuracy_table, errors_as_exit, stderr
+    from wrapcli.console import errors_as_exit, stderr
+    from wrapcli.tables import accuracy_table
 
     with errors_as_exit(debug):
         from wrapcli import checkpoint, reports
@@ -133,7 +134,8 @@ def _eval_compiled(ckpt, task, n, seed, device, out, json_out, quiet) -> None:
     """A compiled model on its program (``compiled:PROGRAM``, by default) or, for a
     counter, on ``--task count:X`` with and without the spurious feature."""
     from wrapcli import checkpoint, compiled, reports
-    from wrapcli.console import accuracy_table, stderr
+    from wrapcli.console import stderr
+    from wrapcli.tables import accuracy_table, attention_table
     from wrapcli.errors import UsageError
 
     model = checkpoint.load_compiled(ckpt)
@@ -144,10 +146,14 @@ def _eval_compiled(ckpt, task, n, seed, device, out, json_out, quiet) -> None:
         operand = None if t is None else t.split(":", 1)[1]
         settings = ("natural",) if t is None else compiled.SETTINGS
         tasks.update(compiled.evaluate(model, n, seed, device, operand=operand, settings=settings))
-    stderr(quiet).print(accuracy_table(tasks, f"{ckpt}"))
+    con = stderr(quiet)
+    con.print(accuracy_table(tasks, f"{ckpt}"))
     results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": "fp32", "tasks": tasks}
     if model.spec.program == "counter":
         from wrapcli.runs.compiled import attention
 
         results["attention"] = attention(model, n, seed)
+        for setting in ("C_Te=0", "C_Te=1"):
+            con.print(attention_table(results["attention"][setting],
+                                      f"attention from the answer position ({setting}), share"))
     reports.write(reports.envelope("eval", results, inputs=[ckpt], device=device, precision="fp32"), out, json_out)

@@ -52,7 +52,8 @@ def finetune(
 ) -> None:
     """Fine-tune on a new task, watching the fine-tuning and the pretraining operands with
     (C_Te=1) and without (C_Te=0) the spurious feature."""
-    from wrapcli.console import accuracy_table, errors_as_exit, progress, stderr
+    from wrapcli.console import errors_as_exit, progress, stderr
+    from wrapcli.tables import accuracy_table
 
     with errors_as_exit(debug):
         from wrapcli import presets, reports
@@ -129,7 +130,8 @@ def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_ev
     (wrapcli/compiled_training.py): --steps (10,000), --batch-size (96), --lr."""
     from wrapcli import reports
     from wrapcli.runs import compiled as compiled_runs
-    from wrapcli.console import accuracy_table, progress
+    from wrapcli.console import progress
+    from wrapcli.tables import accuracy_table
     from wrapcli.errors import UsageError
 
     given = [flag for flag, value in refused if value]

@@ -47,7 +47,7 @@ def probe(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import reports
+        from wrapcli import reports, tables
         from wrapcli.runs import probe as run
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs
@@ -62,41 +62,10 @@ def probe(
                                n=n, reference=reference, seed=seed, device=device, attention=attention,
                                random_inits=random_inits)
         con = stderr(quiet)
-        con.print(layer_table(result))
+        con.print(tables.layer_table(result))
         if result.get("attention"):
-            con.print(attention_table(result["attention"]["model"]))
+            con.print(tables.attention_table(result["attention"]["model"]))
         inputs = [ckpt] + ([reference] if reference else []) + ([data] if data else [])
         reports.write(reports.envelope("probe", result, inputs=inputs, seed=seed, device=device, precision="fp32"), out, json_out)
 
 
-def layer_table(result: dict):
-    from rich.table import Table
-
-    table = Table(title=f"{result['checkpoint']}: linear probes for {result['target']} "
-                        f"(held-out accuracy, 95% interval)")
-    ref = "reference" in result["layers"][0]
-    for col in ["layer", "probe", "majority", f"random init (best of {len(result['random_init_seeds'])})",
-                "margin over the higher", *(["reference"] if ref else [])]:
-        table.add_column(col, justify="right")
-    for row in result["layers"]:
-        m = row["margin"]
-        table.add_row(row["hook"], _pct(row), f"{row['majority_baseline']:.1%}", _pct(row["random_init"]),
-                      f"{m['value']:+.1%} [{m['ci95'][0]:+.1%}, {m['ci95'][1]:+.1%}]",
-                      *([_pct(row["reference"])] if ref else []))
-    return table
-
-
-def _pct(score: dict) -> str:
-    lo, hi = score["ci95"]
-    return f"{score['accuracy']:.1%} [{lo:.0%}, {hi:.0%}]"
-
-
-def attention_table(rows: list[dict]):
-    from rich.table import Table
-
-    table = Table(title="attention from <ans> onto each letter (share)")
-    for col in ("layer", "head", "a", "b", "c"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(str(r["layer"]), str(r["head"]), *(f"{r[t]:.2f}" for t in "abc"))
-    return table

@@ -57,7 +57,7 @@ def prune(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import reports
+        from wrapcli import reports, tables
         from wrapcli.runs import prune as run
         from wrapcli.errors import UsageError
         from wrapcli.files import check_distinct, check_format, check_outputs, check_writable
@@ -104,11 +104,11 @@ def prune(
                 seed=seed, device=device, write=write, write_k=write_k,
                 precision=resolve_precision(precision, device),
             )
-        stderr(quiet).print(sweep_table(result))
+        stderr(quiet).print(tables.sweep_table(result))
         if plot:
             from wrapcli.plots import line_plot
 
-            series = _series(result)
+            series = tables.prune_series(result)
             line_plot(plot, [r["k"] for r in result["sweep"]], series, "units pruned (K)",
                       f"prune {result['task']} ({unit})", log_x=False)
         report = reports.envelope("prune", result, inputs=[ckpt] + ([data] if data else []), seed=seed, device=device,
@@ -116,28 +116,3 @@ def prune(
         reports.write(report, out, json_out)
 
 
-def _series(result: dict) -> dict[str, list[float]]:
-    """One accuracy series per task and setting, over the swept K."""
-    series: dict[str, list[float]] = {}
-    for row in result["sweep"]:
-        for task, rows in row["results"].items():
-            if "token_accuracy" in rows:
-                series.setdefault(task, []).append(rows["token_accuracy"])
-                continue
-            for setting, score in rows.items():
-                name = task if setting == "natural" else f"{task} {setting}"
-                series.setdefault(name, []).append(score["accuracy"])
-    return series
-
-
-def sweep_table(result: dict):
-    from rich.table import Table
-
-    series = _series(result)
-    table = Table(title=f"{result['checkpoint']}: accuracy after pruning K {result['unit']}s by weight x gradient")
-    table.add_column("K", justify="right")
-    for name in series:
-        table.add_column(name, justify="right")
-    for i, row in enumerate(result["sweep"]):
-        table.add_row(str(row["k"]), *[f"{v[i]:.1%}" for v in series.values()])
-    return table

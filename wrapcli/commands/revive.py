@@ -60,7 +60,7 @@ def revive(
     from wrapcli.console import errors_as_exit, progress, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import presets, reports, revival
+        from wrapcli import presets, reports, tables
         from wrapcli.runs import revive as run
         from wrapcli.plots import line_plot, require_matplotlib
         from wrapcli.runtime import resolve_device
@@ -113,7 +113,7 @@ def revive(
                 result = run.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
                                         keep_every=keep_every, **common)
         con = stderr(quiet)
-        con.print(revival.summary_table(result["eval_steps"], result["models"], result["threshold"]))
+        con.print(tables.revival_table(result["eval_steps"], result["models"], result["threshold"]))
         con.print(result["speedup"]["verdict"])
         if plot:
             models = result["models"]

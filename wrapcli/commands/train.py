@@ -10,7 +10,8 @@ import typer
 from wrapcli.commands._options import (
     BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Precision, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
 )
-from wrapcli.console import accuracy_table, errors_as_exit, progress, stderr
+from wrapcli.console import errors_as_exit, progress, stderr
+from wrapcli.tables import accuracy_table
 
 EXAMPLE = """Example:
 
