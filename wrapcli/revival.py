@@ -137,20 +137,30 @@ class Curve:
         }
 
 
+def shifted(on_progress, offset: int):
+    """``on_progress(step, metrics)`` with ``offset`` added to the step, so runs that follow
+    one another (seeds, then models) report one count that only grows."""
+    if on_progress is None:
+        return None
+    return lambda step, metrics: on_progress(offset + step, metrics)
+
+
 def run_curve(model_factory, spec, cfg, seeds, steps, device, on_progress=None, keep=None,
               keep_every=None):
     """Train a fresh copy from ``model_factory(seed)`` for each seed, recording the target's
     accuracy at ``steps``. ``keep(seed, model, step)`` may save the model: after the last
-    step, and every ``keep_every`` steps before it."""
+    step, and every ``keep_every`` steps before it. ``on_progress`` counts the steps of
+    every seed in turn (seed k's step s is k x cfg.steps + s)."""
     from wrapcli.training import Evaluation, train
 
     curves = []
-    for seed in seeds:
+    for k, seed in enumerate(seeds):
         model = model_factory(seed)
+        progress = shifted(on_progress, k * cfg.steps)
 
-        def on_step(step, metrics, seed=seed, model=model):
-            if on_progress:
-                on_progress(step, metrics)
+        def on_step(step, metrics, seed=seed, model=model, progress=progress):
+            if progress:
+                progress(step, metrics)
             if keep and keep_every and step % keep_every == 0 and step < cfg.steps:
                 keep(seed, model, step)
 

@@ -81,3 +81,20 @@ def test_what_does_not_apply_to_a_compiled_model_is_refused(counter, tmp_path, m
     code = 1 if command == "probe" else 2  # probe: a file it cannot read; the others: usage
     one_line_error(run(command, counter, *[a.format(ckpt=counter) for a in rest], code=code), message, code=code)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_revival_progress_counts_every_seed_and_model_in_turn(chain, counter):
+    """The runs report one growing step count over seeds and models (the progress bar's
+    total is seeds x models x steps), for a built-in model and a compiled one."""
+    from wrapcli import presets
+    from wrapcli.runs import compiled as compiled_runs
+    from wrapcli.runs import revive as run
+
+    seen = []
+    run.revive(ckpt_path=chain / "ft.safetensors", task="count:a", scratch=True, preset=presets.get("smoke"),
+               steps=3, seeds=2, eval_size=8, on_progress=lambda step, metrics: seen.append(step))
+    assert seen == list(range(1, 2 * 2 * 3 + 1))
+    seen.clear()
+    compiled_runs.revive(ckpt_path=counter, task="count:a", scratch=True, lr="0.01", seeds=2, threshold=None,
+                         recipe_args={"steps": 3, "eval_size": 8}, on_progress=lambda step, metrics: seen.append(step))
+    assert seen == list(range(1, 2 * 2 * 3 + 1))

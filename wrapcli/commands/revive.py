@@ -88,15 +88,7 @@ def revive(
                              "--control or --save-dir")
         runs = seeds * (1 + len(control or []) + int(scratch))
         per_run = steps or (compiled_training.Recipe.steps if is_compiled else p.reft_steps)
-        with progress(runs * per_run, "revive", quiet) as update:
-            done = {"base": 0, "last": 0}
-
-            def on_progress(step, metrics):  # steps restart at 1 for every model and seed
-                if step < done["last"]:
-                    done["base"] += done["last"]
-                done["last"] = step
-                update(done["base"] + step, metrics)
-
+        with progress(runs * per_run, "revive", quiet) as on_progress:  # the runs count every curve's steps in turn
             common = dict(ckpt_path=ckpt, controls=control or [], lr=lr, preset=p, steps=steps,
                           batch_size=batch_size, seeds=seeds, threshold=threshold, device=device,
                           precision=precision, on_progress=on_progress)

@@ -125,7 +125,7 @@ def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, t
     import torch
 
     from wrapcli.files import sha256
-    from wrapcli.revival import Curve, curves_result, default_lr, default_threshold, eval_grid
+    from wrapcli.revival import Curve, curves_result, default_lr, default_threshold, eval_grid, shifted
 
     pin_threads()  # --threads: the same count gives the same bits
     model = checkpoint.load_compiled(ckpt_path)
@@ -155,12 +155,13 @@ def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, t
         with torch.inference_mode():
             return float((m(torch.as_tensor(eval_ids))[:, -1].argmax(-1).numpy() == truth).mean())
 
-    def curve(factory) -> list[list[float]]:
+    def curve(factory, j) -> list[list[float]]:  # curve j's steps come after those before it
         per_seed = []
-        for seed in seed_list:
+        for k, seed in enumerate(seed_list):
             m, points = factory(seed), []
+            progress = shifted(on_progress, (j * seeds + k) * recipe.steps)
             ct.train(m, operand, recipe, seed, None, on_eval=lambda step: points.append(accuracy(m)),
-                     eval_steps=grid[1:], on_step=lambda step, loss: on_progress and on_progress(step, {"loss": loss}))
+                     eval_steps=grid[1:], on_step=lambda step, loss: progress and progress(step, {"loss": loss}))
             per_seed.append(points)
         return per_seed
 
@@ -169,9 +170,9 @@ def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, t
         return compiled.build(model.spec)  # PyTorch's default initialisation
 
     curves = [Curve("revived", str(ckpt_path), sha256(ckpt_path),
-                    curve(lambda seed: checkpoint.load_compiled(ckpt_path)))]
+                    curve(lambda seed: checkpoint.load_compiled(ckpt_path), 0))]
     if scratch:
-        curves.append(Curve("scratch", None, None, curve(fresh)))
+        curves.append(Curve("scratch", None, None, curve(fresh, 1)))
     models = [c.summary(grid, threshold, recipe.eval_size) for c in curves]
     return {"task": task, **curves_result(threshold, threshold_source, lr_value, lr_source, recipe, seed_list,
                                            grid, models, "cpu")}
