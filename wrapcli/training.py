@@ -1,5 +1,7 @@
 """The one training loop behind train, finetune and revive (DESIGN.md decision 4): AdamW,
-linear warm-up then cosine decay, periodic evaluation, resumable state, progress.
+linear warm-up then cosine decay, periodic evaluation, resumable state, progress. What it
+trains on is wrapcli/batches.py (the data protocol); the resume state's format is
+wrapcli/resume.py.
 
 Data for step ``s`` is a pure function of (task seed, stream, s) (tasks/sequences.py),
 and the optimizer state is saved exactly, so a run killed at any point and resumed
@@ -11,7 +13,6 @@ at lr/100, the paper's fine-tuning floor, used for pretraining too.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -20,9 +21,9 @@ from pathlib import Path
 from wrapcli.distributed import mean, process_group
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
-from wrapcli.files import atomic_path
 from wrapcli.kernels import autocast, fast_kernels
-from wrapcli.tasks.sequences import answer_pos, batch_for_step
+from wrapcli.batches import TaskData, prefetched
+from wrapcli.resume import load_state, save_state
 from wrapcli.tasks.spec import TaskSpec
 
 LOSSES = ("full", "answer")
@@ -86,18 +87,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def loss_on(model, tokens, mode: str):
-    """Cross-entropy of one batch of (B, T) token ids: every next token, or the answer."""
-    import torch.nn.functional as F
-
-    if mode == "full":
-        logits = model(input_ids=tokens).logits[:, :-1]  # (B, T-1, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
-    ans = answer_pos(tokens)
-    logits = model(input_ids=tokens[:, : ans + 1], logits_to_keep=1).logits[:, -1]  # (B, V)
-    return F.cross_entropy(logits.float(), tokens[:, ans + 1])
-
-
 def make_optimizer(model, cfg: TrainConfig):
     """AdamW with weight decay on every parameter of two or more dimensions: the matrices
     of the linear layers and the token and position embeddings; none on biases or norms.
@@ -126,39 +115,6 @@ class Evaluation:
         if self.at is not None:
             return step in self.at
         return step > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
-
-
-def mixed(step: int, fraction: float) -> bool:
-    """Whether ``step`` draws its batch from the mixed-in task: exactly
-    floor(n * fraction) of any first n steps do, spread evenly."""
-    return math.floor((step + 1) * fraction) > math.floor(step * fraction)
-
-
-@dataclass(frozen=True)
-class TaskData:
-    """Batches of a built-in task; ``mix_spec`` supplies the ``cfg.mix`` fraction of them
-    (the paper's mixing of pretraining data into fine-tuning)."""
-
-    spec: TaskSpec
-    mix_spec: TaskSpec | None = None
-
-    @property
-    def identity(self) -> str:
-        return self.spec.to_json() + (self.mix_spec.to_json() if self.mix_spec else "")
-
-    def batch(self, step: int, cfg: TrainConfig, device) -> dict:
-        import torch
-
-        if cfg.mix and mixed(step, cfg.mix):
-            if self.mix_spec is None:
-                raise WrapError("a mix fraction was given but no task to mix in")
-            b = batch_for_step(self.mix_spec, step, cfg.batch_size, cfg.stream + 1)
-        else:
-            b = batch_for_step(self.spec, step, cfg.batch_size, cfg.stream)
-        return {"input_ids": torch.as_tensor(b.tokens, device=device)}
-
-    def loss(self, model, batch: dict, cfg: TrainConfig):
-        return loss_on(model, batch["input_ids"], cfg.loss)
 
 
 def train(
@@ -258,37 +214,6 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
     return log
 
 
-def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = slice(None),
-               background: bool | None = None):
-    """Yield (step, batch) for steps start..cfg.steps-1, this rank's ``rows`` of each.
-
-    ``background`` (default: on CUDA) makes the batches two steps early in a thread,
-    pinned on CUDA, so the GPU never waits for the generator (batch(step) is a pure
-    function of the step, so making it early changes nothing). On CPU the batch is made
-    inline: the host is the accelerator there, and a second thread only competed with
-    the matrix products for the cores (0.38 vs 0.35 s/step on two cores).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    def make(step: int) -> dict:
-        batch = {k: v[rows] for k, v in data.batch(step, cfg, "cpu").items()}
-        return {k: v.pin_memory() for k, v in batch.items()} if cuda else batch
-
-    cuda = device.startswith("cuda")
-    if not (cuda if background is None else background):
-        for step in range(start, cfg.steps):
-            yield step, make(step)
-        return
-    ahead = 2
-    with ThreadPoolExecutor(1, thread_name_prefix="wrapcli-data") as pool:
-        queue = [pool.submit(make, s) for s in range(start, min(start + ahead, cfg.steps))]
-        for step in range(start, cfg.steps):
-            if step + ahead < cfg.steps:
-                queue.append(pool.submit(make, step + ahead))
-            batch = queue.pop(0).result()
-            yield step, {k: v.to(device, non_blocking=cuda) for k, v in batch.items()}
-
-
 def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:
     """A log entry; ``accuracy`` keys are ``"count:a"`` (natural) or ``"count:a C_Te=1"``."""
     model.eval()
@@ -301,66 +226,3 @@ def _eval_entry(model, evaluation: Evaluation, cfg, device, step, loss) -> dict:
             "accuracy_n": cfg.eval_size, "accuracy_ci95": {k: s["ci95"] for k, s in named.items()}}
 
 
-# -- resumable state (safetensors, never pickle) ------------------------------------
-def save_state(path, model, opt, cfg, identity: str, step, log) -> None:
-    from safetensors.torch import save_file
-
-    from wrapcli.checkpoint import canonical_header, split_tied
-
-    weights, _ = split_tied(model)
-    tensors = {f"model/{k}": v for k, v in weights.items()}
-    for i, p in enumerate(_params(opt)):
-        for key, value in opt.state.get(p, {}).items():
-            tensors[f"optim/{i}/{key}"] = value.detach().cpu().contiguous()
-    meta = {"step": str(step), "log": json.dumps(log), "train": json.dumps(cfg.to_dict()), "data": identity}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-        canonical_header(tmp)
-
-
-def load_state(path, model, opt, cfg, identity: str) -> tuple[int, list]:
-    """Restore a resume state after checking it: written by a run with these settings and
-    data, every model tensor present with its shape, everything finite, and its step
-    within the run. Any doubt is an error that says to delete the state."""
-    import torch
-    from safetensors import safe_open
-
-    from wrapcli.checkpoint import split_tied
-
-    fix = "delete it to start over, or rerun with the flags that wrote it"
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise WrapError(f"{path}: unreadable resume state ({str(e).strip()[:200]}); {fix}") from None
-    try:
-        settings, step, log = json.loads(meta["train"]), int(meta["step"]), json.loads(meta["log"])
-    except (KeyError, ValueError) as e:
-        raise WrapError(f"{path}: not a wrapcli resume state (bad or missing {e}); {fix}") from None
-    if settings != cfg.to_dict() or meta.get("data") != identity:
-        raise WrapError(f"{path}: resume state was written by a run with other settings; {fix}")
-    if not 0 <= step <= cfg.steps:
-        raise WrapError(f"{path}: resume state is at step {step}, outside this run's 0..{cfg.steps}; {fix}")
-    weights, _ = split_tied(model)
-    model_sd = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
-    for name, t in weights.items():
-        if name not in model_sd:
-            raise WrapError(f"{path}: resume state lacks model tensor {name}; {fix}")
-        if tuple(model_sd[name].shape) != tuple(t.shape):
-            raise WrapError(f"{path}: resume state's {name} has shape {list(model_sd[name].shape)}, "
-                            f"the model's {list(t.shape)}; {fix}")
-    for name, t in tensors.items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise WrapError(f"{path}: resume state's {name} has non-finite values; {fix}")
-    model.load_state_dict(model_sd, strict=False)
-    device = next(model.parameters()).device
-    for i, p in enumerate(_params(opt)):
-        state = {k.split("/")[2]: v for k, v in tensors.items() if k.startswith(f"optim/{i}/")}
-        if state:
-            opt.state[p] = {k: (v if k == "step" else v.to(device)) for k, v in state.items()}
-    return step, log
-
-
-def _params(opt):
-    return [p for group in opt.param_groups for p in group["params"]]

@@ -148,7 +148,7 @@ def encode(kind: str, records: list[dict], tokenizer, max_len: int) -> list[tupl
 
 @dataclass
 class TextData:
-    """Batches of user records for the training loop (same interface as TaskData):
+    """Batches of user records for the training loop (wrapcli/batches.py's protocol):
     each epoch visits every record once in a seeded order, so step ``s`` always gets
     the same batch and a resumed run sees what an uninterrupted one would."""
 

@@ -4,7 +4,7 @@ import pytest
 
 from wrapcli.errors import WrapError
 from wrapcli.revival import default_lr, default_threshold, eval_grid, speedup, steps_to_threshold
-from wrapcli.training import mixed
+from wrapcli.batches import mixed
 
 STEPS = [0, 10, 30, 100, 300, 400]
 

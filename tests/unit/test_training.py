@@ -8,7 +8,8 @@ import torch
 from wrapcli.tasks import vocab
 from specs import parse_task
 from wrapcli.tasks.spec import parse_prior
-from wrapcli.training import TaskData, TrainConfig, loss_on, lr_at, train
+from wrapcli.batches import TaskData, loss_on
+from wrapcli.training import TrainConfig, lr_at, train
 from wrapcli.tasks.sequences import batch_for_step
 
 from models import tiny
@@ -152,7 +153,7 @@ def test_trainer_follows_a_plain_loop(loss, precision, tolerance):
 
 
 def test_background_batches_are_the_inline_ones_with_each_rank_its_slice():
-    from wrapcli.training import prefetched
+    from wrapcli.batches import prefetched
 
     cfg = TrainConfig(steps=7, batch_size=6, lr=1e-3)
     data = TaskData(SPEC)

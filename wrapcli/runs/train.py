@@ -18,7 +18,8 @@ from wrapcli.runtime import resolve_device, resolve_precision
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import parse_components, parse_prior, TaskSpec
-from wrapcli.training import TaskData, TrainConfig, train
+from wrapcli.batches import TaskData
+from wrapcli.training import TrainConfig, train
 
 
 def _check_out(out) -> None:
