@@ -8,7 +8,8 @@ import torch
 from wrapcli import checkpoint
 from wrapcli.cli import app
 from wrapcli.errors import WrapError
-from wrapcli.userdata import IGNORE, read_jsonl, score_text, text_data
+from wrapcli.textscore import score_text
+from wrapcli.userdata import IGNORE, read_jsonl, text_data
 
 from cli import runner
 from models import PAIRS, make_model_dir, tiny_hf, write_jsonl

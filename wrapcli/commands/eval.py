@@ -114,7 +114,8 @@ def _eval_data(ckpt: str, data: str, device: str) -> tuple[dict, list[dict]]:
     """Scores of a Hugging Face model on prompt/answer records, and one sample per record."""
     from wrapcli import checkpoint
     from wrapcli.errors import UsageError
-    from wrapcli.userdata import load_tokenizer, read_jsonl, record_scores, score_text, text_data
+    from wrapcli.textscore import record_scores, score_text
+    from wrapcli.userdata import load_tokenizer, read_jsonl, text_data
 
     kind, records = read_jsonl(data)
     if kind != "prompt":

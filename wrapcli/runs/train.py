@@ -140,7 +140,8 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     """Fine-tune a Hugging Face model directory on user JSONL records; writes ``out`` as
     a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage)."""
     from wrapcli.files import sha256
-    from wrapcli.userdata import load_tokenizer, score_text, text_data
+    from wrapcli.textscore import score_text
+    from wrapcli.userdata import load_tokenizer, text_data
 
     if str(out).endswith(".safetensors") or str(out) == "-":
         raise UsageError("with --data the output is a Hugging Face directory that carries the tokenizer: give -o DIR")
