@@ -276,7 +276,12 @@ def main() -> None:
     finetune_table(out)
     revive_table(out)
     if (out / "counter_eval.json").exists():  # compiled counters: recovered fraction against the compiled model
-        eval_table(out, "counter", "compiled counter (noise 0.001)")
+        base = results(out / "counter_eval.json")["tasks"]
+        cells = [(t, s) for t in ("count:a", "count:b") for s in ("natural", "C_Te=0", "C_Te=1")]
+        print("| model | " + " | ".join(f"{t} {s}" for t, s in cells) + " |")
+        print("|" + " --- |" * (len(cells) + 1))
+        print("| compiled counter (noise 0.001), no fine-tune | " + " | ".join(
+            f"{100 * base[t][s]['accuracy']:.1f} (n = {base[t][s]['n']})" for t, s in cells) + " |\n")
         prune_table(out, "prune", "counter_eval.json")
         attention_table(out)
     else:
