@@ -98,3 +98,24 @@ def test_revival_progress_counts_every_seed_and_model_in_turn(chain, counter):
     compiled_runs.revive(ckpt_path=counter, task="count:a", scratch=True, lr="0.01", seeds=2, threshold=None,
                          recipe_args={"steps": 3, "eval_size": 8}, on_progress=lambda step, metrics: seen.append(step))
     assert seen == list(range(1, 2 * 2 * 3 + 1))
+
+
+def test_a_compiled_checkpoint_evaluates_and_prunes_with_no_jax(counter, tmp_path):
+    """Using a compiled checkpoint needs no compile extra: with jax, jaxlib, haiku and tracr
+    made unimportable, eval and prune still run."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "for name in ('jax', 'jaxlib', 'haiku', 'tracr'):\n"
+        "    sys.modules[name] = None  # import fails\n"
+        "from wrapcli.cli import entry\n"
+        f"assert entry(['eval', {str(counter)!r}, '--task', 'count:a', '--n', '32', '-q', '-o', {str(tmp_path / 'e.json')!r}]) == 0\n"
+        f"assert entry(['prune', {str(counter)!r}, '--task', 'count:a', '--unit', 'weight', '--k', '0,1',"
+        f" '--eval-size', '32', '-q', '-o', {str(tmp_path / 'p.json')!r}]) == 0\n"
+        "assert not any(m.split('.')[0] in ('jax', 'tracr', 'haiku') for m, v in sys.modules.items() if v is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert report(tmp_path / "p.json")["sweep"][1]["k"] == 1
