@@ -17,7 +17,7 @@ import numpy as np
 
 from wrapcli.adapters import resid_layers
 from wrapcli.errors import WrapError
-from wrapcli.stats import proportion
+from wrapcli.stats import family_confidence, paired_difference, proportion
 
 # The probe is sklearn's L2-regularised multinomial logistic regression (C=1). Newton-CG
 # reaches its optimum in about 20 iterations on residual-stream features; lbfgs needed
@@ -75,6 +75,39 @@ def probe_layers(features: list[np.ndarray], labels: np.ndarray, train, test) ->
     """One probe per residual-stream point (``resid_layers`` order)."""
     return [{"layer": layer, "hook": hook, **fit_probe(f, labels, train, test)}
             for (layer, hook), f in zip(resid_layers(len(features) - 1), features)]
+
+def against_baselines(rows: list[dict], randoms: list[list[dict]], refs: list[dict] | None = None) -> list[dict]:
+    """Each layer's probe (``probe_layers`` rows) with its bar: the better of the best
+    random-init model and the majority class, on the same held-out rows, and the margin
+    over it with a paired bootstrap interval (and a Bonferroni-widened one over layers);
+    with ``refs``, the reference model's probe at the same layer."""
+    family = family_confidence(len(rows))
+    layers = []
+    for i, row in enumerate(rows):
+        best = max((r[i] for r in randoms), key=lambda r: r["accuracy"])
+        name, base = (("random_init", best["_hits"]) if best["accuracy"] >= row["majority_baseline"]
+                      else ("majority", row["_majority_hits"]))
+        value, lo, hi = paired_difference(row["_hits"], base)
+        _, flo, fhi = paired_difference(row["_hits"], base, family)
+        entry = {
+            **_public(row),
+            "random_init": {**_public(best, ("accuracy", "n", "ci95")), "per_init": [r[i]["accuracy"] for r in randoms]},
+            "margin": {"baseline": name, "value": value, "ci95": [lo, hi],
+                       "ci_bonferroni": [flo, fhi], "confidence_bonferroni": family},
+        }
+        if refs is not None:
+            entry["reference"] = _public(refs[i], ("accuracy", "n", "ci95"))
+        layers.append(entry)
+    return layers
+
+
+def class_balance(labels: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(labels, return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts)}
+
+
+def _public(row: dict, keys=None) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_") and (keys is None or k in keys)}
 
 
 def attention_summary(model, prompts: np.ndarray, device="cpu") -> list[dict]:

@@ -1,0 +1,200 @@
+"""`wrapcli compare`: stream the weight diff, read and check the evidence reports, load
+one model at a time beside the base for behaviour, CKA and KL, and put the verdicts
+together (wrapcli/audit.py measures, wrapcli/verdicts.py decides) into the report's
+results (schema COMPARE)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from wrapcli import verdicts
+from wrapcli.audit import evidence_task, gather, kl_by_position, linear_cka
+from wrapcli.errors import UsageError, WrapError
+from wrapcli.schema import validate
+from wrapcli.verdicts import Thresholds
+
+
+EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
+
+
+MIN_EVIDENCE_VERSION = 2  # results_version of the first reports with counts and intervals
+
+
+def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
+    """Reports keyed by the checkpoint they were computed on (their first input's sha256);
+    a report made on a checkpoint outside this comparison is refused."""
+    by_ckpt: dict[str, list[dict]] = {name: [] for name in shas}
+    owner = {sha: name for name, sha in shas.items()}
+    for path in paths:
+        try:
+            rep = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise WrapError(f"{path}: cannot read the report ({e.strerror})") from None
+        except ValueError as e:  # UnicodeDecodeError included
+            raise WrapError(f"{path}: not a JSON report ({str(e)[:120]})") from None
+        if not isinstance(rep, dict) or "schema" not in rep or "results" not in rep:
+            raise WrapError(f"{path}: not a wrapcli report (no 'schema' and 'results')")
+        schema, version = rep["schema"], rep.get("results_version", 1)
+        if schema not in EVIDENCE:
+            raise WrapError(f"{path}: {schema} reports carry no evidence for compare (give prune, probe or revive)")
+        if not isinstance(version, int) or version < MIN_EVIDENCE_VERSION:
+            raise WrapError(f"{path}: made by an older wrapcli without intervals (results version {version}); "
+                            f"run {schema.split('.')[1]} again")
+        problems = validate(rep)
+        if problems:
+            raise WrapError(f"{path}: malformed {schema} report ({problems[0]}"
+                            + (f", and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ")"))
+        inputs, results = rep["inputs"], rep["results"]
+        sha = inputs[0]["sha256"] if inputs else None
+        if sha not in owner:
+            raise WrapError(f"{path}: made on a checkpoint (sha256 {str(sha)[:12]}…) that is not among those compared")
+        by_ckpt[owner[sha]].append({"path": str(path), "schema": schema, "results": results,
+                                    "input_shas": {i["sha256"] for i in inputs[1:]}})
+    return by_ckpt
+
+
+def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512, dtype="float32",
+            device="cpu") -> dict:
+    """The audit's results for checkpoints ``paths`` (the first is the base). Weights are
+    streamed tensor by tensor; for behaviour, CKA and KL one model at a time is in memory
+    beside the base's kept activations (float16 features, float16 answer log-probs)."""
+    from wrapcli import checkpoint
+    from wrapcli.adapters import resid_layers
+    from wrapcli.files import sha256
+    from wrapcli.adapters import layer_features
+
+    if len(paths) < 2:
+        raise WrapError("compare needs at least two checkpoints (the first is the base)")
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise UsageError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
+    from wrapcli.weightdiff import compare_weights
+
+    names = [str(p) for p in paths]
+    weights = [compare_weights(paths[0], p) for p in paths[1:]]  # streams; refuses mismatches first
+    shas = {name: sha256(path) for name, path in zip(names, paths)}
+    evidence_by = load_reports(reports, shas)  # refuse bad evidence before the forward passes
+    base = checkpoint.load(paths[0], dtype=dtype, device=device)
+    canon, views = {}, []
+    for task in tasks:
+        key, info = _canonical(task, base)
+        if key in canon:
+            raise UsageError(f"--task {task} is given twice")
+        if info.get("file"):
+            info["sha256"] = sha256(task)
+        canon[key] = info
+        views.append((key, TaskView(task, paths[0], base, n)))
+    for rep in (r for reps in evidence_by.values() for r in reps):
+        evidence_task(rep, canon)
+    behaviour = {key: {names[0]: view.score(base.model, device)} for key, view in views}
+    base_lp = {key: view.log_probs(base.model, device) for key, view in views if view.records is not None}
+    base_features = layer_features(base.model, views[0][1].chunks(), views[0][1].pick, device) if views else None
+    depth, representations = {key: {} for key in base_lp}, {}
+    for name, path in zip(names[1:], paths[1:]):
+        ck = checkpoint.load(path, dtype=dtype, device=device)
+        if ck.vocab != base.vocab:
+            raise WrapError(f"{names[0]} and {name} have different vocabularies")
+        for key, view in views:
+            behaviour[key][name] = view.score(ck.model, device)
+            if key in base_lp:
+                depth[key][name] = kl_by_position(base_lp[key], view.log_probs(ck.model, device))
+        if base_features is not None:
+            other = layer_features(ck.model, views[0][1].chunks(), views[0][1].pick, device)
+            representations[name] = [{"layer": layer, "hook": hook, "cka": linear_cka(x, y)}
+                                      for (layer, hook), x, y in zip(resid_layers(len(other) - 1), base_features, other)]
+        del ck
+    verdict_by = {}
+    for name in names[1:]:
+        per_task = {key: [] for key in canon}
+        for rep in evidence_by[name]:
+            key = evidence_task(rep, canon)
+            per_task[key].append(gather(rep, key, behaviour[key][names[0]]["accuracy"], th))
+        verdict_by[name] = [verdicts.verdict(key, behaviour[key][names[0]], behaviour[key][name], per_task[key], th)
+                            for key in canon]
+    return {
+        "checkpoints": [{"path": n_, "sha256": shas[n_]} for n_ in names],
+        "base": names[0],
+        "thresholds": th.to_dict(),
+        "weights": weights,
+        "behaviour": behaviour,
+        "depth": depth,
+        "representations": representations,
+        "evidence": {k: [r["path"] for r in v] for k, v in evidence_by.items()},
+        "verdicts": verdict_by,
+        "device": device,
+    }
+
+
+def _canonical(task: str, ck) -> tuple[str, dict]:
+    """The key evidence is matched on: the component (count:a) or the JSONL path."""
+    if task.endswith(".jsonl"):
+        return task, {"file": True}
+    from wrapcli.tasks.checks import single_component, task_for
+
+    return str(single_component(task_for(ck, task), "compare", task)), {}
+
+
+class TaskView:
+    """One capability's examples, fixed from the base checkpoint: a built-in task's natural
+    evaluation set, or a prompt/answer JSONL file tokenized by the base's tokenizer."""
+
+    def __init__(self, task: str, base_path, base, n: int):
+        self.records = None
+        if task.endswith(".jsonl"):
+            from wrapcli.adapters import last_positions
+            from wrapcli.userdata import text_data
+
+            self.records = text_data(task, base_path, base.model, 0)
+            self.pick = last_positions(1)
+            return
+        from wrapcli.evaluation import EVAL_SEED
+        from wrapcli.tasks.checks import task_for
+        from wrapcli.tasks.sequences import answer_pos, eval_batch
+
+        self.spec = task_for(base, task).replace(seed=EVAL_SEED)
+        self.comp = self.spec.eval_components()[0]
+        self.n = n
+        tokens = eval_batch(self.spec, self.comp, n, None).tokens
+        self.tokens = tokens[:, : answer_pos(tokens) + 1]  # prompts: up to <ans>
+        self.pick = lambda h, mask: h[:, -1]
+
+    def score(self, model, device) -> dict:
+        """Accuracy with its count and interval (token accuracy for JSONL)."""
+        if self.records is not None:
+            from wrapcli.textscore import score_text
+
+            r = score_text(model, self.records, device)
+            return {"accuracy": r["token_accuracy"], "n": r["n_scored_tokens"], "ci95": r["token_accuracy_ci95"],
+                    "metric": "token_accuracy"}
+        from wrapcli.evaluation import evaluate
+
+        r = evaluate(model, self.spec.fixed(self.comp), self.n, device, ("natural",))[str(self.comp)]["natural"]
+        return {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": "accuracy",
+                "majority_baseline": r["majority_baseline"]}
+
+    def chunks(self, size: int = 32):
+        """``(input_ids, attention_mask)`` batches for the CKA features."""
+        if self.records is None:
+            from wrapcli.adapters import token_chunks
+
+            yield from token_chunks(self.tokens)
+            return
+        for i in range(0, len(self.records.examples), size):
+            b = self.records.collate(list(range(i, min(i + size, len(self.records.examples)))), "cpu")
+            yield b["input_ids"], b["attention_mask"]
+
+    def log_probs(self, model, device, batch_size: int = 16):
+        """Next-token log-probabilities (float16, (N, vocab)) at every answer token of the
+        records, and each one's place in its answer (N,)."""
+        import torch
+
+        from wrapcli.userdata import answer_logits
+
+        lps, places = [], []
+        with torch.inference_mode():
+            for start in range(0, len(self.records.examples), batch_size):
+                idx = list(range(start, min(start + batch_size, len(self.records.examples))))
+                logits, _, _, place = answer_logits(model, self.records.collate(idx, device))
+                lps.append(torch.log_softmax(logits.float(), -1).half().cpu())
+                places.append(place.cpu())
+        return torch.cat(lps), torch.cat(places)

@@ -1,0 +1,139 @@
+"""`wrapcli probe`: load the model (and its reference), make the labelled prompts (built-in
+task or the user's text/label records), fit the probes per layer on it and on random-init
+baselines (wrapcli/probing.py), and assemble the report's results (schema PROBE)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wrapcli.adapters import last_positions, layer_features, token_chunks
+from wrapcli.errors import UsageError
+from wrapcli.models import context_length
+from wrapcli.probing import against_baselines, attention_summary, class_balance, probe_layers, split
+
+
+PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
+
+
+# Random-init baselines: how well the same probe reads the target from untrained networks
+# of the same config. Counting is nearly linear in a random transformer's residual stream
+# (attention averages token embeddings), so this, not the majority class, is the bar, and
+# one random draw can fall low by chance: the baseline is the best of several inits.
+RANDOM_INITS = 3
+
+
+RANDOM_INIT_SEED = 10_000  # init seeds RANDOM_INIT_SEED + i: never a trained model's own seed
+
+
+def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=2000,
+          reference=None, seed=0, device="cpu", attention=True, random_inits=RANDOM_INITS) -> dict:
+    """Probe every layer of ``ckpt_path`` (and the baselines); the report's results."""
+    from wrapcli import checkpoint
+    from wrapcli.models import build_model
+
+    if random_inits < 1:
+        raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
+    ck = checkpoint.load(ckpt_path, device=device)
+    check_probe_memory(ck.config, n)
+    ref = checkpoint.load(reference, device=device) if reference else None
+    if ref is not None:
+        from wrapcli.checkpoint import check_same_shapes
+
+        check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
+    groups = None
+    if data is not None:
+        chunks, pick, labels, groups, what = user_probe_data(data, ckpt_path, ck.model, position)
+        tokens, target_task, prompt_task = None, None, None
+    else:
+        tokens, labels, target_task, prompt_task = task_probe_data(ck, target, prompt, n, seed)
+        what = f"{target_task} (on {prompt_task} prompts)" if prompt_task != target_task else target_task
+        chunks = lambda: token_chunks(tokens)  # noqa: E731
+        pick = lambda h, mask: h[:, -1]  # noqa: E731  rows end at <ans>
+    train, test = split(labels, seed, groups=groups)
+    init_seeds = [RANDOM_INIT_SEED + seed * random_inits + i for i in range(random_inits)]
+
+    def curve(model):
+        return probe_layers(layer_features(model, chunks(), pick, device), labels, train, test)
+
+    rows = curve(ck.model)
+    randoms = [curve(build_model(ck.config, s).to(device).eval()) for s in init_seeds]
+    refs = curve(ref.model) if ref is not None else None
+    layers = against_baselines(rows, randoms, refs)
+    result = {
+        "checkpoint": str(ckpt_path),
+        "target": what,
+        "target_task": target_task,
+        "prompt_task": prompt_task,
+        "data": str(data) if data else None,
+        "n": int(len(labels)),
+        "n_classes": int(len(np.unique(labels))),
+        "split": {
+            "grouped": groups is not None,
+            "class_balance": {side: class_balance(labels[ix]) for side, ix in (("train", train), ("test", test))},
+        },
+        "random_init_seeds": init_seeds,
+        "reference": str(reference) if reference else None,
+        "layers": layers,
+        "device": device,
+    }
+    if attention and tokens is not None:
+        result["attention"] = {name: attention_summary(m, tokens[:256], device)
+                               for name, m in (("model", ck.model), ("reference", ref and ref.model)) if m is not None}
+    return result
+
+
+def check_probe_memory(config, n: int) -> None:
+    """Refuse an ``--n`` whose features would not fit in memory, before making any: one
+    float32 row per example per layer (and the embedding), kept while the probes fit,
+    with about as much again for the classifier's copies."""
+    from wrapcli.runtime import available_memory
+
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+    width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1)
+    need = 2 * 4 * n * (layers + 1) * width
+    free = available_memory()
+    if free is not None and need > free:
+        raise UsageError(f"--n {n}: the probe's features need about {need / 2**30:.1f} GiB, but "
+                         f"{free / 2**30:.1f} GiB of memory is available; use a smaller --n")
+
+
+def task_probe_data(ck, target, prompt, n, seed):
+    """Prompts of ``prompt`` (default: the target's own task) on fresh grammar strings,
+    labelled with the target's answer computed on the same texts."""
+    from wrapcli.tasks import vocab
+    from wrapcli.tasks.checks import single_component, task_for
+    from wrapcli.tasks.sequences import TEXT_START, answers, make_batch
+
+    if target is None:
+        raise UsageError("give --target (built-in task) or --data (text/label JSONL)")
+    t_spec = task_for(ck, target)
+    p_spec = task_for(ck, prompt or target)
+    comp = single_component(t_spec, "--target", target)
+    batch = make_batch(p_spec.replace(components=(single_component(p_spec, "--prompt", prompt or target),), seed=seed),
+                       np.random.default_rng([seed, PROBE_STREAM]), n)
+    texts = batch.tokens[:, TEXT_START : TEXT_START + t_spec.text_len] - vocab.TERMINAL_BASE
+    labels = answers(t_spec, np.full(n, comp.family), np.full(n, comp.answered or ""), texts)
+    return batch.tokens[:, : batch.answer_pos + 1], np.array(vocab.TOKENS)[labels], str(comp), str(p_spec.eval_components()[0])
+
+
+def user_probe_data(path, model_dir, model, position):
+    from wrapcli.userdata import load_tokenizer, pad_id, read_labelled, right_pad
+
+    texts, labels, groups = read_labelled(path)
+    if position == "last":
+        k = 1
+    elif position.startswith("mean-last-") and position[len("mean-last-"):].isdigit():
+        k = int(position[len("mean-last-"):])
+        if k < 1:
+            raise UsageError(f"--position mean-last-K needs K >= 1, got {position!r}")
+    else:
+        raise UsageError(f"--position takes last or mean-last-K, got {position!r}")
+    tok = load_tokenizer(model_dir)
+    max_len = context_length(model.config) or 1024
+    encoded = [tok(t, add_special_tokens=True)["input_ids"][-max_len:] for t in texts]
+
+    def chunks(size=32):
+        for i in range(0, len(encoded), size):
+            yield right_pad(encoded[i : i + size], pad_id(tok))
+
+    return chunks, last_positions(k), np.array(labels), groups, f"label of {path} ({position})"

@@ -1,0 +1,128 @@
+"""`wrapcli prune`: load the checkpoint, build the scoring batches (built-in task or
+prompt/answer records), run the sweep (wrapcli/pruning.py), write the pruned model and
+assemble the report's results (schema PRUNE)."""
+
+from __future__ import annotations
+
+from wrapcli.adapters import Adapter
+from wrapcli.errors import UsageError, WrapError
+from wrapcli.pruning import sweep, total_units, zero
+
+PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/finetune
+
+
+# User records are scored in micro-batches of at most this many (padded) tokens, gradients
+# summed: the backward pass's activations of a 1B-parameter model take about 2 MB per
+# token, so --batch-size bounds the statistics and this bounds the memory.
+MAX_SCORING_TOKENS = 1024
+
+
+def micro_batches(td, batches: list[list[int]]) -> list[list[int]]:
+    """Split each batch of record indices into runs whose padded size (rows x longest
+    record) stays within MAX_SCORING_TOKENS; a record longer than that is a run alone."""
+    out = []
+    for idx in batches:
+        chunk, width = [], 0
+        for i in idx:
+            w = max(width, len(td.examples[i][0]))
+            if chunk and (len(chunk) + 1) * w > MAX_SCORING_TOKENS:
+                out.append(chunk)
+                chunk, w = [], len(td.examples[i][0])
+            chunk.append(i)
+            width = w
+        out.append(chunk)
+    return out
+
+
+def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 2, 5, 10, 15, 20),
+          iterative=False, batches=1, batch_size=512, eval_size=512, seed=0, device="cpu",
+          write=None, write_k=None, on_k=None, precision="fp32") -> dict:
+    """Score, sweep K, and optionally write the model pruned at ``write_k``. The saliency
+    is always computed in fp32; ``precision`` (fp32 or bf16) applies to the evaluations."""
+    from wrapcli import checkpoint
+    from wrapcli.evaluation import EVAL_SEED, evaluate
+    from wrapcli.checkpoint import lineage_entry
+    from wrapcli.tasks.checks import task_for
+    from wrapcli.tasks.sequences import batch_for_step
+    from wrapcli.batches import loss_on
+
+    if batches < 1 or batch_size < 1:
+        raise UsageError("--batches and --batch-size must be >= 1")
+    if write and write_k is None:
+        raise UsageError("-w needs --write-k (how many units to prune in the written checkpoint)")
+    ck = checkpoint.load(ckpt_path, device=device)
+    adapter = Adapter(ck.model)
+    if data is not None:
+        from wrapcli.textscore import score_text
+        from wrapcli.userdata import text_data
+
+        td = text_data(data, ckpt_path, ck.model, seed)
+        if not td.identity.startswith("prompt:"):
+            raise WrapError(f"{data}: pruning needs prompt/answer records, not text")
+        import torch
+
+        from wrapcli.userdata import IGNORE, answer_logits
+
+        micro = micro_batches(td, [td.indices(i, batch_size) for i in range(batches)])
+        scored = sum(sum(l != IGNORE for l in td.examples[i][1][1:]) for chunk in micro for i in chunk)
+        scoring = [td.collate(chunk, device) for chunk in micro]
+
+        def loss_fn(model, batch):  # this micro-batch's share of the mean over every scored token
+            logits, target, _, _ = answer_logits(model, batch)
+            return torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum") * len(scoring) / scored
+
+        def evaluate_fn(model):
+            return {"data": score_text(model, td, device)}
+
+        target = f"data:{data}"
+    else:
+        if task is None:
+            raise UsageError("give --task (built-in task) or --data (prompt/answer JSONL)")
+        spec = task_for(ck, task).replace(seed=seed)
+        specs = [spec] + [task_for(ck, t) for t in also]
+        scoring = [batch_for_step(spec, i, batch_size, PRUNE_STREAM).tokens for i in range(batches)]
+        import torch
+
+        scoring = [torch.as_tensor(t, device=device) for t in scoring]
+
+        def loss_fn(model, tokens):
+            return loss_on(model, tokens, "answer")
+
+        def evaluate_fn(model):
+            out = {}
+            for s in specs:
+                out.update(evaluate(model, s.replace(seed=EVAL_SEED), eval_size, device, precision=precision))
+            return out
+
+        target = spec.name
+    order, rows = sweep(adapter, list(ks) + ([write_k] if write_k else []), kind, scoring,
+                        loss_fn, evaluate_fn, iterative, on_k)
+    if write:
+        for unit in order[:write_k]:
+            zero(adapter, unit)
+        entry = lineage_entry("prune", ck.sha256, target, seed, {}, unit=kind, k=write_k,
+                              units=[u.to_dict() for u in order[:write_k]])
+        if ck.path.is_dir():  # a Hugging Face model stays one, tokenizer included
+            from wrapcli.userdata import load_tokenizer
+
+            ck.lineage = [*ck.lineage, entry]
+            tokenizer = load_tokenizer(ckpt_path) if data is not None else None
+            checkpoint.export(ck, write, tokenizer=tokenizer)
+        else:
+            checkpoint.save(write, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
+    return {
+        "checkpoint": str(ckpt_path),
+        "task": None if data is not None else target,
+        "data": str(data) if data is not None else None,
+        "also": list(also),
+        "unit": kind,
+        "iterative": iterative,
+        "n_units": total_units(adapter, kind),
+        "batches": batches,
+        "batch_size": batch_size,
+        "pruned": [u.to_dict() for u in order],
+        "sweep": rows,
+        "written": {"path": str(write), "k": write_k} if write else None,
+        "precision": precision,
+        "device": device,
+    }
