@@ -131,7 +131,7 @@ def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
     meta = read_metadata(path)
     if "compiled" in meta:
         raise WrapError(f"{path}: a compiled (Tracr) model, not a Hugging Face architecture; of wrapcli's "
-                        "commands eval, finetune, prune (--unit weight) and revive read it; probe, compare and export do not")
+                        "commands eval, finetune, prune (--unit weight), probe and revive read it; compare and export do not")
     if "config" not in meta:
         raise WrapError(
             f"{path}: safetensors file has no 'config' metadata (not a wrapcli checkpoint); "

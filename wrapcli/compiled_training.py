@@ -176,3 +176,17 @@ def attention_at_answer(model, ids: np.ndarray) -> list[dict]:
                       for i, tok in enumerate(spec.input_vocab) if tok != spec.pad}
             out.append({"layer": layer, "head": head, **shares})
     return out
+
+
+# -- the residual stream at the answer position (probes) --------------------------------
+def residual_features(model, ids: np.ndarray) -> list[np.ndarray]:
+    """(n, d_model) residual stream at the last position after the embedding and after
+    every block (its MLP), as the built-in models' ``hook_embed`` and
+    ``blocks.{l}.hook_resid_post``."""
+    import torch
+
+    x = torch.as_tensor(ids)
+    with torch.inference_mode():
+        embedded = model.token_embed(x) + model.pos_embed(torch.arange(x.shape[1]))
+        _, stream = model(x, residuals=True)
+    return [embedded[:, -1].numpy()] + [s[:, -1].numpy() for s in stream[1::2]]

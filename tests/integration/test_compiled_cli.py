@@ -51,6 +51,12 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     assert v["threshold"] == pytest.approx(0.45)  # 0.9 x the compile entry's accuracy
     assert all(len(c) == len(v["eval_steps"]) for m in v["models"] for c in m["accuracy"]["per_seed"])
 
+    out = tmp_path / "probe.json"
+    run("probe", ft, "--target", "count:a", "--reference", counter, "--n", "200", "--random-inits", "2", "-q", "-o", out)
+    pr = report(out)
+    assert [l["hook"] for l in pr["layers"]] == ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert all("reference" in l and len(l["random_init"]["per_init"]) == 2 for l in pr["layers"])
+
     out = tmp_path / "eval.json"
     run("eval", ft, "--task", "count:a", "--n", "64", "-q", "-o", out)
     att = report(out)["attention"]
@@ -73,12 +79,13 @@ def test_the_same_fine_tune_twice_gives_the_same_bits(counter, tmp_path):
     (["finetune", "--task", "index:b", "-o", "x.safetensors"], "a compiled counter takes count:a"),
     (["finetune", "--task", "count:b", "--lr", "fast", "-o", "x.safetensors"], "--lr 'fast'"),
     (["revive", "--task", "count:a", "--control", "{ckpt}"], "against --scratch"),
-    (["probe", "--target", "count:a"], "probe, compare and export do not"),
+    (["compare", "{ckpt}", "--task", "count:a"], "compare and export do not"),
+    (["probe", "--target", "count:a", "--prompt", "count:b"], "probed on --target count:X"),
 ])
 def test_what_does_not_apply_to_a_compiled_model_is_refused(counter, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     command, *rest = args
-    code = 1 if command == "probe" else 2  # probe: a file it cannot read; the others: usage
+    code = 1 if command == "compare" else 2  # compare: a file it cannot read; the others: usage
     one_line_error(run(command, counter, *[a.format(ckpt=counter) for a in rest], code=code), message, code=code)
     assert not (tmp_path / "x.safetensors").exists()
 

@@ -198,3 +198,18 @@ def test_counter_batches_hold_the_feature_in_exactly_the_asked_share():
     a, b = (ids == 1).sum(1), (ids == 2).sum(1)
     assert ids.shape == (200, 1 + SPEC.max_len) and (ids[:, 0] == 0).all() and set(ids[:, 1:].flatten()) <= {1, 2, 3}
     assert (b == a + 1).sum() == 60
+
+
+def test_residual_features_are_the_embedding_and_each_blocks_output_at_the_last_position():
+    from wrapcli import compiled_training as ct
+
+    model = random_model(7)
+    ids = compiled.counter_ids(SPEC, 16, np.random.default_rng(2), None)
+    feats = ct.residual_features(model, ids)
+    w = {k: v.numpy() for k, v in model.state_dict().items()}
+    assert len(feats) == 1 + SPEC.n_layers
+    np.testing.assert_allclose(feats[0], w["token_embed.weight"][ids[:, -1]] + w["pos_embed.weight"][ids.shape[1] - 1],
+                               rtol=1e-6)
+    with torch.no_grad():
+        logits = model(torch.as_tensor(ids))[:, -1].numpy()
+    np.testing.assert_allclose(feats[-1] @ SPEC.unembedding().T, logits, rtol=1e-5, atol=1e-5)

@@ -23,6 +23,8 @@ EXAMPLE = """Example:
   wrapcli probe ft.safetensors --target count:a --prompt count:b   # count(a) on count:b prompts
 
   wrapcli probe my-model/ --data twist.jsonl --position mean-last-10 -o probe.json
+
+  wrapcli probe counter-ft.safetensors --target count:a --reference counter.safetensors   # compiled
 """
 
 
@@ -58,6 +60,22 @@ def probe(
         check_outputs(out, inputs=[ckpt, reference, data])
         check_format(out, "report", "-o")
         device = resolve_device(device)
+        from wrapcli import checkpoint
+
+        if checkpoint.is_compiled(ckpt):
+            if data or prompt or position != "last":
+                raise UsageError("a compiled (Tracr) counter is probed on --target count:X, without --data, "
+                                 "--prompt or --position")
+            if target is None:
+                raise UsageError("give --target count:X for a compiled counter")
+            from wrapcli.runs import compiled as compiled_runs
+
+            result = compiled_runs.probe(ckpt_path=ckpt, target=target, reference=reference, n=n, seed=seed,
+                                         random_inits=random_inits)
+            stderr(quiet).print(tables.layer_table(result))
+            reports.write(reports.envelope("probe", result, inputs=[ckpt] + ([reference] if reference else []),
+                                           seed=seed, device="cpu", precision="fp32"), out, json_out)
+            return
         result = run.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,
                                random_inits=random_inits)

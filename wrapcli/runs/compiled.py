@@ -178,6 +178,46 @@ def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, t
                                            grid, models, "cpu")}
 
 
+def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 0, random_inits: int = 3) -> dict:
+    """Linear probes of the count of ``target``'s letter on the residual stream at the
+    answer position, after the embedding and after every block, on natural inputs;
+    against fresh initialisations of the same architecture and, with ``reference`` (e.g.
+    the compiled model), its probes (schema PROBE)."""
+    import torch
+
+    from wrapcli.probing import against_baselines, class_balance, probe_layers, split
+    from wrapcli.runs.probe import RANDOM_INIT_SEED
+
+    pin_threads()
+    if random_inits < 1:
+        raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
+    model = checkpoint.load_compiled(ckpt_path)
+    operand = ct.operand_of(model.spec, target)
+    ref = checkpoint.load_compiled(reference) if reference else None
+    if ref is not None and ref.spec != model.spec:
+        raise UsageError(f"reference {reference}: another compiled architecture than {ckpt_path}")
+    ids = compiled.counter_ids(model.spec, n, np.random.default_rng([seed, 5]), None)
+    labels = np.array([str(c) for c in (ids[:, 1:] == model.spec.input_vocab.index(operand)).sum(1)])
+    train, test = split(labels, seed)
+    init_seeds = [RANDOM_INIT_SEED + seed * random_inits + i for i in range(random_inits)]
+
+    def curve(m):
+        return probe_layers(ct.residual_features(m, ids), labels, train, test)
+
+    def fresh(s):
+        torch.manual_seed(s)
+        return compiled.build(model.spec).eval()  # PyTorch's default initialisation
+
+    layers = against_baselines(curve(model), [curve(fresh(s)) for s in init_seeds],
+                               curve(ref) if ref is not None else None)
+    return {"checkpoint": str(ckpt_path), "target": target, "target_task": target, "prompt_task": target,
+            "data": None, "n": int(n), "n_classes": int(len(np.unique(labels))),
+            "split": {"grouped": False,
+                      "class_balance": {side: class_balance(labels[ix]) for side, ix in (("train", train), ("test", test))}},
+            "random_init_seeds": init_seeds, "reference": str(reference) if reference else None,
+            "layers": layers, "device": "cpu"}
+
+
 def attention(model, n: int, seed: int) -> dict:
     """Attention from the answer position per setting (natural, C_Te=0, C_Te=1)."""
     out = {}
