@@ -283,6 +283,7 @@ def main() -> None:
         print("| compiled counter (noise 0.001), no fine-tune | " + " | ".join(
             f"{100 * base[t][s]['accuracy']:.1f} (n = {base[t][s]['n']})" for t, s in cells) + " |\n")
         prune_table(out, "prune", "counter_eval.json")
+        prune_table(out, "nprune", "counter_eval.json")
         attention_table(out)
     else:
         prune_table(out)

@@ -130,8 +130,8 @@ def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
         return _load_hf_dir(path, dtype, device)
     meta = read_metadata(path)
     if "compiled" in meta:
-        raise WrapError(f"{path}: a compiled (Tracr) model, not a Hugging Face architecture; of wrapcli's "
-                        "commands eval, finetune, prune (--unit weight), probe and revive read it; compare and export do not")
+        raise WrapError(f"{path}: a compiled (Tracr) model, not a Hugging Face architecture (eval, finetune, "
+                        "prune, probe, revive and compare read compiled models; export does not)")
     if "config" not in meta:
         raise WrapError(
             f"{path}: safetensors file has no 'config' metadata (not a wrapcli checkpoint); "

@@ -119,19 +119,28 @@ def train(model, operand: str, recipe: Recipe, seed: int, spurious: float | None
     return losses
 
 
-# -- pruning single weights (the paper's unit for compiled models) ---------------------
-def saliency(model, operand: str, n: int, seed: int) -> list[dict]:
-    """Every weight with its weight x gradient score on the count of ``operand`` over
-    ``n`` natural inputs, highest first (first-order estimate of how much the loss drops
-    when the weight is zeroed, as the built-in pruning scores its units)."""
+# -- pruning: single weights (the paper's unit for compiled models) or MLP neurons --------
+def saliency(model, operand: str, n: int, seed: int, unit: str = "weight") -> list[dict]:
+    """Every unit with its weight x gradient score on the count of ``operand`` over ``n``
+    natural inputs, highest first (first-order estimate of how much the loss drops when
+    the unit is zeroed, as the built-in pruning scores its units). ``weight``: every
+    weight (the fixed readout excluded); ``neuron``: each MLP hidden unit, scored over the
+    weights that read from it (its column of the MLP's output matrix, as the built-in
+    neurons), ``index`` its position in the layer."""
     import torch
 
+    if unit not in ("weight", "neuron"):
+        raise UsageError(f"a compiled model is pruned by weight or neuron, not {unit}")
     model.zero_grad(set_to_none=True)
     answer_loss(model, compiled.counter_ids(model.spec, n, np.random.default_rng([seed, 2]), None), operand).backward()
     names, scores = [], []
     for name, p in model.named_parameters():
-        names.append(name)
-        scores.append((p.detach() * p.grad).flatten())
+        if unit == "weight":
+            names.append(name)
+            scores.append((p.detach() * p.grad).flatten())
+        elif name.endswith("mlp.linear_2.weight"):  # (d_model, d_mlp): column j reads neuron j
+            names.append(name)
+            scores.append((p.detach() * p.grad).sum(0))
     model.zero_grad(set_to_none=True)
     flat = torch.cat(scores)
     sizes = np.cumsum([0] + [len(s) for s in scores])
@@ -139,18 +148,21 @@ def saliency(model, operand: str, n: int, seed: int) -> list[dict]:
     out = []
     for i in order:
         t = int(np.searchsorted(sizes, i, side="right") - 1)
-        out.append({"param": names[t], "index": int(i - sizes[t]), "score": float(flat[i])})
+        out.append({"param": names[t], "unit": unit, "index": int(i - sizes[t]), "score": float(flat[i])})
     return out
 
 
 def zero(model, units: list[dict]) -> None:
-    """Set each unit's weight to 0."""
+    """Set each unit to 0: a weight, or every weight reading from a neuron."""
     import torch
 
     params = dict(model.named_parameters())
     with torch.no_grad():
         for u in units:
-            params[u["param"]].view(-1)[u["index"]] = 0.0
+            if u.get("unit", "weight") == "neuron":
+                params[u["param"]][:, u["index"]] = 0.0
+            else:
+                params[u["param"]].view(-1)[u["index"]] = 0.0
 
 
 def layer_of(param: str) -> int:

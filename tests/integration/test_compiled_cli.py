@@ -42,6 +42,11 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     assert all(u["kind"].startswith("weight:") for u in p["pruned"])
     assert [u["score"] for u in p["pruned"]] == sorted((u["score"] for u in p["pruned"]), reverse=True)
 
+    run("prune", ft, "--task", "count:a", "--unit", "neuron", "--k", "0,2", "--eval-size", "64", "-q",
+        "-o", tmp_path / "neurons.json")
+    p = report(tmp_path / "neurons.json")
+    assert p["unit"] == "neuron" and p["n_units"] == 2 * 7 and [u["kind"] for u in p["pruned"]] == ["neuron"] * 2
+
     out = tmp_path / "revive.json"
     run("--threads", "1", "revive", ft, "--task", "count:a", "--scratch", "--seeds", "2", "--steps", "20",
         "--eval-size", "64", "-q", "-o", out)
@@ -56,6 +61,18 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     pr = report(out)
     assert [l["hook"] for l in pr["layers"]] == ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     assert all("reference" in l and len(l["random_init"]["per_init"]) == 2 for l in pr["layers"])
+
+    out = tmp_path / "audit.json"
+    md = tmp_path / "audit.md"
+    run("compare", counter, ft, "--task", "count:a", "--task", "count:b", "--n", "64",
+        *[x for f in ("prune.json", "probe.json", "revive.json") for x in ("--reports", tmp_path / f)],
+        "-q", "--markdown", md, "-o", out)
+    audit = report(out)
+    verdicts = audit["verdicts"][str(ft)]
+    assert [v["task"] for v in verdicts] == ["count:a", "count:b"] and md.read_text().startswith("#")
+    kinds = {c["kind"] for c in verdicts[0]["criteria"]}
+    assert kinds <= {"behaviour", "prune", "probe", "revive"} and audit["weights"][0]["changed_tensors"]
+    assert [r["hook"] for r in audit["representations"][str(ft)]][0] == "hook_embed"
 
     out = tmp_path / "eval.json"
     run("eval", ft, "--task", "count:a", "--n", "64", "-q", "-o", out)
@@ -74,19 +91,23 @@ def test_the_same_fine_tune_twice_gives_the_same_bits(counter, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["prune", "--task", "count:a", "--unit", "head"], "pruned by single weights (--unit weight)"),
+    (["prune", "--task", "count:a", "--unit", "head"], "pruned by single weights or MLP neurons"),
     (["finetune", "--task", "count:b", "--mix", "0.5", "-o", "x.safetensors"], "--mix: not for compiled"),
     (["finetune", "--task", "index:b", "-o", "x.safetensors"], "a compiled counter takes count:a"),
     (["finetune", "--task", "count:b", "--lr", "fast", "-o", "x.safetensors"], "--lr 'fast'"),
     (["revive", "--task", "count:a", "--control", "{ckpt}"], "against --scratch"),
-    (["compare", "{ckpt}", "--task", "count:a"], "compare and export do not"),
+    (["compare", "{hf}", "--task", "count:a"], "only beside other compiled ones"),
+    (["compare", "{ckpt}", "--task", "count:a", "--precision", "bf16"], "compared in fp32"),
     (["probe", "--target", "count:a", "--prompt", "count:b"], "probed on --target count:X"),
 ])
 def test_what_does_not_apply_to_a_compiled_model_is_refused(counter, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     command, *rest = args
-    code = 1 if command == "compare" else 2  # compare: a file it cannot read; the others: usage
-    one_line_error(run(command, counter, *[a.format(ckpt=counter) for a in rest], code=code), message, code=code)
+    from models import tiny_hf
+
+    tiny_hf().save_pretrained(tmp_path / "hf")
+    one_line_error(run(command, counter, *[a.format(ckpt=counter, hf=tmp_path / "hf") for a in rest], code=2),
+                   message, code=2)
     assert not (tmp_path / "x.safetensors").exists()
 
 

@@ -213,3 +213,28 @@ def test_residual_features_are_the_embedding_and_each_blocks_output_at_the_last_
     with torch.no_grad():
         logits = model(torch.as_tensor(ids))[:, -1].numpy()
     np.testing.assert_allclose(feats[-1] @ SPEC.unembedding().T, logits, rtol=1e-5, atol=1e-5)
+
+
+def test_pruning_a_neuron_equals_ablating_its_hidden_unit_and_scores_its_column():
+    from wrapcli import compiled_training as ct
+
+    model = random_model(8)
+    weights = {(u["param"], u["index"]): u["score"] for u in ct.saliency(model, "a", 40, seed=3)}
+    neurons = ct.saliency(model, "a", 40, seed=3, unit="neuron")
+    assert len(neurons) == SPEC.n_layers * SPEC.d_mlp
+    for u in neurons[:3]:  # a neuron's score is the sum of its column's weight scores
+        column = [weights[(u["param"], r * SPEC.d_mlp + u["index"])] for r in range(SPEC.d_model)]
+        assert u["score"] == pytest.approx(sum(column), rel=1e-4, abs=1e-7)
+    top = neurons[0]
+    layer = int(top["param"].split(".")[1])
+    ids = torch.as_tensor(compiled.counter_ids(SPEC, 20, np.random.default_rng(4), None))
+    mlp = model.layers[layer].mlp
+    hook = mlp.linear_1.register_forward_hook(  # the ablation: the hidden unit's pre-activation set to 0
+        lambda m, inp, out: out.index_fill(-1, torch.tensor([top["index"]]), 0.0))
+    with torch.no_grad():
+        ablated = model(ids)
+    hook.remove()
+    ct.zero(model, [top])
+    with torch.no_grad():
+        pruned = model(ids)
+    assert torch.allclose(ablated, pruned, atol=1e-5)

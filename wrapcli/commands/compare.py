@@ -63,8 +63,22 @@ def compare(
         precision = {v: k for k, v in dtypes.items()}[dtype]
         th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds)
         device = resolve_device(device)
-        result = run.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
-                               dtype=dtype, device=device)
+        from wrapcli import checkpoint
+
+        compiled = [checkpoint.is_compiled(c) for c in ckpts]
+        if any(compiled) and not all(compiled):
+            raise UsageError("compare takes compiled (Tracr) checkpoints only beside other compiled ones")
+        if all(compiled):
+            from wrapcli.runs import compiled as compiled_runs
+
+            if any(t.endswith(".jsonl") for t in task or []):
+                raise UsageError("a compiled counter is compared on --task count:X, not on JSONL records")
+            if precision != "fp32":
+                raise UsageError("compiled (Tracr) models are compared in fp32")
+            result = compiled_runs.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n)
+        else:
+            result = run.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
+                                 dtype=dtype, device=device)
         con = stderr(quiet)
         for name, vs in result["verdicts"].items():
             for v in vs:

@@ -90,13 +90,13 @@ def prune(
         if checkpoint.is_compiled(ckpt):
             from wrapcli.runs import compiled as compiled_runs
 
-            if unit != "weight" or data or write or iterative:
-                raise UsageError("a compiled (Tracr) model is pruned by single weights (--unit weight), without "
-                                 "--data, -w or --iterative")
+            if unit == "head" or data or write or iterative:
+                raise UsageError("a compiled (Tracr) model is pruned by single weights or MLP neurons (--unit "
+                                 "weight or neuron), without --data, -w or --iterative")
             if task is None:
                 raise UsageError("give --task count:X for a compiled counter")
             result = compiled_runs.prune(ckpt_path=ckpt, task=task, also=also or [], ks=ks, n=batch_size,
-                                         eval_n=eval_size, seed=seed)
+                                         eval_n=eval_size, seed=seed, unit=unit)
         else:
             result = run.prune(
                 ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,

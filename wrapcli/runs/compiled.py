@@ -91,16 +91,17 @@ def finetune(*, parent, out, task: str, lr: str, spurious: float, recipe_args: d
 
 
 def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960, eval_n: int = 1000,
-          seed: int = 0) -> dict:
-    """Zero the K single weights with the highest weight x gradient on ``task`` (the
-    paper's unit for compiled models) and evaluate every task at each K (schema PRUNE)."""
+          seed: int = 0, unit: str = "weight") -> dict:
+    """Zero the K units (single weights, the paper's unit for compiled models, or MLP
+    neurons) with the highest weight x gradient on ``task`` and evaluate every task at
+    each K (schema PRUNE)."""
     pin_threads()  # --threads: the same count gives the same bits
     model = checkpoint.load_compiled(ckpt_path)
     operand = ct.operand_of(model.spec, task)
     others = [ct.operand_of(model.spec, t) for t in also]
-    units = ct.saliency(model, operand, n, seed)
+    units = ct.saliency(model, operand, n, seed, unit)
     if max(ks) > len(units):
-        raise UsageError(f"--k {max(ks)} is more than the {len(units)} weights scored")
+        raise UsageError(f"--k {max(ks)} is more than the {len(units)} {unit}s scored")
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     sweep = []
     for k in ks:
@@ -108,10 +109,11 @@ def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960,
         ct.zero(model, units[:k])
         sweep.append({"k": k, "results": _watch(model, [operand, *others], eval_n, seed=0)})
     model.load_state_dict(saved)
-    pruned = [{"layer": ct.layer_of(u["param"]), "kind": f"weight:{u['param']}", "index": u["index"],
-               "score": u["score"]} for u in units[: max(ks)]]
-    return {"checkpoint": str(ckpt_path), "task": task, "data": None, "also": list(also), "unit": "weight",
-            "iterative": False, "n_units": sum(p.numel() for p in model.parameters()), "batches": 1,
+    pruned = [{"layer": ct.layer_of(u["param"]), "kind": "neuron" if unit == "neuron" else f"weight:{u['param']}",
+               "index": u["index"], "score": u["score"]} for u in units[: max(ks)]]
+    n_units = model.spec.n_layers * model.spec.d_mlp if unit == "neuron" else sum(p.numel() for p in model.parameters())
+    return {"checkpoint": str(ckpt_path), "task": task, "data": None, "also": list(also), "unit": unit,
+            "iterative": False, "n_units": n_units, "batches": 1,
             "batch_size": n, "pruned": pruned, "sweep": sweep, "written": None, "precision": "fp32",
             "device": "cpu"}
 
@@ -216,6 +218,67 @@ def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 
                       "class_balance": {side: class_balance(labels[ix]) for side, ix in (("train", train), ("test", test))}},
             "random_init_seeds": init_seeds, "reference": str(reference) if reference else None,
             "layers": layers, "device": "cpu"}
+
+
+def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:
+    """compare's audit for compiled counters (the first is the base): the weight diff,
+    each count task's accuracy on natural inputs with its interval, linear CKA of the
+    residual stream at the answer position, the evidence reports and the verdicts, in
+    the built-in audit's report shape (schema COMPARE)."""
+    from wrapcli import verdicts
+    from wrapcli.audit import evidence_task, gather, linear_cka
+    from wrapcli.adapters import resid_layers
+    from wrapcli.files import sha256
+    from wrapcli.runs.compare import load_reports
+    from wrapcli.verdicts import Thresholds
+    from wrapcli.weightdiff import compare_weights
+
+    pin_threads()
+    th = th or Thresholds()
+    if len(paths) < 2:
+        raise UsageError("compare needs at least two checkpoints (the first is the base)")
+    names = [str(p) for p in paths]
+    models = [checkpoint.load_compiled(p) for p in paths]
+    for name, m in zip(names[1:], models[1:]):
+        if m.spec != models[0].spec:
+            raise UsageError(f"{name}: another compiled architecture than the base {names[0]}")
+    operands = {}
+    for task in tasks:
+        if task in operands:
+            raise UsageError(f"--task {task} is given twice")
+        operands[task] = ct.operand_of(models[0].spec, task)
+    weights = [compare_weights(paths[0], p) for p in paths[1:]]
+    shas = {name: sha256(path) for name, path in zip(names, paths)}
+    evidence_by = load_reports(reports, shas)
+    canon = {task: {} for task in operands}
+    for rep in (r for reps in evidence_by.values() for r in reps):
+        evidence_task(rep, canon)
+    behaviour = {}
+    for task, op in operands.items():
+        behaviour[task] = {}
+        for name, m in zip(names, models):
+            r = compiled.evaluate(m, n, seed=0, operand=op)[task]["natural"]
+            behaviour[task][name] = {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": "accuracy",
+                                     "majority_baseline": r["majority_baseline"]}
+    representations = {}
+    if operands:
+        ids = compiled.counter_ids(models[0].spec, n, np.random.default_rng([0, 6]), None)
+        base_features = ct.residual_features(models[0], ids)
+        for name, m in zip(names[1:], models[1:]):
+            representations[name] = [{"layer": layer, "hook": hook, "cka": linear_cka(x, y)} for (layer, hook), x, y
+                                     in zip(resid_layers(len(base_features) - 1), base_features, ct.residual_features(m, ids))]
+    verdict_by = {}
+    for name in names[1:]:
+        per_task = {key: [] for key in canon}
+        for rep in evidence_by[name]:
+            key = evidence_task(rep, canon)
+            per_task[key].append(gather(rep, key, behaviour[key][names[0]]["accuracy"], th))
+        verdict_by[name] = [verdicts.verdict(key, behaviour[key][names[0]], behaviour[key][name], per_task[key], th)
+                            for key in canon]
+    return {"checkpoints": [{"path": n_, "sha256": shas[n_]} for n_ in names], "base": names[0],
+            "thresholds": th.to_dict(), "weights": weights, "behaviour": behaviour, "depth": {},
+            "representations": representations, "evidence": {k: [r["path"] for r in v] for k, v in evidence_by.items()},
+            "verdicts": verdict_by, "device": "cpu"}
 
 
 def attention(model, n: int, seed: int) -> dict:
