@@ -302,7 +302,7 @@ def main() -> None:
         prune_table(out, "bprune", "base-medium_eval.json")
     probe_table(out, "bprobe")
     audit_table(out)
-    if (out / "audit.json").exists():
+    if (out / "audit.json").exists() and not (out / "counter_eval.json").exists():
         print("\n".join(demo_block(out).splitlines()[1:-1]))  # the README's demo block, without its markers
 
 

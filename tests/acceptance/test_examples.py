@@ -102,7 +102,8 @@ def test_the_compiled_rows_run_through_the_makefile(tmp_path):
     tables = make(out, "compiled", "COMPILED_LRS=0.01", "COMPILED_STEPS=30", "COMPILED_REFT_STEPS=20",
                   "COMPILED_N=100", jobs=2)
     for name in ("counter.safetensors", "counter_eval.json", "ft-0.01-sp1-s0_eval.json", "ft-0.01-sp0-s0_train.json",
-                 "prune-0.01-sp1-s0.json", "nprune-0.01-sp1-s0.json", "probe-0.01-sp0-s0.json", "revive-0.01-sp0.json"):
+                 "prune-0.01-sp1-s0.json", "nprune-0.01-sp1-s0.json", "probe-0.01-sp0-s0.json", "revive-0.01-sp0.json", "audit.md"):
         assert (out / "compiled" / name).exists(), name
     assert "| attention from the answer position (LR-C_Tr) |" in tables and "| 0.01-sp1 | 1 |" in tables
     assert "| pruned fine-tune | unit | K |" in tables and "| weight | 5 |" in tables
+    assert "| audited checkpoint | task | verdict |" in tables
