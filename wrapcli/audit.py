@@ -52,6 +52,29 @@ def gather(rep: dict, task: str, base_accuracy: float | None, th: Thresholds) ->
     return verdicts.revive(rep["results"], th, rep["path"])
 
 
+def cka_by_layer(base_features: list, other_features: list) -> list[dict]:
+    """Linear CKA of two models' features at every residual-stream point (``resid_layers``
+    order: the embedding, then each block)."""
+    from wrapcli.adapters import resid_layers
+
+    return [{"layer": layer, "hook": hook, "cka": linear_cka(x, y)}
+            for (layer, hook), x, y in zip(resid_layers(len(other_features) - 1), base_features, other_features)]
+
+
+def verdicts_by_checkpoint(names: list[str], canon: dict, evidence_by: dict, behaviour: dict, th: Thresholds) -> dict:
+    """For every fine-tuned checkpoint (``names[1:]``; ``names[0]`` is the base), one
+    verdict per capability in ``canon`` from its behaviour and its evidence reports."""
+    out = {}
+    for name in names[1:]:
+        per_task = {key: [] for key in canon}
+        for rep in evidence_by[name]:
+            key = evidence_task(rep, canon)
+            per_task[key].append(gather(rep, key, behaviour[key][names[0]]["accuracy"], th))
+        out[name] = [verdicts.verdict(key, behaviour[key][names[0]], behaviour[key][name], per_task[key], th)
+                     for key in canon]
+    return out
+
+
 def kl_by_position(base, other) -> list[dict]:
     """How deep a change goes (Qi et al. 2024: a fine-tune's effect often sits in the first
     few answer tokens): mean KL(base || other) of the next-token distributions at answer

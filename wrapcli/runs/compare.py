@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from wrapcli import verdicts
-from wrapcli.audit import evidence_task, gather, kl_by_position, linear_cka
+from wrapcli.audit import cka_by_layer, evidence_task, kl_by_position, verdicts_by_checkpoint
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.schema import validate
 from wrapcli.verdicts import Thresholds
@@ -60,7 +59,6 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     streamed tensor by tensor; for behaviour, CKA and KL one model at a time is in memory
     beside the base's kept activations (float16 features, float16 answer log-probs)."""
     from wrapcli import checkpoint
-    from wrapcli.adapters import resid_layers
     from wrapcli.files import sha256
     from wrapcli.adapters import layer_features
 
@@ -100,17 +98,9 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
                 depth[key][name] = kl_by_position(base_lp[key], view.log_probs(ck.model, device))
         if base_features is not None:
             other = layer_features(ck.model, views[0][1].chunks(), views[0][1].pick, device)
-            representations[name] = [{"layer": layer, "hook": hook, "cka": linear_cka(x, y)}
-                                      for (layer, hook), x, y in zip(resid_layers(len(other) - 1), base_features, other)]
+            representations[name] = cka_by_layer(base_features, other)
         del ck
-    verdict_by = {}
-    for name in names[1:]:
-        per_task = {key: [] for key in canon}
-        for rep in evidence_by[name]:
-            key = evidence_task(rep, canon)
-            per_task[key].append(gather(rep, key, behaviour[key][names[0]]["accuracy"], th))
-        verdict_by[name] = [verdicts.verdict(key, behaviour[key][names[0]], behaviour[key][name], per_task[key], th)
-                            for key in canon]
+    verdict_by = verdicts_by_checkpoint(names, canon, evidence_by, behaviour, th)
     return {
         "checkpoints": [{"path": n_, "sha256": shas[n_]} for n_ in names],
         "base": names[0],

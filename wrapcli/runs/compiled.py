@@ -225,9 +225,7 @@ def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:
     each count task's accuracy on natural inputs with its interval, linear CKA of the
     residual stream at the answer position, the evidence reports and the verdicts, in
     the built-in audit's report shape (schema COMPARE)."""
-    from wrapcli import verdicts
-    from wrapcli.audit import evidence_task, gather, linear_cka
-    from wrapcli.adapters import resid_layers
+    from wrapcli.audit import cka_by_layer, evidence_task, verdicts_by_checkpoint
     from wrapcli.files import sha256
     from wrapcli.runs.compare import load_reports
     from wrapcli.verdicts import Thresholds
@@ -265,16 +263,8 @@ def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:
         ids = compiled.counter_ids(models[0].spec, n, np.random.default_rng([0, 6]), None)
         base_features = ct.residual_features(models[0], ids)
         for name, m in zip(names[1:], models[1:]):
-            representations[name] = [{"layer": layer, "hook": hook, "cka": linear_cka(x, y)} for (layer, hook), x, y
-                                     in zip(resid_layers(len(base_features) - 1), base_features, ct.residual_features(m, ids))]
-    verdict_by = {}
-    for name in names[1:]:
-        per_task = {key: [] for key in canon}
-        for rep in evidence_by[name]:
-            key = evidence_task(rep, canon)
-            per_task[key].append(gather(rep, key, behaviour[key][names[0]]["accuracy"], th))
-        verdict_by[name] = [verdicts.verdict(key, behaviour[key][names[0]], behaviour[key][name], per_task[key], th)
-                            for key in canon]
+            representations[name] = cka_by_layer(base_features, ct.residual_features(m, ids))
+    verdict_by = verdicts_by_checkpoint(names, canon, evidence_by, behaviour, th)
     return {"checkpoints": [{"path": n_, "sha256": shas[n_]} for n_ in names], "base": names[0],
             "thresholds": th.to_dict(), "weights": weights, "behaviour": behaviour, "depth": {},
             "representations": representations, "evidence": {k: [r["path"] for r in v] for k, v in evidence_by.items()},
