@@ -1,7 +1,8 @@
-"""What `finetune`, `prune` and `revive` do with a compiled (Tracr) checkpoint: load and
-check it, run the analysis (wrapcli/compiled_training.py), write the checkpoint and
+"""What `finetune`, `prune`, `probe`, `revive` and `compare` (and `eval`'s attention) do
+with compiled (Tracr) checkpoints: load and check them, run the analysis
+(wrapcli/compiled_training.py and the shared analyses), write the checkpoint and
 assemble the report's results in the same schema as for the built-in models
-(wrapcli/schema.py), so that summaries read both alike."""
+(wrapcli/schema.py), so that compare and the summaries read both alike."""
 
 from __future__ import annotations
 
