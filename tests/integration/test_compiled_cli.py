@@ -94,6 +94,7 @@ def test_the_same_fine_tune_twice_gives_the_same_bits(counter, tmp_path):
     (["prune", "--task", "count:a", "--unit", "head"], "pruned by single weights or MLP neurons"),
     (["finetune", "--task", "count:b", "--mix", "0.5", "-o", "x.safetensors"], "--mix: not for compiled"),
     (["finetune", "--task", "index:b", "-o", "x.safetensors"], "a compiled counter takes count:a"),
+    (["finetune", "--task", "count:b", "--preset", "paper", "-o", "x.safetensors"], "--preset: not for compiled"),
     (["finetune", "--task", "count:b", "--lr", "fast", "-o", "x.safetensors"], "--lr 'fast'"),
     (["revive", "--task", "count:a", "--control", "{ckpt}"], "against --scratch"),
     (["compare", "{hf}", "--task", "count:a"], "only beside other compiled ones"),

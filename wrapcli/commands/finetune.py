@@ -79,7 +79,8 @@ def finetune(
             _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log,
                                json_out, quiet, con,
                                refused=(("--data", data), ("--mix", mix), ("--loss", loss), ("--resume", resume),
-                                        ("--save-every", save_every), ("--spurious-offset", spurious_offset != 1)))
+                                        ("--save-every", save_every), ("--spurious-offset", spurious_offset != 1),
+                                        ("--preset", preset != "cpu")))
             return
         if data is not None:
             ignored = [flag for flag, given in (("--spurious", spurious), ("--spurious-offset", spurious_offset != 1),
@@ -136,7 +137,8 @@ def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_ev
 
     given = [flag for flag, value in refused if value]
     if given:
-        raise UsageError(f"{', '.join(given)}: not for compiled (Tracr) models")
+        raise UsageError(f"{', '.join(given)}: not for compiled (Tracr) models, which take the paper's SGD recipe "
+                         "(docs/compiled.md)")
     if task is None:
         raise UsageError("give --task count:X for a compiled counter")
     args = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every, "eval_size": eval_size}
