@@ -67,7 +67,7 @@ def resolve_lr(value: str) -> tuple[float, str | None]:
 def operand_of(spec, task: str) -> str:
     """The letter of ``count:X`` on a compiled counter, or a usage error."""
     if spec.program != "counter":
-        raise UsageError(f"only a compiled counter can be fine-tuned, pruned or revived so far, not {spec.program}")
+        raise UsageError(f"only a compiled counter can be fine-tuned, pruned, probed, revived or compared so far, not {spec.program}")
     letters = [v for v in spec.input_vocab if v not in (spec.bos, spec.pad)]
     if not task.startswith("count:") or task.split(":", 1)[1] not in letters:
         raise UsageError(f"--task {task}: a compiled counter takes count:{', count:'.join(letters)}")
