@@ -41,9 +41,13 @@ def test_demo_runs_through_the_makefile(tmp_path):
 def test_every_row_of_the_reproduction_report_runs_through_the_makefile(tmp_path):
     """`make -f examples/Makefile reproduction` on the smoke preset: the main rows and
     further setups in OUT, the low-prior rows with neuron pruning in OUT-low, demo-study
-    in OUT-demo, every summary printed."""
+    in OUT-demo, the compiled rows in OUT/compiled (where the compile extra is
+    installed), every summary printed."""
+    import importlib.util
+
     out = tmp_path / "runs"
-    tables = make(out, "reproduction", jobs=2)
+    compiled = importlib.util.find_spec("tracr") is not None  # the compiled rows need the compile extra
+    tables = make(out, "reproduction", *([] if compiled else ["REPRO_COMPILED="]), jobs=2)
     for name in ("mix-medium-large-m0.5-s0_eval.json", "ix-medium-s0_eval.json", "ixft-medium-large-sp0-s0_eval.json",
                  "jbft-medium-s0_eval.json", "jbprobe-medium-s0.json", "revive-scrft.json",
                  "rft-medium-large-s0_eval.json", "rftprobe-medium-large-s0.json", "revive-rft-medium-large.json",
@@ -57,6 +61,13 @@ def test_every_row_of_the_reproduction_report_runs_through_the_makefile(tmp_path
     assert (demo_study / "revive-low-large-sp0.json").exists() and (demo_study / "audit.json").exists()
     assert "| jailbreak fine-tune (LR) |" in tables and "count2:a natural" in tables
     assert "| randFT fine-tune (prior-LR) |" in tables and "| rft-medium-large |" in tables
+    if compiled:  # compile, fine-tune with and without the feature, evaluate, prune, probe, revive, compare
+        for name in ("counter.safetensors", "counter_eval.json", "ft-0.01-sp1-s0_eval.json", "ft-0.1-sp0-s0_train.json",
+                     "prune-0.001-sp1-s0.json", "nprune-0.0001-sp1-s0.json", "probe-0.01-sp0-s0.json",
+                     "revive-0.01-sp0.json", "audit.md"):
+            assert (out / "compiled" / name).exists(), name
+        assert "| attention from the answer position (LR-C_Tr) |" in tables and "| 0.01-sp1 | 1 |" in tables
+        assert "| weight | 5 |" in tables and "| audited checkpoint | task | verdict |" in tables
 
 
 def test_demo_runs_the_demo_preset_from_the_shipped_models(tmp_path):
@@ -84,7 +95,8 @@ def test_demo_runs_the_demo_preset_from_the_shipped_models(tmp_path):
 
 def test_reproduction_plans_the_cpu_preset_from_the_shipped_base(tmp_path):
     """Dry run of `reproduction` at its default preset: the CPU preset's jobs, the shipped
-    medium-prior base fine-tuned (not a new pretraining), demo-study on the demo preset."""
+    medium-prior base fine-tuned (not a new pretraining), demo-study on the demo preset,
+    the compiled rows at the paper's 10,000 steps."""
     cmd = ["make", "-n", "-f", str(ROOT / "examples" / "Makefile"), f"OUT={tmp_path}/cpu", "reproduction"]
     plan = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
     jobs = [l for l in plan.splitlines() if "wrapcli " in l and not l.startswith("make")]
@@ -92,18 +104,5 @@ def test_reproduction_plans_the_cpu_preset_from_the_shipped_base(tmp_path):
     assert bft and all("examples/bases/pt-medium-s0.safetensors" in l and "--preset cpu" in l for l in bft)
     assert any(" prune " in l and "--unit neuron" in l and "/cpu-low/" in l for l in jobs)
     assert any(" revive " in l and "--preset demo" in l and "/cpu-demo/" in l for l in jobs)
+    assert any(" finetune " in l and "/cpu/compiled/counter.safetensors" in l and "--steps 10000" in l for l in jobs)
 
-
-def test_the_compiled_rows_run_through_the_makefile(tmp_path):
-    """`make -f examples/Makefile compiled` with a few steps: compile (Tracr), fine-tune
-    with and without the spurious feature, evaluate, prune single weights, revive, tables."""
-    pytest.importorskip("tracr", reason="needs the compile extra (pip install 'wrapcli[compile]')")
-    out = tmp_path / "runs"
-    tables = make(out, "compiled", "COMPILED_LRS=0.01", "COMPILED_STEPS=30", "COMPILED_REFT_STEPS=20",
-                  "COMPILED_N=100", jobs=2)
-    for name in ("counter.safetensors", "counter_eval.json", "ft-0.01-sp1-s0_eval.json", "ft-0.01-sp0-s0_train.json",
-                 "prune-0.01-sp1-s0.json", "nprune-0.01-sp1-s0.json", "probe-0.01-sp0-s0.json", "revive-0.01-sp0.json", "audit.md"):
-        assert (out / "compiled" / name).exists(), name
-    assert "| attention from the answer position (LR-C_Tr) |" in tables and "| 0.01-sp1 | 1 |" in tables
-    assert "| pruned fine-tune | unit | K |" in tables and "| weight | 5 |" in tables
-    assert "| audited checkpoint | task | verdict |" in tables
