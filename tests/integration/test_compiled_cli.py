@@ -70,8 +70,9 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     audit = report(out)
     verdicts = audit["verdicts"][str(ft)]
     assert [v["task"] for v in verdicts] == ["count:a", "count:b"] and md.read_text().startswith("#")
-    kinds = {c["kind"] for c in verdicts[0]["criteria"]}
-    assert kinds <= {"behaviour", "prune", "probe", "revive"} and audit["weights"][0]["changed_tensors"]
+    kinds = {c["kind"] for c in verdicts[0]["criteria"]}  # count:a: every report is evidence for it
+    assert kinds == {"behaviour", "prune", "probe", "revive"} and audit["weights"][0]["changed_tensors"]
+    assert {c["kind"] for c in verdicts[1]["criteria"]} == {"behaviour"}  # count:b: none is
     assert [r["hook"] for r in audit["representations"][str(ft)]][0] == "hook_embed"
 
     out = tmp_path / "eval.json"
@@ -95,6 +96,7 @@ def test_the_same_fine_tune_twice_gives_the_same_bits(counter, tmp_path):
     (["finetune", "--task", "count:b", "--mix", "0.5", "-o", "x.safetensors"], "--mix: not for compiled"),
     (["finetune", "--task", "index:b", "-o", "x.safetensors"], "a compiled counter takes count:a"),
     (["finetune", "--task", "count:b", "--preset", "paper", "-o", "x.safetensors"], "--preset: not for compiled"),
+    (["finetune", "--task", "count:b", "--device", "cuda", "-o", "x.safetensors"], "--device: not for compiled"),
     (["finetune", "--task", "count:b", "--lr", "fast", "-o", "x.safetensors"], "--lr 'fast'"),
     (["revive", "--task", "count:a", "--control", "{ckpt}"], "against --scratch"),
     (["compare", "{hf}", "--task", "count:a"], "only beside other compiled ones"),

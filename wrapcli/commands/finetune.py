@@ -80,7 +80,7 @@ def finetune(
                                json_out, quiet, con,
                                refused=(("--data", data), ("--mix", mix), ("--loss", loss), ("--resume", resume),
                                         ("--save-every", save_every), ("--spurious-offset", spurious_offset != 1),
-                                        ("--preset", preset != "cpu")))
+                                        ("--preset", preset != "cpu"), ("--device", device not in ("auto", "cpu"))))
             return
         if data is not None:
             ignored = [flag for flag, given in (("--spurious", spurious), ("--spurious-offset", spurious_offset != 1),
