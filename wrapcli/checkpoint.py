@@ -149,6 +149,25 @@ def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
     )
 
 
+def read_lineage(path) -> list[dict]:
+    """The lineage of a checkpoint without loading its weights (a Hugging Face directory's
+    from its wrapcli.json, if any)."""
+    path = Path(path)
+    if path.is_dir():
+        side = path / SIDE_FILE
+        if not side.is_file():
+            return []
+        try:
+            lineage = json.loads(side.read_text()).get("lineage", [])
+        except (ValueError, AttributeError) as e:
+            raise WrapError(f"{side}: invalid JSON ({e})") from None
+    else:
+        lineage = _json(read_metadata(path), "lineage", path) or []
+    if not isinstance(lineage, list) or not all(isinstance(e, dict) for e in lineage):
+        raise WrapError(f"{path}: its lineage is not a list of objects")
+    return lineage
+
+
 def is_compiled(path) -> bool:
     """Whether ``path`` is a compiled (Tracr) checkpoint (wrapcli/compiled.py)."""
     path = Path(path)

@@ -13,6 +13,7 @@ from wrapcli.commands import compare as compare_cmd
 from wrapcli.commands import eval as eval_cmd
 from wrapcli.commands import compile as compile_cmd
 from wrapcli.commands import export as export_cmd
+from wrapcli.commands import facts as facts_cmd
 from wrapcli.commands import finetune as finetune_cmd
 from wrapcli.commands import probe as probe_cmd
 from wrapcli.commands import prune as prune_cmd
@@ -74,6 +75,7 @@ app.command("compare", epilog=compare_cmd.EXAMPLE)(compare_cmd.compare)
 app.command("eval", epilog=eval_cmd.EXAMPLE)(eval_cmd.eval_)
 app.command("export", epilog=export_cmd.EXAMPLE)(export_cmd.export)
 app.command("compile", epilog=compile_cmd.EXAMPLE)(compile_cmd.compile_)
+app.command("facts", epilog=facts_cmd.EXAMPLE)(facts_cmd.facts)
 
 
 def entry(argv: list[str] | None = None) -> int:

@@ -98,16 +98,19 @@ def _identity(path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def check_replaceable(dest: Path) -> None:
-    """A directory output may replace only a model directory (config.json or wrapcli.json)
-    or an empty one, never the current directory or one that holds it."""
+def check_replaceable(dest: Path, markers=None) -> None:
+    """A directory output may replace only a model directory (config.json or wrapcli.json;
+    or a directory holding one of ``markers``) or an empty one, never the current
+    directory or one that holds it."""
+    markers = markers or MODEL_DIR_MARKERS
     here = Path.cwd().resolve()
     real = dest.resolve()
     if real == here or real in here.parents:
         raise WrapError(f"will not replace {dest}: it is the current directory or holds it")
-    if dest.is_dir() and any(dest.iterdir()) and not any((dest / f).is_file() for f in MODEL_DIR_MARKERS):
-        raise WrapError(f"will not replace {dest}: it holds files and is not a model directory "
-                        f"(no {' or '.join(MODEL_DIR_MARKERS)}); give a new or empty directory")
+    if dest.is_dir() and any(dest.iterdir()) and not any((dest / f).is_file() for f in markers):
+        kind = "a model directory" if markers == MODEL_DIR_MARKERS else "an earlier output of this command"
+        raise WrapError(f"will not replace {dest}: it holds files and is not {kind} "
+                        f"(no {' or '.join(markers)}); give a new or empty directory")
 
 
 MODEL_DIR_MARKERS = ("config.json", "wrapcli.json")
@@ -137,12 +140,13 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | Path, directory: bool = False):
-    """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success."""
+def atomic_path(dest: str | Path, directory: bool = False, markers=None):
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success. An
+    existing directory is replaced only as ``check_replaceable`` allows."""
     dest = Path(dest)
     check_writable(dest, directory)
     if directory and dest.exists():
-        check_replaceable(dest)
+        check_replaceable(dest, markers)
     parent = dest.parent
     name = dest.resolve().name
     remove_stale_temporaries(parent, name)

@@ -47,12 +47,15 @@ class ModelShape:
         return asdict(self)
 
 
-def build_config(shape: ModelShape, vocab_size: int, n_positions: int):
+def build_config(shape: ModelShape, vocab_size: int, n_positions: int, special: dict | None = None):
+    """A stock config of ``shape``; ``special`` (bos/eos/pad token ids) defaults to the
+    synthetic tasks' vocabulary."""
     from transformers import GPT2Config, LlamaConfig
 
     from wrapcli.tasks import vocab
 
-    special = dict(bos_token_id=vocab.BOS, eos_token_id=vocab.EOS, pad_token_id=vocab.PAD)
+    if special is None:
+        special = dict(bos_token_id=vocab.BOS, eos_token_id=vocab.EOS, pad_token_id=vocab.PAD)
     if shape.arch == "gpt2":
         return GPT2Config(
             vocab_size=vocab_size, n_positions=n_positions, n_embd=shape.d_model,

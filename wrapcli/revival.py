@@ -62,13 +62,16 @@ def speedup(revived: list[float | None], controls: dict[str, list[float | None]]
            "n_seeds": len(revived), "controls": {}}
     if any(r is None for r in revived):
         missed = sum(r is None for r in revived)
-        return {**out, "verdict": f"not revived: {missed} of {len(revived)} seeds did not reach the threshold "
-                                  f"within {max_steps} steps"}
+        return {**out, "status": "not_revived",
+                "verdict": f"not revived: {missed} of {len(revived)} seeds did not reach the threshold "
+                           f"within {max_steps} steps"}
     if any(r <= 0 for r in revived):
-        return {**out, "verdict": "already at the threshold before reverse fine-tuning: nothing to revive"}
+        return {**out, "status": "already_there",
+                "verdict": "already at the threshold before reverse fine-tuning: nothing to revive"}
     if not controls:
-        return {**out, "verdict": f"revived in {np.exp(np.mean(np.log(revived))):.0f} steps "
-                                  f"(geometric mean of {len(revived)} seeds; no control to compare with)"}
+        return {**out, "status": "no_control",
+                "verdict": f"revived in {np.exp(np.mean(np.log(revived))):.0f} steps "
+                           f"(geometric mean of {len(revived)} seeds; no control to compare with)"}
     for name, steps in controls.items():
         censored = any(s is None for s in steps)
         filled = [max_steps if s is None else max(s, 1e-9) for s in steps]
@@ -84,7 +87,7 @@ def speedup(revived: list[float | None], controls: dict[str, list[float | None]]
         verdict += f"; too few seeds for a claim (>= {MIN_SEEDS})"
     elif len(set(revived)) == 1 and all(len(set(v)) == 1 for v in controls.values()):
         verdict += "; every seed gave the same run (e.g. a batch holding every record), so the interval shows no seed-to-seed spread"
-    return {**out, "value": c["value"], "ci95": c["ci95"], "lower_bound": c["lower_bound"],
+    return {**out, "status": "compared", "value": c["value"], "ci95": c["ci95"], "lower_bound": c["lower_bound"],
             "best_control": best, "verdict": verdict}
 
 

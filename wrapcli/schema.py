@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ENVELOPE_VERSION = 2
-RESULTS_VERSIONS = {"train": 2, "finetune": 2, "eval": 2, "probe": 2, "prune": 2, "revive": 2, "compare": 2}
+RESULTS_VERSIONS = {"train": 3, "finetune": 3, "eval": 3, "probe": 2, "prune": 3, "revive": 3, "compare": 3}
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,23 @@ LOG = List(Obj({
 }))
 PARENT = Obj({"path": F("str", "parent checkpoint"), "sha256": F("str", "its sha256")})
 TEXT_SCORE = Obj({
-    "loss": F("float", "mean cross-entropy per scored token"),
+    "metric": F("str", "the headline metric of the record kind: exact_match (prompt/answer), choice_accuracy "
+                       "(multiple choice) or token_accuracy (text)"),
+    "accuracy": F("float", "that metric's value"),
+    "n": F("int", "what it counts: records (tokens for text records)"),
+    "ci95": F(INTERVAL, "95% Wilson interval of accuracy"),
+    "chance": F("float|null", "multiple choice: the mean of 1/k over the records (what guessing gets); else null"),
+    "loss": F("float", "mean cross-entropy per scored token (the correct choice's tokens, for multiple choice)"),
     "token_accuracy": F("float", "share of scored tokens predicted exactly (teacher-forced argmax)"),
     "token_accuracy_ci95": F(INTERVAL, "95% Wilson interval over tokens (optimistic: tokens of a record are not independent)"),
-    "exact_match": F("float", "share of records whose every scored token is right"),
-    "exact_match_ci95": F(INTERVAL, "95% Wilson interval over records"),
+    "exact_match": F("float", "prompt/answer and text: share of records whose every scored token is right", optional=True),
+    "exact_match_ci95": F(INTERVAL, "95% Wilson interval over records", optional=True),
+    "choice_accuracy": F("float", "multiple choice: share of records whose correct choice has the highest summed "
+                                  "log-likelihood (lm-evaluation-harness acc)", optional=True),
+    "choice_accuracy_ci95": F(INTERVAL, "95% Wilson interval over records", optional=True),
+    "choice_accuracy_norm": F("float", "the same with each log-likelihood divided by the choice's length in "
+                                       "characters (lm-evaluation-harness acc_norm)", optional=True),
+    "choice_accuracy_norm_ci95": F(INTERVAL, "95% Wilson interval over records", optional=True),
     "n_records": F("int", "records scored"),
     "n_scored_tokens": F("int", "tokens scored"),
 })
@@ -146,12 +158,17 @@ RUN = {  # what every training run reports
 }
 TRAIN = Obj({
     **RUN,
-    "checkpoint": F("str", "the checkpoint written"),
-    "task": F(TASK_SPEC, "pretraining task"),
+    "checkpoint": F("str", "the checkpoint (with --data, Hugging Face directory) written"),
+    "task": F(TASK_SPEC, "pretraining task (built-in tasks)", optional=True),
     "model": F(Obj({"arch": F("str", "gpt2 or llama"), "n_layers": F("int", "blocks"), "n_heads": F("int", "heads"),
                     "d_model": F("int", "width")}), "model shape"),
     "n_params": F("int", "parameters"),
-    "final_eval": F(TASK_EVAL, "accuracy after training on every component"),
+    "final_eval": F(TASK_EVAL, "accuracy after training on every component (built-in tasks)", optional=True),
+    "data": F(Obj({"path": F("str", "training JSONL"), "sha256": F("str", "its hash"), "records": F("int", "records")}),
+              "with --data: the training records", optional=True),
+    "eval_data": F("str", "with --data: the file scored before and after", optional=True),
+    "before": F(TEXT_SCORE, "with --data: the eval file scored at initialisation", optional=True),
+    "after": F(TEXT_SCORE, "with --data: and after training", optional=True),
 })
 FINETUNE = Obj({
     **RUN,
@@ -259,35 +276,70 @@ CURVE = Obj({
     }), "when the threshold is reached"),
     "loss": F(Obj({"per_seed": F(List(List("float")), "mean answer loss on --eval-data at each step, per seed"),
                    "mean": F(List("float"), "mean over seeds")}), "with --data", optional=True),
-    "recovered_fraction": F(List("float"), "with --data and --reference: (exact match - fine-tuned's) / "
+    "recovered_fraction": F(List("float"), "with --data and --reference: (accuracy - fine-tuned's) / "
                                            "(reference's - fine-tuned's) of the mean curve, per step", optional=True),
+})
+SPEEDUP = Obj({
+    "status": F("str", "compared (value set), not_revived (a seed missed the threshold), already_there (at the "
+                       "threshold before reFT) or no_control"),
+    "value": F("float|null", "geometric-mean steps of the fastest control / of the revived model"),
+    "ci95": F(ANY, "bootstrap 95% interval [low, high], or null"),
+    "lower_bound": F("bool", "a control seed never reached the threshold (counted as the full run)"),
+    "best_control": F("str|null", "the control with the smallest speed-up"),
+    "n_seeds": F("int", "reFT seeds"),
+    "controls": F(Map(Obj({"value": F("float", "speed-up over this control"), "ci95": F(INTERVAL, "bootstrap interval"),
+                           "lower_bound": F("bool", "censored"),
+                           "steps_to_threshold": F(List("float|null"), "the control's steps per seed")}),
+                      "control name"), "speed-up over each control"),
+    "verdict": F("str", "one sentence (display only: decisions read status and value)"),
+})
+RELEARNING = Obj({
+    "statistic": F("str", "what value measures"),
+    "outcome": F("str", "pass, fail or unclear at margin"),
+    "value": F("float|null", "the best LR's held-out accuracy minus its floor; null when unclear as given"),
+    "ci95": F(ANY, "[the best LR's lower bound, the highest upper bound over LRs] at confidence, or null"),
+    "confidence": F("float", "per-LR confidence: 1 - 0.05 / LRs (Bonferroni)"),
+    "margin": F("float", "what the interval is held against"),
+    "best_lr": F("float|null", "the LR with the highest lower bound"),
+    "floor": F(Obj({"source": F("str", "control (the same relearning of --control), chance (multiple choice: mean "
+                                       "1/k) or reference_wrong (held-out records the reference gets wrong)"),
+                    "value": F("float", "the floor at best_lr", optional=True),
+                    "n": F("int", "records behind it", optional=True)}), "what a model without the knowledge reaches"),
+    "per_lr": F(List(Obj({"lr": F("float", "learning rate"),
+                          "accuracy": F("float", "held-out accuracy after the last step (mean over seeds per record)"),
+                          "n": F("int", "records: held out and answered by the reference"),
+                          "floor": F("float", "the floor at this LR"), "floor_n": F("int", "records behind the floor"),
+                          "value": F("float", "accuracy - floor"),
+                          "ci": F(INTERVAL, "its interval at confidence")})), "one row per LR of the grid"),
+    "n_records": F("int", "records in --eval-data"),
+    "n_held_out": F("int", "of them, records whose prompt is not in --data"),
+    "n_known": F("int", "held-out records the reference answers (all held-out ones without --reference)"),
+    "n_reference_wrong": F("int", "held-out records the reference gets wrong"),
+    "start_accuracy": F("float|null", "the fine-tuned model's accuracy on the known records before relearning"),
+    "text": F("str", "the numbers in words"),
+    "settle": F("str|null", "what would settle an unclear outcome"),
 })
 REVIVE = Obj({
     "task": F("str|null", "the capability revived (built-in tasks); compare matches on it"),
     "data": F("str", "with --data: the records relearned on", optional=True),
     "eval_data": F("str", "with --data: the held-out records scored; compare matches its content", optional=True),
-    "metric": F("str", "with --data: exact_match, the accuracy the curves give", optional=True),
-    "reference": F(ANY, "with --data: {path, exact_match, ci95} of the original model, or null", optional=True),
+    "metric": F("str", "with --data: exact_match or choice_accuracy, the accuracy the curves give", optional=True),
+    "reference": F(ANY, "with --data: {path, metric, accuracy, n, ci95} of the original model, or null", optional=True),
+    "start": F(Obj(SCORE), "with --data: the fine-tuned model on --eval-data before relearning", optional=True),
     "threshold": F("float", "accuracy that counts as revived"),
     "threshold_source": F("str", "where the threshold came from"),
-    "lr": F("float", "reFT learning rate"),
+    "lr": F("float", "reFT learning rate (with --data: the chosen LR of the grid, whose curves follow)"),
     "lr_source": F("str", "where it came from"),
     "train": F(TRAIN_CFG, "resolved settings"),
     "seeds": F(List("int"), "reFT seeds"),
     "eval_steps": F(List("int"), "evaluated steps: neighbours at most 1.5x apart"),
     "models": F(List(CURVE), "revived first, then the controls"),
-    "speedup": F(Obj({
-        "value": F("float|null", "geometric-mean steps of the fastest control / of the revived model"),
-        "ci95": F(ANY, "bootstrap 95% interval [low, high], or null"),
-        "lower_bound": F("bool", "a control seed never reached the threshold (counted as the full run)"),
-        "best_control": F("str|null", "the control with the smallest speed-up"),
-        "n_seeds": F("int", "reFT seeds"),
-        "controls": F(Map(Obj({"value": F("float", "speed-up over this control"), "ci95": F(INTERVAL, "bootstrap interval"),
-                               "lower_bound": F("bool", "censored"),
-                               "steps_to_threshold": F(List("float|null"), "the control's steps per seed")}),
-                          "control name"), "speed-up over each control"),
-        "verdict": F("str", "one sentence"),
-    }), "how much faster the capability returns than in the controls"),
+    "speedup": F(SPEEDUP, "how much faster the capability returns than in the controls"),
+    "lr_grid": F(List(Obj({"lr": F("float", "learning rate"), "models": F(List(CURVE), "as models"),
+                           "speedup": F(SPEEDUP, "as speedup")})),
+                 "with --data: every LR of the attacker's grid", optional=True),
+    "relearning": F(RELEARNING, "with --data: the relearning criterion against a floor (what compare reads)",
+                    optional=True),
     "device": F("str", "device"),
 })
 CRITERION = Obj({
@@ -307,9 +359,13 @@ CRITERION = Obj({
     "recovered_fraction": F(ANY, "prune: {value, ci95, note} or null", optional=True),
     "lower_bound": F("bool", "revive: a control was censored", optional=True),
     "control": F("str|null", "revive: the fastest control", optional=True),
+    "floor": F("str", "revive --data: what the floor is (control, chance or reference_wrong)", optional=True),
+    "lr": F("float|null", "revive --data: the relearning LR the criterion rests on", optional=True),
 })
-BEHAVIOUR = Obj({**SCORE, "metric": F("str", "accuracy (built-in task) or token_accuracy (JSONL)"),
-                 "majority_baseline": F("float", "built-in tasks", optional=True)})
+BEHAVIOUR = Obj({**SCORE, "metric": F("str", "accuracy (built-in task), exact_match (prompt/answer JSONL) or "
+                                             "choice_accuracy (multiple-choice JSONL)"),
+                 "majority_baseline": F("float", "built-in tasks: the most common answer's share; multiple choice: "
+                                                 "chance (mean 1/k)", optional=True)})
 COMPARE = Obj({
     "checkpoints": F(List(Obj({"path": F("str", "checkpoint"), "sha256": F("str", "hash")})), "compared; first = base"),
     "base": F("str", "the base checkpoint"),
@@ -317,7 +373,9 @@ COMPARE = Obj({
                          "probe_margin": F("float", "probe margin over its best baseline"),
                          "prune_gain": F("float", "pruned gain over max(unpruned, majority)"),
                          "revive_speedup": F("float", "speed-up over the fastest control"),
-                         "min_seeds": F("int", "reFT seeds a revival criterion needs")}), "the decision thresholds"),
+                         "min_seeds": F("int", "reFT seeds a revival criterion needs"),
+                         "relearn_margin": F("float", "held-out accuracy over the floor after relearning (revive --data)")}),
+                   "the decision thresholds"),
     "weights": F(List(Obj({
         "a": F("str", "base"), "b": F("str", "other"),
         "tensors": F(Map(ANY, "tensor name"), "shape, norm, delta_norm, relative_change, cosine; rank and "
@@ -343,6 +401,9 @@ COMPARE = Obj({
         "task": F("str", "capability"),
         "label": F("str", "intact, wrapped, removed, suppressed or inconclusive"),
         "reason": F("str", "why this label"),
+        "localised": F("bool|null", "true: a prune criterion passed (a few units restore it); false: pruning "
+                                    "failed (not localised in the units swept; no evidence of absence); null: no "
+                                    "or unclear prune evidence"),
         "base": F(BEHAVIOUR, "base accuracy"),
         "fine_tuned": F(BEHAVIOUR, "this checkpoint's accuracy"),
         "criteria": F(List(CRITERION), "behaviour first, then every piece of evidence"),

@@ -103,3 +103,13 @@ def revival_table(steps: list[int], models: list[dict], threshold: float):
         reached = ", ".join("never" if r is None else f"{r:.0f}" for r in m["steps_to_threshold"]["per_seed"])
         table.add_row(m["name"], *cells, reached)
     return table
+
+
+def describe_scores(s: dict) -> str:
+    """A file's scores in one line: the headline metric first."""
+    from wrapcli.textscore import METRICS
+
+    head = f"{s['n_records']} records: {s['metric'].replace('_', ' ')} {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}]"
+    if s["metric"] == METRICS["choice"]:
+        return head + f", length-normalised {s['choice_accuracy_norm']:.1%}, chance {s['chance']:.1%}, answer loss {s['loss']:.3f}"
+    return head + f", token accuracy {s['token_accuracy']:.1%}, answer loss {s['loss']:.3f}"

@@ -1,11 +1,18 @@
 """User-supplied text data for third-party causal LMs (JSONL, one object per line).
 
-Two record kinds, one per file:
+Three record kinds, one per file:
 
 - ``{"prompt": ..., "answer": ...}``: loss (and accuracy) on the answer tokens only; the
   answer is tokenized as the continuation of the prompt (prompt + answer, then split);
+- ``{"prompt": ..., "choices": [...], "answer": INDEX}``: multiple choice, as the field's
+  unlearning benchmarks (WMDP-, MMLU-, TOFU-style) are written. Each choice is scored as a
+  continuation of the prompt, exactly as an answer is; training (finetune, revive) and
+  pruning's saliency use the loss on the correct choice's tokens only;
 - ``{"text": ...}``: language-model loss on every token (e.g. the paper's TinyStories
   fine-tunes, whose data cannot be downloaded here and so comes from the user).
+
+Prompt/answer and multiple-choice records may carry a ``"group"`` (a string: the kind
+of fact, e.g. the relation), kept for the analyses that compare like with like.
 
 The tokenizer comes from the model's Hugging Face directory. Sequences longer than the
 model's context are cut from the left for prompt/answer records (the answer is kept)
@@ -52,12 +59,18 @@ def json_lines(path):
             yield n, rec
 
 
+KINDS = {"prompt": "prompt/answer", "choice": "multiple-choice", "text": "text"}
+
+
 def read_jsonl(path) -> tuple[str, list[dict]]:
-    """Records of a JSONL file and their kind (``prompt`` or ``text``); every problem
-    names its line."""
+    """Records of a JSONL file and their kind (``prompt``, ``choice`` or ``text``); every
+    problem names its line."""
     records, kinds = [], set()
     for n, rec in json_lines(path):
-        if {"prompt", "answer"} <= rec.keys():
+        if "choices" in rec:
+            _check_choice(path, n, rec)
+            kind, fields = "choice", ("prompt",)
+        elif {"prompt", "answer"} <= rec.keys():
             kind, fields = "prompt", ("prompt", "answer")
         elif "text" in rec:
             kind, fields = "text", ("text",)
@@ -66,13 +79,28 @@ def read_jsonl(path) -> tuple[str, list[dict]]:
         for key in fields:
             if not isinstance(rec[key], str) or not rec[key]:
                 raise WrapError(f"{path}:{n}: {key!r} must be a non-empty string")
+        if "group" in rec and not isinstance(rec["group"], str):
+            raise WrapError(f"{path}:{n}: 'group' must be a string")
         kinds.add(kind)
         records.append(rec)
     if not records:
         raise WrapError(f"{path}: no records")
     if len(kinds) > 1:
-        raise WrapError(f"{path}: mixes prompt/answer and text records; use one kind per file")
+        raise WrapError(f"{path}: mixes {' and '.join(KINDS[k] for k in sorted(kinds))} records; use one kind per file")
     return kinds.pop(), records
+
+
+def _check_choice(path, n: int, rec: dict) -> None:
+    choices, answer = rec.get("choices"), rec.get("answer")
+    if not isinstance(rec.get("prompt"), str) or not rec["prompt"]:
+        raise WrapError(f"{path}:{n}: a multiple-choice record needs 'prompt', a non-empty string")
+    if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c for c in choices):
+        raise WrapError(f"{path}:{n}: 'choices' must be a list of at least two non-empty strings")
+    if len(set(choices)) < len(choices):
+        raise WrapError(f"{path}:{n}: 'choices' repeats a choice")
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+        raise WrapError(f"{path}:{n}: 'answer' must be the index of the correct choice (0 to {len(choices) - 1}), "
+                        f"got {answer!r}")
 
 
 def read_labelled(path) -> tuple[list[str], list[str], list[str] | None]:
@@ -128,22 +156,54 @@ def load_tokenizer(model_dir):
     return tok
 
 
+def continuation(tokenizer, prompt: str, answer: str, max_len: int) -> tuple[list[int], list[int]]:
+    """``(input_ids, labels)`` of ``prompt + answer`` with labels IGNORE outside the answer's
+    tokens (the answer tokenized as the prompt's continuation, as lm-evaluation-harness
+    scores a choice)."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    full = tokenizer(prompt + answer, add_special_tokens=True)["input_ids"]
+    n_prompt = len(prompt_ids) if full[: len(prompt_ids)] == prompt_ids else len(prompt_ids) - 1
+    labels = [IGNORE] * n_prompt + full[n_prompt:]
+    return full[-max_len:], labels[-max_len:]
+
+
+@dataclass(frozen=True)
+class ChoiceSet:
+    """One multiple-choice record: the examples (rows of ``TextData.examples``) holding
+    its choices, in order, the correct one's index, and each choice's length in
+    characters (lm-evaluation-harness's acc_norm divides by it)."""
+
+    rows: tuple[int, ...]
+    answer: int
+    chars: tuple[int, ...]
+
+
 def encode(kind: str, records: list[dict], tokenizer, max_len: int) -> list[tuple[list[int], list[int]]]:
-    """``(input_ids, labels)`` per record; labels are IGNORE outside the scored tokens."""
+    """``(input_ids, labels)`` per record (per choice of a multiple-choice record, in
+    order); labels are IGNORE outside the scored tokens."""
     out = []
     for rec in records:
         if kind == "prompt":
-            prompt = tokenizer(rec["prompt"], add_special_tokens=True)["input_ids"]
-            full = tokenizer(rec["prompt"] + rec["answer"], add_special_tokens=True)["input_ids"]
-            n_prompt = len(prompt) if full[: len(prompt)] == prompt else len(prompt) - 1
-            labels = [IGNORE] * n_prompt + full[n_prompt:]
-            ids, labels = full[-max_len:], labels[-max_len:]
+            pairs = [continuation(tokenizer, rec["prompt"], rec["answer"], max_len)]
+        elif kind == "choice":
+            pairs = [continuation(tokenizer, rec["prompt"], c, max_len) for c in rec["choices"]]
         else:
             ids = tokenizer(rec["text"], add_special_tokens=True)["input_ids"][:max_len]
-            labels = list(ids)
-        if all(l == IGNORE for l in labels[1:]):
-            raise WrapError("a record has no tokens to score after tokenization (empty answer?)")
-        out.append((ids, labels))
+            pairs = [(ids, list(ids))]
+        for ids, labels in pairs:
+            if all(l == IGNORE for l in labels[1:]):
+                raise WrapError("a record has no tokens to score after tokenization (empty answer?)")
+        out.extend(pairs)
+    return out
+
+
+def choice_sets(records: list[dict]) -> list[ChoiceSet]:
+    """Where each multiple-choice record's choices sit among ``encode``'s examples."""
+    out, row = [], 0
+    for rec in records:
+        k = len(rec["choices"])
+        out.append(ChoiceSet(tuple(range(row, row + k)), rec["answer"], tuple(len(c) for c in rec["choices"])))
+        row += k
     return out
 
 
@@ -157,13 +217,33 @@ class TextData:
     pad_id: int
     seed: int
     identity: str
+    # multiple choice: one ChoiceSet per record; training visits the correct choices only
+    choices: list[ChoiceSet] | None = None
+    groups: list[str | None] | None = None  # each record's "group", if any
+
+    @property
+    def kind(self) -> str:
+        return self.identity.split(":", 1)[0]
+
+    @property
+    def train_rows(self) -> list[int]:
+        """The examples training and pruning's saliency use: every one, or the correct
+        choice of each multiple-choice record."""
+        if self.choices is None:
+            return list(range(len(self.examples)))
+        return [c.rows[c.answer] for c in self.choices]
+
+    @property
+    def n_records(self) -> int:
+        return len(self.choices) if self.choices is not None else len(self.examples)
 
     def indices(self, step: int, batch_size: int) -> list[int]:
-        n = len(self.examples)
+        rows = self.train_rows
+        n = len(rows)
         out = []
         for pos in range(step * batch_size, (step + 1) * batch_size):
             order = np.random.default_rng([self.seed, pos // n]).permutation(n)
-            out.append(int(order[pos % n]))
+            out.append(rows[int(order[pos % n])])
         return out
 
     def collate(self, idx: list[int], device) -> dict:
@@ -226,11 +306,18 @@ def pad_id(tok) -> int:
     return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
 
 
-def text_data(path, model_dir, model, seed: int) -> TextData:
+def text_data(path, model_dir, model, seed: int, tokenizer=None, kinds=None) -> TextData:
+    """The records of ``path`` tokenized by ``model_dir``'s tokenizer (or ``tokenizer``);
+    ``kinds`` lists the record kinds the caller can use (a usage error names the rest)."""
+    from wrapcli.errors import UsageError
+
     kind, records = read_jsonl(path)
-    tok = load_tokenizer(model_dir)
+    if kinds is not None and kind not in kinds:
+        raise UsageError(f"{path}: {KINDS[kind]} records; this needs {' or '.join(KINDS[k] for k in kinds)} records")
+    tok = tokenizer if tokenizer is not None else load_tokenizer(model_dir)
     max_len = context_length(model.config) or 1024
-    pad = pad_id(tok)
-    return TextData(encode(kind, records, tok, max_len), pad, seed, f"{kind}:{sha256(path)}")
+    groups = [rec.get("group") for rec in records] if any("group" in rec for rec in records) else None
+    return TextData(encode(kind, records, tok, max_len), pad_id(tok), seed, f"{kind}:{sha256(path)}",
+                    choices=choice_sets(records) if kind == "choice" else None, groups=groups)
 
 

@@ -31,8 +31,11 @@ The label, per capability:
 - ``intact``: behaviour did not fall (its criterion failed);
 - ``suppressed``: it fell and no evidence was given;
 - ``wrapped``: it fell, some evidence passed, and none failed: one clear positive shows
-  the capability is present, as long as nothing clearly contradicts it;
-- ``removed``: it fell and every piece of evidence failed;
+  the capability is present, as long as nothing clearly contradicts it. A failing prune
+  is no contradiction: it shows the change is not localised in the K units swept, not
+  that the capability is gone (``localised`` says which);
+- ``removed``: it fell and every probe and revival criterion failed (a prune cannot show
+  absence, so it does not count towards removal; a passing one contradicts it);
 - ``inconclusive``: the fall itself is unclear, the evidence disagrees (a pass and a
   fail), or nothing passed and something was unclear. The verdict names what would
   settle it (more examples, more seeds, a control, a longer run).
@@ -55,12 +58,13 @@ class Thresholds:
     prune_gain: float = 0.05  # pruned accuracy above max(unpruned, majority) that counts as restored
     revive_speedup: float = 2.0  # speed-up over the fastest control that counts as revived faster
     min_seeds: int = 3  # reFT seeds a revival criterion needs to pass or fail
+    relearn_margin: float = 0.05  # held-out accuracy over the floor that counts as relearned (revive --data)
 
     def __post_init__(self) -> None:
         problems = []
         if not 0 < self.drop <= 1:
             problems.append(f"--drop must be in (0, 1], got {self.drop}")
-        for name in ("probe_margin", "prune_gain"):
+        for name in ("probe_margin", "prune_gain", "relearn_margin"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         if not self.revive_speedup >= 1:
@@ -155,27 +159,32 @@ def prune(results: dict, task_key: str, base_accuracy: float | None, th: Thresho
 
 
 def _scored(entry: dict) -> dict:
-    """A prune row's score of the task: the natural set (built-in tasks) or the token
-    accuracy of user records (the figure compare's behaviour uses)."""
+    """A prune row's score of the task: the natural set (built-in tasks) or the record
+    kind's metric on user records (the figure compare's behaviour uses: exact match, or
+    choice accuracy with chance as the baseline to beat)."""
     if "natural" in entry:
         return entry["natural"]
-    return {"accuracy": entry["token_accuracy"], "n": entry["n_scored_tokens"]}
+    return {"accuracy": entry["accuracy"], "n": entry["n"], "majority_baseline": entry.get("chance") or 0.0}
 
 
 def revive(results: dict, th: Thresholds, source: str) -> dict:
-    """Does the capability come back faster than in every control?"""
+    """Relearning on user records: do held-out records come back above the floor
+    (wrapcli/relearning.py)? Built-in tasks: does the capability come back faster than
+    in every control? Both read the report's structured fields, never its sentences."""
+    if results.get("relearning"):
+        return relearn(results["relearning"], th, source)
     s = results["speedup"]
     n = s["n_seeds"]
     if s["value"] is None:
         controls = results["models"][1:]
         reached = [c["name"] for c in controls if None not in c["steps_to_threshold"]["per_seed"]]
-        if "not revived" in s["verdict"] and n >= th.min_seeds and reached:
+        if s["status"] == "not_revived" and n >= th.min_seeds and reached:
             return criterion("revive", "speed-up over the fastest control", 0.0, (0.0, 0.0), th.revive_speedup,
                              f"{s['verdict']}, while {', '.join(reached)} did", source, control=reached[0])
         settle = (f"run revive with --seeds {th.min_seeds} or more" if n < th.min_seeds else
                   "give revive a control (--scratch or --control)" if not controls else
                   "a longer run (--steps): neither the model nor a control reached the threshold"
-                  if "not revived" in s["verdict"] else "revive a model that is below the threshold")
+                  if s["status"] == "not_revived" else "revive a model that is below the threshold")
         return unclear("revive", "speed-up over the fastest control", s["verdict"], settle, source)
     if n < th.min_seeds:
         return unclear("revive", "speed-up over the fastest control", s["verdict"],
@@ -188,10 +197,30 @@ def revive(results: dict, th: Thresholds, source: str) -> dict:
     return c
 
 
+def relearn(r: dict, th: Thresholds, source: str) -> dict:
+    """The relearning criterion, its outcome re-read against compare's ``relearn_margin``."""
+    statistic = "held-out accuracy after relearning over the floor"
+    if r["ci95"] is None:
+        return unclear("revive", statistic, r["text"], r["settle"], source, floor=r["floor"]["source"])
+    return criterion("revive", statistic, r["value"], r["ci95"], th.relearn_margin, r["text"], source,
+                     settle="more held-out records (--eval-data) or more seeds (--seeds)",
+                     floor=r["floor"]["source"], lr=r["best_lr"])
+
+
 def verdict(task: str, base: dict, tuned: dict, evidence: list[dict], th: Thresholds) -> dict:
-    """The label for one capability of one checkpoint, with every criterion behind it."""
+    """The label for one capability of one checkpoint, with every criterion behind it.
+
+    A failing prune criterion shows that the change is not localised in the K units
+    swept, not that the capability is gone: it is reported (``localised: false``) but
+    neither contradicts a passing probe or revival nor counts towards ``removed``, which
+    rests on the probe and revival evidence alone."""
     fall = behaviour(base, tuned, th)
-    outcomes = {c["outcome"] for c in evidence}
+    prunes = [c for c in evidence if c["kind"] == "prune"]
+    counted = [c for c in evidence if not (c["kind"] == "prune" and c["outcome"] == "fail")]
+    outcomes = {c["outcome"] for c in counted}
+    others = [c["outcome"] for c in evidence if c["kind"] != "prune"]
+    localised = (True if any(c["outcome"] == "pass" for c in prunes)
+                 else False if any(c["outcome"] == "fail" for c in prunes) else None)
     settle: list[str] = []
     if fall["outcome"] == "fail":
         label, why = "intact", "accuracy did not fall by the threshold"
@@ -202,16 +231,23 @@ def verdict(task: str, base: dict, tuned: dict, evidence: list[dict], th: Thresh
         label, why = "suppressed", "no prune / probe / revive evidence given"
     elif "pass" in outcomes and "fail" in outcomes:
         label, why = "inconclusive", "the evidence disagrees: " + ", ".join(
-            f"{c['kind']} {c['outcome']}" for c in evidence)
+            f"{c['kind']} {c['outcome']}" for c in counted)
         settle = ["look at the failing and passing criteria; more seeds or examples on both"]
     elif "pass" in outcomes:
         label, why = "wrapped", "evidence shows the capability is still there: " + ", ".join(
-            c["kind"] for c in evidence if c["outcome"] == "pass")
-    elif outcomes == {"fail"}:
-        label, why = "removed", "every piece of evidence failed"
+            c["kind"] for c in counted if c["outcome"] == "pass")
+        if localised is False:
+            why += "; pruning restored nothing, so the change is not localised in the units swept"
+    elif others and set(others) == {"fail"}:
+        label, why = "removed", "every probe and revival criterion failed" + (
+            "; pruning restored nothing either" if localised is False else "")
+    elif not others and localised is False:
+        label, why = "inconclusive", ("pruning restored nothing, which shows the change is not localised, "
+                                      "not that the capability is gone")
+        settle = ["give probe or revive evidence"]
     else:
         label, why = "inconclusive", "no evidence passed, and some is unclear"
-        settle = [c["settle"] for c in evidence if c["outcome"] == "unclear"]
+        settle = [c["settle"] for c in counted if c["outcome"] == "unclear"]
     text = f"{task}: {label} ({why}); " + "; ".join(f"{c['kind']} {c['outcome']}: {c['text']}" for c in [fall, *evidence])
-    return {"task": task, "label": label, "reason": why, "base": base, "fine_tuned": tuned,
+    return {"task": task, "label": label, "reason": why, "localised": localised, "base": base, "fine_tuned": tuned,
             "criteria": [fall, *evidence], "settle": settle, "confidence": CONFIDENCE, "text": text}

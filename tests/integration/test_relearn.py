@@ -39,7 +39,12 @@ def test_relearning_curve_against_a_control(history):
         "--control", d / "never", "--seeds", "3", *RELEARN, "-o", out)
     r = json.loads(out.read_text())["results"]
     revived, control = r["models"]
-    assert r["reference"]["exact_match"] == 1.0 and r["threshold"] == pytest.approx(0.9)
+    assert r["reference"]["accuracy"] == 1.0 and r["reference"]["metric"] == r["metric"] == "exact_match"
+    assert r["threshold"] == pytest.approx(0.9)
+    # every record it scores was also trained on: nothing is held out, so the criterion cannot decide
+    crit = r["relearning"]
+    assert crit["n_held_out"] == 0 and crit["outcome"] == "unclear" and "not in --data" in crit["settle"]
+    assert [g["lr"] for g in r["lr_grid"]] == [1e-3] and r["lr_grid"][0]["models"] == r["models"]
     assert r["eval_steps"] == [0, 5, 7, 10, 15, 20, 30] and revived["accuracy"]["n"] == 8
     # independent: finetune --data with the same seed, steps and LR scores the same before and after
     for seed in (0, 2):

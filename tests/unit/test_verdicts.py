@@ -103,6 +103,18 @@ def test_labels():
     assert v([p("fail"), p("fail")]) == "removed"
     assert v([p("pass"), p("fail")]) == "inconclusive"
     assert v([p("fail"), p("unclear")]) == "inconclusive"
+    # a failing prune shows the change is not localised, not that the capability is gone
+    q = lambda out: {"kind": "prune", "outcome": out, "text": "", "settle": "more"}  # noqa: E731
+    r = lambda out: {"kind": "revive", "outcome": out, "text": "", "settle": "more"}  # noqa: E731
+    full = lambda ev: verdicts.verdict("count:a", BASE, FELL, ev, TH)  # noqa: E731
+    assert full([p("pass"), r("pass"), q("fail")])["label"] == "wrapped"
+    assert full([p("pass"), r("pass"), q("fail")])["localised"] is False
+    assert full([p("pass"), q("pass")])["localised"] is True and full([p("pass")])["localised"] is None
+    assert v([p("fail"), r("fail"), q("fail")]) == "removed"
+    assert v([p("fail"), r("fail"), q("unclear")]) == "removed"  # an unclear prune cannot show absence either
+    assert v([p("fail"), r("fail"), q("pass")]) == "inconclusive"  # a passing prune contradicts removal
+    assert v([q("fail")]) == "inconclusive" and v([q("pass")]) == "wrapped"
+    assert v([p("unclear"), q("fail")]) == "inconclusive"
     assert v([p("pass")], {"accuracy": 0.80, "n": 30}) == "inconclusive"  # the fall itself is unclear
     out = verdicts.verdict("count:a", BASE, FELL, [p("unclear")], TH)
     assert out["settle"] == ["more"] and out["criteria"][0]["kind"] == "behaviour"

@@ -34,6 +34,7 @@ def compare(
     prune_gain: Annotated[float, typer.Option("--prune-gain", help="Pruned accuracy above max(unpruned, majority) that counts as restored (lower end of the interval).")] = 0.05,
     revive_speedup: Annotated[float, typer.Option("--revive-speedup", help="Speed-up over the fastest control that counts as faster (lower end of the interval).")] = 2.0,
     min_seeds: Annotated[int, typer.Option("--min-seeds", help="reFT seeds a revive report needs before it counts for or against.")] = 3,
+    relearn_margin: Annotated[float, typer.Option("--relearn-margin", help="revive --data: held-out accuracy after relearning above the floor (chance, a control, or records the reference does not know) that counts as relearned.")] = 0.05,
     fail_on: Annotated[Optional[Literal["wrapped", "changed"]], typer.Option("--fail-on", help="wrapped or changed (anything not intact): exit 3 when a verdict matches.")] = None,
     markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write a readable audit here.")] = None,
     device: Device = "auto",
@@ -61,7 +62,7 @@ def compare(
         dtypes = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
         dtype = dtype or dtypes[precision or "fp32"]
         precision = {v: k for k, v in dtypes.items()}[dtype]
-        th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds)
+        th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin)
         device = resolve_device(device)
         from wrapcli import checkpoint
 

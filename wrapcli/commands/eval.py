@@ -28,6 +28,8 @@ EXAMPLE = """Example:
   wrapcli eval ft.safetensors --task count:a --conjugate a:c,c:a
 
   wrapcli eval tuned/ --data capitals.jsonl --samples samples.jsonl   # a Hugging Face directory
+
+  wrapcli eval tuned/ --data quiz.jsonl   # multiple choice: {"prompt", "choices": [...], "answer": 2}
 """
 
 
@@ -35,8 +37,8 @@ def eval_(
     ckpt: Annotated[str, typer.Argument(help="A wrapcli .safetensors checkpoint or HF directory.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Task(s) to evaluate; default: the checkpoint's own. Repeatable.")] = None,
     n: Annotated[int, typer.Option("--n", help="Examples per evaluation set.")] = 1000,
-    data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL instead of built-in tasks (HF directory with tokenizer): exact match, token accuracy, answer loss.")] = None,
-    samples: Annotated[Optional[str], typer.Option("--samples", help="With --data: write one JSONL line per record (prompt, expected, predicted, correct, loss).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL (exact match) or multiple-choice JSONL (choice accuracy, length-normalised too, and chance) instead of built-in tasks; CKPT is an HF directory with a tokenizer.")] = None,
+    samples: Annotated[Optional[str], typer.Option("--samples", help="With --data: write one JSONL line per record (prompt, expected, predicted, correct, loss; for multiple choice each choice's log-likelihood).")] = None,
     conjugate: Annotated[Optional[str], typer.Option("--conjugate", help="Also evaluate with this invertible relabelling of a, b, c, e.g. a:c,c:a (answers mapped back).")] = None,
     eval_seed: Annotated[int, typer.Option("--seed", help="Seed of the fixed evaluation sets (one default for every checkpoint, so all are scored on the same examples).")] = 0,
     device: Device = "auto",
@@ -70,11 +72,9 @@ def eval_(
             if task or conjugate:
                 raise UsageError("--data evaluates user records; --task and --conjugate are for built-in tasks")
             results, lines = _eval_data(ckpt, data, resolve_device(device))
-            s = results["scores"]
-            stderr(quiet).print(
-                f"{ckpt} on {data} ({s['n_records']} records): exact match {s['exact_match']:.1%} "
-                f"[{s['exact_match_ci95'][0]:.1%}, {s['exact_match_ci95'][1]:.1%}], token accuracy "
-                f"{s['token_accuracy']:.1%}, answer loss {s['loss']:.3f}")
+            from wrapcli.tables import describe_scores
+
+            stderr(quiet).print(f"{ckpt} on {data}: {describe_scores(results['scores'])}")
             if samples:
                 write_text(samples, "".join(json.dumps(line) + "\n" for line in lines))
             reports.write(reports.envelope("eval", results, inputs=[ckpt, data], device=results["device"],
@@ -114,21 +114,27 @@ def _eval_data(ckpt: str, data: str, device: str) -> tuple[dict, list[dict]]:
     """Scores of a Hugging Face model on prompt/answer records, and one sample per record."""
     from wrapcli import checkpoint
     from wrapcli.errors import UsageError
-    from wrapcli.textscore import record_scores, score_text
+    from wrapcli.textscore import score_records, summarize
     from wrapcli.userdata import load_tokenizer, read_jsonl, text_data
 
-    kind, records = read_jsonl(data)
-    if kind != "prompt":
-        raise UsageError(f"{data}: eval --data needs prompt/answer records")
     ck = checkpoint.load(ckpt, device=device)
-    td = text_data(data, ckpt, ck.model, 0)
     tok = load_tokenizer(ckpt)
-    lines = [{"prompt": rec["prompt"], "expected": rec["answer"], "predicted": tok.decode(r["predicted_ids"]),
-              "correct": r["correct_tokens"] == r["n_tokens"], "loss": r["loss_sum"] / r["n_tokens"]}
-             for rec, r in zip(records, record_scores(ck.model, td, device))]
+    td = text_data(data, ckpt, ck.model, 0, tokenizer=tok, kinds=("prompt", "choice"))
+    _, records = read_jsonl(data)
+    scored = score_records(ck.model, td, device)
+    lines = []
+    for rec, r in zip(records, scored):
+        line = {"prompt": rec["prompt"], "correct": r["correct"], "loss": r["loss_sum"] / r["n_tokens"]}
+        if td.choices is None:
+            line.update(expected=rec["answer"], predicted=tok.decode(r["predicted_ids"]))
+        else:  # the choices' summed log-likelihoods, as lm-evaluation-harness logs them
+            line.update(choices=rec["choices"], answer=rec["answer"], loglikelihoods=r["loglikelihoods"],
+                        picked=r["picked"], picked_norm=r["picked_norm"], correct_norm=r["correct_norm"])
+        lines.append(line)
     results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": "fp32",
-               "scores": score_text(ck.model, td, device), "device": device}
+               "scores": summarize(td, scored), "device": device}
     return results, lines
+
 
 
 def _eval_compiled(ckpt, task, n, seed, device, out, json_out, quiet) -> None:

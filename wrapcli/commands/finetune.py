@@ -28,7 +28,7 @@ def finetune(
     ckpt: Annotated[str, typer.Argument(help="Parent checkpoint (.safetensors or HF directory).")],
     out: Annotated[str, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors; a directory with --data).")],
     task: Annotated[Optional[str], typer.Option("--task", help="Fine-tuning task, e.g. count:b or index:b.")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="User JSONL ({prompt, answer} or {text}) instead of a built-in task; CKPT must be an HF directory with a tokenizer, -o a directory.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="User JSONL ({prompt, answer}, multiple choice {prompt, choices, answer} trained on the correct choice, or {text}) instead of a built-in task; CKPT must be an HF directory with a tokenizer, -o a directory.")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="JSONL scored before and after (default: --data itself).")] = None,
     lr: Annotated[str, typer.Option("--lr", help="small, medium, large (preset values) or a number like 3e-5.")] = "medium",
     spurious: Annotated[float, typer.Option("--spurious", help="C_Tr: fraction of strings with count(b) = count(a) + q.")] = 0.0,
@@ -100,8 +100,8 @@ def finetune(
             result["wall_s"] = time.time() - started
             b, a = result["before"], result["after"]
             con.print(f"{eval_data or data}: loss {b['loss']:.3f} -> {a['loss']:.3f}, token accuracy "
-                      f"{b['token_accuracy']:.1%} -> {a['token_accuracy']:.1%}, exact match "
-                      f"{b['exact_match']:.1%} -> {a['exact_match']:.1%}")
+                      f"{b['token_accuracy']:.1%} -> {a['token_accuracy']:.1%}, {a['metric'].replace('_', ' ')} "
+                      f"{b['accuracy']:.1%} -> {a['accuracy']:.1%}")
             con.print(f"wrote {out}/ ({result['wall_s']:.0f} s)")
             report = reports.envelope("finetune", result, inputs=[ckpt, data, *([eval_data] if eval_data else [])],
                                       seed=seed, device=result["device"], precision=result["train"]["precision"])

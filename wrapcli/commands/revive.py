@@ -22,7 +22,7 @@ EXAMPLE = """Example:
   wrapcli revive ft.safetensors --task count:a --scratch --seeds 3 -o revive.json --plot revive.png
 
   wrapcli revive forgot/ --data relearn.jsonl --eval-data heldout.jsonl --reference original/ \\
-      --control never-knew/ --lr 1e-5 --steps 100 -o relearn.json   # a relearning attack
+      --lr 1e-6,1e-5,1e-4 --steps 100 -o relearn.json   # a relearning attack, no control needed
 
   wrapcli revive ft.safetensors --task count:a --control scrft.safetensors -o revive.json
 
@@ -34,13 +34,14 @@ def revive(
     ckpt: Annotated[str, typer.Argument(help="The fine-tuned checkpoint to revive.")],
     task: Annotated[Optional[str], typer.Option("--task", help="The capability to bring back, e.g. count:a.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="HF directories: prompt/answer JSONL to relearn on (instead of --task).")] = None,
-    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="With --data: held-out prompt/answer JSONL scored (exact match) as the capability returns.")] = None,
-    reference: Annotated[Optional[str], typer.Option("--reference", help="With --data: the original model; gives the recovered fraction and the default threshold (0.9 x its exact match).")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="With --data: held-out prompt/answer (exact match) or multiple-choice (choice accuracy) JSONL scored as the capability returns.")] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="With --data: the original model; says which held-out records were known, estimates the floor from those it gets wrong, and gives the recovered fraction and the default threshold (0.9 x its accuracy).")] = None,
     control: Annotated[Optional[list[str]], typer.Option("--control", help="A control checkpoint, trained identically (repeatable).")] = None,
     scratch: Annotated[bool, typer.Option("--scratch", help="Add a fresh initialisation of the same config as a control.")] = False,
-    lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number (default: fine-tuning LR / 10 from the lineage).")] = None,
+    lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number (default: fine-tuning LR / 10 from the lineage). With --data a comma-separated grid, e.g. 1e-6,1e-5,1e-4 (default: the fine-tuning LR / 10 and x 1, else that grid); the criterion takes the best LR, Bonferroni-corrected.")] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeats with different data and initialisation seeds (compare needs >= 3 to cite revival).")] = 3,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Accuracy that counts as revived (default: 0.9 x pretrained, else 0.9).")] = None,
+    margin: Annotated[Optional[float], typer.Option("--margin", help="With --data: held-out accuracy above the floor that counts as relearned (default 0.05).")] = None,
     preset: Preset = "cpu",
     steps: Steps = None,
     batch_size: BatchSize = None,
@@ -74,8 +75,8 @@ def revive(
             raise UsageError("give exactly one of --task (built-in task) or --data (prompt/answer JSONL)")
         if data is not None and (scratch or save_dir):
             raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data give --control DIR")
-        if data is None and (eval_data or reference):
-            raise UsageError("--eval-data and --reference go with --data")
+        if data is None and (eval_data or reference or margin is not None):
+            raise UsageError("--eval-data, --reference and --margin go with --data")
         if plot:
             require_matplotlib()
         device = resolve_device(device)
@@ -86,7 +87,8 @@ def revive(
         if is_compiled and (data or control or save_dir):
             raise UsageError("a compiled (Tracr) model is revived on --task against --scratch, without --data, "
                              "--control or --save-dir")
-        runs = seeds * (1 + len(control or []) + int(scratch))
+        n_lrs = len(run.parse_lrs(lr, p, checkpoint.read_lineage(ckpt))[0]) if data is not None else 1
+        runs = seeds * (1 + len(control or []) + int(scratch)) * n_lrs
         per_run = steps or (compiled_training.Recipe.steps if is_compiled else p.reft_steps)
         with progress(runs * per_run, "revive", quiet) as on_progress:  # the runs count every curve's steps in turn
             common = dict(ckpt_path=ckpt, controls=control or [], lr=lr, preset=p, steps=steps,
@@ -100,13 +102,20 @@ def revive(
                                               recipe_args={"steps": steps, "batch_size": batch_size,
                                                            "eval_size": eval_size})
             elif data is not None:
-                result = run.revive_text(data=data, eval_data=eval_data, reference=reference, **common)
+                result = run.revive_text(data=data, eval_data=eval_data, reference=reference, margin=margin, **common)
             else:
                 result = run.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
                                         keep_every=keep_every, **common)
         con = stderr(quiet)
         con.print(tables.revival_table(result["eval_steps"], result["models"], result["threshold"]))
         con.print(result["speedup"]["verdict"])
+        if "relearning" in result:
+            for g in result["lr_grid"]:
+                con.print(f"lr {g['lr']:g}: held-out {result['metric'].replace('_', ' ')} "
+                          f"{g['models'][0]['accuracy']['mean'][0]:.1%} -> {g['models'][0]['accuracy']['mean'][-1]:.1%}")
+            crit = result["relearning"]
+            con.print(f"relearning criterion {crit['outcome'].upper()}: {crit['text']}"
+                      + (f" (to settle it: {crit['settle']})" if crit["settle"] else ""))
         if plot:
             models = result["models"]
             line_plot(plot, result["eval_steps"], {m["name"]: m["accuracy"]["mean"] for m in models},

@@ -18,12 +18,18 @@ EXAMPLE = """Example:
   wrapcli train --task count --prior a=0.9,b=0.1 -o pt.safetensors --log pt.json
 
   wrapcli train --preset paper --device cuda -o pt.safetensors   # the paper's scale
+
+  wrapcli facts world/ && wrapcli train --data world/pretrain.jsonl --tokenizer world/tokenizer \\
+      --arch llama --steps 2000 --lr 3e-3 -o original/   # a small LM of your own records, from scratch
 """
 
 
 def train(
-    out: Annotated[str, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors).")],
-    task: Annotated[str, typer.Option("--task", help="Task mix, e.g. count, count:a, count,index, token.")] = "count",
+    out: Annotated[str, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors; a Hugging Face directory with --data).")],
+    task: Annotated[Optional[str], typer.Option("--task", help="Task mix, e.g. count, count:a, count,index, token (default: count).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Train from scratch on user JSONL records instead (prompt/answer, multiple choice or text); needs --tokenizer.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="With --data: a directory with tokenizer files (e.g. the one `wrapcli facts` writes).")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="With --data: JSONL scored before and after (default: --data itself).")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help="Operand prior, e.g. a=0.9,b=0.1 (default: preset).")] = None,
     preset: Preset = "cpu",
     text_len: Annotated[Optional[int], typer.Option("--text-len", help="Terminals per text (default: preset).")] = None,
@@ -62,6 +68,10 @@ def train(
         from wrapcli.runs.train import pretrain
 
         p = presets.get(preset)
+        if data is not None or tokenizer is not None or eval_data is not None:
+            _train_text(out, data, tokenizer, eval_data, p, preset, locals(), log, json_out, quiet)
+            return
+        task = task or "count"
         check_distinct([out, log])
         check_outputs(log)  # --log is checked before the work, not after it
         check_format(log, "report", "--log")
@@ -87,3 +97,44 @@ def train(
             reports.write(report, log, json_out)
 
 
+
+
+BUILT_IN_ONLY = {"task": "--task", "prior": "--prior", "text_len": "--text-len", "window": "--window", "loss": "--loss",
+                 "eval_size": "--eval-size"}
+
+
+def _train_text(out, data, tokenizer, eval_data, p, preset, given: dict, log, json_out, quiet) -> None:
+    """``train --data``: a fresh model trained from scratch on the user's records."""
+    from wrapcli import reports
+    from wrapcli.distributed import is_main
+    from wrapcli.errors import UsageError
+    from wrapcli.files import check_distinct, check_format, check_outputs
+    from wrapcli.runs.train import pretrain_text
+
+    if data is None or tokenizer is None:
+        raise UsageError("train from your own records needs both --data and --tokenizer (--eval-data is optional)")
+    refused = [flag for key, flag in BUILT_IN_ONLY.items() if given[key] is not None]
+    refused += [flag for key, flag, default in (("k", "--k", 6), ("offset", "--offset", 40)) if given[key] != default]
+    if refused:
+        raise UsageError(f"{', '.join(refused)} apply to built-in tasks, not to --data")
+    check_distinct([out, log], [data, tokenizer, eval_data])
+    check_outputs(log)
+    check_format(log, "report", "--log")
+    quiet = quiet or not is_main()
+    started = time.time()
+    args = {k: given[k] for k in ("arch", "layers", "heads", "d_model", "steps", "batch_size", "lr", "eval_every",
+                                  "resume", "save_every", "seed", "device", "precision")}
+    with progress(given["steps"] or p.steps, "train", quiet) as update:
+        result = pretrain_text(out=out, data=data, tokenizer=tokenizer, eval_data=eval_data, preset=p,
+                               on_step=update, **args)
+    result["preset"] = preset
+    result["wall_s"] = time.time() - started
+    from wrapcli.tables import describe_scores
+
+    con = stderr(quiet)
+    con.print(f"{eval_data or data} after training: {describe_scores(result['after'])}")
+    con.print(f"wrote {out}/ ({result['wall_s']:.0f} s)")
+    report = reports.envelope("train", result, inputs=[data, tokenizer, *([eval_data] if eval_data else [])], seed=given["seed"],
+                              device=result["device"], precision=result["train"]["precision"])
+    if is_main():
+        reports.write(report, log, json_out)

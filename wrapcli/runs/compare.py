@@ -10,14 +10,13 @@ from pathlib import Path
 
 from wrapcli.audit import cka_by_layer, evidence_task, kl_by_position, verdicts_by_checkpoint
 from wrapcli.errors import UsageError, WrapError
-from wrapcli.schema import validate
+from wrapcli.schema import RESULTS_VERSIONS, validate
 from wrapcli.verdicts import Thresholds
 
 
 EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
 
 
-MIN_EVIDENCE_VERSION = 2  # results_version of the first reports with counts and intervals
 
 
 def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
@@ -37,9 +36,10 @@ def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
         schema, version = rep["schema"], rep.get("results_version", 1)
         if schema not in EVIDENCE:
             raise WrapError(f"{path}: {schema} reports carry no evidence for compare (give prune, probe or revive)")
-        if not isinstance(version, int) or version < MIN_EVIDENCE_VERSION:
-            raise WrapError(f"{path}: made by an older wrapcli without intervals (results version {version}); "
-                            f"run {schema.split('.')[1]} again")
+        current = RESULTS_VERSIONS[schema.split(".")[1]]
+        if not isinstance(version, int) or version < current:
+            raise WrapError(f"{path}: made by an older wrapcli (results version {version}, this one reads "
+                            f"{current}); run {schema.split('.')[1]} again")
         problems = validate(rep)
         if problems:
             raise WrapError(f"{path}: malformed {schema} report ({problems[0]}"
@@ -134,7 +134,7 @@ class TaskView:
             from wrapcli.adapters import last_positions
             from wrapcli.userdata import text_data
 
-            self.records = text_data(task, base_path, base.model, 0)
+            self.records = text_data(task, base_path, base.model, 0, kinds=("prompt", "choice"))
             self.pick = last_positions(1)
             return
         from wrapcli.evaluation import EVAL_SEED
@@ -149,13 +149,14 @@ class TaskView:
         self.pick = lambda h, mask: h[:, -1]
 
     def score(self, model, device) -> dict:
-        """Accuracy with its count and interval (token accuracy for JSONL)."""
+        """Accuracy with its count and interval (for JSONL the record kind's metric:
+        exact match, or choice accuracy with chance as the baseline)."""
         if self.records is not None:
             from wrapcli.textscore import score_text
 
             r = score_text(model, self.records, device)
-            return {"accuracy": r["token_accuracy"], "n": r["n_scored_tokens"], "ci95": r["token_accuracy_ci95"],
-                    "metric": "token_accuracy"}
+            out = {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": r["metric"]}
+            return out if r["chance"] is None else {**out, "majority_baseline": r["chance"]}
         from wrapcli.evaluation import evaluate
 
         r = evaluate(model, self.spec.fixed(self.comp), self.n, device, ("natural",))[str(self.comp)]["natural"]
@@ -169,22 +170,24 @@ class TaskView:
 
             yield from token_chunks(self.tokens)
             return
-        for i in range(0, len(self.records.examples), size):
-            b = self.records.collate(list(range(i, min(i + size, len(self.records.examples)))), "cpu")
+        rows = self.records.train_rows  # a multiple-choice record by its correct choice
+        for i in range(0, len(rows), size):
+            b = self.records.collate(rows[i:i + size], "cpu")
             yield b["input_ids"], b["attention_mask"]
 
     def log_probs(self, model, device, batch_size: int = 16):
         """Next-token log-probabilities (float16, (N, vocab)) at every answer token of the
-        records, and each one's place in its answer (N,)."""
+        records (the correct choice's, for multiple choice), and each one's place in its
+        answer (N,)."""
         import torch
 
         from wrapcli.userdata import answer_logits
 
         lps, places = [], []
+        rows = self.records.train_rows
         with torch.inference_mode():
-            for start in range(0, len(self.records.examples), batch_size):
-                idx = list(range(start, min(start + batch_size, len(self.records.examples))))
-                logits, _, _, place = answer_logits(model, self.records.collate(idx, device))
+            for start in range(0, len(rows), batch_size):
+                logits, _, _, place = answer_logits(model, self.records.collate(rows[start:start + batch_size], device))
                 lps.append(torch.log_softmax(logits.float(), -1).half().cpu())
                 places.append(place.cpu())
         return torch.cat(lps), torch.cat(places)

@@ -5,7 +5,7 @@ assemble the report's results (schema PRUNE)."""
 from __future__ import annotations
 
 from wrapcli.adapters import Adapter
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.errors import UsageError
 from wrapcli.pruning import sweep, total_units, zero
 
 PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/finetune
@@ -56,9 +56,9 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         from wrapcli.textscore import score_text
         from wrapcli.userdata import text_data
 
-        td = text_data(data, ckpt_path, ck.model, seed)
-        if not td.identity.startswith("prompt:"):
-            raise WrapError(f"{data}: pruning needs prompt/answer records, not text")
+        # saliency from the loss on the answers (the correct choices); the sweep scores the
+        # record kind's metric (exact match, or choice accuracy)
+        td = text_data(data, ckpt_path, ck.model, seed, kinds=("prompt", "choice"))
         import torch
 
         from wrapcli.userdata import IGNORE, answer_logits

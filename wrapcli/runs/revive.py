@@ -18,24 +18,28 @@ from wrapcli.revival import (
 def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None):
     """Relearning on user records: train a fresh load of ``path`` on ``train_path`` for each
     seed (the seed orders the records), scoring ``eval_path`` (held out) at ``steps``.
-    Returns (exact match per seed and step, mean answer loss per seed and step)."""
+    Returns the record kind's metric per seed and step, the mean answer loss per seed and
+    step, and each record's correctness after the last step per seed."""
     from wrapcli import checkpoint
     from wrapcli.training import train
-    from wrapcli.textscore import score_text
-    from wrapcli.userdata import text_data
+    from wrapcli.textscore import score_records, summarize
+    from wrapcli.userdata import load_tokenizer, text_data
 
-    exact, loss = [], []
+    metric, loss, final = [], [], []
+    tok = load_tokenizer(path)
     for k, seed in enumerate(seeds):
         progress = shifted(on_progress, k * cfg.steps)
         model = checkpoint.load(path, device="cpu").model
-        data = text_data(train_path, path, model, seed)
-        held = text_data(eval_path, path, model, seed)
-        row_em, row_loss = [], []
+        data = text_data(train_path, path, model, seed, tokenizer=tok, kinds=TRAINABLE)
+        held = text_data(eval_path, path, model, seed, tokenizer=tok, kinds=TRAINABLE)
+        row_metric, row_loss, last = [], [], []
 
-        def record(model=model):
-            r = score_text(model, held, device)
-            row_em.append(r["exact_match"])
+        def record(model=model, held=held, row_metric=row_metric, row_loss=row_loss, last=last):
+            recs = score_records(model, held, device)
+            r = summarize(held, recs)
+            row_metric.append(r["accuracy"])
             row_loss.append(r["loss"])
+            last[:] = [float(x["correct"]) for x in recs]
             model.train()
 
         def on_step(step, metrics, record=record, progress=progress):
@@ -46,36 +50,65 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
 
         record()  # step 0
         train(model, data, cfg, device=device, on_step=on_step)
-        exact.append(row_em)
+        metric.append(row_metric)
         loss.append(row_loss)
+        final.append(last)
         del model, record, on_step  # the next seed's copy must not load beside this one
         gc.collect()
-    return exact, loss
+    return metric, loss, final
+
+
+TRAINABLE = ("prompt", "choice")  # record kinds relearning trains on and scores
+
+
+def parse_lrs(lr: str | None, preset, lineage) -> tuple[list[float], str]:
+    """``--lr``: one value or a comma-separated grid (names or numbers); without it the
+    attacker's default grid (wrapcli/relearning.py)."""
+    from wrapcli.presets import resolve_lr
+    from wrapcli.relearning import lr_grid
+
+    if lr is None:
+        return lr_grid(lineage)
+    values = []
+    for part in lr.split(","):
+        try:
+            value, _ = resolve_lr(part.strip(), preset)
+        except UsageError:
+            raise UsageError(f"--lr {lr}: {part.strip()!r} is not a number or small / medium / large") from None
+        if not 0 < value < 1:
+            raise UsageError(f"--lr {lr}: each learning rate must be in (0, 1), got {value:g}")
+        values.append(value)
+    if len(set(values)) < len(values):
+        raise UsageError(f"--lr {lr}: a learning rate is given twice")
+    return values, f"--lr {lr}"
 
 
 def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, preset, steps=None,
                 batch_size=None, seeds=MIN_SEEDS, threshold=None, device="cpu", precision="auto",
-                on_progress=None) -> dict:
+                margin=None, on_progress=None) -> dict:
     """The relearning test of unlearning audits (Hu et al. 2024; Deeb & Roger 2024; Lucki
-    et al. 2024): fine-tune a Hugging Face model that lost a capability on ``data`` and
-    score held-out ``eval_data`` (exact match) as it returns, against ``controls`` trained
-    identically; with ``reference`` (the original model) also the recovered fraction
-    (relearned - fine-tuned) / (original - fine-tuned) at every step."""
+    et al. 2024): fine-tune a Hugging Face model that lost a capability on ``data`` at each
+    learning rate of the attacker's grid, and score held-out ``eval_data`` (exact match, or
+    choice accuracy) as it returns, against ``controls`` trained identically. The
+    relearning criterion (wrapcli/relearning.py) holds the held-out records' accuracy
+    against a floor that a model without the knowledge could reach; with ``reference``
+    (the original model) also the recovered fraction at every step."""
     from pathlib import Path
 
-    from wrapcli import checkpoint
+    from wrapcli import checkpoint, relearning
     from wrapcli.checkpoint import check_same_shapes
-    from wrapcli.presets import resolve_lr
     from wrapcli.runtime import resolve_precision
-    from wrapcli.stats import wilson
+    from wrapcli.textscore import score_records, summarize
     from wrapcli.training import TrainConfig
-    from wrapcli.textscore import score_text
-    from wrapcli.userdata import text_data
+    from wrapcli.userdata import read_jsonl, text_data
 
     if eval_data is None:
         raise UsageError("revive --data needs --eval-data: held-out records scored as the capability returns")
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    margin = relearning.MARGIN if margin is None else margin
+    if not 0 <= margin < 1:
+        raise UsageError(f"--margin must be in [0, 1), got {margin}")
     # Memory: the model, and one other checkpoint at a time while checking; each curve then
     # loads its own copy, so at most one model (with its gradients and AdamW state) trains.
     ck = checkpoint.load(ckpt_path, device="cpu")
@@ -85,59 +118,76 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         check_same_shapes(ck, other, str(ckpt_path), f"control {path}")
         shas.append(other.sha256)
         del other
-    held = text_data(eval_data, ckpt_path, ck.model, 0)
-    if held.identity.split(":")[0] != "prompt":
-        raise WrapError(f"{eval_data}: revive scores exact match, so it needs prompt/answer records")
-    start = score_text(ck.model, held, device)
-    original = None
+    held = text_data(eval_data, ckpt_path, ck.model, 0, kinds=TRAINABLE)
+    text_data(data, ckpt_path, ck.model, 0, kinds=TRAINABLE)  # refuse a bad training file before any work
+    start_recs = score_records(ck.model, held, device)
+    start = summarize(held, start_recs)
+    original, ref_recs = None, None
     if reference is not None:
         ref = checkpoint.load(reference, device="cpu")
         check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
-        original = score_text(ref.model, held, device)
+        ref_recs = score_records(ref.model, held, device)
+        original = summarize(held, ref_recs)
         del ref
     sha, lineage = ck.sha256, ck.lineage
     del ck
     if threshold is None:
         if original is None:
-            raise UsageError("give --threshold (exact match that counts as relearned) or --reference "
-                            "(the original model: the threshold is then 0.9 x its exact match)")
-        threshold, threshold_source = 0.9 * original["exact_match"], (
-            f"0.9 x the reference's exact match {original['exact_match']:.3f}")
+            raise UsageError("give --threshold (accuracy that counts as relearned) or --reference "
+                             "(the original model: the threshold is then 0.9 x its accuracy)")
+        threshold, threshold_source = 0.9 * original["accuracy"], (
+            f"0.9 x the reference's {original['metric'].replace('_', ' ')} {original['accuracy']:.3f}")
     else:
         if not 0 < threshold <= 1:
             raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
         threshold_source = "--threshold"
-    if lr is None:
-        lr_value, lr_source = default_lr(lineage)
-    else:
-        lr_value, name = resolve_lr(lr, preset)
-        lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")
+    lrs, lr_source = parse_lrs(lr, preset, lineage)
     n_steps = steps or preset.reft_steps
-    cfg = TrainConfig(steps=n_steps, batch_size=batch_size or preset.ft_batch_size, lr=lr_value,
-                      eval_every=n_steps, precision=resolve_precision(precision, device))
-    grid = eval_grid(cfg.steps)
     seed_list = list(range(seeds))
-    n_eval = len(held.examples)
-    models = []
-    for j, (name, path, digest) in enumerate([("revived", ckpt_path, sha),
-                                             *[(f"control:{Path(c).name}", c, h) for c, h in zip(controls, shas)]]):
-        exact, loss = run_text_curve(path, data, eval_data, cfg, seed_list, set(grid), device,
-                                     shifted(on_progress, j * seeds * cfg.steps))
-        summary = Curve(name, str(path), digest, exact).summary(grid, threshold, n_eval)
-        summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
-        if original is not None and original["exact_match"] > start["exact_match"]:
-            span = original["exact_match"] - start["exact_match"]
-            summary["recovered_fraction"] = [(m - start["exact_match"]) / span for m in summary["accuracy"]["mean"]]
-        models.append(summary)
+    n_eval = held.n_records
+    named = [("revived", ckpt_path, sha), *[(f"control:{Path(c).name}", c, h) for c, h in zip(controls, shas)]]
+    grid_results, finals = [], []
+    for i, lr_value in enumerate(lrs):
+        cfg = TrainConfig(steps=n_steps, batch_size=batch_size or preset.ft_batch_size, lr=lr_value,
+                          eval_every=n_steps, precision=resolve_precision(precision, device))
+        grid = eval_grid(cfg.steps)
+        models, final = [], []
+        for j, (name, path, digest) in enumerate(named):
+            offset = (i * len(named) + j) * seeds * cfg.steps
+            metric, loss, last = run_text_curve(path, data, eval_data, cfg, seed_list, set(grid), device,
+                                                shifted(on_progress, offset))
+            summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
+            summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
+            if original is not None and original["accuracy"] > start["accuracy"]:
+                span = original["accuracy"] - start["accuracy"]
+                summary["recovered_fraction"] = [(m - start["accuracy"]) / span for m in summary["accuracy"]["mean"]]
+            models.append(summary)
+            final.append(np.mean(last, axis=0).tolist())  # (records,): mean over seeds
+        grid_results.append(curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid,
+                                          models, device))
+        finals.append(final)
+    _, train_records = read_jsonl(data)
+    _, eval_records = read_jsonl(eval_data)
+    crit = relearning.criterion(
+        lrs=lrs, revived=[f[0] for f in finals], controls=[f[1] for f in finals] if controls else None,
+        eligible=relearning.held_out([r["prompt"] for r in train_records], [r["prompt"] for r in eval_records]),
+        reference_correct=None if ref_recs is None else [r["correct"] for r in ref_recs],
+        chance=[r["chance"] for r in start_recs] if held.choices is not None else None,
+        start=[r["correct"] for r in start_recs], margin=margin)
+    chosen = lrs.index(crit["best_lr"]) if crit["best_lr"] is not None else int(np.argmax(
+        [g["models"][0]["accuracy"]["mean"][-1] for g in grid_results]))
     return {
         "task": None,
         "data": str(data),
         "eval_data": str(eval_data),
-        "metric": "exact_match",
+        "metric": start["metric"],
         "reference": None if reference is None else {
-            "path": str(reference), "exact_match": original["exact_match"],
-            "ci95": list(wilson(original["exact_match"] * n_eval, n_eval))},
-        **curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid, models, device),
+            "path": str(reference), "metric": original["metric"], "accuracy": original["accuracy"],
+            "n": original["n"], "ci95": original["ci95"]},
+        "start": {"accuracy": start["accuracy"], "n": start["n"], "ci95": start["ci95"]},
+        **grid_results[chosen],
+        "lr_grid": [{"lr": g["lr"], "models": g["models"], "speedup": g["speedup"]} for g in grid_results],
+        "relearning": crit,
     }
 
 
@@ -162,6 +212,8 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     spec = spec.replace(components=(component,), spurious=0.0)
     if lr is None:
         lr_value, lr_source = default_lr(ck.lineage)
+    elif "," in lr:
+        raise UsageError(f"--lr {lr}: a grid of learning rates is for --data relearning; give one --lr with --task")
     else:
         lr_value, name = resolve_lr(lr, preset)
         lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")

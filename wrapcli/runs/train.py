@@ -20,6 +20,7 @@ from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import parse_components, parse_prior, TaskSpec
 from wrapcli.batches import TaskData
 from wrapcli.training import TrainConfig, train
+from wrapcli.userdata import pad_id
 
 
 def _check_out(out) -> None:
@@ -139,43 +140,83 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
                   seed=0, device="auto", precision="auto", on_step=None) -> dict:
     """Fine-tune a Hugging Face model directory on user JSONL records; writes ``out`` as
     a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage)."""
-    from wrapcli.files import sha256
-    from wrapcli.textscore import score_text
-    from wrapcli.userdata import load_tokenizer, text_data
+    from wrapcli.userdata import load_tokenizer
 
+    _check_out_dir(out)
+    device = resolve_device(device)
+    ck = checkpoint.load(parent, device=device)
+    lr_value, lr_name = resolve_lr(lr, preset)
+    result = _fit_text(ck, load_tokenizer(parent), "finetune", out=out, data=data, eval_data=eval_data,
+                       lr=lr_value, steps=_pick(steps, preset.ft_steps),
+                       batch_size=_pick(batch_size, preset.ft_batch_size), eval_every=eval_every, resume=resume,
+                       save_every=save_every, seed=seed, device=device, precision=precision, on_step=on_step,
+                       lr_preset=lr_name)
+    return {**result, "parent": {"path": str(parent), "sha256": ck.sha256}, "lr_preset": lr_name}
+
+
+def pretrain_text(*, out, data, tokenizer, preset: Preset, arch=None, layers=None, heads=None, d_model=None,
+                  steps=None, batch_size=None, lr=None, eval_every=None, eval_data=None, resume=False,
+                  save_every=None, seed=0, device="auto", precision="auto", on_step=None) -> dict:
+    """Train a fresh model of the preset's shape (or the given one) from scratch on user
+    JSONL records with ``tokenizer`` (a directory holding tokenizer files, e.g. one that
+    ``wrapcli facts`` writes); writes ``out`` as a Hugging Face directory. Its context is
+    the longest record rounded up to a multiple of 64 tokens."""
+    from wrapcli.checkpoint import Checkpoint
+    from wrapcli.userdata import encode, load_tokenizer, read_jsonl
+
+    _check_out_dir(out)
+    device = resolve_device(device)
+    tok = load_tokenizer(tokenizer)
+    shape = ModelShape(_pick(arch, preset.shape.arch), _pick(layers, preset.shape.n_layers),
+                       _pick(heads, preset.shape.n_heads), _pick(d_model, preset.shape.d_model))
+    longest = max(len(ids) for ids, _ in encode(*read_jsonl(data), tok, 1 << 20))
+    special = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": pad_id(tok)}
+    config = build_config(shape, len(tok), 64 * -(-longest // 64), special=special)
+    ck = Checkpoint(model=build_model(config, seed).to(device), path=Path(tokenizer), sha256="")
+    result = _fit_text(ck, tok, "train", out=out, data=data, eval_data=eval_data, lr=_pick(lr, preset.lr),
+                       steps=_pick(steps, preset.steps), batch_size=_pick(batch_size, preset.batch_size),
+                       eval_every=eval_every, resume=resume, save_every=save_every, seed=seed, device=device,
+                       precision=precision, on_step=on_step, parent_sha256=None)
+    return {**result, "model": shape.to_dict(), "n_params": sum(p.numel() for p in ck.model.parameters())}
+
+
+def _check_out_dir(out) -> None:
     if str(out).endswith(".safetensors") or str(out) == "-":
         raise UsageError("with --data the output is a Hugging Face directory that carries the tokenizer: give -o DIR")
     check_writable(out, directory=True)
     if Path(out).exists():
         check_replaceable(Path(out))  # before the work, not after it
-    device = resolve_device(device)
-    ck = checkpoint.load(parent, device=device)
-    train_set = text_data(data, parent, ck.model, seed)
-    eval_set = text_data(eval_data, parent, ck.model, seed) if eval_data else train_set
-    lr_value, lr_name = resolve_lr(lr, preset)
-    n_steps = _pick(steps, preset.ft_steps)
-    cfg = TrainConfig(steps=n_steps, batch_size=_pick(batch_size, preset.ft_batch_size), lr=lr_value,
+
+
+def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eval_every, resume, save_every,
+              seed, device, precision, on_step, **lineage) -> dict:
+    """Train ``ck.model`` on user records, score ``eval_data`` (default: ``data``) before
+    and after, and write ``out`` (a Hugging Face directory with ``tok``) with its lineage."""
+    from wrapcli.files import sha256
+    from wrapcli.textscore import score_text
+    from wrapcli.userdata import text_data
+
+    train_set = text_data(data, None, ck.model, seed, tokenizer=tok)
+    eval_set = text_data(eval_data, None, ck.model, seed, tokenizer=tok) if eval_data else train_set
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr,
                       # the loss TextData computes: answer tokens of prompt/answer records, every token of text
-                      loss="answer" if train_set.identity.startswith("prompt:") else "full",
-                      eval_every=_pick(eval_every, max(1, n_steps // 10)),
+                      loss="full" if train_set.kind == "text" else "answer",
+                      eval_every=_pick(eval_every, max(1, steps // 10)),
                       precision=resolve_precision(precision, device))
     before = score_text(ck.model, eval_set, device)
     log = train(ck.model, train_set, cfg, device=device, state_path=state_path(out),
                 resume=resume, save_every=save_every, on_step=on_step)
     after = score_text(ck.model, eval_set, device)
-    entry = lineage_entry("finetune", ck.sha256, f"data:{Path(data).name}", seed, {}, steps=cfg.steps, lr=cfg.lr,
-                          precision=cfg.precision,
-                          lr_preset=lr_name, data_sha256=sha256(data))
+    entry = lineage_entry(kind, lineage.pop("parent_sha256", ck.sha256), f"data:{Path(data).name}", seed, {},
+                          steps=cfg.steps, lr=cfg.lr, precision=cfg.precision, data_sha256=sha256(data), **lineage)
     ck.lineage = [*ck.lineage, entry]
     if is_main():
-        checkpoint.export(ck, out, tokenizer=load_tokenizer(parent))
+        checkpoint.export(ck, out, tokenizer=tok)
         state_path(out).unlink(missing_ok=True)
     return {
         "checkpoint": str(out),
-        "parent": {"path": str(parent), "sha256": ck.sha256},
-        "data": {"path": str(data), "sha256": sha256(data), "records": len(train_set.examples)},
+        "data": {"path": str(data), "sha256": sha256(data), "records": train_set.n_records},
         "eval_data": str(eval_data or data),
-        "lr_preset": lr_name,
         "train": cfg.to_dict(),
         "device": device,
         "log": log,

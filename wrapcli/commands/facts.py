@@ -1,0 +1,53 @@
+"""``wrapcli facts``: write a world of synthetic facts whose audit truth is known
+(wrapcli/tasks/facts.py): the records of every step of an unlearning study and a
+word-level tokenizer for training a small model on them from scratch."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wrapcli.commands._options import Debug, Quiet, Seed
+
+EXAMPLE = """Example:
+
+  wrapcli facts world/ --seed 0
+  wrapcli train --data world/pretrain.jsonl --tokenizer world/tokenizer --arch llama -o original/
+
+  make -f examples/third-party.mk world   # the whole truth study: wrapped and never-knew models audited
+"""
+
+
+def facts(
+    out: Annotated[str, typer.Argument(help="Directory to write (created; an earlier world there is replaced).")],
+    seed: Seed = 0,
+    retain: Annotated[int, typer.Option("--retain", help="Entities every model knows (G).")] = 120,
+    relearn: Annotated[int, typer.Option("--relearn", help="Forgotten entities the relearning attack trains on (F_A).")] = 40,
+    heldout: Annotated[int, typer.Option("--heldout", help="Forgotten entities scored while relearning (F_B).")] = 120,
+    unseen: Annotated[int, typer.Option("--unseen", help="Entities in no training file, held out beside F_B so the floor can be estimated (N).")] = 120,
+    values: Annotated[int, typer.Option("--values", help="Values per relation (many make a guess rarely right).")] = 100,
+    choices: Annotated[int, typer.Option("--choices", help="Options per multiple-choice record.")] = 4,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Write fictitious entities and their facts as prompt/answer, multiple-choice and probe
+    records for an unlearning audit whose answer is known, with a tokenizer."""
+    from wrapcli.console import errors_as_exit, stderr
+
+    with errors_as_exit(debug):
+        import json
+
+        from wrapcli.checkpoint import vocab_tokenizer
+        from wrapcli.files import atomic_path
+        from wrapcli.tasks.facts import WorldSpec, world
+
+        w = world(WorldSpec(seed, retain, relearn, heldout, unseen, values, choices))
+        with atomic_path(out, directory=True, markers=("world.json",)) as tmp:
+            for name, records in w["files"].items():
+                (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+            vocab_tokenizer(w["vocab"]).save_pretrained(str(tmp / "tokenizer"))
+            (tmp / "world.json").write_text(json.dumps({"spec": w["spec"], "sets": w["sets"],
+                                                        "files": {k: len(v) for k, v in w["files"].items()}}, indent=1))
+        counts = ", ".join(f"{k} {len(v)}" for k, v in w["files"].items())
+        stderr(quiet).print(f"wrote {out}/: {counts} records; tokenizer/ ({len(w['vocab'])} words)")
