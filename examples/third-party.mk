@@ -37,7 +37,7 @@ CONTROL ?=
 MC ?=
 RUN := $(WRAPCLI)
 
-.PHONY: all clean world
+.PHONY: all clean world world-wrapped world-never-knew
 all: $(OUT)/audit.md
 
 $(OUT):
@@ -79,7 +79,7 @@ AUDIT = $(MAKE) -f $(firstword $(MAKEFILE_LIST)) WRAPCLI="$(WRAPCLI)" DEVICE=$(D
 	RECORDS=$(W)/heldout.jsonl RELEARN=$(W)/relearn.jsonl LABELS=$(W)/probe.jsonl MC=$(W)/heldout-mc.jsonl \
 	LR=1e-4,1e-3,3e-3 STEPS=30 BATCH=16 SEEDS=3 CONTROL= PLOT=$(PLOT)
 
-world: $(WORLD)/wrapped/audit.md $(WORLD)/never-knew/audit.md
+world: world-wrapped world-never-knew
 
 $(W)/pretrain.jsonl:
 	mkdir -p $(WORLD)
@@ -95,8 +95,9 @@ $(WORLD)/%-unl: $(WORLD)/%
 	$(RUN) finetune $< --data $(W)/unlearn.jsonl --eval-data $(W)/forget.jsonl --lr 1e-3 --steps 100 --batch-size 32 \
 		--seed $(SEED) --device $(DEVICE) -q -o $@
 
-$(WORLD)/wrapped/audit.md: $(WORLD)/original-unl
+# each audit is the generic one above, in its own make (its own OUT)
+world-wrapped: $(WORLD)/original-unl
 	$(AUDIT) TUNED=$< OUT=$(WORLD)/wrapped
 
-$(WORLD)/never-knew/audit.md: $(WORLD)/never-unl $(WORLD)/original
+world-never-knew: $(WORLD)/never-unl $(WORLD)/original
 	$(AUDIT) TUNED=$< OUT=$(WORLD)/never-knew

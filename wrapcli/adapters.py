@@ -129,6 +129,37 @@ class Adapter:
         """Sum a projection-shaped tensor over everything but the unit: (n_units,)."""
         return per_unit(matrix, self.layout, kind, self.n_heads)
 
+    def linears(self, layer: int) -> list[tuple[str, object, int]]:
+        """Every linear map of block ``layer`` (attention query/key/value/output, both MLP
+        matrices; GPT-2's fused c_attn counts once): ``(name within the block, module, the
+        weight axis that indexes its outputs)``. The paper's pruning unit, a "row of a
+        weight matrix", is one output feature of one of these."""
+        from torch import nn
+        from transformers.pytorch_utils import Conv1D
+
+        return [(name, m, 1 if isinstance(m, Conv1D) else 0) for name, m in self.blocks[layer].named_modules()
+                if isinstance(m, (nn.Linear, Conv1D))]
+
+    def param_name(self, layer: int, module: str) -> str:
+        """The model-level name of a block module's weight (e.g. model.layers.0.mlp.up_proj.weight)."""
+        return f"{self.layout.blocks}.{layer}.{module}.weight"
+
+    def location(self, unit) -> tuple[str, tuple]:
+        """Where a pruning unit's weights live: the parameter's name and the index into it
+        (wrapcli/pruning.py's Unit: neuron, head, weight:neuron, weight:head, row:MODULE)."""
+        if unit.kind.startswith("row:"):
+            module = unit.kind.split(":", 1)[1]
+            axis = dict((n, a) for n, _, a in self.linears(unit.layer))[module]
+            return self.param_name(unit.layer, module), (unit.index,) if axis == 0 else (slice(None), unit.index)
+        kind = unit.kind.split(":")[-1]
+        module = self.layout.mlp_out if kind == "neuron" else self.layout.attn_out
+        name = self.param_name(unit.layer, module)
+        if unit.kind.startswith("weight:"):
+            shape = self.projection(unit.layer, kind).weight.shape
+            return name, (unit.index // shape[1], unit.index % shape[1])
+        sl = self.unit_slice(kind, unit.index)
+        return name, (sl,) if self.layout.in_axis == 0 else (slice(None), sl)
+
     def zero_unit(self, layer: int, kind: str, index: int) -> None:
         """Zero the projection weights that read from one unit (the unit's output is then
         ignored by the model, wherever it is loaded)."""

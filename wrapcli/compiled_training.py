@@ -152,17 +152,20 @@ def saliency(model, operand: str, n: int, seed: int, unit: str = "weight") -> li
     return out
 
 
-def zero(model, units: list[dict]) -> None:
-    """Set each unit to 0: a weight, or every weight reading from a neuron."""
+def zero(model, units: list[dict], source: dict | None = None) -> None:
+    """Set each unit to 0 (a weight, or every weight reading from a neuron), or with
+    ``source`` (a base model's parameters by name) back to the base's values."""
     import torch
 
     params = dict(model.named_parameters())
     with torch.no_grad():
         for u in units:
+            w = params[u["param"]]
+            base = None if source is None else source[u["param"]]
             if u.get("unit", "weight") == "neuron":
-                params[u["param"]][:, u["index"]] = 0.0
+                w[:, u["index"]] = 0.0 if base is None else base[:, u["index"]]
             else:
-                params[u["param"]].view(-1)[u["index"]] = 0.0
+                w.view(-1)[u["index"]] = 0.0 if base is None else base.reshape(-1)[u["index"]]
 
 
 def layer_of(param: str) -> int:

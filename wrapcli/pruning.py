@@ -6,9 +6,13 @@ gradient over the weights that read from it: zeroing those weights changes the l
 about -score (first-order Taylor), so the score is the estimated loss DROP and the top-K
 units are the ones whose removal should help the task most. If a handful of units
 restore a capability the fine-tune appeared to remove, the wrapper is that small.
-Units: MLP neurons and attention heads (wrapcli/adapters.py), or single weights of
-those projections. Running a sweep over a checkpoint (scoring data, the written model,
-the report) is wrapcli/runs/prune.py.
+Units (wrapcli/adapters.py): MLP neurons and attention heads (scored over the output
+projection weights that read them), single weights of those projections, or the paper's
+own unit, a *row*: one output feature of any linear map in the blocks (attention
+query/key/value/output and both MLP matrices), scored over the weights that write it.
+A selected unit is zeroed, or with ``revert`` reset to a base model's values, which
+localises a fine-tune's change rather than ablating the model. Running a sweep over a
+checkpoint (scoring data, the written model, the report) is wrapcli/runs/prune.py.
 """
 
 from __future__ import annotations
@@ -18,19 +22,28 @@ from dataclasses import asdict, dataclass
 from wrapcli.adapters import Adapter
 from wrapcli.errors import UsageError, WrapError
 
-KINDS = ("neuron", "head", "weight")
+KINDS = ("neuron", "head", "weight", "row")
 PROJECTIONS = ("neuron", "head")  # weight units live in both output projections
 
 
 @dataclass(frozen=True)
 class Unit:
     layer: int
-    kind: str  # neuron | head | weight:neuron | weight:head (weight of that projection)
-    index: int  # unit index, or flat index into the projection weight for weights
+    kind: str  # neuron | head | weight:neuron | weight:head (weight of that projection) | row:MODULE
+    index: int  # unit index, flat index into the projection weight for weights, output feature for rows
     score: float
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def scored_weights(adapter: Adapter, kind: str) -> dict[str, object]:
+    """The weights a unit of ``kind`` can touch, by parameter name: the two output
+    projections, or for rows every linear map of every block."""
+    if kind == "row":
+        return {adapter.param_name(l, n): m.weight for l in range(adapter.n_layers) for n, m, _ in adapter.linears(l)}
+    return {adapter.param_name(l, adapter.layout.mlp_out if k == "neuron" else adapter.layout.attn_out):
+            adapter.projection(l, k).weight for l in range(adapter.n_layers) for k in PROJECTIONS}
 
 
 def compute_scores(adapter: Adapter, batches, loss_fn, kind: str) -> list[Unit]:
@@ -40,8 +53,8 @@ def compute_scores(adapter: Adapter, batches, loss_fn, kind: str) -> list[Unit]:
     model = adapter.model
     model.eval()  # scores must not depend on dropout masks
     model.zero_grad(set_to_none=True)
-    # only the output projections' gradients are needed: no memory for the others'
-    wanted = {id(adapter.projection(l, k).weight) for l in range(adapter.n_layers) for k in PROJECTIONS}
+    # only the scored weights' gradients are needed: no memory for the others'
+    wanted = {id(w) for w in scored_weights(adapter, kind).values()}
     frozen = [p for p in model.parameters() if id(p) not in wanted and p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
@@ -53,6 +66,14 @@ def compute_scores(adapter: Adapter, batches, loss_fn, kind: str) -> list[Unit]:
             p.requires_grad_(True)
     units = []
     for layer in range(adapter.n_layers):
+        if kind == "row":
+            for name, module, out_axis in adapter.linears(layer):
+                w = module.weight
+                if w.grad is None:
+                    raise WrapError(f"no gradient reached layer {layer}'s {name}")
+                scores = (w.detach() * w.grad).float().sum(1 - out_axis)  # (out_features,)
+                units += [Unit(layer, f"row:{name}", i, float(s)) for i, s in enumerate(scores)]
+            continue
         for proj_kind in PROJECTIONS:
             w = adapter.projection(layer, proj_kind).weight
             if w.grad is None:
@@ -70,30 +91,33 @@ def compute_scores(adapter: Adapter, batches, loss_fn, kind: str) -> list[Unit]:
     return sorted(units, key=lambda u: -u.score)
 
 
-def zero(adapter: Adapter, unit: Unit) -> None:
+def zero(adapter: Adapter, unit: Unit, source: dict | None = None) -> None:
+    """Zero a unit's weights; with ``source`` (a base model's weights by parameter name,
+    e.g. ``scored_weights`` of its adapter), reset them to the base's values instead."""
     import torch
 
-    if unit.kind.startswith("weight:"):
-        w = adapter.projection(unit.layer, unit.kind.split(":")[1]).weight
-        with torch.no_grad():
-            w.view(-1)[unit.index] = 0
-    else:
-        adapter.zero_unit(unit.layer, unit.kind, unit.index)
+    name, index = adapter.location(unit)
+    w = dict(adapter.model.named_parameters())[name]
+    with torch.no_grad():
+        w[index] = 0 if source is None else source[name][index].to(w.device, w.dtype)
 
 
 def total_units(adapter: Adapter, kind: str) -> int:
     if kind == "weight":
         return sum(adapter.projection(l, k).weight.numel() for l in range(adapter.n_layers) for k in PROJECTIONS)
+    if kind == "row":
+        return sum(m.weight.shape[axis] for l in range(adapter.n_layers) for _, m, axis in adapter.linears(l))
     return adapter.n_layers * adapter.n_units(kind)
 
 
 def sweep(adapter: Adapter, ks: list[int], kind: str, batches, loss_fn, evaluate_fn,
-          iterative: bool = False, on_k=None) -> tuple[list[Unit], list[dict]]:
+          iterative: bool = False, on_k=None, source: dict | None = None) -> tuple[list[Unit], list[dict]]:
     """Prune the top-K units for every K in ``ks`` and evaluate each pruned model.
 
     One ranking serves all K unless ``iterative``, which re-scores after every removal.
-    The model's weights are restored afterwards. Returns (pruned units in order,
-    ``[{"k", "results"}]``)."""
+    With ``source`` (a base model's weights by name) the units are reverted to the base
+    instead of zeroed. The model's weights are restored afterwards. Returns (pruned units
+    in order, ``[{"k", "results"}]``)."""
     if kind not in KINDS:
         raise UsageError(f"unknown unit {kind!r} (known: {', '.join(KINDS)})")
     ks = sorted(set(ks))
@@ -102,7 +126,7 @@ def sweep(adapter: Adapter, ks: list[int], kind: str, batches, loss_fn, evaluate
     available = total_units(adapter, kind)
     if ks[-1] > available:
         raise UsageError(f"--k: K={ks[-1]} is more than the {available} {kind} units this model has")
-    saved = _projections(adapter)
+    saved = {n: w.detach().clone() for n, w in scored_weights(adapter, kind).items()}
     try:
         if iterative:
             order: list[Unit] = []
@@ -117,14 +141,14 @@ def sweep(adapter: Adapter, ks: list[int], kind: str, batches, loss_fn, evaluate
                 best = next(u for u in compute_scores(adapter, batches, loss_fn, kind)
                             if (u.layer, u.kind, u.index) not in taken)
                 order.append(best)
-                zero(adapter, best)
+                zero(adapter, best, source)
             return order, rows
         order = compute_scores(adapter, batches, loss_fn, kind)[: ks[-1]]
         rows = []
         for k in ks:
             _restore(adapter, saved)
             for unit in order[:k]:
-                zero(adapter, unit)
+                zero(adapter, unit, source)
             rows.append({"k": k, "results": evaluate_fn(adapter.model)})
             on_k and on_k(k)
         return order, rows
@@ -132,16 +156,10 @@ def sweep(adapter: Adapter, ks: list[int], kind: str, batches, loss_fn, evaluate
         _restore(adapter, saved)
 
 
-def _projections(adapter: Adapter) -> dict:
-    return {(l, k): adapter.projection(l, k).weight.detach().clone()
-            for l in range(adapter.n_layers) for k in PROJECTIONS}
-
-
 def _restore(adapter: Adapter, saved: dict) -> None:
     import torch
 
+    params = dict(adapter.model.named_parameters())
     with torch.no_grad():
-        for (l, k), w in saved.items():
-            adapter.projection(l, k).weight.copy_(w)
-
-
+        for name, w in saved.items():
+            params[name].copy_(w)

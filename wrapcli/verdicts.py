@@ -148,14 +148,16 @@ def prune(results: dict, task_key: str, base_accuracy: float | None, th: Thresho
         recovered = {"value": (s["accuracy"] - acc0) / span,
                      "ci95": [(lo_k - acc0) / span, (hi_k - acc0) / span],
                      "note": "(pruned - unpruned) / (base - unpruned); the interval is the pruned accuracy's"}
-    text = (f"best K = {k} {results['unit']}s: {s['accuracy']:.1%} vs max(unpruned {acc0:.1%}, majority "
+    operation = results.get("operation", "zero")
+    done = "reverted to the base" if operation == "revert" else "zeroed"
+    text = (f"best K = {k} {results['unit']}s {done}: {s['accuracy']:.1%} vs max(unpruned {acc0:.1%}, majority "
             f"{majority:.1%}); gain {value:+.1%}, {conf:.1%} interval [{lo - ref:+.1%}, {top - ref:+.1%}] "
             f"(Bonferroni over {len(pruned)} K)")
     if recovered:
         text += f"; recovered fraction {recovered['value']:.0%}"
     return criterion("prune", "pruned accuracy over max(unpruned, majority)", value, (lo - ref, top - ref),
                      th.prune_gain, text, source, settle="evaluate on more examples (--eval-size)",
-                     k=k, unit=results["unit"], recovered_fraction=recovered)
+                     k=k, unit=results["unit"], operation=operation, recovered_fraction=recovered)
 
 
 def _scored(entry: dict) -> dict:

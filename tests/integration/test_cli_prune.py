@@ -77,3 +77,56 @@ def test_unknown_architecture_one_line(tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "a", "answer": " b"}])
     one_line_error(runner.invoke(app, ["prune", str(tmp_path / "opt"), "--data", str(data), "--device", "cpu"]),
                    "unsupported architecture 'opt'")
+
+
+def test_rows_reverted_to_the_base_in_the_written_checkpoint(chain, tmp_path):
+    """--unit row --revert-to: the written model holds the base's values in exactly the K
+    rows the report names, the fine-tune's values everywhere else; reverting every row
+    of every block to the base gives the base's accuracy back."""
+    w = tmp_path / "reverted.safetensors"
+    res = json.loads(run("prune", chain / "ft.safetensors", "--task", "count:a", "--unit", "row",
+                         "--revert-to", chain / "pt.safetensors", "--k", "0,3", "-w", w, "--write-k", "3", *TINY,
+                         "--json").stdout)["results"]
+    assert res["operation"] == "revert" and res["revert_to"]["path"] == str(chain / "pt.safetensors")
+    assert all(u["kind"].startswith("row:") for u in res["pruned"])
+    ft, pt, out = (checkpoint.load(p).model.state_dict() for p in (chain / "ft.safetensors", chain / "pt.safetensors", w))
+    touched = {}
+    for u in res["pruned"][:3]:
+        name = f"transformer.h.{u['layer']}.{u['kind'].split(':', 1)[1]}.weight"
+        touched.setdefault(name, []).append(u["index"])
+    for name, tensor in out.items():
+        rows = touched.get(name, [])  # GPT-2's Conv1D: an output feature is a column
+        keep = [i for i in range(tensor.shape[-1]) if i not in rows] if tensor.dim() == 2 else None
+        if rows:
+            assert torch.equal(tensor[:, rows], pt[name][:, rows]) and torch.equal(tensor[:, keep], ft[name][:, keep])
+        else:
+            assert torch.equal(tensor, ft[name]), name
+    assert checkpoint.load(w).lineage[-1]["operation"] == "revert"
+    n_rows = res["n_units"]
+    allrows = json.loads(run("prune", chain / "ft.safetensors", "--task", "count:a", "--unit", "row", "--revert-to",
+                             chain / "pt.safetensors", "--k", f"0,{n_rows}", *TINY, "--json").stdout)["results"]
+    base = json.loads(run("prune", chain / "pt.safetensors", "--task", "count:a", "--k", "0", "--unit", "row", *TINY,
+                          "--json").stdout)["results"]
+    assert allrows["sweep"][1]["results"]["count:a"]["natural"]["accuracy"] == pytest.approx(
+        base["sweep"][0]["results"]["count:a"]["natural"]["accuracy"])
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+def test_rows_and_revert_on_hf_directories(tmp_path, arch):
+    base = make_model_dir(tmp_path / "base", arch)
+    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "red maps to", "answer": " blue"},
+                                              {"prompt": "gold maps to", "answer": " red"}])
+    run("finetune", base, "--data", data, "--lr", "1e-2", "--steps", "5", "--batch-size", "2", "--device", "cpu", "-q",
+        "-o", tmp_path / "ft")
+    res = json.loads(run("prune", tmp_path / "ft", "--data", data, "--unit", "row", "--revert-to", base,
+                         "--k", "0,2", "--device", "cpu", "-q", "--json").stdout)["results"]
+    assert res["unit"] == "row" and res["operation"] == "revert" and len(res["pruned"]) == 2
+    assert res["sweep"][1]["results"]["data"]["metric"] == "exact_match"
+
+
+def test_revert_to_a_model_of_another_shape_is_refused(chain, tmp_path):
+    other = tmp_path / "other.safetensors"
+    run("train", "--preset", "smoke", "--steps", "2", "--layers", "1", "--device", "cpu", "-q",
+        "-o", other)
+    one_line_error(runner.invoke(app, ["prune", str(chain / "ft.safetensors"), "--task", "count:a", "--revert-to",
+                                       str(other), *TINY]), "--revert-to", 1)

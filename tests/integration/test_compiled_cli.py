@@ -47,6 +47,21 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     p = report(tmp_path / "neurons.json")
     assert p["unit"] == "neuron" and p["n_units"] == 2 * 7 and [u["kind"] for u in p["pruned"]] == ["neuron"] * 2
 
+    # reverting the top weights to the compiled model: those weights hold the counter's values again
+    run("prune", ft, "--task", "count:a", "--unit", "weight", "--revert-to", counter, "--k", "0,2", "--eval-size", "64",
+        "-q", "-o", tmp_path / "revert.json")
+    p = report(tmp_path / "revert.json")
+    assert p["operation"] == "revert" and p["revert_to"]["path"] == str(counter)
+    reverted = checkpoint.load_compiled(ft)
+    from wrapcli import compiled_training as ct
+
+    base = dict(checkpoint.load_compiled(counter).named_parameters())
+    units = [{"param": u["kind"].split(":", 1)[1], "index": u["index"]} for u in p["pruned"][:2]]
+    ct.zero(reverted, units, base)
+    params = dict(reverted.named_parameters())
+    for u in units:
+        assert params[u["param"]].reshape(-1)[u["index"]] == base[u["param"]].reshape(-1)[u["index"]]
+
     out = tmp_path / "revive.json"
     run("--threads", "1", "revive", ft, "--task", "count:a", "--scratch", "--seeds", "2", "--steps", "20",
         "--eval-size", "64", "-q", "-o", out)

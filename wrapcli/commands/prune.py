@@ -26,6 +26,9 @@ EXAMPLE = """Example:
 
   wrapcli prune ft.safetensors --task count:a -w pruned.safetensors --write-k 10
 
+  wrapcli prune ft.safetensors --task count:a --unit row --revert-to pt.safetensors -o p.json
+      # the paper's unit (a row of any weight matrix), reset to the base instead of zeroed
+
   wrapcli prune counter-ft.safetensors --task count:a --also count:b --unit weight --k 0,1,2,3,4,5 -o p.json
       # a compiled (Tracr) counter: single weights, the paper's unit for compiled models
 """
@@ -36,7 +39,8 @@ def prune(
     task: Annotated[Optional[str], typer.Option("--task", help="The capability to restore, e.g. count:a: scored and evaluated.")] = None,
     also: Annotated[Optional[list[str]], typer.Option("--also", help="Other tasks to evaluate at each K, e.g. count:b (repeatable).")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL instead of a built-in task (HF directory with tokenizer).")] = None,
-    unit: Annotated[Literal["neuron", "head", "weight"], typer.Option("--unit", help="neuron, head or weight.")] = "neuron",
+    unit: Annotated[Literal["neuron", "head", "weight", "row"], typer.Option("--unit", help="neuron (MLP hidden unit), head, weight (single weight of an output projection) or row (the paper's unit: one output feature of any linear map in the blocks).")] = "neuron",
+    revert_to: Annotated[Optional[str], typer.Option("--revert-to", help="Reset the selected units to this base model's values instead of zeroing them (same shapes): localises the fine-tune's change.")] = None,
     k: Annotated[str, typer.Option("--k", help="Comma-separated K values to sweep.")] = "0,1,2,5,10,15,20",
     iterative: Annotated[bool, typer.Option("--iterative", help="Re-score after every removal.")] = False,
     batches: Annotated[int, typer.Option("--batches", help="Forward/backward passes to score with.")] = 1,
@@ -71,12 +75,12 @@ def prune(
             raise UsageError(f"--k takes comma-separated integers, got {k!r}") from None
         if not ks or any(b <= a for a, b in zip(ks, ks[1:])) or ks[0] < 0:
             raise UsageError(f"--k takes strictly increasing integers >= 0 (e.g. 0,1,2,5), got {k!r}")
-        check_outputs(out, plot, inputs=[ckpt, data])
+        check_outputs(out, plot, inputs=[ckpt, data, revert_to])
         check_format(out, "report", "-o")
         check_format(plot, "plot", "--plot")
         check_format(write, "checkpoint", "-w")
         if write:
-            check_distinct([out, plot, write], [ckpt, data])
+            check_distinct([out, plot, write], [ckpt, data, revert_to])
             into_dir = Path(ckpt).is_dir()
             if into_dir == str(write).endswith(".safetensors"):
                 raise UsageError(f"-w {write}: a Hugging Face directory is pruned into a directory, a .safetensors "
@@ -90,19 +94,21 @@ def prune(
         if checkpoint.is_compiled(ckpt):
             from wrapcli.runs import compiled as compiled_runs
 
-            if unit == "head" or data or write or iterative:
+            if unit in ("head", "row") or data or write or iterative:
                 raise UsageError("a compiled (Tracr) model is pruned by single weights or MLP neurons (--unit "
                                  "weight or neuron), without --data, -w or --iterative")
+            if revert_to is not None and not checkpoint.is_compiled(revert_to):
+                raise UsageError(f"--revert-to {revert_to}: a compiled model reverts to another compiled model")
             if task is None:
                 raise UsageError("give --task count:X for a compiled counter")
             result = compiled_runs.prune(ckpt_path=ckpt, task=task, also=also or [], ks=ks, n=batch_size,
-                                         eval_n=eval_size, seed=seed, unit=unit)
+                                         eval_n=eval_size, seed=seed, unit=unit, revert_to=revert_to)
         else:
             result = run.prune(
                 ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
                 iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
                 seed=seed, device=device, write=write, write_k=write_k,
-                precision=resolve_precision(precision, device),
+                precision=resolve_precision(precision, device), revert_to=revert_to,
             )
         stderr(quiet).print(tables.sweep_table(result))
         if plot:
@@ -111,7 +117,8 @@ def prune(
             series = tables.prune_series(result)
             line_plot(plot, [r["k"] for r in result["sweep"]], series, "units pruned (K)",
                       f"prune {result['task']} ({unit})", log_x=False)
-        report = reports.envelope("prune", result, inputs=[ckpt] + ([data] if data else []), seed=seed, device=device,
+        report = reports.envelope("prune", result, inputs=[ckpt] + [f for f in (data, revert_to) if f], seed=seed,
+                                  device=device,
                                   precision=result["precision"])
         reports.write(report, out, json_out)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from wrapcli import checkpoint, compiled
 from wrapcli import compiled_training as ct
-from wrapcli.errors import UsageError
+from wrapcli.errors import UsageError, WrapError
 from wrapcli.runtime import pin_threads
 
 
@@ -92,12 +92,23 @@ def finetune(*, parent, out, task: str, lr: str, spurious: float, recipe_args: d
 
 
 def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960, eval_n: int = 1000,
-          seed: int = 0, unit: str = "weight") -> dict:
+          seed: int = 0, unit: str = "weight", revert_to=None) -> dict:
     """Zero the K units (single weights, the paper's unit for compiled models, or MLP
-    neurons) with the highest weight x gradient on ``task`` and evaluate every task at
-    each K (schema PRUNE)."""
+    neurons) with the highest weight x gradient on ``task``, or reset them to the
+    ``revert_to`` model's values, and evaluate every task at each K (schema PRUNE)."""
     pin_threads()  # --threads: the same count gives the same bits
     model = checkpoint.load_compiled(ckpt_path)
+    source, reverted = None, None
+    if revert_to is not None:
+        from wrapcli.files import sha256
+
+        base = checkpoint.load_compiled(revert_to)
+        mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in base.state_dict().items()}
+        if mine != theirs:
+            raise WrapError(f"--revert-to {revert_to}: its parameters differ in name or shape from {ckpt_path}'s")
+        source = {k: v.detach().clone() for k, v in base.named_parameters()}
+        reverted = {"path": str(revert_to), "sha256": sha256(revert_to)}
     operand = ct.operand_of(model.spec, task)
     others = [ct.operand_of(model.spec, t) for t in also]
     units = ct.saliency(model, operand, n, seed, unit)
@@ -107,7 +118,7 @@ def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960,
     sweep = []
     for k in ks:
         model.load_state_dict(saved)
-        ct.zero(model, units[:k])
+        ct.zero(model, units[:k], source)
         sweep.append({"k": k, "results": _watch(model, [operand, *others], eval_n, seed=0)})
     model.load_state_dict(saved)
     pruned = [{"layer": ct.layer_of(u["param"]), "kind": "neuron" if unit == "neuron" else f"weight:{u['param']}",
@@ -116,7 +127,7 @@ def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960,
     return {"checkpoint": str(ckpt_path), "task": task, "data": None, "also": list(also), "unit": unit,
             "iterative": False, "n_units": n_units, "batches": 1,
             "batch_size": n, "pruned": pruned, "sweep": sweep, "written": None, "precision": "fp32",
-            "device": "cpu"}
+            "device": "cpu", "operation": "revert" if reverted else "zero", "revert_to": reverted}
 
 
 def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, threshold: float | None,

@@ -36,9 +36,11 @@ def micro_batches(td, batches: list[list[int]]) -> list[list[int]]:
 
 def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 2, 5, 10, 15, 20),
           iterative=False, batches=1, batch_size=512, eval_size=512, seed=0, device="cpu",
-          write=None, write_k=None, on_k=None, precision="fp32") -> dict:
+          write=None, write_k=None, on_k=None, precision="fp32", revert_to=None) -> dict:
     """Score, sweep K, and optionally write the model pruned at ``write_k``. The saliency
-    is always computed in fp32; ``precision`` (fp32 or bf16) applies to the evaluations."""
+    is always computed in fp32; ``precision`` (fp32 or bf16) applies to the evaluations.
+    With ``revert_to`` (the base model, same shapes) the selected units are reset to the
+    base's values instead of zeroed: the fine-tune's change is undone there alone."""
     from wrapcli import checkpoint
     from wrapcli.evaluation import EVAL_SEED, evaluate
     from wrapcli.checkpoint import lineage_entry
@@ -52,6 +54,16 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         raise UsageError("-w needs --write-k (how many units to prune in the written checkpoint)")
     ck = checkpoint.load(ckpt_path, device=device)
     adapter = Adapter(ck.model)
+    source, reverted = None, None
+    if revert_to is not None:
+        from wrapcli.checkpoint import check_same_shapes
+        from wrapcli.pruning import scored_weights
+
+        base = checkpoint.load(revert_to, device=device)
+        check_same_shapes(ck, base, str(ckpt_path), f"--revert-to {revert_to}")
+        source = {n: w.detach() for n, w in scored_weights(Adapter(base.model), kind).items()}
+        reverted = {"path": str(revert_to), "sha256": base.sha256}
+        del base
     if data is not None:
         from wrapcli.textscore import score_text
         from wrapcli.userdata import text_data
@@ -96,12 +108,13 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
 
         target = spec.name
     order, rows = sweep(adapter, list(ks) + ([write_k] if write_k else []), kind, scoring,
-                        loss_fn, evaluate_fn, iterative, on_k)
+                        loss_fn, evaluate_fn, iterative, on_k, source)
     if write:
         for unit in order[:write_k]:
-            zero(adapter, unit)
+            zero(adapter, unit, source)
         entry = lineage_entry("prune", ck.sha256, target, seed, {}, unit=kind, k=write_k,
-                              units=[u.to_dict() for u in order[:write_k]])
+                              units=[u.to_dict() for u in order[:write_k]],
+                              operation="revert" if reverted else "zero", revert_to=reverted)
         if ck.path.is_dir():  # a Hugging Face model stays one, tokenizer included
             from wrapcli.userdata import load_tokenizer
 
@@ -125,4 +138,6 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         "written": {"path": str(write), "k": write_k} if write else None,
         "precision": precision,
         "device": device,
+        "operation": "revert" if reverted else "zero",
+        "revert_to": reverted,
     }
