@@ -4,6 +4,7 @@ the commands wrote.
 
 Run: python examples/summarize.py runs/cpu
      python examples/summarize.py out --readme README.md   # rewrite README's demo block
+     python examples/summarize.py --prune-study runs/demo-prune   # the pruning study's table
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from pathlib import Path
 from wrapcli.stats import t_interval
 
 
-def mean_std(xs: list[float]) -> str:
+def mean_std(xs: list[float], clamp: bool = True) -> str:
+    """Percent: mean ± std [t-interval], the interval clamped to [0, 100] for accuracies."""
     if not xs:
         return "-"
     if len(xs) == 1:
         return f"{100 * xs[0]:.1f} (1 seed)"
     mean, lo, hi = t_interval(xs)
-    return f"{100 * mean:.1f} ± {100 * statistics.stdev(xs):.1f} [{100 * max(lo, 0):.1f}, {100 * min(hi, 1):.1f}]"
+    lo, hi = (max(lo, 0), min(hi, 1)) if clamp else (lo, hi)
+    return f"{100 * mean:.1f} ± {100 * statistics.stdev(xs):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def results(path: Path) -> dict:
@@ -117,6 +120,50 @@ def prune_table(out: Path, prefix: str = "prune", base_eval: str | None = None) 
                 frac = [(x - z) / (base - z) for x, z in zip(a, zero) if base - z > 0.05]
                 cells += f" {mean_std(frac) if frac else '-'} |"
             print(cells)
+    print()
+
+
+def prune_study_table(out: Path) -> None:
+    """The pruning study (examples/Makefile prune-study): for each fine-tune, unit,
+    operation (zero / revert to the base) and saliency inputs (C_Te = 0 / 1), count:a
+    without the spurious feature (C_Te = 0, the paper's O_PT) unpruned and at K = 5 and 15,
+    the recovered fraction (pruned - unpruned) / (base - unpruned) at K = 15 and at the
+    best K, each mean ± std [t-interval over seeds], and the prune criterion's outcome per
+    seed (compare's rule on the natural set)."""
+    from wrapcli import verdicts
+
+    groups = defaultdict(list)
+    for f in sorted(out.glob("*pstudy-*.json")):
+        m = re.match(r"(b?pstudy)-(.+)-s(\d+)-(neuron|row|weight)-(zero|revert)-sc(\d)\.json$", f.name)
+        if not m:
+            continue
+        kind, ft, seed, unit, op, sc = m.groups()
+        base_eval = out / (f"pt-{ft.split('-')[0]}-s{seed}_eval.json" if kind == "pstudy" else "base-medium_eval.json")
+        base = results(base_eval)["tasks"]["count:a"]["C_Te=0"]["accuracy"] if base_eval.exists() else None
+        groups[(("" if kind == "pstudy" else "shipped base: ") + ft, unit, op, sc)].append((results(f), base))
+    if not groups:
+        print(f"no pruning-study reports in {out}")
+        return
+    print("| fine-tune | unit | operation | saliency on | count:a C_Te=0 %, K = 0 | K = 5 | K = 15 | recovered "
+          "fraction %, K = 15 | recovered fraction %, best K | prune criterion per seed |")
+    print("|" + " --- |" * 10)
+    for (ft, unit, op, sc), runs in sorted(groups.items()):
+        def acc(r, k):
+            row = next((x for x in r["sweep"] if x["k"] == k), None)
+            return None if row is None else row["results"]["count:a"]["C_Te=0"]["accuracy"]
+
+        at = {k: [acc(r, k) for r, _ in runs] for k in (0, 5, 15)}
+        frac15, best = [], []
+        for r, base in runs:
+            a0 = acc(r, 0)
+            if base is None or base - a0 <= 0.05:
+                continue
+            frac15.append((acc(r, 15) - a0) / (base - a0))
+            best.append(max((acc(r, row["k"]) - a0) / (base - a0) for row in r["sweep"]))
+        th = verdicts.Thresholds()
+        outcomes = [verdicts.prune(r, "count:a", None, th, "")["outcome"] for r, _ in runs]
+        print(f"| {ft} ({len(runs)} seeds) | {unit} | {op} | C_Te = {sc} | {mean_std(at[0])} | {mean_std(at[5])} | "
+              f"{mean_std(at[15])} | {mean_std(frac15, False)} | {mean_std(best, False)} | {', '.join(outcomes)} |")
     print()
 
 
@@ -268,6 +315,9 @@ def write_readme_block(out: Path, readme: Path) -> None:
 
 
 def main() -> None:
+    if "--prune-study" in sys.argv:
+        prune_study_table(Path(sys.argv[sys.argv.index("--prune-study") + 1]))
+        return
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/cpu")
     if "--readme" in sys.argv:
         write_readme_block(out, Path(sys.argv[sys.argv.index("--readme") + 1]))

@@ -103,7 +103,8 @@ def markdown(result: dict) -> str:
             lines += ["| criterion | statistic | value | interval | threshold | outcome | source |",
                       "| --- | --- | --- | --- | --- | --- | --- |"]
             for c in v["criteria"]:
-                fmt = "{:.2f}x" if c["kind"] == "revive" else "{:+.3f}"  # a ratio; the others are differences
+                # the speed-up is a ratio; relearning (which has a floor) and the others are differences
+                fmt = "{:.2f}x" if c["kind"] == "revive" and "floor" not in c else "{:+.3f}"
                 value = "-" if c["value"] is None else fmt.format(c["value"])
                 ci = "-" if c["ci95"] is None else f"[{fmt.format(c['ci95'][0])}, {fmt.format(c['ci95'][1])}]"
                 thr = "-" if c["threshold"] is None else f"{c['threshold']:g}"

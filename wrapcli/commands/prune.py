@@ -40,6 +40,7 @@ def prune(
     also: Annotated[Optional[list[str]], typer.Option("--also", help="Other tasks to evaluate at each K, e.g. count:b (repeatable).")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL instead of a built-in task (HF directory with tokenizer).")] = None,
     unit: Annotated[Literal["neuron", "head", "weight", "row"], typer.Option("--unit", help="neuron (MLP hidden unit), head, weight (single weight of an output projection) or row (the paper's unit: one output feature of any linear map in the blocks).")] = "neuron",
+    spurious: Annotated[float, typer.Option("--spurious", help="Built-in tasks: share of the scoring strings that carry the spurious relation (0: saliency on C_Te = 0 inputs, 1: on C_Te = 1).")] = 0.0,
     revert_to: Annotated[Optional[str], typer.Option("--revert-to", help="Reset the selected units to this base model's values instead of zeroing them (same shapes): localises the fine-tune's change.")] = None,
     k: Annotated[str, typer.Option("--k", help="Comma-separated K values to sweep.")] = "0,1,2,5,10,15,20",
     iterative: Annotated[bool, typer.Option("--iterative", help="Re-score after every removal.")] = False,
@@ -94,9 +95,9 @@ def prune(
         if checkpoint.is_compiled(ckpt):
             from wrapcli.runs import compiled as compiled_runs
 
-            if unit in ("head", "row") or data or write or iterative:
+            if unit in ("head", "row") or data or write or iterative or spurious:
                 raise UsageError("a compiled (Tracr) model is pruned by single weights or MLP neurons (--unit "
-                                 "weight or neuron), without --data, -w or --iterative")
+                                 "weight or neuron), without --data, -w, --iterative or --spurious")
             if revert_to is not None and not checkpoint.is_compiled(revert_to):
                 raise UsageError(f"--revert-to {revert_to}: a compiled model reverts to another compiled model")
             if task is None:
@@ -108,7 +109,7 @@ def prune(
                 ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
                 iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
                 seed=seed, device=device, write=write, write_k=write_k,
-                precision=resolve_precision(precision, device), revert_to=revert_to,
+                precision=resolve_precision(precision, device), revert_to=revert_to, spurious=spurious,
             )
         stderr(quiet).print(tables.sweep_table(result))
         if plot:

@@ -36,11 +36,13 @@ def micro_batches(td, batches: list[list[int]]) -> list[list[int]]:
 
 def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 2, 5, 10, 15, 20),
           iterative=False, batches=1, batch_size=512, eval_size=512, seed=0, device="cpu",
-          write=None, write_k=None, on_k=None, precision="fp32", revert_to=None) -> dict:
+          write=None, write_k=None, on_k=None, precision="fp32", revert_to=None, spurious=0.0) -> dict:
     """Score, sweep K, and optionally write the model pruned at ``write_k``. The saliency
     is always computed in fp32; ``precision`` (fp32 or bf16) applies to the evaluations.
     With ``revert_to`` (the base model, same shapes) the selected units are reset to the
-    base's values instead of zeroed: the fine-tune's change is undone there alone."""
+    base's values instead of zeroed: the fine-tune's change is undone there alone.
+    ``spurious`` is the share of scoring strings (built-in tasks) that carry the spurious
+    relation: 0 scores on C_Te = 0 inputs, 1 on C_Te = 1 inputs."""
     from wrapcli import checkpoint
     from wrapcli.evaluation import EVAL_SEED, evaluate
     from wrapcli.checkpoint import lineage_entry
@@ -50,6 +52,10 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
 
     if batches < 1 or batch_size < 1:
         raise UsageError("--batches and --batch-size must be >= 1")
+    if not 0 <= spurious <= 1:
+        raise UsageError(f"--spurious must be in [0, 1], got {spurious}")
+    if spurious and data is not None:
+        raise UsageError("--spurious applies to built-in tasks, not to --data")
     if write and write_k is None:
         raise UsageError("-w needs --write-k (how many units to prune in the written checkpoint)")
     ck = checkpoint.load(ckpt_path, device=device)
@@ -92,7 +98,8 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
             raise UsageError("give --task (built-in task) or --data (prompt/answer JSONL)")
         spec = task_for(ck, task).replace(seed=seed)
         specs = [spec] + [task_for(ck, t) for t in also]
-        scoring = [batch_for_step(spec, i, batch_size, PRUNE_STREAM).tokens for i in range(batches)]
+        scoring_spec = spec.replace(spurious=spurious)
+        scoring = [batch_for_step(scoring_spec, i, batch_size, PRUNE_STREAM).tokens for i in range(batches)]
         import torch
 
         scoring = [torch.as_tensor(t, device=device) for t in scoring]
@@ -140,4 +147,5 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         "device": device,
         "operation": "revert" if reverted else "zero",
         "revert_to": reverted,
+        "scoring_spurious": spurious if data is None else None,
     }
