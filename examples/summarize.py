@@ -134,36 +134,40 @@ def prune_study_table(out: Path) -> None:
 
     groups = defaultdict(list)
     for f in sorted(out.glob("*pstudy-*.json")):
-        m = re.match(r"(b?pstudy)-(.+)-s(\d+)-(neuron|row|weight)-(zero|revert)-sc(\d)\.json$", f.name)
+        m = re.match(r"([bc]?pstudy)-(.+)-s(\d+)-(neuron|row|weight)-(zero|revert)(?:-sc(\d))?\.json$", f.name)
         if not m:
             continue
         kind, ft, seed, unit, op, sc = m.groups()
-        base_eval = out / (f"pt-{ft.split('-')[0]}-s{seed}_eval.json" if kind == "pstudy" else "base-medium_eval.json")
+        base_eval = out / {"pstudy": f"pt-{ft.split('-')[0]}-s{seed}_eval.json", "bpstudy": "base-medium_eval.json",
+                           "cpstudy": "counter_eval.json"}[kind]
         base = results(base_eval)["tasks"]["count:a"]["C_Te=0"]["accuracy"] if base_eval.exists() else None
-        groups[(("" if kind == "pstudy" else "shipped base: ") + ft, unit, op, sc)].append((results(f), base))
+        label = {"pstudy": "", "bpstudy": "shipped base: ", "cpstudy": "compiled: "}[kind] + ft
+        groups[(label, unit, op, "natural" if sc is None else f"C_Te = {sc}")].append((results(f), base))
     if not groups:
         print(f"no pruning-study reports in {out}")
         return
-    print("| fine-tune | unit | operation | saliency on | count:a C_Te=0 %, K = 0 | K = 5 | K = 15 | recovered "
-          "fraction %, K = 15 | recovered fraction %, best K | prune criterion per seed |")
+    print("| fine-tune | unit | operation | saliency on | count:a C_Te=0 %, K = 0 | K = 5 | K = 15 (compiled: 5) | "
+          "recovered fraction %, K = 15 (5) | recovered fraction %, best K | prune criterion per seed |")
     print("|" + " --- |" * 10)
     for (ft, unit, op, sc), runs in sorted(groups.items()):
         def acc(r, k):
             row = next((x for x in r["sweep"] if x["k"] == k), None)
             return None if row is None else row["results"]["count:a"]["C_Te=0"]["accuracy"]
 
-        at = {k: [acc(r, k) for r, _ in runs] for k in (0, 5, 15)}
+        top = max(row["k"] for row in runs[0][0]["sweep"])
+        far = 15 if top >= 15 else top  # compiled sweeps stop at K = 5
+        at = {k: [acc(r, k) for r, _ in runs] for k in (0, 5, far)}
         frac15, best = [], []
         for r, base in runs:
             a0 = acc(r, 0)
             if base is None or base - a0 <= 0.05:
                 continue
-            frac15.append((acc(r, 15) - a0) / (base - a0))
+            frac15.append((acc(r, far) - a0) / (base - a0))
             best.append(max((acc(r, row["k"]) - a0) / (base - a0) for row in r["sweep"]))
         th = verdicts.Thresholds()
         outcomes = [verdicts.prune(r, "count:a", None, th, "")["outcome"] for r, _ in runs]
-        print(f"| {ft} ({len(runs)} seeds) | {unit} | {op} | C_Te = {sc} | {mean_std(at[0])} | {mean_std(at[5])} | "
-              f"{mean_std(at[15])} | {mean_std(frac15, False)} | {mean_std(best, False)} | {', '.join(outcomes)} |")
+        print(f"| {ft} ({len(runs)} seeds) | {unit} | {op} | {sc} | {mean_std(at[0])} | {mean_std(at[5])} | "
+              f"{mean_std(at[far])} | {mean_std(frac15, False)} | {mean_std(best, False)} | {', '.join(outcomes)} |")
     print()
 
 

@@ -115,9 +115,13 @@ def read_metadata(path) -> dict:
     path = check_file(Path(path))
     try:
         with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
+            meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for bad headers
         raise WrapError(f"{path}: not a valid safetensors file ({_short(e)})") from None
+    if "wrapcli_schema" in meta and meta["wrapcli_schema"] != SCHEMA:
+        raise WrapError(f"{path}: a wrapcli checkpoint of schema {meta['wrapcli_schema'][:20]!r}; this wrapcli reads "
+                        f"schema {SCHEMA}")
+    return meta
 
 
 def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:

@@ -36,12 +36,30 @@ def errors_as_exit(debug: bool = False):
             raise
         print(f"wrapcli: error: {e}", file=sys.stderr)
         raise typer.Exit(2 if isinstance(e, UsageError) else 1) from None
-    except Exception as e:  # unexpected: still one line unless --debug
+    except Exception as e:  # unexpected: still one line unless --debug, in words, not a class name
         if debug:
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"wrapcli: error: {type(e).__name__}: {msg} (rerun with --debug for a traceback)", file=sys.stderr)
+        print(f"wrapcli: error: {unexpected(e)} (rerun with --debug for a traceback)", file=sys.stderr)
         raise typer.Exit(1) from None
+
+
+def unexpected(e: BaseException) -> str:
+    """An unexpected failure in one line of words (never an exception class's name)."""
+    import errno
+
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, MemoryError):
+        return "out of memory; try a smaller --n, --batch-size or model"
+    if isinstance(e, RecursionError):
+        return "an input is nested too deeply to read"
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"no space left on the device while writing {e.filename or 'an output'}"
+    if isinstance(e, OSError):
+        where = f" ({e.filename})" if e.filename else ""
+        return f"cannot read or write a file{where}: {e.strerror or msg}"
+    if isinstance(e, UnicodeError):
+        return f"text that is not valid Unicode: {msg}"
+    return f"unexpected failure: {msg}" if msg else "unexpected failure"
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ checkpoint paths), ``ANY`` (documented where it is made).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 ENVELOPE_VERSION = 2
@@ -430,6 +431,9 @@ def validate(report: dict) -> list[str]:
     """Every way ``report`` departs from the schema (empty when it conforms)."""
     problems: list[str] = []
     _check(report, ENVELOPE, "", problems)
+    if isinstance(report, dict) and report.get("schema_version") != ENVELOPE_VERSION:
+        problems.append(f"schema_version: {report.get('schema_version')!r} is not {ENVELOPE_VERSION}, the envelope "
+                        "this wrapcli reads")
     name = str(report.get("schema", "")).removeprefix("wrapcli.")
     if name not in RESULTS:
         return problems + [f"schema: unknown report {report.get('schema')!r}"]
@@ -447,6 +451,8 @@ def _check(value, spec, path: str, problems: list[str]) -> None:
         ok = any(isinstance(value, _PY[k]) and not (k in ("int", "float") and isinstance(value, bool)) for k in kinds)
         if not ok:
             problems.append(f"{path or '.'}: expected {spec}, got {type(value).__name__}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{path or '.'}: {value} is not a finite number")
         return
     if isinstance(spec, Obj):
         if not isinstance(value, dict):

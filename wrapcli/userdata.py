@@ -14,10 +14,10 @@ Three record kinds, one per file:
 Prompt/answer and multiple-choice records may carry a ``"group"`` (a string: the kind
 of fact, e.g. the relation), kept for the analyses that compare like with like.
 
-The tokenizer comes from the model's Hugging Face directory. Sequences longer than the
-model's context are cut from the left for prompt/answer records (the answer is kept)
-and from the right for text records. Scoring a model on the records is
-wrapcli/textscore.py.
+The tokenizer comes from the model's Hugging Face directory. A prompt/answer or
+multiple-choice record longer than the model's context is refused, naming its line (cutting
+it would score an answer without its prompt); text records are cut from the right.
+Scoring a model on the records is wrapcli/textscore.py.
 """
 
 from __future__ import annotations
@@ -65,7 +65,13 @@ KINDS = {"prompt": "prompt/answer", "choice": "multiple-choice", "text": "text"}
 def read_jsonl(path) -> tuple[str, list[dict]]:
     """Records of a JSONL file and their kind (``prompt``, ``choice`` or ``text``); every
     problem names its line."""
-    records, kinds = [], set()
+    kind, records, _ = read_records(path)
+    return kind, records
+
+
+def read_records(path) -> tuple[str, list[dict], list[int]]:
+    """``read_jsonl``, and the line number of each record."""
+    records, kinds, lines = [], set(), []
     for n, rec in json_lines(path):
         if "choices" in rec:
             _check_choice(path, n, rec)
@@ -83,11 +89,12 @@ def read_jsonl(path) -> tuple[str, list[dict]]:
             raise WrapError(f"{path}:{n}: 'group' must be a string")
         kinds.add(kind)
         records.append(rec)
+        lines.append(n)
     if not records:
         raise WrapError(f"{path}: no records")
     if len(kinds) > 1:
         raise WrapError(f"{path}: mixes {' and '.join(KINDS[k] for k in sorted(kinds))} records; use one kind per file")
-    return kinds.pop(), records
+    return kinds.pop(), records, lines
 
 
 def _check_choice(path, n: int, rec: dict) -> None:
@@ -156,15 +163,21 @@ def load_tokenizer(model_dir):
     return tok
 
 
+class TooLong(WrapError):
+    """A record that does not fit the model's context (``encode`` names its line)."""
+
+
 def continuation(tokenizer, prompt: str, answer: str, max_len: int) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` of ``prompt + answer`` with labels IGNORE outside the answer's
     tokens (the answer tokenized as the prompt's continuation, as lm-evaluation-harness
     scores a choice)."""
     prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     full = tokenizer(prompt + answer, add_special_tokens=True)["input_ids"]
+    if len(full) > max_len:
+        raise TooLong(f"{len(full)} tokens, more than the model's context of {max_len}")
     n_prompt = len(prompt_ids) if full[: len(prompt_ids)] == prompt_ids else len(prompt_ids) - 1
     labels = [IGNORE] * n_prompt + full[n_prompt:]
-    return full[-max_len:], labels[-max_len:]
+    return full, labels
 
 
 @dataclass(frozen=True)
@@ -178,21 +191,26 @@ class ChoiceSet:
     chars: tuple[int, ...]
 
 
-def encode(kind: str, records: list[dict], tokenizer, max_len: int) -> list[tuple[list[int], list[int]]]:
+def encode(kind: str, records: list[dict], tokenizer, max_len: int, where=None) -> list[tuple[list[int], list[int]]]:
     """``(input_ids, labels)`` per record (per choice of a multiple-choice record, in
-    order); labels are IGNORE outside the scored tokens."""
+    order); labels are IGNORE outside the scored tokens. ``where(i)`` names record i in
+    an error (its file and line)."""
     out = []
-    for rec in records:
-        if kind == "prompt":
-            pairs = [continuation(tokenizer, rec["prompt"], rec["answer"], max_len)]
-        elif kind == "choice":
-            pairs = [continuation(tokenizer, rec["prompt"], c, max_len) for c in rec["choices"]]
-        else:
+    for i, rec in enumerate(records):
+        name = where(i) if where else f"record {i + 1}"
+        try:
+            if kind == "prompt":
+                pairs = [continuation(tokenizer, rec["prompt"], rec["answer"], max_len)]
+            elif kind == "choice":
+                pairs = [continuation(tokenizer, rec["prompt"], c, max_len) for c in rec["choices"]]
+        except TooLong as e:
+            raise WrapError(f"{name}: {e}; shorten it or leave it out") from None
+        if kind == "text":
             ids = tokenizer(rec["text"], add_special_tokens=True)["input_ids"][:max_len]
             pairs = [(ids, list(ids))]
         for ids, labels in pairs:
             if all(l == IGNORE for l in labels[1:]):
-                raise WrapError("a record has no tokens to score after tokenization (empty answer?)")
+                raise WrapError(f"{name}: no tokens to score after tokenization (empty answer?)")
         out.extend(pairs)
     return out
 
@@ -311,13 +329,14 @@ def text_data(path, model_dir, model, seed: int, tokenizer=None, kinds=None) -> 
     ``kinds`` lists the record kinds the caller can use (a usage error names the rest)."""
     from wrapcli.errors import UsageError
 
-    kind, records = read_jsonl(path)
+    kind, records, lines = read_records(path)
     if kinds is not None and kind not in kinds:
         raise UsageError(f"{path}: {KINDS[kind]} records; this needs {' or '.join(KINDS[k] for k in kinds)} records")
     tok = tokenizer if tokenizer is not None else load_tokenizer(model_dir)
     max_len = context_length(model.config) or 1024
     groups = [rec.get("group") for rec in records] if any("group" in rec for rec in records) else None
-    return TextData(encode(kind, records, tok, max_len), pad_id(tok), seed, f"{kind}:{sha256(path)}",
+    examples = encode(kind, records, tok, max_len, where=lambda i: f"{path}:{lines[i]}")
+    return TextData(examples, pad_id(tok), seed, f"{kind}:{sha256(path)}",
                     choices=choice_sets(records) if kind == "choice" else None, groups=groups)
 
 

@@ -108,16 +108,29 @@ def bad(chain, tmp_path_factory):
     (d / "latin1.jsonl").write_bytes(b'{"prompt": "red maps to", "answer": " pink"}\n{"prompt": "caf\xe9", "answer": " x"}\n')
     write_jsonl(d / "mixed-labels.jsonl", [{"text": "red maps to", "label": v} for v in (1, "1", True, 0)])
     write_jsonl(d / "texts.jsonl", [{"text": f"{w} maps to", "label": i % 2} for i, w in enumerate(PAIRS)])
-    # reports: not JSON; a probe report whose results are malformed
+    # a record longer than the model's context (64 positions); multiple-choice records
+    write_jsonl(d / "long.jsonl", [{"prompt": "red maps to", "answer": " blue"},
+                                   {"prompt": " ".join(["red"] * 80), "answer": " blue"}])
+    write_jsonl(d / "choices.jsonl", [{"prompt": "red maps to", "choices": [" blue", " gold"], "answer": 0}])
+    write_jsonl(d / "choice-bad.jsonl", [{"prompt": "red maps to", "choices": [" blue", " gold"], "answer": 5}])
+    # reports: not JSON; a probe report whose results are malformed, one with a NaN
+    # accuracy, one of a newer envelope
     (d / "notjson.json").write_text("{ this is not json")
     from cli import run
 
     run("probe", chain / "ft.safetensors", "--target", "count:a", "--n", "40", "--random-inits", "1",
         "-q", "--no-attention", "-o", d / "probe.json")
     rep = json.loads((d / "probe.json").read_text())
+    nan = json.loads(json.dumps(rep))
+    nan["results"]["layers"][0]["accuracy"] = float("nan")
+    (d / "nan-report.json").write_text(json.dumps(nan))
+    (d / "newer.json").write_text(json.dumps({**rep, "schema_version": 99}))
+    (d / "probe-copy.json").write_text(json.dumps(rep))
     del rep["results"]["layers"][0]["margin"]
     (d / "malformed.json").write_text(json.dumps(rep))
     (d / "probe.json").unlink()
+    # a checkpoint of a newer checkpoint schema
+    save_file(load_file(pt), d / "schema99.safetensors", metadata={**meta, "wrapcli_schema": "99"})
     (d / "a-file").write_text("not a directory")
     # resume states: one real one (a run of 6 steps, stopped after the state of step 4),
     # and broken copies of it, each beside the output it would resume
@@ -198,7 +211,36 @@ CASES = [
     (["probe", "{d}/hf", "--data", "{d}/mixed-labels.jsonl", "-q"], 1, "mixed-labels.jsonl"),
     (["probe", "{ft}", "--target", "count:a", "--n", "20000000000", "-q"], 2, "--n 20000000000"),
     (["revive", "{ft}", "--task", "count:a", *TINY, "--steps", "2", "--save-dir", "{d}/a-file"], 2, "--save-dir"),
+    (["train", *TINY, "--seed", "-1", "-o", "{d}/o.safetensors"], 2, "'--seed'"),
+    (["train", *TINY, "--prior", "a=nan,b=0.1", "-o", "{d}/o.safetensors"], 2, "must be a number in [0, 1]"),
+    (["probe", "{d}/hf", "--data", "{d}/texts.jsonl", "--target", "count:a", "-q"], 2, "--target and --prompt"),
+    (["probe", "{ft}", "--target", "count:a", "--position", "mean-last-3", "-q"], 2, "--position goes with --data"),
+    (["revive", "{ft}", "--task", "count:a", *TINY, "--lr", "1e-3,1e-4"], 2, "a grid of learning rates is for --data"),
+    (["revive", "{d}/hf", "--data", "{d}/pairs.jsonl", "--eval-data", "{d}/pairs.jsonl", "--threshold", "0.5",
+      "--lr", "1e-3,1e-3", "--steps", "2"], 2, "given twice"),
+    (["revive", "{d}/hf", "--data", "{d}/pairs.jsonl", "--eval-data", "{d}/pairs.jsonl", "--threshold", "0.5",
+      "--lr", "1e-3,fast", "--steps", "2"], 2, "'fast' is not a number"),
+    (["revive", "{ft}", "--task", "count:a", *TINY, "--margin", "0.1"], 2, "--margin go with --data"),
+    (["prune", "{ft}", "--task", "count:a", "--spurious", "1.5", "-q"], 2, "--spurious must be in [0, 1]"),
+    (["prune", "{ft}", "--task", "count:a", "--revert-to", "{d}/hf", "-q"], 1, "--revert-to"),
+    (["train", *TINY, "--data", "{d}/pairs.jsonl", "-o", "{d}/o"], 2, "needs both --data and --tokenizer"),
+    (["train", *TINY, "--data", "{d}/pairs.jsonl", "--tokenizer", "{d}/hf", "--prior", "a=1", "-o", "{d}/o"], 2,
+     "--prior apply to built-in tasks"),
+    (["facts", "{d}/world", "--choices", "1"], 2, "--choices must be between 2"),
+    (["facts", "{d}", "-q"], 1, "will not replace"),
     # -- user data and reports --------------------------------------------------------------
+    (["eval", "{d}/hf", "--data", "{d}/long.jsonl"], 1, "long.jsonl:2: 81 tokens, more than the model's context of 64"),
+    (["eval", "{d}/hf", "--data", "{d}/choice-bad.jsonl"], 1, "choice-bad.jsonl:1: 'answer' must be the index"),
+    (["eval", "{d}/hf", "--data", "{d}/texts.jsonl"], 2, "this needs prompt/answer or multiple-choice records"),
+    (["revive", "{d}/hf", "--data", "{d}/texts.jsonl", "--eval-data", "{d}/pairs.jsonl", "--threshold", "0.5",
+      "--lr", "1e-3", "--steps", "2"], 2, "texts.jsonl: text records"),
+    (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/nan-report.json", "-q"], 1,
+     "is not a finite number"),
+    (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/newer.json", "-q"], 1,
+     "schema_version: 99 is not 2"),
+    (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/probe-copy.json", "--reports",
+      "{d}/probe-copy.json", "-q"], 2, "give each report once"),
+    (["eval", "{d}/schema99.safetensors", "--n", "8"], 1, "schema '99'; this wrapcli reads schema 1"),
     (["eval", "{d}/hf", "--data", "{d}/latin1.jsonl"], 1, "latin1.jsonl:2: not UTF-8"),
     (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/notjson.json", "-q"], 1, "notjson.json: not a JSON report"),
     (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/malformed.json", "-q"], 1, "malformed.json: malformed wrapcli.probe report"),

@@ -59,6 +59,10 @@ def probe(
             raise UsageError(f"--n must be >= 8, got {n}")
         check_outputs(out, inputs=[ckpt, reference, data])
         check_format(out, "report", "-o")
+        if data is not None and (target or prompt):
+            raise UsageError("--target and --prompt are for built-in tasks; with --data the labels are the records' own")
+        if data is None and position != "last":
+            raise UsageError("--position goes with --data")
         device = resolve_device(device)
         from wrapcli import checkpoint
 

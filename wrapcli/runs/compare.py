@@ -22,9 +22,16 @@ EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
 def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
     """Reports keyed by the checkpoint they were computed on (their first input's sha256);
     a report made on a checkpoint outside this comparison is refused."""
+    from wrapcli.files import sha256
+
     by_ckpt: dict[str, list[dict]] = {name: [] for name in shas}
     owner = {sha: name for name, sha in shas.items()}
+    seen: dict[str, str] = {}
     for path in paths:
+        digest = sha256(path) if Path(path).is_file() else None
+        if digest is not None and digest in seen:
+            raise UsageError(f"{path}: the same report as {seen[digest]}; give each report once")
+        seen[digest] = str(path)
         try:
             rep = json.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as e:

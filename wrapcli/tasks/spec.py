@@ -209,4 +209,6 @@ def parse_prior(text: str) -> tuple[tuple[str, float], ...]:
             prior[name] = float(value)
         except ValueError:
             raise UsageError(f"invalid prior {text!r}: expected e.g. a=0.9,b=0.1") from None
+        if not 0 <= prior[name] <= 1:  # nan and inf fail here too
+            raise UsageError(f"invalid prior {text!r}: the weight of {name!r} must be a number in [0, 1]")
     return tuple(sorted(prior.items()))
