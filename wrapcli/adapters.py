@@ -1,4 +1,4 @@
-"""Where things live inside a causal LM, per architecture (DESIGN.md decision 1).
+"""Where things live inside a causal LM, per architecture (docs/design.md decision 1).
 
 Analyses never reimplement a model: they reach in through the module names below.
 Per block ``layer`` (0-based):

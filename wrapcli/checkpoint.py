@@ -1,4 +1,4 @@
-"""Checkpoints: one ``.safetensors`` file with string metadata (DESIGN.md decision 2).
+"""Checkpoints: one ``.safetensors`` file with string metadata (docs/design.md decision 2).
 
 Metadata keys (all strings; JSON where noted):
 

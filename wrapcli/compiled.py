@@ -1,4 +1,4 @@
-"""Compiled models (PROTOCOL.md "Compiled models"; Jain et al. 2024, Sec. 4 and App. C):
+"""Compiled models (docs/protocol.md "Compiled models"; Jain et al. 2024, Sec. 4 and App. C):
 transformers whose weights Tracr wrote from a RASP program, so their mechanism is known
 exactly. This module needs no JAX: it holds the architecture in torch, the checkpoint
 format and the programs' tasks. Making one from a program is wrapcli/compiling.py

@@ -1,4 +1,4 @@
-"""Fine-tuning, pruning and reading compiled (Tracr) models (PROTOCOL.md "Compiled
+"""Fine-tuning, pruning and reading compiled (Tracr) models (docs/protocol.md "Compiled
 models"): pure functions over a compiled torch model (wrapcli/compiled.py) and counter
 inputs. Loading, checking, writing and the reports are wrapcli/runs/compiled.py.
 

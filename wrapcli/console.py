@@ -1,7 +1,7 @@
 """Terminal output: the stderr console, progress bars, errors as one line (the tables
 themselves are wrapcli/tables.py).
 
-Channels (DESIGN.md decision 6): artefacts go to ``-o``; ``--json`` prints the report to
+Channels (docs/design.md decision 6): artefacts go to ``-o``; ``--json`` prints the report to
 stdout; everything for humans goes to stderr and switches off with ``--quiet`` or when
 stderr is not a terminal (progress) — tables still print unless ``--quiet``.
 Exit codes: 0 success, 1 runtime or data error, 2 usage error (typer's own or UsageError).

@@ -1,4 +1,4 @@
-"""Accuracy of a model on the fixed evaluation sets of a task (PROTOCOL.md, "Fine-tuning":
+"""Accuracy of a model on the fixed evaluation sets of a task (docs/protocol.md, "Fine-tuning":
 report accuracy on each operand with and without the spurious feature).
 
 A prediction is the argmax over the whole vocabulary of the logits at ``<ans>`` — no

@@ -1,7 +1,7 @@
 """Atomic output and content hashes.
 
 Every artefact is written to a temporary file beside its destination and renamed into
-place only when complete (DESIGN.md decision 6), so a killed run never leaves a
+place only when complete (docs/design.md decision 6), so a killed run never leaves a
 half-written checkpoint that ``make`` would take as done, and a failed run never
 damages a file that was already there. A run killed outright (SIGKILL) leaves its
 temporary behind; the next write of the same output removes it.

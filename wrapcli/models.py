@@ -1,6 +1,6 @@
 """Building the synthetic models: small Hugging Face GPT-2 (default) or Llama configs.
 
-We never reimplement an architecture (DESIGN.md decision 1): the models are stock
+We never reimplement an architecture (docs/design.md decision 1): the models are stock
 ``transformers`` classes, so every analysis also runs on third-party checkpoints.
 Dropout is off: data is sampled online and never repeats, so there is nothing to
 regularise against, and it would make runs harder to reproduce.

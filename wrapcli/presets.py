@@ -1,4 +1,4 @@
-"""Presets name whole protocols (DESIGN.md decision 7); explicit flags override them.
+"""Presets name whole protocols (docs/design.md decision 7); explicit flags override them.
 
 - ``paper``: Jain et al.'s minGPT scale — 6 layers, 6 heads, width 192, text 250,
   window 40, AdamW LR 1e-3, cosine with 20% linear warm-up, 200K iterations, full
@@ -17,7 +17,7 @@
   and the Scr.+FT control are shipped (examples/bases/), so the demo does not pretrain.
 - ``smoke``: a few steps of a tiny model, only to check the wiring end to end (CI).
 
-Fine-tuning (PROTOCOL.md "Fine-tuning"): the paper fine-tunes 10K steps, batch 96, at
+Fine-tuning (docs/protocol.md "Fine-tuning"): the paper fine-tunes 10K steps, batch 96, at
 small / medium / large LR = 1e-6 / 1e-5 / 1e-4. Adam moves each weight by about the
 LR per step, so what a preset controls is the total update budget lr x steps: 0.01 /
 0.1 / 1 in the paper. The CPU preset fine-tunes 400 steps and keeps those budgets,

@@ -1,4 +1,4 @@
-"""Linear probes on the residual stream (PROTOCOL.md "Probing"; Jain et al. 2024, Sec. 5).
+"""Linear probes on the residual stream (docs/protocol.md "Probing"; Jain et al. 2024, Sec. 5).
 
 For every residual-stream point (``hook_embed`` = embedding output, layer -1, and
 ``blocks.{l}.hook_resid_post`` = block l's output) take the residual stream

@@ -1,4 +1,4 @@
-"""Weight x gradient pruning (Jain et al. 2024, Algorithm 3; PROTOCOL.md "Pruning").
+"""Weight x gradient pruning (Jain et al. 2024, Algorithm 3; docs/protocol.md "Pruning").
 
 One forward/backward pass of the fine-tuned model on the task whose capability may be
 wrapped (cross-entropy against its answers). A unit's score is the sum of weight x

@@ -1,4 +1,4 @@
-"""The report envelope every command's JSON output shares (DESIGN.md decision 5).
+"""The report envelope every command's JSON output shares (docs/design.md decision 5).
 
 Every key of the envelope and of each command's ``results`` is defined, with its
 meaning, in wrapcli/schema.py and documented in docs/reports.md (generated from it).

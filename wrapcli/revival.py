@@ -1,4 +1,4 @@
-"""Reverse fine-tuning (PROTOCOL.md "Reverse fine-tuning"; Jain et al. 2024, Sec. 6).
+"""Reverse fine-tuning (docs/protocol.md "Reverse fine-tuning"; Jain et al. 2024, Sec. 6).
 
 Train a fine-tuned model back on the pretraining task at a lower learning rate and
 record how fast the capability returns, against controls trained under the identical

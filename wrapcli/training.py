@@ -1,4 +1,4 @@
-"""The one training loop behind train, finetune and revive (DESIGN.md decision 4): AdamW,
+"""The one training loop behind train, finetune and revive (docs/design.md decision 4): AdamW,
 linear warm-up then cosine decay, periodic evaluation, resumable state, progress. What it
 trains on is wrapcli/batches.py (the data protocol); the resume state's format is
 wrapcli/resume.py.
@@ -6,7 +6,7 @@ wrapcli/resume.py.
 Data for step ``s`` is a pure function of (task seed, stream, s) (tasks/sequences.py),
 and the optimizer state is saved exactly, so a run killed at any point and resumed
 from its state file finishes with the same weights as an uninterrupted run.
-Defaults the paper leaves open (PROTOCOL.md, "Model and pretraining"): weight decay 0.1,
+Defaults the paper leaves open (docs/protocol.md, "Model and pretraining"): weight decay 0.1,
 betas (0.9, 0.95) and gradient clipping at 1.0, as in minGPT and nanoGPT; the cosine ends
 at lr/100, the paper's fine-tuning floor, used for pretraining too.
 """

@@ -41,7 +41,7 @@ def test_a_shipped_base_is_what_its_recipe_makes(tmp_path, name):
 
 
 def test_the_medium_prior_base_counts_b_as_the_papers_does():
-    """PROTOCOL.md: the paper's medium-prior base counts b at 99.9%; ours must reach 95%
+    """docs/protocol.md: the paper's medium-prior base counts b at 99.9%; ours must reach 95%
     (and a 99%), measured afresh on 1,000 examples per operand."""
     from wrapcli.evaluation import evaluate
     from wrapcli.stats import wilson

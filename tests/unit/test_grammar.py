@@ -51,7 +51,7 @@ def test_every_sampled_string_is_grammatical():
 
 def test_lengths_and_letter_frequencies_match_protocol():
     flat, lengths = grammar.sample_strings(np.random.default_rng(2), 20000)
-    # PROTOCOL.md: 170-370 terminals, mean about 270.
+    # docs/protocol.md: 170-370 terminals, mean about 270.
     assert 150 <= lengths.min() and lengths.max() <= 390
     assert 260 <= lengths.mean() <= 285
     freq = np.bincount(flat, minlength=3) / len(flat)

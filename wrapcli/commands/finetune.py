@@ -1,4 +1,4 @@
-"""``wrapcli finetune``: fine-tune a checkpoint on a new task (PROTOCOL.md "Fine-tuning")."""
+"""``wrapcli finetune``: fine-tune a checkpoint on a new task (docs/protocol.md "Fine-tuning")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``wrapcli probe``: per-layer linear probes (PROTOCOL.md "Probing").
+"""``wrapcli probe``: per-layer linear probes (docs/protocol.md "Probing").
 
 Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py). Per
 residual-stream point (``layer`` -1 = ``hook_embed``, then ``blocks.{l}.hook_resid_post``):

@@ -1,4 +1,4 @@
-"""``wrapcli prune``: weight x gradient pruning (PROTOCOL.md "Pruning").
+"""``wrapcli prune``: weight x gradient pruning (docs/protocol.md "Pruning").
 
 Report ``results``: ``checkpoint``; ``task`` (the scored task); ``also`` (extra tasks
 evaluated); ``unit`` (neuron, head or weight); ``iterative``; ``n_units`` (how many units

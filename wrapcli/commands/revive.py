@@ -1,4 +1,4 @@
-"""``wrapcli revive``: reverse fine-tuning against controls (PROTOCOL.md "Reverse fine-tuning").
+"""``wrapcli revive``: reverse fine-tuning against controls (docs/protocol.md "Reverse fine-tuning").
 
 Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py). Each
 model's accuracy at every evaluated step (0, 5, 7, 10, 15, 20, 30, ...: neighbours at most

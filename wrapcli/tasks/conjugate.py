@@ -1,4 +1,4 @@
-"""Conjugate prompting (Kotha et al. 2024; PROTOCOL.md "Conjugate prompting").
+"""Conjugate prompting (Kotha et al. 2024; docs/protocol.md "Conjugate prompting").
 
 An invertible relabelling s of the letters a, b, c moves a prompt away from the
 fine-tuning distribution while keeping the capability it needs: the model answers

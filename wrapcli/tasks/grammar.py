@@ -1,7 +1,7 @@
 """The paper's probabilistic context-free grammar, sampled in batches with numpy.
 
 Sixteen non-terminals in six levels (s; p q r; m n o; j k l; g h i; d e f) over three
-terminals a b c, every rule chosen with probability 0.5 (PROTOCOL.md, "Data"; Jain et al.
+terminals a b c, every rule chosen with probability 0.5 (docs/protocol.md, "Data"; Jain et al.
 2024, App. B). Because every rule of level L only produces symbols of level L+1, a
 whole batch expands one level at a time with array operations instead of recursion,
 which keeps generation far ahead of the trainer (benchmarks/bench_data.py).

@@ -1,7 +1,7 @@
 """Task specs: a small, validated, JSON-round-tripping description of a task.
 
 A spec fully determines an infinite training stream and fixed evaluation sets from its
-seed (DESIGN.md decision 3), so no dataset files exist. CLI short forms:
+seed (docs/design.md decision 3), so no dataset files exist. CLI short forms:
 ``count:a``, ``index:b``, ``token``, ``count:aa`` (a composite operand selects the
 composite family), ``count`` (operand drawn from the prior), and comma-joined mixes such
 as ``count,index`` or ``count,count2:a,count3:a`` (components drawn uniformly).

@@ -1,4 +1,4 @@
-"""The fixed vocabulary of the synthetic tasks (PROTOCOL.md, "Data").
+"""The fixed vocabulary of the synthetic tasks (docs/protocol.md, "Data").
 
 Every synthetic checkpoint stores this list in its metadata, and a checkpoint whose
 list differs is refused by the task code, so token ids never silently change meaning.
