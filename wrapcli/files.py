@@ -89,6 +89,9 @@ def check_distinct(outputs, inputs=()) -> None:
         key = _identity(path)
         if key in given:
             raise UsageError(f"output {path} is also an input ({given[key]}): it would be overwritten")
+        inside = next((name for k, name in given.items() if key in k.parents), None)
+        if inside is not None:
+            raise UsageError(f"output {path} contains an input ({inside}): replacing it would delete that input")
         if key in seen:
             raise UsageError(f"{path} is given for two outputs ({seen[key]} and {path})")
         seen[key] = str(path)
@@ -99,21 +102,23 @@ def _identity(path) -> Path:
 
 
 def check_replaceable(dest: Path, markers=None) -> None:
-    """A directory output may replace only a model directory (config.json or wrapcli.json;
-    or a directory holding one of ``markers``) or an empty one, never the current
-    directory or one that holds it."""
+    """A directory output may replace only an empty directory or an earlier output of
+    wrapcli (a model directory wrapcli wrote holds its wrapcli.json; other outputs name
+    their own ``markers``), never the current directory or one that holds it. A
+    third-party model directory (config.json without wrapcli.json) is never replaced."""
     markers = markers or MODEL_DIR_MARKERS
     here = Path.cwd().resolve()
     real = dest.resolve()
     if real == here or real in here.parents:
         raise WrapError(f"will not replace {dest}: it is the current directory or holds it")
     if dest.is_dir() and any(dest.iterdir()) and not any((dest / f).is_file() for f in markers):
-        kind = "a model directory" if markers == MODEL_DIR_MARKERS else "an earlier output of this command"
-        raise WrapError(f"will not replace {dest}: it holds files and is not {kind} "
-                        f"(no {' or '.join(markers)}); give a new or empty directory")
+        what = ("a model directory wrapcli did not write" if (dest / "config.json").is_file()
+                else "a directory wrapcli did not write")
+        raise WrapError(f"will not replace {dest}: it is {what} (no {' or '.join(markers)}); "
+                        "give a new or empty directory")
 
 
-MODEL_DIR_MARKERS = ("config.json", "wrapcli.json")
+MODEL_DIR_MARKERS = ("wrapcli.json",)  # what export, finetune --data, train --data and prune -w write
 
 
 def remove_stale_temporaries(parent: Path, name: str) -> list[Path]:
@@ -142,8 +147,16 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def atomic_path(dest: str | Path, directory: bool = False, markers=None):
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success. An
-    existing directory is replaced only as ``check_replaceable`` allows."""
+    existing directory is replaced only as ``check_replaceable`` allows. A symbolic link
+    is written through to its target; a special file (a device such as /dev/null, a FIFO)
+    is written into, never renamed over."""
     dest = Path(dest)
+    if dest.is_symlink():
+        dest = dest.resolve()
+    if not directory and dest.exists() and not dest.is_file() and not dest.is_dir():
+        with _written_into(dest) as tmp:
+            yield tmp
+        return
     check_writable(dest, directory)
     if directory and dest.exists():
         check_replaceable(dest, markers)
@@ -178,6 +191,23 @@ def atomic_path(dest: str | Path, directory: bool = False, markers=None):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True) if directory else tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _written_into(dest: Path):
+    """A special file (device, FIFO): the output is made in a private temporary, then
+    copied into ``dest`` as a stream."""
+    fd, tmp_name = tempfile.mkstemp(prefix="wrapcli.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+    except OSError as e:
+        raise WrapError(f"cannot write {dest}: {e.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(dest: str | Path, text: str) -> None:

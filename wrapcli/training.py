@@ -163,6 +163,10 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
     opt = make_optimizer(model, cfg)
     log: list[dict] = []
     start = 0
+    if state_path:  # a run killed while writing its state (kill -9) left a temporary beside it
+        from wrapcli.files import remove_stale_temporaries
+
+        remove_stale_temporaries(Path(state_path).parent, Path(state_path).name)
     if resume and state_path and Path(state_path).exists():
         start, log = load_state(state_path, model, opt, cfg, data.identity)
     if start == 0 and evaluation and evaluation.due(0, cfg) and world.main:

@@ -10,7 +10,7 @@ import torch
 from wrapcli import checkpoint
 from wrapcli.cli import app
 
-from cli import runner
+from cli import one_line_error, run, runner
 
 TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
 
@@ -85,7 +85,9 @@ def _dead_pid() -> int:
 
 def test_a_killed_runs_temporaries_are_removed_by_the_next_run(chain, tmp_path):
     out = tmp_path / "x.safetensors"
-    stale = [tmp_path / f".x.safetensors.wp{_dead_pid()}.abc123.tmp", tmp_path / f".x.safetensors.wp{_dead_pid()}.d.tmp"]
+    stale = [tmp_path / f".x.safetensors.wp{_dead_pid()}.abc123.tmp", tmp_path / f".x.safetensors.wp{_dead_pid()}.d.tmp",
+             tmp_path / f".x.safetensors.state.wp{_dead_pid()}.s.tmp"]  # a state write killed with -9
+    stale[2].write_bytes(b"half a state")
     stale[0].write_bytes(b"half a file")
     stale[1].mkdir()
     (stale[1] / "model.safetensors").write_bytes(b"x")
@@ -115,3 +117,56 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM and err.strip() == "wrapcli: terminated", (proc.returncode, err)
     assert not (tmp_path / "t.safetensors").exists()  # no output from an unfinished run
+
+
+def test_outputs_write_through_links_and_into_special_files(chain, tmp_path):
+    """-o onto a symbolic link writes its target (the link stays a link); -o onto a FIFO
+    streams the report into it (never renames a file over it)."""
+    import json
+    import threading
+
+    target = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    result = runner.invoke(app, ["eval", str(chain / "pt.safetensors"), "--n", "8", "-q", "-o", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and json.loads(target.read_text())["schema"] == "wrapcli.eval"
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    result = runner.invoke(app, ["eval", str(chain / "pt.safetensors"), "--n", "8", "-q", "-o", str(fifo)])
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert fifo.is_fifo() and json.loads(got[0])["schema"] == "wrapcli.eval"
+
+
+def test_a_directory_wrapcli_did_not_write_is_never_replaced(tmp_path):
+    """A third-party model directory (config.json, no wrapcli.json) or a project folder is
+    refused as an output; an output directory that holds an input is refused too."""
+    from models import PAIRS, make_model_dir, write_jsonl
+
+    third = make_model_dir(tmp_path / "third", "llama")
+    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+    before = {p: p.read_bytes() for p in third.rglob("*") if p.is_file()}
+    ft = ["finetune", str(third), "--data", str(data), "--steps", "1", "--batch-size", "2", "--device", "cpu", "-q"]
+    one_line_error(runner.invoke(app, [*ft, "-o", str(third)]), "is also an input", 2)
+    other = make_model_dir(tmp_path / "other", "llama")
+    one_line_error(runner.invoke(app, [*ft, "-o", str(other)]), "a model directory wrapcli did not write", 1)
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "config.json").write_text("{}")
+    (tmp_path / "project" / "notes.txt").write_text("mine")
+    one_line_error(runner.invoke(app, [*ft, "-o", str(tmp_path / "project")]), "wrapcli did not write", 1)
+    assert {p: p.read_bytes() for p in third.rglob("*") if p.is_file()} == before
+    assert (tmp_path / "project" / "notes.txt").read_text() == "mine"
+    # an earlier output of wrapcli is replaced
+    assert runner.invoke(app, [*ft, "-o", str(tmp_path / "mine")]).exit_code == 0
+    assert runner.invoke(app, [*ft, "-o", str(tmp_path / "mine")]).exit_code == 0
+    # export into a folder that holds the checkpoint being exported
+    ckdir = tmp_path / "ex"
+    ckdir.mkdir()
+    run("train", "--preset", "smoke", "--steps", "2", "--eval-size", "8", "--device", "cpu", "-q", "-o",
+        ckdir / "pt.safetensors")
+    one_line_error(runner.invoke(app, ["export", str(ckdir / "pt.safetensors"), str(ckdir)]), "contains an input", 2)
+    assert (ckdir / "pt.safetensors").is_file()
