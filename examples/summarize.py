@@ -147,12 +147,13 @@ def prune_study_table(out: Path) -> None:
         print(f"no pruning-study reports in {out}")
         return
     print("| fine-tune | unit | operation | saliency on | count:a C_Te=0 %, K = 0 | K = 5 | K = 15 (compiled: 5) | "
-          "recovered fraction %, K = 15 (5) | recovered fraction %, best K | prune criterion per seed |")
-    print("|" + " --- |" * 10)
+          "recovered fraction %, K = 15 (5) | recovered fraction %, best K | count:a C_Te=1 %, K = 0 → best K | "
+          "prune criterion per seed |")
+    print("|" + " --- |" * 11)
     for (ft, unit, op, sc), runs in sorted(groups.items()):
-        def acc(r, k):
+        def acc(r, k, setting="C_Te=0"):
             row = next((x for x in r["sweep"] if x["k"] == k), None)
-            return None if row is None else row["results"]["count:a"]["C_Te=0"]["accuracy"]
+            return None if row is None else row["results"]["count:a"][setting]["accuracy"]
 
         top = max(row["k"] for row in runs[0][0]["sweep"])
         far = 15 if top >= 15 else top  # compiled sweeps stop at K = 5
@@ -166,8 +167,10 @@ def prune_study_table(out: Path) -> None:
             best.append(max((acc(r, row["k"]) - a0) / (base - a0) for row in r["sweep"]))
         th = verdicts.Thresholds()
         outcomes = [verdicts.prune(r, "count:a", None, th, "")["outcome"] for r, _ in runs]
+        with_feature = [max(acc(r, row["k"], "C_Te=1") for row in r["sweep"]) for r, _ in runs]
         print(f"| {ft} ({len(runs)} seeds) | {unit} | {op} | {sc} | {mean_std(at[0])} | {mean_std(at[5])} | "
-              f"{mean_std(at[far])} | {mean_std(frac15, False)} | {mean_std(best, False)} | {', '.join(outcomes)} |")
+              f"{mean_std(at[far])} | {mean_std(frac15, False)} | {mean_std(best, False)} | "
+              f"{mean_std([acc(r, 0, 'C_Te=1') for r, _ in runs])} → {mean_std(with_feature)} | {', '.join(outcomes)} |")
     print()
 
 

@@ -73,7 +73,7 @@ def test_every_row_of_the_reproduction_report_runs_through_the_makefile(tmp_path
 def test_demo_runs_the_demo_preset_from_the_shipped_models(tmp_path):
     """`make demo` (README): the demo preset, both models copied from examples/bases/ (no
     pretraining), every job on one pinned thread, three reFT seeds against scratch and
-    Scr.+FT, neuron pruning; PRESET=smoke pretrains both instead. Dry run: nothing runs."""
+    Scr.+FT, pruning by rows (the paper's unit); PRESET=smoke pretrains both instead. Dry run: nothing runs."""
     def planned(*args):
         cmd = ["make", "-n", "-f", str(ROOT / "examples" / "Makefile"), f"OUT={tmp_path}", *args, "demo"]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -88,7 +88,7 @@ def test_demo_runs_the_demo_preset_from_the_shipped_models(tmp_path):
         assert lines and all("--preset demo" in l for l in lines), (command, lines)
     revive = demo[demo.index(" revive "):]
     assert "--scratch --control " in revive and "scr-b.safetensors" in revive and "--seeds 3" in revive
-    assert "--unit neuron" in demo
+    assert "--unit row" in demo
     smoke = planned("PRESET=smoke")
     assert "--preset smoke" in smoke and "train --preset smoke --task count:b" in smoke
 

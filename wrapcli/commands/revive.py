@@ -74,7 +74,8 @@ def revive(
         if (task is None) == (data is None):
             raise UsageError("give exactly one of --task (built-in task) or --data (prompt/answer JSONL)")
         if data is not None and (scratch or save_dir):
-            raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data give --control DIR")
+            raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
+                             "against a floor: give --reference (or --control DIR), not --scratch")
         if data is None and (eval_data or reference or margin is not None):
             raise UsageError("--eval-data, --reference and --margin go with --data")
         if plot:
