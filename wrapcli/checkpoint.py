@@ -162,14 +162,13 @@ def read_lineage(path) -> list[dict]:
         if not side.is_file():
             return []
         try:
-            lineage = json.loads(side.read_text()).get("lineage", [])
-        except (ValueError, AttributeError) as e:
-            raise WrapError(f"{side}: invalid JSON ({e})") from None
-    else:
-        lineage = _json(read_metadata(path), "lineage", path) or []
-    if not isinstance(lineage, list) or not all(isinstance(e, dict) for e in lineage):
-        raise WrapError(f"{path}: its lineage is not a list of objects")
-    return lineage
+            extra = json.loads(side.read_text())
+        except (ValueError, RecursionError) as e:
+            raise WrapError(f"{side}: invalid JSON ({str(e)[:80]})") from None
+        if not isinstance(extra, dict):
+            raise WrapError(f"{side}: must hold a JSON object (vocab, task, lineage)")
+        return _checked("lineage", extra.get("lineage"), side) or []
+    return _json(read_metadata(path), "lineage", path) or []
 
 
 def is_compiled(path) -> bool:
@@ -384,8 +383,12 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
     if side.is_file():
         try:
             extra = json.loads(side.read_text())
-        except ValueError as e:
-            raise WrapError(f"{side}: invalid JSON ({e})") from None
+        except (ValueError, RecursionError) as e:
+            raise WrapError(f"{side}: invalid JSON ({str(e)[:80]})") from None
+        if not isinstance(extra, dict):
+            raise WrapError(f"{side}: must hold a JSON object (vocab, task, lineage)")
+        for key in SHAPES:
+            _checked(key, extra.get(key), side)
     return Checkpoint(
         model=model.to(device).eval(),
         path=path,
@@ -486,9 +489,33 @@ def _json(meta: dict, key: str, path: Path):
     if key not in meta:
         return None
     try:
-        return json.loads(meta[key])
-    except ValueError:
+        value = json.loads(meta[key])
+    except (ValueError, RecursionError):
         raise WrapError(f"{path}: metadata {key!r} is not valid JSON") from None
+    return _checked(key, value, path)
+
+
+# what each piece of wrapcli metadata must be (a lying or damaged file gets one line)
+SHAPES = {"vocab": (list, str, "a list of strings"), "task": (dict, None, "an object"),
+          "lineage": (list, dict, "a list of objects")}
+
+
+def _checked(key: str, value, path: Path):
+    """``value`` if it has the shape wrapcli metadata ``key`` must have (None passes)."""
+    if value is None or key not in SHAPES:
+        return value
+    outer, inner, words = SHAPES[key]
+    if not isinstance(value, outer) or (inner and not all(isinstance(v, inner) for v in value)):
+        raise WrapError(f"{path}: metadata {key!r} must be {words}")
+    if key == "lineage":
+        for i, entry in enumerate(value):
+            if not isinstance(entry.get("kind"), str):
+                raise WrapError(f"{path}: lineage entry {i} has no 'kind'")
+            for field in ("lr", "steps"):
+                if field in entry and entry[field] is not None and (
+                        isinstance(entry[field], bool) or not isinstance(entry[field], (int, float))):
+                    raise WrapError(f"{path}: lineage entry {i}: {field!r} must be a number")
+    return value
 
 
 def _short(e: Exception) -> str:

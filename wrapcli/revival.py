@@ -105,6 +105,8 @@ def default_lr(lineage: list[dict]) -> tuple[float, str]:
     """One preset step (x 1/10) below the last fine-tuning LR in the lineage."""
     for entry in reversed(lineage):
         if entry.get("kind") == "finetune":
+            if not isinstance(entry.get("lr"), (int, float)):
+                raise WrapError("the checkpoint's last fine-tuning step records no LR; pass --lr")
             name = entry.get("lr_preset") or f"{entry['lr']:g}"
             return entry["lr"] / 10, f"fine-tuning LR {name} ({entry['lr']:g}) / 10"
     raise WrapError("the checkpoint's lineage has no fine-tuning step to take the LR from; pass --lr")

@@ -54,8 +54,14 @@ def json_lines(path):
                 rec = json.loads(line)
             except ValueError as e:
                 raise WrapError(f"{path}:{n}: not valid JSON ({e})") from None
+            except RecursionError:
+                raise WrapError(f"{path}:{n}: nested too deeply to be a record") from None
             if not isinstance(rec, dict):
                 raise WrapError(f"{path}:{n}: expected a JSON object")
+            try:
+                json.dumps(rec, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise WrapError(f"{path}:{n}: holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
             yield n, rec
 
 

@@ -129,8 +129,17 @@ def bad(chain, tmp_path_factory):
     del rep["results"]["layers"][0]["margin"]
     (d / "malformed.json").write_text(json.dumps(rep))
     (d / "probe.json").unlink()
-    # a checkpoint of a newer checkpoint schema
+    # a checkpoint of a newer checkpoint schema; lying metadata: a lineage that is no list,
+    # an entry without kind, a fine-tune entry without its LR, a task that is a list
     save_file(load_file(pt), d / "schema99.safetensors", metadata={**meta, "wrapcli_schema": "99"})
+    for name, key, value in (("lineage-dict", "lineage", {"kind": "train"}), ("lineage-nokind", "lineage", [{"seed": 0}]),
+                             ("lineage-nolr", "lineage", [{"kind": "finetune", "seed": 0}]),
+                             ("task-list", "task", [1, 2])):
+        save_file(load_file(pt), d / f"{name}.safetensors", metadata={**meta, key: json.dumps(value)})
+    (d / "deep.jsonl").write_text('{"prompt": ' + "[" * 100000 + "]" * 100000 + ', "answer": " x"}\n')
+    (d / "surrogate.jsonl").write_text('{"prompt": "red \\ud800 maps to", "answer": " blue"}\n')
+    make_model_dir(d / "hf-listside")
+    (d / "hf-listside" / "wrapcli.json").write_text("[1, 2]")
     (d / "a-file").write_text("not a directory")
     # resume states: one real one (a run of 6 steps, stopped after the state of step 4),
     # and broken copies of it, each beside the output it would resume
@@ -241,6 +250,13 @@ CASES = [
     (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/probe-copy.json", "--reports",
       "{d}/probe-copy.json", "-q"], 2, "give each report once"),
     (["eval", "{d}/schema99.safetensors", "--n", "8"], 1, "schema '99'; this wrapcli reads schema 1"),
+    (["eval", "{d}/lineage-dict.safetensors", "--n", "8"], 1, "metadata 'lineage' must be a list of objects"),
+    (["eval", "{d}/lineage-nokind.safetensors", "--n", "8"], 1, "lineage entry 0 has no 'kind'"),
+    (["revive", "{d}/lineage-nolr.safetensors", "--task", "count:a", *TINY, "--steps", "2"], 1, "records no LR"),
+    (["eval", "{d}/task-list.safetensors", "--n", "8"], 1, "metadata 'task' must be an object"),
+    (["eval", "{d}/hf-listside", "--data", "{d}/pairs.jsonl"], 1, "wrapcli.json: must hold a JSON object"),
+    (["eval", "{d}/hf", "--data", "{d}/deep.jsonl"], 1, "deep.jsonl:1: nested too deeply"),
+    (["eval", "{d}/hf", "--data", "{d}/surrogate.jsonl"], 1, "surrogate.jsonl:1: holds a lone surrogate"),
     (["eval", "{d}/hf", "--data", "{d}/latin1.jsonl"], 1, "latin1.jsonl:2: not UTF-8"),
     (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/notjson.json", "-q"], 1, "notjson.json: not a JSON report"),
     (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/malformed.json", "-q"], 1, "malformed.json: malformed wrapcli.probe report"),
