@@ -67,6 +67,16 @@ def score(model, batch: Batch, device="cpu", conjugate: dict | None = None, prec
     }
 
 
+def check_eval_memory(option: str, n: int, spec: TaskSpec) -> None:
+    """Refuse an evaluation size whose fixed sets (tokens, texts and answers, three
+    settings, cached) would not fit in memory, before generating any."""
+    from wrapcli.runtime import check_memory
+    from wrapcli.tasks.sequences import seq_len
+
+    per_example = 16 * seq_len(spec.text_len) + 4 * spec.text_len + 512  # ids, text, answers, Python overhead
+    check_memory(option, n, 3 * n * per_example * max(1, len(spec.eval_components())), "the evaluation sets")
+
+
 def evaluate(model, spec: TaskSpec, n: int, device="cpu", settings=tuple(SETTINGS),
              conjugate: dict | None = None, precision: str = "fp32") -> dict:
     """``{component: {setting: score}}`` for every (family, operand) the spec covers.

@@ -93,3 +93,35 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def check_memory(option: str, value: int, need: int, what: str) -> None:
+    """Refuse (usage error) a size option whose memory, estimated before anything is
+    allocated, exceeds what is available now, naming the option and the memory."""
+    from wrapcli.errors import UsageError
+
+    free = available_memory()
+    if free is not None and need > free:
+        raise UsageError(f"{option} {value}: {what} would need about {need / 2**30:.1f} GiB, but "
+                         f"{free / 2**30:.1f} GiB of memory is available; use a smaller {option}")
+
+
+def shape_of(config) -> tuple[int, int, int, int]:
+    """(n_layers, d_model, n_heads, vocabulary) of a Hugging Face config."""
+    return (getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1),
+            getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1),
+            getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 1),
+            getattr(config, "vocab_size", 1))
+
+
+def step_bytes(config, seq_len: int) -> int:
+    """A lower estimate of the bytes one sequence of ``seq_len`` tokens takes through a
+    training step in fp32: the residual stream and MLP activations kept for the backward
+    pass (about 16 d_model floats per token per layer), the attention maps (n_heads x T^2
+    per layer) and the logits with their gradient (3 x vocabulary per token)."""
+    layers, width, heads, vocab = shape_of(config)
+    return 4 * seq_len * (layers * (16 * width + 2 * heads * seq_len) + 3 * vocab)
+
+
+def check_batch_memory(option: str, batch_size: int, config, seq_len: int) -> None:
+    check_memory(option, batch_size, batch_size * step_bytes(config, seq_len), "a training or scoring step")

@@ -143,9 +143,27 @@ def train(
         data = TaskData(data)
     if evaluation is None and isinstance(data, TaskData):
         evaluation = Evaluation(data.spec)
+    _check_sizes(model, data, cfg, evaluation)
     with process_group(device) as world, fast_kernels(model, device, cfg.precision):
         return _loop(model, data, cfg, device, evaluation, state_path, resume, save_every,
                      save_seconds, on_step, world)
+
+
+def _check_sizes(model, data, cfg, evaluation) -> None:
+    """--batch-size and --eval-size against the memory they need, before any allocation."""
+    from wrapcli.runtime import check_batch_memory
+
+    if isinstance(data, TaskData):
+        from wrapcli.tasks.sequences import seq_len
+
+        longest = seq_len(data.spec.text_len)
+    else:
+        longest = max((len(ids) for ids, _ in getattr(data, "examples", [])), default=1)
+    check_batch_memory("--batch-size", cfg.batch_size, model.config, longest)
+    if evaluation is not None:
+        from wrapcli.evaluation import check_eval_memory
+
+        check_eval_memory("--eval-size", cfg.eval_size, evaluation.spec)
 
 
 def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, save_seconds,

@@ -92,6 +92,10 @@ def eval_(
         precision = resolve_precision(precision, device)
         ck = checkpoint.load(ckpt, device=device)
         specs = [task_for(ck, t).replace(seed=eval_seed) for t in task or [None]]
+        from wrapcli.evaluation import check_eval_memory
+
+        for spec in specs:
+            check_eval_memory("--n", n, spec)
         results = {"checkpoint": str(ckpt), "eval_seed": eval_seed, "n": n, "precision": precision, "tasks": {}}
         for spec in specs:
             results["tasks"].update(evaluate(ck.model, spec, n, device, precision=precision))

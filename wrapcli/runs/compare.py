@@ -149,6 +149,12 @@ class TaskView:
         from wrapcli.tasks.sequences import answer_pos, eval_batch
 
         self.spec = task_for(base, task).replace(seed=EVAL_SEED)
+        from wrapcli.evaluation import check_eval_memory
+        from wrapcli.runtime import check_memory, shape_of
+
+        check_eval_memory("--n", n, self.spec)
+        layers, width, _, _ = shape_of(base.model.config)
+        check_memory("--n", n, 2 * n * (layers + 1) * width * 2, "the kept activations of two models")
         self.comp = self.spec.eval_components()[0]
         self.n = n
         tokens = eval_batch(self.spec, self.comp, n, None).tokens

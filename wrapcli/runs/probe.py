@@ -90,7 +90,9 @@ def check_probe_memory(config, n: int) -> None:
 
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
     width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1)
-    need = 2 * 4 * n * (layers + 1) * width
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1024
+    # the features, and the token array and texts built first (a built-in task's strings)
+    need = 2 * 4 * n * (layers + 1) * width + n * (16 * min(positions, 1024) + 512)
     free = available_memory()
     if free is not None and need > free:
         raise UsageError(f"--n {n}: the probe's features need about {need / 2**30:.1f} GiB, but "

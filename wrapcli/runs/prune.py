@@ -98,6 +98,13 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
             raise UsageError("give --task (built-in task) or --data (prompt/answer JSONL)")
         spec = task_for(ck, task).replace(seed=seed)
         specs = [spec] + [task_for(ck, t) for t in also]
+        from wrapcli.evaluation import check_eval_memory
+        from wrapcli.runtime import check_batch_memory
+        from wrapcli.tasks.sequences import seq_len
+
+        check_batch_memory("--batch-size", batch_size, ck.config, seq_len(spec.text_len))
+        for s in specs:
+            check_eval_memory("--eval-size", eval_size, s)
         scoring_spec = spec.replace(spurious=spurious)
         scoring = [batch_for_step(scoring_spec, i, batch_size, PRUNE_STREAM).tokens for i in range(batches)]
         import torch
