@@ -33,6 +33,7 @@ from wrapcli.files import sha256
 from wrapcli.models import context_length
 
 IGNORE = -100  # the label Hugging Face's loss skips
+MIN_PROBE_RECORDS = 8  # as probe --n
 # Any of these makes a directory's tokenizer loadable (fast, sentencepiece, or BPE files).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
@@ -140,6 +141,13 @@ def read_labelled(path) -> tuple[list[str], list[str], list[str] | None]:
         raise WrapError(f"{path}:{lines[has.index(not has[0])]}: 'group' must be on every record or on none")
     if len(set(labels)) < 2:
         raise WrapError(f"{path}: labels must take at least two values (found {sorted(set(labels))})")
+    if len(texts) < MIN_PROBE_RECORDS:
+        raise WrapError(f"{path}: {len(texts)} records; a probe needs at least {MIN_PROBE_RECORDS} "
+                        "(three quarters to fit, a quarter held out)")
+    rare = min(set(labels), key=labels.count)
+    if labels.count(rare) < 2:
+        raise WrapError(f"{path}: label {rare!r} has 1 record; every label needs at least 2 (one on each side "
+                        "of the held-out split)")
     return texts, labels, ([str(g) for g in groups] if all(has) and has else None)
 
 

@@ -108,6 +108,7 @@ def bad(chain, tmp_path_factory):
     (d / "latin1.jsonl").write_bytes(b'{"prompt": "red maps to", "answer": " pink"}\n{"prompt": "caf\xe9", "answer": " x"}\n')
     write_jsonl(d / "mixed-labels.jsonl", [{"text": "red maps to", "label": v} for v in (1, "1", True, 0)])
     write_jsonl(d / "texts.jsonl", [{"text": f"{w} maps to", "label": i % 2} for i, w in enumerate(PAIRS)])
+    write_jsonl(d / "four.jsonl", [{"text": f"{w} maps to", "label": i % 2} for i, w in enumerate(list(PAIRS)[:4])])
     # a record longer than the model's context (64 positions); multiple-choice records
     write_jsonl(d / "long.jsonl", [{"prompt": "red maps to", "answer": " blue"},
                                    {"prompt": " ".join(["red"] * 80), "answer": " blue"}])
@@ -265,6 +266,7 @@ CASES = [
     (["eval", "{d}/task-list.safetensors", "--n", "8"], 1, "metadata 'task' must be an object"),
     (["eval", "{d}/hf-listside", "--data", "{d}/pairs.jsonl"], 1, "wrapcli.json: must hold a JSON object"),
     (["eval", "{d}/hf", "--data", "{d}/deep.jsonl"], 1, "deep.jsonl:1: nested too deeply"),
+    (["probe", "{d}/hf", "--data", "{d}/four.jsonl", "-q"], 1, "4 records; a probe needs at least 8"),
     (["eval", "{d}/hf", "--data", "{d}/surrogate.jsonl"], 1, "surrogate.jsonl:1: holds a lone surrogate"),
     (["eval", "{d}/hf", "--data", "{d}/latin1.jsonl"], 1, "latin1.jsonl:2: not UTF-8"),
     (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/notjson.json", "-q"], 1, "notjson.json: not a JSON report"),

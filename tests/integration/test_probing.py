@@ -183,7 +183,7 @@ def test_a_random_init_model_is_never_decodable(tmp_path, init_seed):
 )
 def test_bad_input(chain, tmp_path, args, code, message):
     write_jsonl(tmp_path / "one.jsonl", [{"text": "x", "label": 1}] * 3)
-    write_jsonl(tmp_path / "labelled.jsonl", [{"text": "x", "label": i % 2} for i in range(4)])
+    write_jsonl(tmp_path / "labelled.jsonl", [{"text": "x", "label": i % 2} for i in range(8)])
     ckpt = str(chain / "ft.safetensors")
     if "{labelled}" in args:
         ckpt = str(make_model_dir(tmp_path / "hf"))
