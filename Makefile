@@ -41,11 +41,16 @@ $(VENV)/.compile-extra: $(BIN)/wrapcli
 	$(BIN)/pip install -q --no-compile -e ".[compile]"
 	touch $@
 
+# The lora extra (peft) for --lora and its tests.
+$(VENV)/.lora-extra: $(BIN)/wrapcli
+	$(BIN)/pip install -q --no-compile -e ".[lora]"
+	touch $@
+
 # Fast tier (what CI runs): everything but tests marked slow.
-test: install $(VENV)/.compile-extra
+test: install $(VENV)/.compile-extra $(VENV)/.lora-extra
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: install $(VENV)/.compile-extra
+test-all: install $(VENV)/.compile-extra $(VENV)/.lora-extra
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -355,6 +355,9 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
     from transformers import AutoModelForCausalLM
 
     if not (path / "config.json").is_file():
+        if (path / "adapter_config.json").is_file():
+            raise WrapError(f"{path}: a LoRA adapter, not a model; fine-tune without --adapter-only to get the "
+                            "merged model, or load it with peft onto its base")
         raise WrapError(f"{path}: directory has no config.json (not a Hugging Face model)")
     shards = list(path.glob("*.safetensors"))
     if not shards:

@@ -168,6 +168,9 @@ TRAIN = Obj({
     "data": F(Obj({"path": F("str", "training JSONL"), "sha256": F("str", "its hash"), "records": F("int", "records")}),
               "with --data: the training records", optional=True),
     "eval_data": F("str", "with --data: the file scored before and after", optional=True),
+    "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params}, else null",
+              optional=True),
+    "written": F("str", "with --data: model (adapters merged, if any) or adapter (--adapter-only)", optional=True),
     "before": F(TEXT_SCORE, "with --data: the eval file scored at initialisation", optional=True),
     "after": F(TEXT_SCORE, "with --data: and after training", optional=True),
 })
@@ -181,6 +184,9 @@ FINETUNE = Obj({
     "data": F(Obj({"path": F("str", "training JSONL"), "sha256": F("str", "its hash"), "records": F("int", "records")}),
               "with --data: the training records", optional=True),
     "eval_data": F("str", "with --data: the file scored before and after", optional=True),
+    "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params}, else null",
+              optional=True),
+    "written": F("str", "with --data: model (adapters merged, if any) or adapter (--adapter-only)", optional=True),
     "before": F(TEXT_SCORE, "with --data: the eval file scored before fine-tuning", optional=True),
     "after": F(TEXT_SCORE, "with --data: and after", optional=True),
 })
@@ -346,6 +352,8 @@ REVIVE = Obj({
                  "with --data: every LR of the attacker's grid", optional=True),
     "relearning": F(RELEARNING, "with --data: the relearning criterion against a floor (what compare reads)",
                     optional=True),
+    "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params} of the "
+                   "relearning's adapters, else null", optional=True),
     "device": F("str", "device"),
 })
 CRITERION = Obj({

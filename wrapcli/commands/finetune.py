@@ -31,6 +31,9 @@ def finetune(
     data: Annotated[Optional[str], typer.Option("--data", help="User JSONL ({prompt, answer}, multiple choice {prompt, choices, answer} trained on the correct choice, or {text}) instead of a built-in task; CKPT must be an HF directory with a tokenizer, -o a directory.")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="JSONL scored before and after (default: --data itself).")] = None,
     lr: Annotated[str, typer.Option("--lr", help="small, medium, large (preset values) or a number like 3e-5.")] = "medium",
+    lora: Annotated[Optional[int], typer.Option("--lora", help="With --data: train rank-R LoRA adapters (peft, the lora extra) instead of every weight; merged into the written model.")] = None,
+    lora_targets: Annotated[str, typer.Option("--lora-targets", help="With --lora: module names to adapt, comma-separated, or all-linear (every linear map of the blocks).")] = "all-linear",
+    adapter_only: Annotated[bool, typer.Option("--adapter-only", help="With --lora: write peft's adapter directory instead of the merged model.")] = False,
     spurious: Annotated[float, typer.Option("--spurious", help="C_Tr: fraction of strings with count(b) = count(a) + q.")] = 0.0,
     spurious_offset: Annotated[int, typer.Option("--spurious-offset", help="q, the spurious offset.")] = 1,
     mix: Annotated[float, typer.Option("--mix", help="Fraction of batches drawn from the parent's pretraining task.")] = 0.0,
@@ -88,20 +91,34 @@ def finetune(
                        if given]
             if ignored:
                 raise UsageError(f"{', '.join(ignored)} apply to built-in tasks, not to --data")
-        elif eval_data:
-            raise UsageError("--eval-data goes with --data")
+        elif eval_data or lora is not None:
+            raise UsageError("--eval-data and --lora go with --data")
+        if (adapter_only or lora_targets != "all-linear") and lora is None:
+            raise UsageError("--adapter-only and --lora-targets go with --lora")
         if data is not None:
+            from wrapcli.lora import LoraSpec, require_peft
+
+            spec = None
+            if lora is not None:
+                spec = LoraSpec(lora, lora_targets)
+                require_peft()
             with progress(steps or p.ft_steps, "finetune", quiet) as update:
                 result = finetune_text(
                     parent=ckpt, out=out, data=data, eval_data=eval_data, preset=p, lr=lr,
                     steps=steps, batch_size=batch_size, eval_every=eval_every, resume=resume,
                     save_every=save_every, seed=seed, device=device, precision=precision, on_step=update,
+                    lora=spec, adapter_only=adapter_only,
                 )
             result["wall_s"] = time.time() - started
             b, a = result["before"], result["after"]
             con.print(f"{eval_data or data}: loss {b['loss']:.3f} -> {a['loss']:.3f}, token accuracy "
                       f"{b['token_accuracy']:.1%} -> {a['token_accuracy']:.1%}, {a['metric'].replace('_', ' ')} "
                       f"{b['accuracy']:.1%} -> {a['accuracy']:.1%}")
+            if result["lora"]:
+                a = result["lora"]
+                con.print(f"LoRA rank {a['rank']} on {len(a['modules'])} linear maps: {a['trainable_params']:,} "
+                          f"trainable parameters of {a['model_params']:,}"
+                          + ("; adapter written alone" if adapter_only else "; merged into the written model"))
             con.print(f"wrote {out}/ ({result['wall_s']:.0f} s)")
             report = reports.envelope("finetune", result, inputs=[ckpt, data, *([eval_data] if eval_data else [])],
                                       seed=seed, device=result["device"], precision=result["train"]["precision"])

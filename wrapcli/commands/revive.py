@@ -41,6 +41,8 @@ def revive(
     lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number (default: fine-tuning LR / 10 from the lineage). With --data a comma-separated grid, e.g. 1e-6,1e-5,1e-4 (default: the fine-tuning LR / 10 and x 1, else that grid); the criterion takes the best LR, Bonferroni-corrected.")] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeats with different data and initialisation seeds (compare needs >= 3 to cite revival).")] = 3,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Accuracy that counts as revived (default: 0.9 x pretrained, else 0.9).")] = None,
+    lora: Annotated[Optional[int], typer.Option("--lora", help="With --data: relearn with rank-R LoRA adapters (peft, the lora extra) instead of every weight: the weaker, cheaper attack.")] = None,
+    lora_targets: Annotated[str, typer.Option("--lora-targets", help="With --lora: module names to adapt, comma-separated, or all-linear.")] = "all-linear",
     margin: Annotated[Optional[float], typer.Option("--margin", help="With --data: held-out accuracy above the floor that counts as relearned (default 0.05).")] = None,
     preset: Preset = "cpu",
     steps: Steps = None,
@@ -76,8 +78,16 @@ def revive(
         if data is not None and (scratch or save_dir):
             raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
                              "against a floor: give --reference (or --control DIR), not --scratch")
-        if data is None and (eval_data or reference or margin is not None):
-            raise UsageError("--eval-data, --reference and --margin go with --data")
+        if data is None and (eval_data or reference or margin is not None or lora is not None):
+            raise UsageError("--eval-data, --reference, --margin and --lora go with --data")
+        if lora_targets != "all-linear" and lora is None:
+            raise UsageError("--lora-targets goes with --lora")
+        lora_spec = None
+        if lora is not None:
+            from wrapcli.lora import LoraSpec, require_peft
+
+            lora_spec = LoraSpec(lora, lora_targets)
+            require_peft()
         if plot:
             require_matplotlib()
         device = resolve_device(device)
@@ -103,7 +113,8 @@ def revive(
                                               recipe_args={"steps": steps, "batch_size": batch_size,
                                                            "eval_size": eval_size})
             elif data is not None:
-                result = run.revive_text(data=data, eval_data=eval_data, reference=reference, margin=margin, **common)
+                result = run.revive_text(data=data, eval_data=eval_data, reference=reference, margin=margin,
+                                         lora=lora_spec, **common)
             else:
                 result = run.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
                                         keep_every=keep_every, **common)

@@ -15,11 +15,12 @@ from wrapcli.revival import (
 )
 
 
-def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None):
-    """Relearning on user records: train a fresh load of ``path`` on ``train_path`` for each
-    seed (the seed orders the records), scoring ``eval_path`` (held out) at ``steps``.
-    Returns the record kind's metric per seed and step, the mean answer loss per seed and
-    step, and each record's correctness after the last step per seed."""
+def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None, lora=None):
+    """Relearning on user records: train a fresh load of ``path`` (or LoRA adapters on it,
+    with ``lora``) on ``train_path`` for each seed (the seed orders the records), scoring
+    ``eval_path`` (held out) at ``steps``. Returns the record kind's metric per seed and
+    step, the mean answer loss per seed and step, and each record's correctness after the
+    last step per seed."""
     from wrapcli import checkpoint
     from wrapcli.training import train
     from wrapcli.textscore import score_records, summarize
@@ -30,6 +31,10 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     for k, seed in enumerate(seeds):
         progress = shifted(on_progress, k * cfg.steps)
         model = checkpoint.load(path, device="cpu").model
+        if lora is not None:
+            from wrapcli.lora import attach
+
+            attach(model, lora)  # the adapters are injected into model itself; only they train
         data = text_data(train_path, path, model, seed, tokenizer=tok, kinds=TRAINABLE)
         held = text_data(eval_path, path, model, seed, tokenizer=tok, kinds=TRAINABLE)
         row_metric, row_loss, last = [], [], []
@@ -85,7 +90,7 @@ def parse_lrs(lr: str | None, preset, lineage) -> tuple[list[float], str]:
 
 def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, preset, steps=None,
                 batch_size=None, seeds=MIN_SEEDS, threshold=None, device="cpu", precision="auto",
-                margin=None, on_progress=None) -> dict:
+                margin=None, lora=None, on_progress=None) -> dict:
     """The relearning test of unlearning audits (Hu et al. 2024; Deeb & Roger 2024; Lucki
     et al. 2024): fine-tune a Hugging Face model that lost a capability on ``data`` at each
     learning rate of the attacker's grid, and score held-out ``eval_data`` (exact match, or
@@ -130,6 +135,11 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         original = summarize(held, ref_recs)
         del ref
     sha, lineage = ck.sha256, ck.lineage
+    adapters = None
+    if lora is not None:  # what the relearning trains: counted once on a throwaway wrapper
+        from wrapcli.lora import attach, describe
+
+        adapters = describe(attach(ck.model, lora), lora)
     del ck
     if threshold is None:
         if original is None:
@@ -155,7 +165,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         for j, (name, path, digest) in enumerate(named):
             offset = (i * len(named) + j) * seeds * cfg.steps
             metric, loss, last = run_text_curve(path, data, eval_data, cfg, seed_list, set(grid), device,
-                                                shifted(on_progress, offset))
+                                                shifted(on_progress, offset), lora)
             summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
             summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
             if original is not None and original["accuracy"] > start["accuracy"]:
@@ -188,6 +198,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         **grid_results[chosen],
         "lr_grid": [{"lr": g["lr"], "models": g["models"], "speedup": g["speedup"]} for g in grid_results],
         "relearning": crit,
+        "lora": adapters,
     }
 
 

@@ -137,9 +137,11 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
 
 def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medium",
                   steps=None, batch_size=None, eval_every=None, resume=False, save_every=None,
-                  seed=0, device="auto", precision="auto", on_step=None) -> dict:
+                  seed=0, device="auto", precision="auto", on_step=None, lora=None, adapter_only=False) -> dict:
     """Fine-tune a Hugging Face model directory on user JSONL records; writes ``out`` as
-    a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage)."""
+    a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage). With
+    ``lora`` (a LoraSpec) only low-rank adapters train, merged into the written weights,
+    or written alone (peft's adapter directory) with ``adapter_only``."""
     from wrapcli.userdata import load_tokenizer
 
     _check_out_dir(out)
@@ -150,7 +152,7 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
                        lr=lr_value, steps=_pick(steps, preset.ft_steps),
                        batch_size=_pick(batch_size, preset.ft_batch_size), eval_every=eval_every, resume=resume,
                        save_every=save_every, seed=seed, device=device, precision=precision, on_step=on_step,
-                       lr_preset=lr_name)
+                       lora=lora, adapter_only=adapter_only, lr_preset=lr_name)
     return {**result, "parent": {"path": str(parent), "sha256": ck.sha256}, "lr_preset": lr_name}
 
 
@@ -189,9 +191,10 @@ def _check_out_dir(out) -> None:
 
 
 def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eval_every, resume, save_every,
-              seed, device, precision, on_step, **lineage) -> dict:
-    """Train ``ck.model`` on user records, score ``eval_data`` (default: ``data``) before
-    and after, and write ``out`` (a Hugging Face directory with ``tok``) with its lineage."""
+              seed, device, precision, on_step, lora=None, adapter_only=False, **lineage) -> dict:
+    """Train ``ck.model`` (or LoRA adapters on it) on user records, score ``eval_data``
+    (default: ``data``) before and after, and write ``out`` (a Hugging Face directory with
+    ``tok``) with its lineage."""
     from wrapcli.files import sha256
     from wrapcli.textscore import score_text
     from wrapcli.userdata import text_data
@@ -204,6 +207,13 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
                       eval_every=_pick(eval_every, max(1, steps // 10)),
                       precision=resolve_precision(precision, device))
     before = score_text(ck.model, eval_set, device)
+    wrapped, adapters = None, None
+    if lora is not None:
+        from wrapcli import lora as lora_mod
+
+        wrapped = lora_mod.attach(ck.model, lora)  # injects the adapters into ck.model itself
+        adapters = lora_mod.describe(wrapped, lora)
+        lineage["lora"] = adapters
     log = train(ck.model, train_set, cfg, device=device, state_path=state_path(out),
                 resume=resume, save_every=save_every, on_step=on_step)
     after = score_text(ck.model, eval_set, device)
@@ -211,9 +221,16 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
                           steps=cfg.steps, lr=cfg.lr, precision=cfg.precision, data_sha256=sha256(data), **lineage)
     ck.lineage = [*ck.lineage, entry]
     if is_main():
-        checkpoint.export(ck, out, tokenizer=tok)
+        if adapter_only:
+            _write_adapter(wrapped, out, tok, ck.lineage)
+        else:
+            if wrapped is not None:
+                ck.model = lora_mod.merged(wrapped)
+            checkpoint.export(ck, out, tokenizer=tok)
         state_path(out).unlink(missing_ok=True)
     return {
+        "lora": adapters,
+        "written": "adapter" if adapter_only else "model",
         "checkpoint": str(out),
         "data": {"path": str(data), "sha256": sha256(data), "records": train_set.n_records},
         "eval_data": str(eval_data or data),
@@ -223,6 +240,20 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
         "before": before,
         "after": after,
     }
+
+
+def _write_adapter(wrapped, out, tok, lineage) -> None:
+    """peft's adapter directory (adapter_config.json, adapter_model.safetensors), the
+    tokenizer, and wrapcli.json with the lineage."""
+    import json
+
+    from wrapcli.checkpoint import SIDE_FILE
+    from wrapcli.files import atomic_path
+
+    with atomic_path(out, directory=True) as tmp:
+        wrapped.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        (tmp / SIDE_FILE).write_text(json.dumps({"vocab": None, "task": None, "lineage": lineage}, indent=2))
 
 
 def _watched(spec: TaskSpec, base: TaskSpec | None) -> TaskSpec:

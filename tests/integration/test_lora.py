@@ -1,0 +1,90 @@
+"""LoRA (peft, the lora extra) for finetune --data and revive --data: the adapters train
+alone, are merged into the written model (a rank-R change of each adapted linear map and
+nothing else, checked with singular values), or are written alone on request; the
+trainable parameters are counted independently from the module shapes."""
+
+import json
+
+import pytest
+import torch
+
+from cli import one_line_error, run, runner
+from models import PAIRS, make_model_dir, write_jsonl
+from wrapcli.cli import app
+
+pytest.importorskip("peft")
+ARCHS = ["gpt2", "llama", "gpt_neox"]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lora")
+    return write_jsonl(d / "pairs.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_merged_lora_is_a_low_rank_change_of_the_linear_maps(arch, records, tmp_path):
+    from transformers import AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    base = make_model_dir(tmp_path / "base", arch)
+    res = json.loads(run("finetune", base, "--data", records, "--lora", "2", "--lr", "1e-2", "--steps", "5",
+                         "--batch-size", "4", "--device", "cpu", "-q", "--json", "-o", tmp_path / "ft").stdout)["results"]
+    a = AutoModelForCausalLM.from_pretrained(str(base))
+    b = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ft"))
+    linears = {n: m for n, m in a.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D)) and "lm_head" not in n
+               and "embed_out" not in n}
+    # independent count: r x (in + out) per adapted linear map
+    want = sum(2 * sum(m.weight.shape) for m in linears.values())
+    assert res["lora"]["trainable_params"] == want and res["written"] == "model"
+    wa, wb = dict(a.named_parameters()), dict(b.named_parameters())
+    changed = set()
+    for name, w in wa.items():
+        delta = (wb[name] - w).detach()
+        if not torch.any(delta):
+            continue
+        changed.add(name)
+        assert name.removesuffix(".weight") in linears, name  # only the adapted weights move
+        assert (torch.linalg.svdvals(delta.double()) > 1e-6 * delta.abs().max()).sum() <= 2, name
+    assert changed, "the adapters learned nothing"
+    assert json.loads((tmp_path / "ft" / "wrapcli.json").read_text())["lineage"][-1]["lora"]["rank"] == 2
+
+
+def test_adapter_only_and_relearning_with_lora(records, tmp_path):
+    base = make_model_dir(tmp_path / "base", "llama")
+    run("finetune", base, "--data", records, "--lora", "4", "--adapter-only", "--lr", "1e-2", "--steps", "3",
+        "--batch-size", "4", "--device", "cpu", "-q", "-o", tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert not (tmp_path / "adapter" / "config.json").exists()
+    one_line_error(runner.invoke(app, ["eval", str(tmp_path / "adapter"), "--data", str(records)]), "a LoRA adapter")
+    res = json.loads(run("revive", base, "--data", records, "--eval-data", records, "--threshold", "0.5", "--lora", "4",
+                         "--lr", "1e-2", "--steps", "5", "--batch-size", "4", "--seeds", "2", "--device", "cpu", "-q",
+                         "--json").stdout)["results"]
+    assert res["lora"]["rank"] == 4 and len(res["models"][0]["accuracy"]["per_seed"]) == 2
+
+
+@pytest.mark.parametrize("args, message, code", [
+    (["--lora", "0"], "--lora must be a rank >= 1", 2),
+    (["--lora", "2", "--lora-targets", "no_such_module"], "--lora-targets no_such_module", 2),
+    (["--adapter-only"], "go with --lora", 2),
+])
+def test_bad_lora_options(args, message, code, records, tmp_path):
+    base = make_model_dir(tmp_path / "base", "llama")
+    one_line_error(runner.invoke(app, ["finetune", str(base), "--data", str(records), "--steps", "1", "--device", "cpu",
+                                       "-q", "-o", str(tmp_path / "o"), *args]), message, code)
+
+
+def test_without_peft_the_error_names_the_extra(records, tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_peft(name, *a, **k):
+        if name == "peft" or name.startswith("peft."):
+            raise ImportError("no peft")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_peft)
+    base = make_model_dir(tmp_path / "base", "llama")
+    one_line_error(runner.invoke(app, ["finetune", str(base), "--data", str(records), "--lora", "2", "--steps", "1",
+                                       "-q", "-o", str(tmp_path / "o")]), "pip install 'wrapcli[lora]'")
