@@ -158,17 +158,25 @@ def read_lineage(path) -> list[dict]:
     from its wrapcli.json, if any)."""
     path = Path(path)
     if path.is_dir():
-        side = path / SIDE_FILE
-        if not side.is_file():
-            return []
-        try:
-            extra = json.loads(side.read_text())
-        except (ValueError, RecursionError) as e:
-            raise WrapError(f"{side}: invalid JSON ({str(e)[:80]})") from None
-        if not isinstance(extra, dict):
-            raise WrapError(f"{side}: must hold a JSON object (vocab, task, lineage)")
-        return _checked("lineage", extra.get("lineage"), side) or []
+        return read_side(path).get("lineage") or []
     return _json(read_metadata(path), "lineage", path) or []
+
+
+def read_side(directory: Path) -> dict:
+    """A Hugging Face directory's wrapcli.json (vocab, task, lineage), each checked for
+    shape; {} when there is none."""
+    side = directory / SIDE_FILE
+    if not side.is_file():
+        return {}
+    try:
+        extra = json.loads(side.read_text())
+    except (ValueError, RecursionError) as e:
+        raise WrapError(f"{side}: invalid JSON ({str(e)[:80]})") from None
+    if not isinstance(extra, dict):
+        raise WrapError(f"{side}: must hold a JSON object (vocab, task, lineage)")
+    for key in SHAPES:
+        _checked(key, extra.get(key), side)
+    return extra
 
 
 def is_compiled(path) -> bool:
@@ -381,17 +389,7 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
             raise WrapError(f"{path}: weights do not match config.json ({len(keys)} {kind.replace('_keys', '')} "
                             f"tensor(s), first {keys[0]})")
     check_finite(model, path)
-    side = path / SIDE_FILE
-    extra = {}
-    if side.is_file():
-        try:
-            extra = json.loads(side.read_text())
-        except (ValueError, RecursionError) as e:
-            raise WrapError(f"{side}: invalid JSON ({str(e)[:80]})") from None
-        if not isinstance(extra, dict):
-            raise WrapError(f"{side}: must hold a JSON object (vocab, task, lineage)")
-        for key in SHAPES:
-            _checked(key, extra.get(key), side)
+    extra = read_side(path)
     return Checkpoint(
         model=model.to(device).eval(),
         path=path,

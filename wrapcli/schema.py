@@ -157,6 +157,16 @@ RUN = {  # what every training run reports
     "device": F("str", "device"),
     "log": F(LOG, "one entry per evaluation (and per loss log)"),
 }
+ON_RECORDS = {  # what train and finetune report when they train on user records (--data)
+    "data": F(Obj({"path": F("str", "training JSONL"), "sha256": F("str", "its hash"), "records": F("int", "records")}),
+              "with --data: the training records", optional=True),
+    "eval_data": F("str", "with --data: the file scored before and after", optional=True),
+    "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params}, else null",
+              optional=True),
+    "written": F("str", "with --data: model (adapters merged, if any) or adapter (--adapter-only)", optional=True),
+    "before": F(TEXT_SCORE, "with --data: the eval file scored before training", optional=True),
+    "after": F(TEXT_SCORE, "with --data: and after", optional=True),
+}
 TRAIN = Obj({
     **RUN,
     "checkpoint": F("str", "the checkpoint (with --data, Hugging Face directory) written"),
@@ -165,14 +175,7 @@ TRAIN = Obj({
                     "d_model": F("int", "width")}), "model shape"),
     "n_params": F("int", "parameters"),
     "final_eval": F(TASK_EVAL, "accuracy after training on every component (built-in tasks)", optional=True),
-    "data": F(Obj({"path": F("str", "training JSONL"), "sha256": F("str", "its hash"), "records": F("int", "records")}),
-              "with --data: the training records", optional=True),
-    "eval_data": F("str", "with --data: the file scored before and after", optional=True),
-    "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params}, else null",
-              optional=True),
-    "written": F("str", "with --data: model (adapters merged, if any) or adapter (--adapter-only)", optional=True),
-    "before": F(TEXT_SCORE, "with --data: the eval file scored at initialisation", optional=True),
-    "after": F(TEXT_SCORE, "with --data: and after training", optional=True),
+    **ON_RECORDS,
 })
 FINETUNE = Obj({
     **RUN,
@@ -181,14 +184,7 @@ FINETUNE = Obj({
     "task": F(TASK_SPEC, "fine-tuning task (built-in tasks)", optional=True),
     "lr_preset": F("str|null", "small / medium / large, or null for a number"),
     "final_eval": F(TASK_EVAL, "fine-tuning and pretraining operands after training (built-in tasks)", optional=True),
-    "data": F(Obj({"path": F("str", "training JSONL"), "sha256": F("str", "its hash"), "records": F("int", "records")}),
-              "with --data: the training records", optional=True),
-    "eval_data": F("str", "with --data: the file scored before and after", optional=True),
-    "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params}, else null",
-              optional=True),
-    "written": F("str", "with --data: model (adapters merged, if any) or adapter (--adapter-only)", optional=True),
-    "before": F(TEXT_SCORE, "with --data: the eval file scored before fine-tuning", optional=True),
-    "after": F(TEXT_SCORE, "with --data: and after", optional=True),
+    **ON_RECORDS,
 })
 EVAL = Obj({
     "checkpoint": F("str", "the checkpoint evaluated"),
