@@ -126,3 +126,20 @@ def test_kinds_a_command_cannot_use_are_usage_errors(tmp_path):
                    "this needs prompt/answer or multiple-choice records", 2)
     one_line_error(runner.invoke(app, ["eval", str(tmp_path / "m"), "--data", str(tmp_path / "mixed.jsonl"), "-q"]),
                    "mixes multiple-choice and prompt/answer records", 1)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_bf16_weights_score_close_to_fp32(arch, tmp_path):
+    """eval --data --precision bf16 keeps the weights in bf16 (not autocast): the same
+    records' choice log-likelihoods stay within bf16's rounding of the fp32 ones."""
+    model_dir = make_model_dir(tmp_path / arch, arch)
+    write_jsonl(tmp_path / "mc.jsonl", mc_records())
+    lls = {}
+    for precision in ("fp32", "bf16"):
+        r = json.loads(run("eval", model_dir, "--data", tmp_path / "mc.jsonl", "--samples", tmp_path / f"{precision}.jsonl",
+                           "--precision", precision, "--device", "cpu", "-q", "--json").stdout)
+        assert r["precision"] == precision and r["results"]["precision"] == precision
+        lls[precision] = [ll for l in (tmp_path / f"{precision}.jsonl").read_text().splitlines()
+                          for ll in json.loads(l)["loglikelihoods"]]
+    worst = max(abs(a - b) for a, b in zip(lls["fp32"], lls["bf16"]))
+    assert 0 < worst < 0.1, worst  # bf16 differs (the weights really are bf16), but only by rounding
