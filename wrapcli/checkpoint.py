@@ -512,10 +512,10 @@ def _checked(key: str, value, path: Path):
         for i, entry in enumerate(value):
             if not isinstance(entry.get("kind"), str):
                 raise WrapError(f"{path}: lineage entry {i} has no 'kind'")
-            for field in ("lr", "steps"):
-                if field in entry and entry[field] is not None and (
-                        isinstance(entry[field], bool) or not isinstance(entry[field], (int, float))):
-                    raise WrapError(f"{path}: lineage entry {i}: {field!r} must be a number")
+            for name in ("lr", "steps"):
+                if name in entry and entry[name] is not None and (
+                        isinstance(entry[name], bool) or not isinstance(entry[name], (int, float))):
+                    raise WrapError(f"{path}: lineage entry {i}: {name!r} must be a number")
     return value
 
 

@@ -120,7 +120,6 @@ def _eval_data(ckpt: str, data: str, device: str, precision: str = "fp32") -> tu
     sample per record. With ``precision`` bf16 the weights are loaded and kept in bf16
     (half the memory of fp32: an 8B model's weights take 16 GB), not autocast."""
     from wrapcli import checkpoint
-    from wrapcli.errors import UsageError
     from wrapcli.textscore import score_records, summarize
     from wrapcli.userdata import load_tokenizer, read_jsonl, text_data
 

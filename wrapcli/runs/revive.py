@@ -9,7 +9,7 @@ import gc
 
 import numpy as np
 
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.errors import UsageError
 from wrapcli.revival import (
     MIN_SEEDS, Curve, curves_result, default_lr, default_threshold, eval_grid, run_curve, shifted,
 )
