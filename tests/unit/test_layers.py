@@ -9,10 +9,11 @@ imports included."""
 from import_graph import graph
 
 ANALYSES = {"wrapcli.pruning", "wrapcli.probing", "wrapcli.revival", "wrapcli.weightdiff", "wrapcli.audit",
-            "wrapcli.compiled_training"}
+            "wrapcli.compiled_training", "wrapcli.relearning"}
 ABOVE_ANALYSES = {"wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.tables", "wrapcli.plots"}
 FOUNDATION = {"wrapcli.errors", "wrapcli.files", "wrapcli.stats", "wrapcli.schema", "wrapcli.kernels", "wrapcli.models",
-              "wrapcli.adapters", "wrapcli.runtime", "wrapcli.distributed", "wrapcli.presets", "wrapcli.verdicts"}
+              "wrapcli.adapters", "wrapcli.runtime", "wrapcli.distributed", "wrapcli.presets", "wrapcli.verdicts",
+              "wrapcli.thresholds", "wrapcli.lora"}
 
 
 def targets(deps):

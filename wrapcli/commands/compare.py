@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from wrapcli.thresholds import Thresholds
 from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
 
 EXAMPLE = """Example:
@@ -29,12 +30,12 @@ def compare(
     n: Annotated[int, typer.Option("--n", min=1, help="Examples per built-in task.")] = 512,
     precision: Annotated[Optional[Literal["fp32", "bf16", "fp16"]], typer.Option("--precision", help="fp32 (default), bf16 or fp16: the dtype the models are loaded and run in (bf16 and fp16 halve a large model's memory).")] = None,
     dtype: Annotated[Optional[Literal["float32", "bfloat16", "float16"]], typer.Option("--dtype", hidden=True, help="The old name of --precision.")] = None,
-    drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed (its interval must clear it).")] = 0.2,
-    probe_margin: Annotated[float, typer.Option("--probe-margin", help="Probe accuracy above max(majority, best random init) that counts as decodable (lower end of the interval).")] = 0.05,
-    prune_gain: Annotated[float, typer.Option("--prune-gain", help="Pruned accuracy above max(unpruned, majority) that counts as restored (lower end of the interval).")] = 0.05,
-    revive_speedup: Annotated[float, typer.Option("--revive-speedup", help="Speed-up over the fastest control that counts as faster (lower end of the interval).")] = 2.0,
-    min_seeds: Annotated[int, typer.Option("--min-seeds", help="reFT seeds a revive report needs before it counts for or against.")] = 3,
-    relearn_margin: Annotated[float, typer.Option("--relearn-margin", help="revive --data: held-out accuracy after relearning above the floor (chance, a control, or records the reference does not know) that counts as relearned.")] = 0.05,
+    drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed (its interval must clear it).")] = Thresholds.drop,
+    probe_margin: Annotated[float, typer.Option("--probe-margin", help="Probe accuracy above max(majority, best random init) that counts as decodable (lower end of the interval).")] = Thresholds.probe_margin,
+    prune_gain: Annotated[float, typer.Option("--prune-gain", help="Pruned accuracy above max(unpruned, majority) that counts as restored (lower end of the interval).")] = Thresholds.prune_gain,
+    revive_speedup: Annotated[float, typer.Option("--revive-speedup", help="Speed-up over the fastest control that counts as faster (lower end of the interval).")] = Thresholds.revive_speedup,
+    min_seeds: Annotated[int, typer.Option("--min-seeds", help="reFT seeds a revive report needs before it counts for or against.")] = Thresholds.min_seeds,
+    relearn_margin: Annotated[float, typer.Option("--relearn-margin", help="revive --data: held-out accuracy after relearning above the floor (chance, a control, or records the reference does not know) that counts as relearned.")] = Thresholds.relearn_margin,
     fail_on: Annotated[Optional[Literal["wrapped", "changed"]], typer.Option("--fail-on", help="wrapped or changed (anything not intact): exit 3 when a verdict matches.")] = None,
     markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write a readable audit here.")] = None,
     device: Device = "auto",
@@ -49,7 +50,6 @@ def compare(
     with errors_as_exit(debug):
         from wrapcli import audit, reports as envelope
         from wrapcli.runs import compare as run
-        from wrapcli.verdicts import Thresholds
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs, write_text
         from wrapcli.runtime import resolve_device
