@@ -92,7 +92,7 @@ def finetune(
             if ignored:
                 raise UsageError(f"{', '.join(ignored)} apply to built-in tasks, not to --data")
         elif eval_data or lora is not None:
-            raise UsageError("--eval-data and --lora go with --data")
+            raise UsageError(f"{'--eval-data' if eval_data else '--lora'} goes with --data")
         if (adapter_only or lora_targets != "all-linear") and lora is None:
             raise UsageError("--adapter-only and --lora-targets go with --lora")
         if data is not None:

@@ -78,8 +78,10 @@ def revive(
         if data is not None and (scratch or save_dir):
             raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
                              "against a floor: give --reference (or --control DIR), not --scratch")
-        if data is None and (eval_data or reference or margin is not None or lora is not None):
-            raise UsageError("--eval-data, --reference, --margin and --lora go with --data")
+        given = [f for f, v in (("--eval-data", eval_data), ("--reference", reference), ("--margin", margin),
+                                ("--lora", lora)) if v is not None]
+        if data is None and given:
+            raise UsageError(f"{', '.join(given)} {'go' if len(given) > 1 else 'goes'} with --data")
         if lora_targets != "all-linear" and lora is None:
             raise UsageError("--lora-targets goes with --lora")
         lora_spec = None
