@@ -179,7 +179,9 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     _, train_records = read_jsonl(data)
     _, eval_records = read_jsonl(eval_data)
     crit = relearning.criterion(
-        lrs=lrs, revived=[f[0] for f in finals], controls=[f[1] for f in finals] if controls else None,
+        # with several controls, the floor at each LR is the one that relearned most (the hardest bar)
+        lrs=lrs, revived=[f[0] for f in finals],
+        controls=[max(f[1:], key=lambda c: float(np.mean(c))) for f in finals] if controls else None,
         eligible=relearning.held_out([r["prompt"] for r in train_records], [r["prompt"] for r in eval_records]),
         reference_correct=None if ref_recs is None else [r["correct"] for r in ref_recs],
         chance=[r["chance"] for r in start_recs] if held.choices is not None else None,
