@@ -115,6 +115,30 @@ def test_the_third_party_makefile_runs(exported, tmp_path):
     assert len((tmp_path / "audit" / "samples-tuned.jsonl").read_text().splitlines()) == 64
 
 
+def test_the_world_target_plans_the_truth_study(tmp_path):
+    """Dry run of `make -f examples/third-party.mk world`: facts, two trainings from scratch,
+    the same unlearning of each, and the audit of each against the original with the LR
+    grid and no control, multiple-choice records evaluated too (the run itself is
+    tests/integration/test_facts_truth.py)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    root = Path(__file__).resolve().parents[2]
+    world = tmp_path / "w"
+    cmd = ["make", "-n", "-f", str(root / "examples" / "third-party.mk"), f"WORLD={world}", "WRAPCLI=wrapcli", "world"]
+    plan = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
+    assert f"wrapcli facts {world}/data --seed 0" in plan
+    trains = [l for l in plan.splitlines() if "wrapcli train --data" in l]
+    assert len(trains) == 2 and any("pretrain-without.jsonl" in l for l in trains)
+    assert plan.count("--data " + f"{world}/data/unlearn.jsonl") == 2
+    # the audits run in sub-makes; their plans show each target's OUT
+    assert f"OUT={world}/wrapped" in plan and f"OUT={world}/never-knew" in plan and "CONTROL= " in plan
+    assert "LR=1e-4,1e-3,3e-3" in plan and f"MC={world}/data/heldout-mc.jsonl" in plan
+
+
 def test_data_path_errors(exported, tmp_path):
     """Each names its problem in one line: a record without an answer, an empty file, a
     directory with no tokenizer, a control of another vocabulary, -w of the wrong kind."""
