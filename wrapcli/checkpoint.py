@@ -423,7 +423,7 @@ ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra",
             "camembert", "mpnet", "ernie")
 
 
-def export(ckpt: Checkpoint, dest, tokenizer=None) -> None:
+def export(ckpt: Checkpoint, dest, tokenizer=None, force: bool = False) -> None:
     """Write ``ckpt`` (and a tokenizer: the given one, or for a synthetic checkpoint one
     built from its vocabulary) as a Hugging Face directory that ``from_pretrained`` opens."""
     from wrapcli.models import quiet_transformers
@@ -431,7 +431,7 @@ def export(ckpt: Checkpoint, dest, tokenizer=None) -> None:
     quiet_transformers()
     if tokenizer is None and ckpt.vocab:
         tokenizer = vocab_tokenizer(ckpt.vocab)
-    with atomic_path(dest, directory=True) as tmp:
+    with atomic_path(dest, directory=True, force=force) as tmp:
         ckpt.model.save_pretrained(str(tmp), safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))

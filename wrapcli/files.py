@@ -101,21 +101,22 @@ def _identity(path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def check_replaceable(dest: Path, markers=None) -> None:
+def check_replaceable(dest: Path, markers=None, force: bool = False) -> None:
     """A directory output may replace only an empty directory or an earlier output of
     wrapcli (a model directory wrapcli wrote holds its wrapcli.json; other outputs name
-    their own ``markers``), never the current directory or one that holds it. A
-    third-party model directory (config.json without wrapcli.json) is never replaced."""
+    their own ``markers``), or with ``force`` (the commands' --force) any directory; never
+    the current directory or one that holds it. A third-party model directory (config.json
+    without wrapcli.json) is replaced only with --force."""
     markers = markers or MODEL_DIR_MARKERS
     here = Path.cwd().resolve()
     real = dest.resolve()
     if real == here or real in here.parents:
         raise WrapError(f"will not replace {dest}: it is the current directory or holds it")
-    if dest.is_dir() and any(dest.iterdir()) and not any((dest / f).is_file() for f in markers):
+    if not force and dest.is_dir() and any(dest.iterdir()) and not any((dest / f).is_file() for f in markers):
         what = ("a model directory wrapcli did not write" if (dest / "config.json").is_file()
                 else "a directory wrapcli did not write")
         raise WrapError(f"will not replace {dest}: it is {what} (no {' or '.join(markers)}); "
-                        "give a new or empty directory")
+                        "give a new or empty directory, or --force")
 
 
 MODEL_DIR_MARKERS = ("wrapcli.json",)  # what export, finetune --data, train --data and prune -w write
@@ -145,7 +146,7 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | Path, directory: bool = False, markers=None):
+def atomic_path(dest: str | Path, directory: bool = False, markers=None, force: bool = False):
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success. An
     existing directory is replaced only as ``check_replaceable`` allows. A symbolic link
     is written through to its target; a special file (a device such as /dev/null, a FIFO)
@@ -159,7 +160,7 @@ def atomic_path(dest: str | Path, directory: bool = False, markers=None):
         return
     check_writable(dest, directory)
     if directory and dest.exists():
-        check_replaceable(dest, markers)
+        check_replaceable(dest, markers, force)
     parent = dest.parent
     name = dest.resolve().name
     remove_stale_temporaries(parent, name)

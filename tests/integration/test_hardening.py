@@ -170,3 +170,18 @@ def test_a_directory_wrapcli_did_not_write_is_never_replaced(tmp_path):
         ckdir / "pt.safetensors")
     one_line_error(runner.invoke(app, ["export", str(ckdir / "pt.safetensors"), str(ckdir)]), "contains an input", 2)
     assert (ckdir / "pt.safetensors").is_file()
+
+
+def test_force_replaces_a_directory_wrapcli_did_not_write_but_never_one_holding_an_input(chain, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    one_line_error(runner.invoke(app, ["export", str(chain / "pt.safetensors"), str(folder)]), "or --force", 1)
+    assert (folder / "notes.txt").read_text() == "mine"
+    result = runner.invoke(app, ["export", str(chain / "pt.safetensors"), str(folder), "--force"])
+    assert result.exit_code == 0, result.output
+    assert (folder / "config.json").is_file() and not (folder / "notes.txt").exists()
+    one_line_error(runner.invoke(app, ["export", str(chain / "pt.safetensors"), str(chain), "--force"]),
+                   "contains an input", 2)
+    one_line_error(runner.invoke(app, ["train", "--preset", "smoke", "--force", "-o", str(tmp_path / "x.safetensors")]),
+                   "--force applies to a directory output", 2)

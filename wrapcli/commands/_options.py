@@ -10,6 +10,7 @@ Out = Annotated[Optional[str], typer.Option("-o", "--out", help="Write the artef
 Json = Annotated[bool, typer.Option("--json", help="Print the JSON report to stdout.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No tables or progress on stderr.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an output directory that wrapcli did not write (never one that holds an input or the current directory).")]
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed for data and initialisation (>= 0).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Preset = Annotated[Literal["cpu", "demo", "paper", "smoke"], typer.Option("--preset", help="cpu (default), demo, paper or smoke (docs/presets.md).")]

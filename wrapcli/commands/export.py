@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from wrapcli.commands._options import Debug, Quiet
+from wrapcli.commands._options import Debug, Force, Quiet
 
 EXAMPLE = """Example:
 
@@ -18,6 +18,7 @@ EXAMPLE = """Example:
 def export(
     ckpt: Annotated[str, typer.Argument(help="A wrapcli .safetensors checkpoint.")],
     dest: Annotated[str, typer.Argument(help="Directory to create (replaced atomically if it exists).")],
+    force: Force = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -31,7 +32,7 @@ def export(
         from wrapcli.files import check_distinct
 
         check_distinct([dest], [ckpt])
-        checkpoint.export(checkpoint.load(ckpt), dest)
+        checkpoint.export(checkpoint.load(ckpt), dest, force=force)
         stderr(quiet).print(f"wrote {dest}/")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from wrapcli.commands._options import Debug, Quiet, Seed
+from wrapcli.commands._options import Debug, Force, Quiet, Seed
 
 EXAMPLE = """Example:
 
@@ -28,6 +28,7 @@ def facts(
     unseen: Annotated[int, typer.Option("--unseen", help="Entities in no training file, held out beside F_B so the floor can be estimated (N).")] = 120,
     values: Annotated[int, typer.Option("--values", help="Values per relation (many make a guess rarely right).")] = 100,
     choices: Annotated[int, typer.Option("--choices", help="Options per multiple-choice record.")] = 4,
+    force: Force = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -43,7 +44,7 @@ def facts(
         from wrapcli.tasks.facts import WorldSpec, world
 
         w = world(WorldSpec(seed, retain, relearn, heldout, unseen, values, choices))
-        with atomic_path(out, directory=True, markers=("world.json",)) as tmp:
+        with atomic_path(out, directory=True, markers=("world.json",), force=force) as tmp:
             for name, records in w["files"].items():
                 (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
             vocab_tokenizer(w["vocab"]).save_pretrained(str(tmp / "tokenizer"))

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from wrapcli.commands._options import (
-    BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Precision, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
+    BatchSize, Debug, Device, EvalEvery, EvalSize, Force, Json, Log, Loss, Precision, Preset, Quiet, Resume, SaveEvery,
+    Seed, Steps,
 )
 
 EXAMPLE = """Example:
@@ -49,6 +50,7 @@ def finetune(
     seed: Seed = 0,
     device: Device = "auto",
     precision: Precision = "auto",
+    force: Force = False,
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -91,8 +93,8 @@ def finetune(
                        if given]
             if ignored:
                 raise UsageError(f"{', '.join(ignored)} apply to built-in tasks, not to --data")
-        elif eval_data or lora is not None:
-            raise UsageError(f"{'--eval-data' if eval_data else '--lora'} goes with --data")
+        elif eval_data or lora is not None or force:
+            raise UsageError(f"{'--eval-data' if eval_data else '--lora' if lora is not None else '--force'} goes with --data")
         if (adapter_only or lora_targets != "all-linear") and lora is None:
             raise UsageError("--adapter-only and --lora-targets go with --lora")
         if data is not None:
@@ -107,7 +109,7 @@ def finetune(
                     parent=ckpt, out=out, data=data, eval_data=eval_data, preset=p, lr=lr,
                     steps=steps, batch_size=batch_size, eval_every=eval_every, resume=resume,
                     save_every=save_every, seed=seed, device=device, precision=precision, on_step=update,
-                    lora=spec, adapter_only=adapter_only,
+                    lora=spec, adapter_only=adapter_only, force=force,
                 )
             result["wall_s"] = time.time() - started
             b, a = result["before"], result["after"]

@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Json, Out, Precision, Quiet, Seed
+from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Force, Json, Out, Precision, Quiet, Seed
 
 EXAMPLE = """Example:
 
@@ -53,6 +53,7 @@ def prune(
     seed: Seed = 0,
     device: Device = "auto",
     precision: Precision = "auto",
+    force: Force = False,
     out: Out = None,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -80,6 +81,8 @@ def prune(
         check_format(out, "report", "-o")
         check_format(plot, "plot", "--plot")
         check_format(write, "checkpoint", "-w")
+        if force and not (write and Path(ckpt).is_dir()):
+            raise UsageError("--force applies to -w DIR (a pruned Hugging Face directory)")
         if write:
             check_distinct([out, plot, write], [ckpt, data, revert_to])
             into_dir = Path(ckpt).is_dir()
@@ -109,7 +112,7 @@ def prune(
                 ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
                 iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
                 seed=seed, device=device, write=write, write_k=write_k,
-                precision=resolve_precision(precision, device), revert_to=revert_to, spurious=spurious,
+                precision=resolve_precision(precision, device), revert_to=revert_to, spurious=spurious, force=force,
             )
         stderr(quiet).print(tables.sweep_table(result))
         if plot:

@@ -8,7 +8,8 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from wrapcli.commands._options import (
-    BatchSize, Debug, Device, EvalEvery, EvalSize, Json, Log, Loss, Precision, Preset, Quiet, Resume, SaveEvery, Seed, Steps,
+    BatchSize, Debug, Device, EvalEvery, EvalSize, Force, Json, Log, Loss, Precision, Preset, Quiet, Resume, SaveEvery,
+    Seed, Steps,
 )
 from wrapcli.console import errors_as_exit, progress, stderr
 from wrapcli.tables import accuracy_table
@@ -52,6 +53,7 @@ def train(
     seed: Seed = 0,
     device: Device = "auto",
     precision: Precision = "auto",
+    force: Force = False,
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -71,6 +73,10 @@ def train(
         if data is not None or tokenizer is not None or eval_data is not None:
             _train_text(out, data, tokenizer, eval_data, p, preset, locals(), log, json_out, quiet)
             return
+        if force:
+            from wrapcli.errors import UsageError
+
+            raise UsageError("--force applies to a directory output (train --data); a checkpoint file is replaced anyway")
         task = task or "count"
         check_distinct([out, log])
         check_outputs(log)  # --log is checked before the work, not after it
@@ -123,7 +129,7 @@ def _train_text(out, data, tokenizer, eval_data, p, preset, given: dict, log, js
     quiet = quiet or not is_main()
     started = time.time()
     args = {k: given[k] for k in ("arch", "layers", "heads", "d_model", "steps", "batch_size", "lr", "eval_every",
-                                  "resume", "save_every", "seed", "device", "precision")}
+                                  "resume", "save_every", "seed", "device", "precision", "force")}
     with progress(given["steps"] or p.steps, "train", quiet) as update:
         result = pretrain_text(out=out, data=data, tokenizer=tokenizer, eval_data=eval_data, preset=p,
                                on_step=update, **args)

@@ -36,7 +36,8 @@ def micro_batches(td, batches: list[list[int]]) -> list[list[int]]:
 
 def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 2, 5, 10, 15, 20),
           iterative=False, batches=1, batch_size=512, eval_size=512, seed=0, device="cpu",
-          write=None, write_k=None, on_k=None, precision="fp32", revert_to=None, spurious=0.0) -> dict:
+          write=None, write_k=None, on_k=None, precision="fp32", revert_to=None, spurious=0.0,
+          force=False) -> dict:
     """Score, sweep K, and optionally write the model pruned at ``write_k``. The saliency
     is always computed in fp32; ``precision`` (fp32 or bf16) applies to the evaluations.
     With ``revert_to`` (the base model, same shapes) the selected units are reset to the
@@ -134,7 +135,7 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
 
             ck.lineage = [*ck.lineage, entry]
             tokenizer = load_tokenizer(ckpt_path) if data is not None else None
-            checkpoint.export(ck, write, tokenizer=tokenizer)
+            checkpoint.export(ck, write, tokenizer=tokenizer, force=force)
         else:
             checkpoint.save(write, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
     return {

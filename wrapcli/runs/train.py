@@ -137,14 +137,15 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
 
 def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medium",
                   steps=None, batch_size=None, eval_every=None, resume=False, save_every=None,
-                  seed=0, device="auto", precision="auto", on_step=None, lora=None, adapter_only=False) -> dict:
+                  seed=0, device="auto", precision="auto", on_step=None, lora=None, adapter_only=False,
+                  force=False) -> dict:
     """Fine-tune a Hugging Face model directory on user JSONL records; writes ``out`` as
     a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage). With
     ``lora`` (a LoraSpec) only low-rank adapters train, merged into the written weights,
     or written alone (peft's adapter directory) with ``adapter_only``."""
     from wrapcli.userdata import load_tokenizer
 
-    _check_out_dir(out)
+    _check_out_dir(out, force)
     device = resolve_device(device)
     ck = checkpoint.load(parent, device=device)
     lr_value, lr_name = resolve_lr(lr, preset)
@@ -152,13 +153,13 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
                        lr=lr_value, steps=_pick(steps, preset.ft_steps),
                        batch_size=_pick(batch_size, preset.ft_batch_size), eval_every=eval_every, resume=resume,
                        save_every=save_every, seed=seed, device=device, precision=precision, on_step=on_step,
-                       lora=lora, adapter_only=adapter_only, lr_preset=lr_name)
+                       lora=lora, adapter_only=adapter_only, force=force, lr_preset=lr_name)
     return {**result, "parent": {"path": str(parent), "sha256": ck.sha256}, "lr_preset": lr_name}
 
 
 def pretrain_text(*, out, data, tokenizer, preset: Preset, arch=None, layers=None, heads=None, d_model=None,
                   steps=None, batch_size=None, lr=None, eval_every=None, eval_data=None, resume=False,
-                  save_every=None, seed=0, device="auto", precision="auto", on_step=None) -> dict:
+                  save_every=None, seed=0, device="auto", precision="auto", on_step=None, force=False) -> dict:
     """Train a fresh model of the preset's shape (or the given one) from scratch on user
     JSONL records with ``tokenizer`` (a directory holding tokenizer files, e.g. one that
     ``wrapcli facts`` writes); writes ``out`` as a Hugging Face directory. Its context is
@@ -166,7 +167,7 @@ def pretrain_text(*, out, data, tokenizer, preset: Preset, arch=None, layers=Non
     from wrapcli.checkpoint import Checkpoint
     from wrapcli.userdata import encode, load_tokenizer, read_jsonl
 
-    _check_out_dir(out)
+    _check_out_dir(out, force)
     device = resolve_device(device)
     tok = load_tokenizer(tokenizer)
     shape = ModelShape(_pick(arch, preset.shape.arch), _pick(layers, preset.shape.n_layers),
@@ -178,20 +179,20 @@ def pretrain_text(*, out, data, tokenizer, preset: Preset, arch=None, layers=Non
     result = _fit_text(ck, tok, "train", out=out, data=data, eval_data=eval_data, lr=_pick(lr, preset.lr),
                        steps=_pick(steps, preset.steps), batch_size=_pick(batch_size, preset.batch_size),
                        eval_every=eval_every, resume=resume, save_every=save_every, seed=seed, device=device,
-                       precision=precision, on_step=on_step, parent_sha256=None)
+                       precision=precision, on_step=on_step, force=force, parent_sha256=None)
     return {**result, "model": shape.to_dict(), "n_params": sum(p.numel() for p in ck.model.parameters())}
 
 
-def _check_out_dir(out) -> None:
+def _check_out_dir(out, force: bool = False) -> None:
     if str(out).endswith(".safetensors") or str(out) == "-":
         raise UsageError("with --data the output is a Hugging Face directory that carries the tokenizer: give -o DIR")
     check_writable(out, directory=True)
     if Path(out).exists():
-        check_replaceable(Path(out))  # before the work, not after it
+        check_replaceable(Path(out), force=force)  # before the work, not after it
 
 
 def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eval_every, resume, save_every,
-              seed, device, precision, on_step, lora=None, adapter_only=False, **lineage) -> dict:
+              seed, device, precision, on_step, lora=None, adapter_only=False, force=False, **lineage) -> dict:
     """Train ``ck.model`` (or LoRA adapters on it) on user records, score ``eval_data``
     (default: ``data``) before and after, and write ``out`` (a Hugging Face directory with
     ``tok``) with its lineage."""
@@ -222,11 +223,11 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
     ck.lineage = [*ck.lineage, entry]
     if is_main():
         if adapter_only:
-            _write_adapter(wrapped, out, tok, ck.lineage)
+            _write_adapter(wrapped, out, tok, ck.lineage, force)
         else:
             if wrapped is not None:
                 ck.model = lora_mod.merged(wrapped)
-            checkpoint.export(ck, out, tokenizer=tok)
+            checkpoint.export(ck, out, tokenizer=tok, force=force)
         state_path(out).unlink(missing_ok=True)
     return {
         "lora": adapters,
@@ -242,7 +243,7 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
     }
 
 
-def _write_adapter(wrapped, out, tok, lineage) -> None:
+def _write_adapter(wrapped, out, tok, lineage, force: bool = False) -> None:
     """peft's adapter directory (adapter_config.json, adapter_model.safetensors), the
     tokenizer, and wrapcli.json with the lineage."""
     import json
@@ -250,7 +251,7 @@ def _write_adapter(wrapped, out, tok, lineage) -> None:
     from wrapcli.checkpoint import SIDE_FILE
     from wrapcli.files import atomic_path
 
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(out, directory=True, force=force) as tmp:
         wrapped.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         (tmp / SIDE_FILE).write_text(json.dumps({"vocab": None, "task": None, "lineage": lineage}, indent=2))
