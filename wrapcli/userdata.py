@@ -252,6 +252,7 @@ class TextData:
     # multiple choice: one ChoiceSet per record; training visits the correct choices only
     choices: list[ChoiceSet] | None = None
     groups: list[str | None] | None = None  # each record's "group", if any
+    records: list[dict] | None = None  # the records as read (prompts for held-out checks, samples)
 
     @property
     def kind(self) -> str:
@@ -351,6 +352,6 @@ def text_data(path, model_dir, model, seed: int, tokenizer=None, kinds=None) -> 
     groups = [rec.get("group") for rec in records] if any("group" in rec for rec in records) else None
     examples = encode(kind, records, tok, max_len, where=lambda i: f"{path}:{lines[i]}")
     return TextData(examples, pad_id(tok), seed, f"{kind}:{sha256(path)}",
-                    choices=choice_sets(records) if kind == "choice" else None, groups=groups)
+                    choices=choice_sets(records) if kind == "choice" else None, groups=groups, records=records)
 
 

@@ -121,12 +121,12 @@ def _eval_data(ckpt: str, data: str, device: str, precision: str = "fp32") -> tu
     (half the memory of fp32: an 8B model's weights take 16 GB), not autocast."""
     from wrapcli import checkpoint
     from wrapcli.textscore import score_records, summarize
-    from wrapcli.userdata import load_tokenizer, read_jsonl, text_data
+    from wrapcli.userdata import load_tokenizer, text_data
 
     ck = checkpoint.load(ckpt, dtype="bfloat16" if precision == "bf16" else "float32", device=device)
     tok = load_tokenizer(ckpt)
     td = text_data(data, ckpt, ck.model, 0, tokenizer=tok, kinds=("prompt", "choice"))
-    _, records = read_jsonl(data)
+    records = td.records
     scored = score_records(ck.model, td, device)
     lines = []
     for rec, r in zip(records, scored):

@@ -6,6 +6,7 @@ the report's results (schema REVIVE)."""
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,6 +29,7 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
 
     metric, loss, final = [], [], []
     tok = load_tokenizer(path)
+    train_set = held = None
     for k, seed in enumerate(seeds):
         progress = shifted(on_progress, k * cfg.steps)
         model = checkpoint.load(path, device="cpu").model
@@ -35,8 +37,10 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
             from wrapcli.lora import attach
 
             attach(model, lora)  # the adapters are injected into model itself; only they train
-        data = text_data(train_path, path, model, seed, tokenizer=tok, kinds=TRAINABLE)
-        held = text_data(eval_path, path, model, seed, tokenizer=tok, kinds=TRAINABLE)
+        if train_set is None:  # tokenized once for all seeds: the seed only orders the records
+            train_set = text_data(train_path, path, model, 0, tokenizer=tok, kinds=TRAINABLE)
+            held = text_data(eval_path, path, model, 0, tokenizer=tok, kinds=TRAINABLE)
+        data = replace(train_set, seed=seed)
         row_metric, row_loss, last = [], [], []
 
         def record(model=model, held=held, row_metric=row_metric, row_loss=row_loss, last=last):
@@ -105,7 +109,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     from wrapcli.runtime import resolve_precision
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import TrainConfig
-    from wrapcli.userdata import read_jsonl, text_data
+    from wrapcli.userdata import text_data
 
     if eval_data is None:
         raise UsageError("revive --data needs --eval-data: held-out records scored as the capability returns")
@@ -124,7 +128,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         shas.append(other.sha256)
         del other
     held = text_data(eval_data, ckpt_path, ck.model, 0, kinds=TRAINABLE)
-    text_data(data, ckpt_path, ck.model, 0, kinds=TRAINABLE)  # refuse a bad training file before any work
+    train_set = text_data(data, ckpt_path, ck.model, 0, kinds=TRAINABLE)  # a bad file is refused before any work
     start_recs = score_records(ck.model, held, device)
     start = summarize(held, start_recs)
     original, ref_recs = None, None
@@ -176,13 +180,11 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         grid_results.append(curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid,
                                           models, device))
         finals.append(final)
-    _, train_records = read_jsonl(data)
-    _, eval_records = read_jsonl(eval_data)
     crit = relearning.criterion(
         # with several controls, the floor at each LR is the one that relearned most (the hardest bar)
         lrs=lrs, revived=[f[0] for f in finals],
         controls=[max(f[1:], key=lambda c: float(np.mean(c))) for f in finals] if controls else None,
-        eligible=relearning.held_out([r["prompt"] for r in train_records], [r["prompt"] for r in eval_records]),
+        eligible=relearning.held_out([r["prompt"] for r in train_set.records], [r["prompt"] for r in held.records]),
         reference_correct=None if ref_recs is None else [r["correct"] for r in ref_recs],
         chance=[r["chance"] for r in start_recs] if held.choices is not None else None,
         start=[r["correct"] for r in start_recs], margin=margin)
