@@ -1,14 +1,26 @@
-"""Wall time and peak memory of the third-party audit's --data commands on real-sized models.
+"""Wall time, peak memory and seconds per training step of the third-party audit's --data
+commands on real-sized models, beside a plain Hugging Face (+ peft) loop in the same run.
 
 Builds random-weight Llama configs locally (nothing is downloaded) at the shape of a
-135M model (SmolLM-135M: width 576, 30 layers, vocabulary 49,152) and, with --size 0.5b,
-of a ~0.5B one (Qwen2-0.5B: width 896, 24 layers, vocabulary 151,936), each with a
-word-level tokenizer of that vocabulary size; writes 60 prompt/answer records and 120
-text/label records; then runs eval --data, prune --data, probe --data, revive --data
-(2 seeds x 10 steps) and compare --task, each as its own `wrapcli` process, and prints
-its wall time and peak resident memory (the process's own maximum RSS), beside the fp32
-weights' size.
-Run: python benchmarks/bench_audit.py [--size 135m|0.5b] [--only revive]
+135M model (SmolLM-135M), a ~0.5B (Qwen2-0.5B), a ~1.5B (Qwen2-1.5B) or an 8B one
+(Llama-3-8B), each with a word-level tokenizer of that vocabulary size; writes 60
+prompt/answer records and 120 text/label records; then runs each row's command as its
+own process and prints its wall time, its peak resident memory (the process's own
+maximum RSS), its peak GPU memory on CUDA (torch.cuda.max_memory_allocated), each beside
+the fp32 weights' size, and for the training rows the median seconds per step (the time
+between two optimizer steps, read from the training loop's step callback; the median
+leaves out the steps that also score the held-out records).
+
+The plain rows are written here: AutoModelForCausalLM, the same records (loss on the
+answer tokens), the same batch size and steps, AdamW, bf16 autocast on CUDA and fp32 on
+the CPU like wrapcli's ``--precision auto``, and for ``+ peft`` the same rank and targets
+(every linear map but the output head). Their ratio to the revive rows is the overhead of
+wrapcli's relearning loop.
+
+Run: python benchmarks/bench_audit.py [--size 135m|0.5b|1.5b|8b] [--device cpu|cuda]
+       [--rows eval,revive-lora,plain-lora] [--seeds 2] [--steps 10]
+At 8B the full-parameter rows are left out (fp32 weights, gradients and AdamW moments are
+128 GB); --rows names them to try anyway.
 """
 
 from __future__ import annotations
@@ -16,29 +28,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-SIZES = {  # (hidden, layers, heads, kv heads, intermediate, vocabulary)
-    "135m": (576, 30, 9, 3, 1536, 49_152),
-    "0.5b": (896, 24, 14, 2, 4864, 151_936),
+SIZES = {  # (hidden, layers, heads, kv heads, intermediate, vocabulary, tied embeddings)
+    "135m": (576, 30, 9, 3, 1536, 49_152, True),
+    "0.5b": (896, 24, 14, 2, 4864, 151_936, True),
+    "1.5b": (1536, 28, 12, 2, 8960, 151_936, True),
+    "8b": (4096, 32, 32, 8, 14336, 128_256, False),
 }
+LORA_RANK = 16
+FULL_ROWS = ("revive-full", "plain-full", "prune")  # too big for one GPU at 8B
 
 
-def build(root: Path, size: str) -> Path:
+def build(root: Path, size: str, device: str) -> int:
+    """base/ and tuned/ (base plus a small perturbation), with a word-level tokenizer,
+    built on ``device``. 8B is built and saved in bf16 (16 GB a copy; wrapcli loads it in
+    fp32 unless told otherwise); smaller sizes in fp32."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    hidden, layers, heads, kv, inter, vocab = SIZES[size]
+    hidden, layers, heads, kv, inter, vocab, tied = SIZES[size]
     torch.manual_seed(0)
     cfg = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                       num_key_value_heads=kv, intermediate_size=inter, vocab_size=vocab,
-                      max_position_embeddings=512, tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg)
+                      max_position_embeddings=512, tie_word_embeddings=tied)
+    dtype = torch.bfloat16 if size == "8b" else torch.float32
+    with torch.device(device):
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            model = LlamaForCausalLM(cfg)
+        finally:
+            torch.set_default_dtype(default)
     words = {f"w{i}": i for i in range(vocab - 2)} | {"[PAD]": vocab - 2, "[UNK]": vocab - 1}
     tok = Tokenizer(models.WordLevel(words, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -50,6 +77,9 @@ def build(root: Path, size: str) -> Path:
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 1e-3)
     n_params = sum(p.numel() for p in model.parameters())
+    del model
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()  # the rows' processes need the device's memory
     return n_params
 
 
@@ -66,52 +96,199 @@ def records(root: Path) -> None:
     (root / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labels))
 
 
-def run(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one wrapcli process: wait4 gives that child's
-    own rusage (RUSAGE_CHILDREN would give the largest of all children so far)."""
-    with tempfile.TemporaryFile("w+") as err:
+# -- what runs in each row's own process --------------------------------------------
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def child_wrapcli(args: list[str], device: str) -> dict:
+    """Run ``wrapcli ARGS`` in this process with the training loop's step callback timed."""
+    import wrapcli.training as training
+    from wrapcli.cli import entry
+
+    stamps: list[float] = []
+    real = training.train
+
+    def timed(model, data, cfg, *, on_step=None, **kw):
+        stamps.append(-1.0)  # a new curve: no interval across it
+
+        def tick(step, metrics):
+            _sync(device)
+            stamps.append(time.perf_counter())
+            if on_step:
+                on_step(step, metrics)
+
+        return real(model, data, cfg, on_step=tick, **kw)
+
+    training.train = timed
+    code = entry(args)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:]) if a > 0 and b > 0]
+    return {"code": code, "step_s": statistics.median(gaps) if gaps else None}
+
+
+def child_plain(model_dir: str, data: str, device: str, lora: int, steps: int, batch_size: int) -> dict:
+    """The plain loop: HF model, answer-token loss, AdamW, torch's own autocast."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
+    if lora:
+        import peft
+
+        model = peft.get_peft_model(model, peft.LoraConfig(r=lora, lora_alpha=2 * lora, lora_dropout=0.0,
+                                                           target_modules="all-linear", task_type="CAUSAL_LM"))
+    rows = [json.loads(line) for line in Path(data).read_text().splitlines() if line.strip()]
+    examples = []
+    for r in rows:
+        p, a = tok(r["prompt"])["input_ids"], tok(r["answer"])["input_ids"]
+        examples.append((p + a, [-100] * len(p) + a))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    model.train()
+    stamps = []
+    pad = tok.pad_token_id
+    for step in range(steps):
+        batch = [examples[(step * batch_size + i) % len(examples)] for i in range(batch_size)]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
+        labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
+        mask = (torch.arange(width, device=device)[None] < torch.tensor([len(x) for x, _ in batch], device=device)[:, None])
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+            loss = model(input_ids=ids, attention_mask=mask.long(), labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()
+        _sync(device)
+        stamps.append(time.perf_counter())
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return {"code": 0, "step_s": statistics.median(gaps)}
+
+
+def child(spec: dict) -> None:
+    device = spec["device"]
+    try:
+        if spec["kind"] == "plain":
+            out = child_plain(spec["model"], spec["data"], device, spec["lora"], spec["steps"], spec["batch_size"])
+        else:
+            out = child_wrapcli(spec["args"], device)
+    except SystemExit as e:
+        out = {"code": e.code if isinstance(e.code, int) else 1, "step_s": None}
+    if device.startswith("cuda"):
+        import torch
+
+        out["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    Path(spec["result"]).write_text(json.dumps(out))
+    sys.exit(out["code"])
+
+
+# -- the parent: one process per row -------------------------------------------------
+
+def measure(spec: dict, timeout: float) -> dict:
+    """Wall seconds and peak RSS (MiB) of one row's process: wait4 gives that child's own
+    rusage (RUSAGE_CHILDREN would give the largest of all children so far)."""
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as err:
+        spec = {**spec, "result": str(Path(tmp) / "result.json")}
         t0 = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "wrapcli", *args, "--device", "cpu", "-q"],
-                                 stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
+        proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)],
+                                stdout=subprocess.DEVNULL, stderr=err)
+        deadline = t0 + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                return {"error": f"over {timeout:.0f} s"}
+            time.sleep(0.2)
         dt = time.perf_counter() - t0
         if status != 0:
             err.seek(0)
-            raise SystemExit(f"wrapcli {' '.join(args)} failed: {err.read().strip()}")
-    return dt, usage.ru_maxrss / 1024  # KiB on Linux
+            lines = [l for l in err.read().strip().splitlines() if l.strip()]
+            return {"error": lines[-1][:200] if lines else f"exit status {status}"}
+        out = json.loads(Path(spec["result"]).read_text())
+    return {**out, "wall_s": dt, "rss_mib": usage.ru_maxrss / 1024}  # KiB on Linux
+
+
+def rows(root: Path, device: str, seeds: int, steps: int) -> dict[str, tuple[str, dict]]:
+    b, t = str(root / "base"), str(root / "tuned")
+    pairs, relearn = str(root / "pairs.jsonl"), str(root / "relearn.jsonl")
+    common = ["--device", device, "-q"]
+    revive = ["revive", t, "--data", relearn, "--eval-data", pairs, "--reference", b, "--lr", "1e-5",
+              "--steps", str(steps), "--batch-size", "8", "--seeds", str(seeds), *common]
+    wc = lambda *a: {"kind": "wrapcli", "args": list(a)}  # noqa: E731
+    plain = lambda r: {"kind": "plain", "model": t, "data": relearn, "lora": r, "steps": steps + 1,  # noqa: E731
+                       "batch_size": 8}
+    return {
+        "eval": ("eval --data (60 records, fp32 weights)", wc("eval", t, "--data", pairs, "--precision", "fp32", *common)),
+        "eval-bf16": ("eval --data --precision bf16 (bf16 weights)", wc("eval", t, "--data", pairs, "--precision", "bf16",
+                                                                        *common)),
+        "probe": ("probe --data (120 records, grouped)", wc("probe", t, "--data", str(root / "labels.jsonl"),
+                                                             "--random-inits", "1", *common)),
+        "compare": ("compare --task (60 records, KL depth)", wc("compare", b, t, "--task", pairs, *common)),
+        "prune": ("prune --data (neurons, K 0,1,5,10)", wc("prune", t, "--data", pairs, "--k", "0,1,5,10",
+                                                            "--batch-size", "16", *common)),
+        "revive-full": (f"revive --data ({seeds} seeds x {steps} steps, batch 8)", wc(*revive)),
+        "revive-lora": (f"revive --data --lora {LORA_RANK} ({seeds} x {steps}, batch 8)",
+                        wc(*revive, "--lora", str(LORA_RANK))),
+        "plain-full": ("plain HF loop (AdamW, batch 8)", plain(0)),
+        "plain-lora": (f"plain HF + peft loop (rank {LORA_RANK}, batch 8)", plain(LORA_RANK)),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", choices=sorted(SIZES), default="135m")
-    ap.add_argument("--only", help="run only the commands whose row starts with this word, e.g. revive")
+    ap.add_argument("--size", choices=list(SIZES), default="135m")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rows", help="comma-separated row keys (default: all that fit)")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each row")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     opts = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    if opts.child:
+        return child(json.loads(opts.child))
+    tmp_root = os.environ.get("BENCH_TMP")  # a disk with room: 8B needs 32 GB
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         root = Path(tmp)
-        n_params = build(root, opts.size)
+        t0 = time.perf_counter()
+        n_params = build(root, opts.size, opts.device)
         records(root)
         weights = n_params * 4 / 2**20
-        print(f"random Llama, {n_params / 1e6:.0f}M parameters, fp32 weights {weights:.0f} MiB, "
-              f"vocabulary {SIZES[opts.size][5]:,}; {os.cpu_count()} CPU cores")
-        b, t = str(root / "base"), str(root / "tuned")
-        steps = [
-            ("eval --data (60 records)", ["eval", t, "--data", str(root / "pairs.jsonl")]),
-            ("probe --data (120 records, grouped)", ["probe", t, "--data", str(root / "labels.jsonl"), "--random-inits", "1"]),
-            ("compare --task (60 records, KL depth)", ["compare", b, t, "--task", str(root / "pairs.jsonl")]),
-            ("prune --data (neurons, K 0,1,5,10)", ["prune", t, "--data", str(root / "pairs.jsonl"), "--k", "0,1,5,10",
-                                                   "--batch-size", "16"]),
-            ("revive --data (2 seeds x 10 steps, batch 8)", ["revive", t, "--data", str(root / "relearn.jsonl"),
-                                                            "--eval-data", str(root / "pairs.jsonl"), "--reference", b,
-                                                            "--lr", "1e-5", "--steps", "10", "--batch-size", "8",
-                                                            "--seeds", "2"]),
-        ]
-        print("| command | wall s | peak RSS MiB | x fp32 weights |")
-        print("| --- | --- | --- | --- |")
-        for name, args in steps:
-            if opts.only and not name.startswith(opts.only):
+        import torch
+
+        gpu = torch.cuda.get_device_name() if opts.device.startswith("cuda") else None
+        print(f"random Llama ({opts.size} shape), {n_params / 1e6:.0f}M parameters, fp32 weights {weights:.0f} MiB, "
+              f"vocabulary {SIZES[opts.size][5]:,}; {os.cpu_count()} CPU cores; device {gpu or 'cpu'}; "
+              f"torch {torch.__version__}; built in {time.perf_counter() - t0:.0f} s", flush=True)
+        table = rows(root, opts.device, opts.seeds, opts.steps)
+        keys = opts.rows.split(",") if opts.rows else [k for k in table if not (opts.size == "8b" and k in FULL_ROWS)]
+        unknown = [k for k in keys if k not in table]
+        if unknown:
+            raise SystemExit(f"--rows: unknown {unknown} (known: {', '.join(table)})")
+        mem = "peak GPU MiB" if gpu else "peak RSS MiB"
+        print(f"| row | wall s | {mem} | x fp32 weights | s/step |")
+        print("| --- | --- | --- | --- | --- |")
+        done = {}
+        for key in keys:
+            name, spec = table[key]
+            r = measure({**spec, "device": opts.device}, opts.timeout)
+            done[key] = r
+            if "error" in r:
+                print(f"| {name} | failed: {r['error']} | | | |", flush=True)
                 continue
-            dt, peak = run(args)
-            print(f"| {name} | {dt:.0f} | {peak:.0f} | {peak / weights:.1f} |", flush=True)
+            peak = r["gpu_peak_mib"] if gpu else r["rss_mib"]
+            step = f"{r['step_s']:.3f}" if r.get("step_s") else ""
+            print(f"| {name} | {r['wall_s']:.0f} | {peak:.0f} | {peak / weights:.2f} | {step} |", flush=True)
+        for ours, theirs in (("revive-full", "plain-full"), ("revive-lora", "plain-lora")):
+            a, b = done.get(ours, {}), done.get(theirs, {})
+            if a.get("step_s") and b.get("step_s"):
+                print(f"{ours} / {theirs} seconds per step: {a['step_s'] / b['step_s']:.2f}")
 
 
 if __name__ == "__main__":

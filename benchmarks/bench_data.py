@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from wrapcli.tasks.sequences import batch_for_step, seq_len
-from wrapcli.tasks.spec import parse_prior, parse_task
+from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
 
 
 def generator_rate(spec, batch_size=128, seconds=3.0):
@@ -31,9 +31,10 @@ def trainer_rate(text_len, steps=8, batch_size=128):
 
     from wrapcli.models import ModelShape, build_config, build_model
     from wrapcli.tasks import vocab
-    from wrapcli.training import TrainConfig, loss_on, make_optimizer
+    from wrapcli.batches import loss_on
+    from wrapcli.training import TrainConfig, make_optimizer
 
-    spec = parse_task("count", prior=parse_prior("a=0.9,b=0.1"), text_len=text_len)
+    spec = TaskSpec(components=parse_components("count"), prior=parse_prior("a=0.9,b=0.1"), text_len=text_len)
     model = build_model(build_config(ModelShape("gpt2", 4, 4, 128), vocab.VOCAB_SIZE, seq_len(text_len)), 0)
     opt = make_optimizer(model, TrainConfig(steps=1, batch_size=batch_size, lr=1e-3))
     batches = [torch.as_tensor(batch_for_step(spec, i, batch_size).tokens) for i in range(steps + 2)]
@@ -54,7 +55,7 @@ def main() -> None:
         trainer = trainer_rate(text_len)[1]
         for task, spurious in (("count (prior)", 0.0), ("count:b spurious 0.8", 0.8), ("count,index,token", 0.0)):
             name = task.split(" ")[0]
-            spec = parse_task(name, prior=parse_prior("a=0.9,b=0.1"), text_len=text_len, spurious=spurious)
+            spec = TaskSpec(components=parse_components(name), prior=parse_prior("a=0.9,b=0.1"), text_len=text_len, spurious=spurious)
             s, t = generator_rate(spec)
             print(f"{task:<22}{text_len:>9}{s:>15,.0f}{t:>14,.0f}{trainer:>15,.0f}{t / trainer:>7.1f}x")
 

@@ -49,10 +49,10 @@ def setup(preset_name: str, device: str, attn: str = "sdpa"):
     from wrapcli.models import build_config
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import seq_len
-    from wrapcli.tasks.spec import parse_prior, parse_task
+    from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
 
     p = presets.get(preset_name)
-    spec = parse_task("count", prior=parse_prior(p.prior), text_len=p.text_len, window=p.window)
+    spec = TaskSpec(components=parse_components("count"), prior=parse_prior(p.prior), text_len=p.text_len, window=p.window)
     config = build_config(p.shape, vocab.VOCAB_SIZE, seq_len(p.text_len))
     import torch
 
