@@ -135,12 +135,12 @@ def singular_values(m, block: int = 4096):
 
     if m.shape[0] < m.shape[1]:
         m = m.T
-    gram = torch.zeros(m.shape[1], m.shape[1], dtype=torch.float64)
+    gram = torch.zeros(m.shape[1], m.shape[1], dtype=torch.float64, device=m.device)
     for i in range(0, m.shape[0], block):
         rows = m[i : i + block].double()
         gram += rows.T @ rows
     eig = torch.linalg.eigvalsh(gram).clamp(min=0).flip(0)
-    return eig.sqrt()
+    return eig.sqrt().cpu()
 
 
 def _blocked_dot(a, b, block: int = 1 << 20) -> float:
@@ -151,13 +151,14 @@ def _blocked_dot(a, b, block: int = 1 << 20) -> float:
                for i in range(0, fa.numel(), block))
 
 
-def compare_weights(path_a, path_b, top_units: int = 10) -> dict:
-    """The weight report for ``path_a`` -> ``path_b``."""
+def compare_weights(path_a, path_b, top_units: int = 10, device: str = "cpu") -> dict:
+    """The weight report for ``path_a`` -> ``path_b``; each tensor pair's statistics are
+    computed on ``device`` (an 8B model's Gram matrices take minutes on a CPU)."""
     a, b = WeightFile(path_a), WeightFile(path_b)
     check_comparable(a, b)
     tensors, layers, kinds = {}, {}, {}
     for name in a.names():
-        st = tensor_stats(a.tensor(name), b.tensor(name))
+        st = tensor_stats(a.tensor(name).to(device), b.tensor(name).to(device))
         tensors[name] = st
         for key, bucket in ((layer_of(name), layers), (module_kind(name), kinds)):
             if key is None:

@@ -140,3 +140,19 @@ def test_compare_depth_of_the_change_against_a_full_forward(history, tmp_path):
     assert [r["kl"] for r in rows] == pytest.approx(want, rel=1e-4)
     assert "How deep the change goes" in (tmp_path / "a.md").read_text()
     assert res["weights"][0]["l2_distance"] > 0
+
+
+def test_the_first_curve_may_train_the_model_already_loaded(history):
+    """revive hands the model it scored first to the first curve instead of loading it
+    again (8B loads take tens of seconds): the curve is the same as from a fresh load."""
+    from wrapcli import checkpoint
+    from wrapcli.runs.revive import run_text_curve
+    from wrapcli.training import TrainConfig
+
+    d = history
+    cfg = TrainConfig(steps=6, batch_size=4, lr=1e-3, eval_every=6)
+    args = (d / "forgot", d / "relearn.jsonl", d / "heldout.jsonl", cfg, [0, 1], {0, 3, 6}, "cpu")
+    fresh = run_text_curve(*args)
+    box = [checkpoint.load(d / "forgot").model]
+    reused = run_text_curve(*args, loaded=box)
+    assert box == [] and reused == fresh

@@ -76,7 +76,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     from wrapcli.weightdiff import compare_weights
 
     names = [str(p) for p in paths]
-    weights = [compare_weights(paths[0], p) for p in paths[1:]]  # streams; refuses mismatches first
+    weights = [compare_weights(paths[0], p, device=device) for p in paths[1:]]  # streams; refuses mismatches first
     shas = {name: sha256(path) for name, path in zip(names, paths)}
     evidence_by = load_reports(reports, shas)  # refuse bad evidence before the forward passes
     base = checkpoint.load(paths[0], dtype=dtype, device=device)

@@ -16,12 +16,16 @@ from wrapcli.revival import (
 )
 
 
-def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None, lora=None):
+def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None, lora=None,
+                   loaded: list | None = None):
     """Relearning on user records: train a fresh load of ``path`` (or LoRA adapters on it,
     with ``lora``) on ``train_path`` for each seed (the seed orders the records), scoring
-    ``eval_path`` (held out) at ``steps``. Returns the record kind's metric per seed and
-    step, the mean answer loss per seed and step, and each record's correctness after the
-    last step per seed."""
+    ``eval_path`` (held out) at ``steps``; ``loaded``, a list holding a model already
+    loaded from ``path`` and not yet changed, gives it up to the first seed (a load of an
+    8B model takes tens of seconds; the caller keeps no reference to it). Returns the
+    record kind's metric per seed and step, the mean answer loss per seed and step, each
+    record's correctness after the last step per seed, and with ``lora`` the adapters'
+    description (wrapcli/lora.py ``describe``)."""
     from wrapcli import checkpoint
     from wrapcli.training import train
     from wrapcli.textscore import score_records, summarize
@@ -29,14 +33,19 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
 
     metric, loss, final = [], [], []
     tok = load_tokenizer(path)
-    train_set = held = None
+    train_set = held = adapters = None
     for k, seed in enumerate(seeds):
         progress = shifted(on_progress, k * cfg.steps)
-        model = checkpoint.load(path, device="cpu").model
+        if loaded:
+            model = loaded.pop().to(device)
+        else:
+            model = checkpoint.load(path, device=device).model
         if lora is not None:
-            from wrapcli.lora import attach
+            from wrapcli.lora import attach, describe
 
-            attach(model, lora)  # the adapters are injected into model itself; only they train
+            wrapped = attach(model, lora)  # the adapters are injected into model itself; only they train
+            adapters = adapters or describe(wrapped, lora)
+            del wrapped
         if train_set is None:  # tokenized once for all seeds: the seed only orders the records
             train_set = text_data(train_path, path, model, 0, tokenizer=tok, kinds=TRAINABLE)
             held = text_data(eval_path, path, model, 0, tokenizer=tok, kinds=TRAINABLE)
@@ -64,7 +73,7 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
         final.append(last)
         del model, record, on_step  # the next seed's copy must not load beside this one
         gc.collect()
-    return metric, loss, final
+    return metric, loss, final, adapters
 
 
 TRAINABLE = ("prompt", "choice")  # record kinds relearning trains on and scores
@@ -120,6 +129,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         raise UsageError(f"--margin must be in [0, 1), got {margin}")
     # Memory: the model, and one other checkpoint at a time while checking; each curve then
     # loads its own copy, so at most one model (with its gradients and AdamW state) trains.
+    # One model at a time is on the device: each is scored there and leaves it.
     ck = checkpoint.load(ckpt_path, device="cpu")
     shas = []
     for path in controls:
@@ -129,21 +139,19 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         del other
     held = text_data(eval_data, ckpt_path, ck.model, 0, kinds=TRAINABLE)
     train_set = text_data(data, ckpt_path, ck.model, 0, kinds=TRAINABLE)  # a bad file is refused before any work
-    start_recs = score_records(ck.model, held, device)
+    start_recs = score_records(ck.model.to(device), held, device)
     start = summarize(held, start_recs)
+    ck.model.to("cpu")
     original, ref_recs = None, None
     if reference is not None:
         ref = checkpoint.load(reference, device="cpu")
         check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
-        ref_recs = score_records(ref.model, held, device)
+        ref_recs = score_records(ref.model.to(device), held, device)
         original = summarize(held, ref_recs)
         del ref
     sha, lineage = ck.sha256, ck.lineage
+    unchanged = [ck.model]  # the first curve trains this copy rather than loading another
     adapters = None
-    if lora is not None:  # what the relearning trains: counted once on a throwaway wrapper
-        from wrapcli.lora import attach, describe
-
-        adapters = describe(attach(ck.model, lora), lora)
     del ck
     if threshold is None:
         if original is None:
@@ -168,8 +176,9 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         models, final = [], []
         for j, (name, path, digest) in enumerate(named):
             offset = (i * len(named) + j) * seeds * cfg.steps
-            metric, loss, last = run_text_curve(path, data, eval_data, cfg, seed_list, set(grid), device,
-                                                shifted(on_progress, offset), lora)
+            metric, loss, last, adapters = run_text_curve(
+                path, data, eval_data, cfg, seed_list, set(grid), device, shifted(on_progress, offset), lora,
+                loaded=unchanged)
             summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
             summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
             if original is not None and original["accuracy"] > start["accuracy"]:
