@@ -46,8 +46,9 @@ $(VENV)/.lora-extra: $(BIN)/wrapcli
 	$(BIN)/pip install -q --no-compile -e ".[lora]"
 	touch $@
 
-# Fast tier (what CI runs): everything but tests marked slow.
+# Fast tier: ruff (lint, import order), then everything but tests marked slow.
 test: install $(VENV)/.compile-extra $(VENV)/.lora-extra
+	$(BIN)/ruff check -q
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-all: install $(VENV)/.compile-extra $(VENV)/.lora-extra

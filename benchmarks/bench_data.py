@@ -29,9 +29,9 @@ def generator_rate(spec, batch_size=128, seconds=3.0):
 def trainer_rate(text_len, steps=8, batch_size=128):
     import torch
 
+    from wrapcli.batches import loss_on
     from wrapcli.models import ModelShape, build_config, build_model
     from wrapcli.tasks import vocab
-    from wrapcli.batches import loss_on
     from wrapcli.training import TrainConfig, make_optimizer
 
     spec = TaskSpec(components=parse_components("count"), prior=parse_prior("a=0.9,b=0.1"), text_len=text_len)
@@ -55,7 +55,9 @@ def main() -> None:
         trainer = trainer_rate(text_len)[1]
         for task, spurious in (("count (prior)", 0.0), ("count:b spurious 0.8", 0.8), ("count,index,token", 0.0)):
             name = task.split(" ")[0]
-            spec = TaskSpec(components=parse_components(name), prior=parse_prior("a=0.9,b=0.1"), text_len=text_len, spurious=spurious)
+            spec = TaskSpec(
+                components=parse_components(name), prior=parse_prior("a=0.9,b=0.1"), text_len=text_len, spurious=spurious
+            )
             s, t = generator_rate(spec)
             print(f"{task:<22}{text_len:>9}{s:>15,.0f}{t:>14,.0f}{trainer:>15,.0f}{t / trainer:>7.1f}x")
 

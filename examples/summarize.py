@@ -76,7 +76,8 @@ def revive_table(out: Path) -> None:
     files = sorted(out.glob("revive-*.json"))
     if not files:
         return
-    print("| reverse fine-tune of | LR | threshold | model | acc. at steps (mean ± std) | steps to threshold per seed | verdict |")
+    print("| reverse fine-tune of | LR | threshold | model | acc. at steps (mean ± std) "
+          "| steps to threshold per seed | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for f in files:
         r = results(f)
@@ -114,7 +115,8 @@ def prune_table(out: Path, prefix: str = "prune", base_eval: str | None = None) 
             a = [r["sweep"][i]["results"]["count:a"]["natural"]["accuracy"] for r in runs]
             b = [r["sweep"][i]["results"]["count:b"]["natural"]["accuracy"] for r in runs]
             maj = runs[0]["sweep"][i]["results"]["count:a"]["natural"]["majority_baseline"]
-            cells = f"| {key} ({len(runs)} seeds) | {runs[0]['unit']} | {row['k']} | {mean_std(a)} | {mean_std(b)} | {100 * maj:.0f} |"
+            cells = (f"| {key} ({len(runs)} seeds) | {runs[0]['unit']} | {row['k']} | {mean_std(a)} | {mean_std(b)} "
+                     f"| {100 * maj:.0f} |")
             if base is not None:
                 zero = [r["sweep"][0]["results"]["count:a"]["natural"]["accuracy"] for r in runs]
                 frac = [(x - z) / (base - z) for x, z in zip(a, zero) if base - z > 0.05]
@@ -274,10 +276,12 @@ def revival_lines(out: Path) -> list[str]:
             n = len(m["steps_to_threshold"]["per_seed"])
             name = m["name"].removeprefix("control:").removesuffix(".safetensors")
             name = "the fine-tune" if name == "revived" else name
-            cells.append(f"{name} " + (f"{statistics.fmean(reached):.0f}" if len(reached) == n else
-                                       f"never in {r['eval_steps'][-1]} ({n - len(reached)} of {n} seeds)"
-                                       if not reached else f"{statistics.fmean(reached):.0f} ({n - len(reached)} of {n} seeds never)"))
-        lines.append(f"- {f.stem.removeprefix('revive-')} (reFT LR {r['lr']:g}, {len(r['models'][0]['steps_to_threshold']['per_seed'])} "
+            missed = n - len(reached)
+            cells.append(f"{name} " + (f"{statistics.fmean(reached):.0f}" if not missed else
+                                       f"never in {r['eval_steps'][-1]} ({missed} of {n} seeds)"
+                                       if not reached else f"{statistics.fmean(reached):.0f} ({missed} of {n} seeds never)"))
+        seeds = len(r["models"][0]["steps_to_threshold"]["per_seed"])
+        lines.append(f"- {f.stem.removeprefix('revive-')} (reFT LR {r['lr']:g}, {seeds} "
                      f"seeds, threshold {100 * r['threshold']:.1f}%): " + "; ".join(cells) + ".")
     return lines
 

@@ -80,8 +80,9 @@ class Adapter:
 
     def residual_stream(self, input_ids, attention_mask=None) -> list:
         """Residual stream in ``resid_layers`` order: the embedding output (block 0's input,
-        ``hook_embed``) and every block's output (``blocks.{l}.hook_resid_post``), each (B, T, d_model), captured with forward hooks (before
-        the final norm, which Hugging Face applies to its last hidden state)."""
+        ``hook_embed``) and every block's output (``blocks.{l}.hook_resid_post``), each
+        (B, T, d_model), captured with forward hooks (before the final norm, which Hugging
+        Face applies to its last hidden state)."""
         import torch
 
         caught = []
@@ -137,8 +138,11 @@ class Adapter:
         from torch import nn
         from transformers.pytorch_utils import Conv1D
 
-        return [(name, m, 1 if isinstance(m, Conv1D) else 0) for name, m in self.blocks[layer].named_modules()
-                if isinstance(m, (nn.Linear, Conv1D))]
+        return [
+            (name, m, 1 if isinstance(m, Conv1D) else 0)
+            for name, m in self.blocks[layer].named_modules()
+            if isinstance(m, (nn.Linear, Conv1D))
+        ]
 
     def param_name(self, layer: int, module: str) -> str:
         """The model-level name of a block module's weight (e.g. model.layers.0.mlp.up_proj.weight)."""
@@ -180,9 +184,8 @@ def layer_features(model, chunks, pick, device="cpu") -> list:
     ``chunks`` yields ``(input_ids, attention_mask or None)`` batches; ``pick(hidden, mask)``
     reduces a (B, T, d_model) layer to (B, d_model) (the answer position, the last token, the mean of
     the last K). Memory: one chunk's activations plus the float16 results."""
-    import torch
-
     import numpy as np
+    import torch
 
     adapter = Adapter(model)
     per_layer: list[list[np.ndarray]] = [[] for _ in range(adapter.n_layers + 1)]

@@ -143,9 +143,14 @@ def markdown(result: dict) -> str:
                   "| --- | --- | --- |"]
         lines += [f"| {k} | {v['relative_change']:.4f} | {v['n_changed']}/{v['n_tensors']} |" for k, v in w["layers"].items()]
         lines += ["", "| module kind | relative change | tensors changed |", "| --- | --- | --- |"]
-        lines += [f"| {k} | {v['relative_change']:.4f} | {v['n_changed']}/{v['n_tensors']} |" for k, v in w["module_kinds"].items()]
+        lines += [f"| {k} | {v['relative_change']:.4f} | {v['n_changed']}/{v['n_tensors']} |"
+                  for k, v in w["module_kinds"].items()]
         top = sorted(w["tensors"].items(), key=lambda kv: -kv[1]["relative_change"])[:10]
-        lines += ["", "| most changed tensor | relative change | rank of ΔW | energy in top 1 / 4 / 16 |", "| --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "| most changed tensor | relative change | rank of ΔW | energy in top 1 / 4 / 16 |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, st in top:
             e = st.get("energy_top")
             energy = " / ".join(f"{e[k]:.2f}" for k in ("1", "4", "16")) if e else "-"

@@ -10,8 +10,8 @@ import typer
 
 from wrapcli import __version__
 from wrapcli.commands import compare as compare_cmd
-from wrapcli.commands import eval as eval_cmd
 from wrapcli.commands import compile as compile_cmd
+from wrapcli.commands import eval as eval_cmd
 from wrapcli.commands import export as export_cmd
 from wrapcli.commands import facts as facts_cmd
 from wrapcli.commands import finetune as finetune_cmd
@@ -44,8 +44,15 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Load checkpoints with NaN or Inf weights (to study broken models); refused otherwise."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Pin torch's intra-op threads (default: $WRAPCLI_THREADS, else torch's); the same count gives the same bits."),
+    allow_nonfinite: bool = typer.Option(
+        False, "--allow-nonfinite", help="Load checkpoints with NaN or Inf weights (to study broken models); refused otherwise."
+    ),
+    threads: Optional[int] = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="Pin torch's intra-op threads (default: $WRAPCLI_THREADS, else torch's); the same count gives the same bits.",
+    ),
 ) -> None:
     import os
 
@@ -60,8 +67,11 @@ def main(
         os.environ["WRAPCLI_THREADS"] = str(threads)
 
     if world().size > 1 and ctx.invoked_subcommand not in PARALLEL_COMMANDS:
-        print(f"wrapcli: error: {ctx.invoked_subcommand} does not run data-parallel; "
-              f"under torchrun use {' or '.join(PARALLEL_COMMANDS)}", file=sys.stderr)
+        print(
+            f"wrapcli: error: {ctx.invoked_subcommand} does not run data-parallel; "
+            f"under torchrun use {' or '.join(PARALLEL_COMMANDS)}",
+            file=sys.stderr,
+        )
         raise typer.Exit(1)
 
 
@@ -93,6 +103,7 @@ def entry(argv: list[str] | None = None) -> int:
         import threading
 
         received.append(signum)
+
         # An exception raised while a destructor runs is swallowed by Python; should that
         # happen, end the process anyway after a grace period (the next run removes any
         # temporary left behind).

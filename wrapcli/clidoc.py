@@ -33,7 +33,9 @@ def _table(params) -> list[str]:
     for p in params:
         if getattr(p, "hidden", False):
             continue
-        names = ", ".join(f"`{o}`" for o in [*p.opts, *getattr(p, "secondary_opts", [])]) if _is_option(p) else f"`{p.name.upper()}`"
+        names = (
+            ", ".join(f"`{o}`" for o in [*p.opts, *getattr(p, "secondary_opts", [])]) if _is_option(p) else f"`{p.name.upper()}`"
+        )
         if p.required:
             default = "required"
         elif getattr(p, "is_flag", False):

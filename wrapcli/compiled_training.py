@@ -67,7 +67,9 @@ def resolve_lr(value: str) -> tuple[float, str | None]:
 def operand_of(spec, task: str) -> str:
     """The letter of ``count:X`` on a compiled counter, or a usage error."""
     if spec.program != "counter":
-        raise UsageError(f"only a compiled counter can be fine-tuned, pruned, probed, revived or compared so far, not {spec.program}")
+        raise UsageError(
+            f"only a compiled counter can be fine-tuned, pruned, probed, revived or compared so far, not {spec.program}"
+        )
     letters = [v for v in spec.input_vocab if v not in (spec.bos, spec.pad)]
     if not task.startswith("count:") or task.split(":", 1)[1] not in letters:
         raise UsageError(f"--task {task}: a compiled counter takes count:{', count:'.join(letters)}")
@@ -89,8 +91,9 @@ def answer_loss(model, ids, operand: str):
     return F.cross_entropy(model(x)[:, -1], index[counts])
 
 
-def train(model, operand: str, recipe: Recipe, seed: int, spurious: float | None, on_eval=None,
-          eval_steps=(), on_step=None) -> list[float]:
+def train(
+    model, operand: str, recipe: Recipe, seed: int, spurious: float | None, on_eval=None, eval_steps=(), on_step=None
+) -> list[float]:
     """SGD with momentum on the count of ``operand`` (``spurious``: C_Tr, the share of
     batches' inputs with count(b) = count(a) + 1; None: uniform inputs). ``on_eval(step)``
     runs at step 0 and at every step in ``eval_steps``; ``on_step(step, loss)`` after
@@ -187,8 +190,11 @@ def attention_at_answer(model, ids: np.ndarray) -> list[dict]:
     for layer, att in enumerate(weights):
         row = att[:, :, -1].numpy()  # (B, H, T)
         for head in range(row.shape[1]):
-            shares = {str(tok): float((row[:, head] * (ids == i)).sum(1).mean())
-                      for i, tok in enumerate(spec.input_vocab) if tok != spec.pad}
+            shares = {
+                str(tok): float((row[:, head] * (ids == i)).sum(1).mean())
+                for i, tok in enumerate(spec.input_vocab)
+                if tok != spec.pad
+            }
             out.append({"layer": layer, "head": head, **shares})
     return out
 

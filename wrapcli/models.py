@@ -95,3 +95,15 @@ def context_length(config) -> int | None:
     """Positions the model can attend over: ``max_position_embeddings`` (GPT-2 maps it to
     ``n_positions``), or None when the config states none (e.g. rotary models without it)."""
     return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def enable_checkpointing(model) -> None:
+    """Gradient checkpointing (Hugging Face's): each block's activations are recomputed in
+    the backward pass instead of kept, for long records on large models; the same
+    gradients for about a third more compute. Non-reentrant, so LoRA's frozen inputs need
+    no special handling."""
+    from wrapcli.errors import UsageError
+
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise UsageError(f"--checkpointing: {type(model).__name__} does not support gradient checkpointing")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -41,7 +41,8 @@ def lr_grid(lineage: list[dict]) -> tuple[list[float], str]:
         if entry.get("kind") == "finetune" and isinstance(entry.get("lr"), (int, float)):
             lr = float(entry["lr"])
             return [lr / 10, lr], f"the fine-tuning LR {lr:g} / 10 and x 1 (lineage)"
-    return list(DEFAULT_GRID), "the default grid " + ", ".join(f"{x:g}" for x in DEFAULT_GRID) + " (no fine-tuning LR in the lineage)"
+    grid = ", ".join(f"{x:g}" for x in DEFAULT_GRID)
+    return list(DEFAULT_GRID), f"the default grid {grid} (no fine-tuning LR in the lineage)"
 
 
 def held_out(train_prompts: list[str], eval_prompts: list[str]) -> list[bool]:

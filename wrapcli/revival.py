@@ -86,9 +86,18 @@ def speedup(revived: list[float | None], controls: dict[str, list[float | None]]
     if len(revived) < MIN_SEEDS:
         verdict += f"; too few seeds for a claim (>= {MIN_SEEDS})"
     elif len(set(revived)) == 1 and all(len(set(v)) == 1 for v in controls.values()):
-        verdict += "; every seed gave the same run (e.g. a batch holding every record), so the interval shows no seed-to-seed spread"
-    return {**out, "status": "compared", "value": c["value"], "ci95": c["ci95"], "lower_bound": c["lower_bound"],
-            "best_control": best, "verdict": verdict}
+        verdict += (
+            "; every seed gave the same run (e.g. a batch holding every record), so the interval shows no seed-to-seed spread"
+        )
+    return {
+        **out,
+        "status": "compared",
+        "value": c["value"],
+        "ci95": c["ci95"],
+        "lower_bound": c["lower_bound"],
+        "best_control": best,
+        "verdict": verdict,
+    }
 
 
 def default_threshold(lineage: list[dict], target: str) -> tuple[float, str]:
@@ -150,8 +159,7 @@ def shifted(on_progress, offset: int):
     return lambda step, metrics: on_progress(offset + step, metrics)
 
 
-def run_curve(model_factory, spec, cfg, seeds, steps, device, on_progress=None, keep=None,
-              keep_every=None):
+def run_curve(model_factory, spec, cfg, seeds, steps, device, on_progress=None, keep=None, keep_every=None):
     """Train a fresh copy from ``model_factory(seed)`` for each seed, recording the target's
     accuracy at ``steps``. ``keep(seed, model, step)`` may save the model: after the last
     step, and every ``keep_every`` steps before it. ``on_progress`` counts the steps of
@@ -194,5 +202,3 @@ def curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seeds, 
         "speedup": speedup(models[0]["steps_to_threshold"]["per_seed"], ctrl, cfg.steps),
         "device": device,
     }
-
-

@@ -25,14 +25,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 THREADS_ENV = "WRAPCLI_THREADS"
 
 
-def has_fast_bf16_cpu() -> bool:
-    """Whether this CPU has AMX bf16 units (Linux /proc/cpuinfo; False elsewhere)."""
-    try:
-        return " amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def resolve_precision(name: str, device: str) -> str:
     """``auto`` -> bf16 on CUDA, fp32 on CPU; fp32 and bf16 as given."""
     if name not in PRECISIONS:

@@ -164,6 +164,7 @@ ON_RECORDS = {  # what train and finetune report when they train on user records
     "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params}, else null",
               optional=True),
     "written": F("str", "with --data: model (adapters merged, if any) or adapter (--adapter-only)", optional=True),
+    "checkpointing": F("bool", "with --data: gradient checkpointing was on (--checkpointing)", optional=True),
     "before": F(TEXT_SCORE, "with --data: the eval file scored before training", optional=True),
     "after": F(TEXT_SCORE, "with --data: and after", optional=True),
 }
@@ -255,8 +256,9 @@ PRUNE = Obj({
     "n_units": F("int", "units of that kind in the model"),
     "batches": F("int", "scoring passes"),
     "batch_size": F("int", "sequences per scoring pass"),
-    "pruned": F(List(Obj({"layer": F("int", "block"), "kind": F("str", "neuron, head, weight:neuron, weight:head, row:MODULE (a module of the block, e.g. "
-                                                  "self_attn.q_proj) or (compiled) weight:PARAMETER"),
+    "pruned": F(List(Obj({"layer": F("int", "block"),
+                          "kind": F("str", "neuron, head, weight:neuron, weight:head, row:MODULE (a module of the block, "
+                                           "e.g. self_attn.q_proj) or (compiled) weight:PARAMETER"),
                           "index": F("int", "unit index (flat weight index for weights, output feature for rows)"),
                           "score": F("float", "weight x gradient: first-order estimate of the loss drop when zeroed")})),
                 "units in pruning order"),
@@ -350,6 +352,7 @@ REVIVE = Obj({
                     optional=True),
     "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params} of the "
                    "relearning's adapters, else null", optional=True),
+    "checkpointing": F("bool", "with --data: gradient checkpointing was on (--checkpointing)", optional=True),
     "device": F("str", "device"),
 })
 CRITERION = Obj({

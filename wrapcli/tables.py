@@ -109,7 +109,11 @@ def describe_scores(s: dict) -> str:
     """A file's scores in one line: the headline metric first."""
     from wrapcli.textscore import METRICS
 
-    head = f"{s['n_records']} records: {s['metric'].replace('_', ' ')} {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}]"
+    head = (
+        f"{s['n_records']} records: {s['metric'].replace('_', ' ')} {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}]"
+    )
     if s["metric"] == METRICS["choice"]:
-        return head + f", length-normalised {s['choice_accuracy_norm']:.1%}, chance {s['chance']:.1%}, answer loss {s['loss']:.3f}"
+        return (
+            head + f", length-normalised {s['choice_accuracy_norm']:.1%}, chance {s['chance']:.1%}, answer loss {s['loss']:.3f}"
+        )
     return head + f", token accuracy {s['token_accuracy']:.1%}, answer loss {s['loss']:.3f}"

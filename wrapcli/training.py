@@ -18,11 +18,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from wrapcli.batches import TaskData, prefetched
 from wrapcli.distributed import mean, process_group
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.kernels import autocast, fast_kernels
-from wrapcli.batches import TaskData, prefetched
 from wrapcli.resume import load_state, save_state
 from wrapcli.tasks.spec import TaskSpec
 

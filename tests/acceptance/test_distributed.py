@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import TINY
 from wrapcli.distributed import World
 from wrapcli.errors import WrapError
 
 from cli import one_line_error, run
-from conftest import TINY
 
 # fp32: bf16 rounding would differ between a batch of 8 and two slices of 4
 RUN = ["--steps", "8", "--batch-size", "8", "--eval-size", "16", "--prior", "a=0.9,b=0.1", "--precision", "fp32"]

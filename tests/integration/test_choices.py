@@ -8,9 +8,10 @@ import json
 
 import pytest
 
+from wrapcli.cli import app
+
 from cli import one_line_error, run, runner
 from models import PAIRS, WORDS, make_model_dir, write_jsonl
-from wrapcli.cli import app
 
 ARCHS = ["gpt2", "llama", "gpt_neox"]
 

@@ -4,14 +4,13 @@ import json
 
 import pytest
 
+from conftest import TINY
 from wrapcli import checkpoint
 from wrapcli.cli import app
 from wrapcli.files import sha256
 from wrapcli.tasks import vocab
 
 from cli import one_line_error, run, runner
-
-from conftest import TINY
 
 
 def test_finetune_lineage_and_log(chain):
@@ -115,7 +114,11 @@ def _other_config(tmp_path):
         (["revive", "{ft}", "--task", "count:a", "--threshold", "1.5"], 2, "--threshold"),
         (["revive", "{ft}", "--task", "count:a", "--threshold", "0"], 2, "--threshold"),
         (["revive", "{ft}", "--task", "count:a", "--keep-every", "5"], 2, "--keep-every"),
-        (["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"], 2, "'--precision': 'fp16' is not one of"),
+        (
+            ["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"],
+            2,
+            "'--precision': 'fp16' is not one of",
+        ),
         (["revive", "{ft}", "--task", "count"], 2, "fixed operand"),
         (["revive", "{pt}", "--task", "count:a"], 1, "pass --lr"),
         (["eval", "{ft}", "--conjugate", "a:b", "--device", "cpu"], 2, "not invertible"),

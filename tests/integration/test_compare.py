@@ -12,6 +12,7 @@ from wrapcli.cli import app
 from cli import one_line_error, run, runner
 from models import MLP_OUT, rank1_edit, tiny_hf
 
+
 def test_linear_cka_known_cases():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 8))
@@ -44,7 +45,8 @@ def test_precision_is_the_dtype_the_models_run_in_and_dtype_its_old_name(tmp_pat
 
 def test_cli_with_tasks_reports_and_markdown(chain, tmp_path):
     pt, ft = chain / "pt.safetensors", chain / "ft.safetensors"
-    run("probe", ft, "--target", "count:a", "--n", "100", "--no-attention", "--device", "cpu", "-q", "-o", tmp_path / "probe.json")
+    run("probe", ft, "--target", "count:a", "--n", "100", "--no-attention", "--device", "cpu", "-q",
+        "-o", tmp_path / "probe.json")
     run("prune", ft, "--task", "count:a", "--unit", "head", "--k", "0,1", "--eval-size", "16", "--batch-size", "16",
         "--device", "cpu", "-q", "-o", tmp_path / "prune.json")
     md = tmp_path / "audit.md"

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from wrapcli import checkpoint
+
 from cli import one_line_error, run
 from models import tiny_compiled
-from wrapcli import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,8 @@ def test_a_compiled_checkpoint_evaluates_and_prunes_with_no_jax(counter, tmp_pat
         "for name in ('jax', 'jaxlib', 'haiku', 'tracr'):\n"
         "    sys.modules[name] = None  # import fails\n"
         "from wrapcli.cli import entry\n"
-        f"assert entry(['eval', {str(counter)!r}, '--task', 'count:a', '--n', '32', '-q', '-o', {str(tmp_path / 'e.json')!r}]) == 0\n"
+        f"assert entry(['eval', {str(counter)!r}, '--task', 'count:a', '--n', '32', '-q',"
+        f" '-o', {str(tmp_path / 'e.json')!r}]) == 0\n"
         f"assert entry(['prune', {str(counter)!r}, '--task', 'count:a', '--unit', 'weight', '--k', '0,1',"
         f" '--eval-size', '32', '-q', '-o', {str(tmp_path / 'p.json')!r}]) == 0\n"
         "assert not any(m.split('.')[0] in ('jax', 'tracr', 'haiku') for m, v in sys.modules.items() if v is not None)\n"

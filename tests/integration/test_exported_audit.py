@@ -142,11 +142,10 @@ def test_the_world_target_plans_the_truth_study(tmp_path):
 def test_data_path_errors(exported, tmp_path):
     """Each names its problem in one line: a record without an answer, an empty file, a
     directory with no tokenizer, a control of another vocabulary, -w of the wrong kind."""
-    from models import tiny_hf
-
-    from cli import one_line_error
     from wrapcli.cli import app
-    from cli import runner
+
+    from cli import one_line_error, runner
+    from models import tiny_hf
 
     d = exported
     write_jsonl(tmp_path / "noanswer.jsonl", [{"prompt": "<bos> <count>"}])

@@ -4,7 +4,6 @@ of tests/integration/test_bad_inputs.py)."""
 import hashlib
 import os
 
-
 from wrapcli.cli import app
 
 from cli import runner

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from wrapcli.adapters import Adapter
+from wrapcli.adapters import Adapter, last_positions
 from wrapcli.cli import app
 from wrapcli.errors import WrapError
-from wrapcli.adapters import last_positions
 from wrapcli.probing import fit_probe, split
 
 from cli import one_line_error, run, runner

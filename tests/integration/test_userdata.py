@@ -14,6 +14,7 @@ from wrapcli.userdata import IGNORE, read_jsonl, text_data
 from cli import runner
 from models import PAIRS, make_model_dir, tiny_hf, write_jsonl
 
+
 @pytest.fixture
 def model_dir(tmp_path):
     return make_model_dir(tmp_path / "hf")

@@ -171,7 +171,8 @@ def test_zeroing_the_top_weights_sets_exactly_those_to_zero():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     units = ct.saliency(model, "a", 30, seed=1)[:3]
     ct.zero(model, units)
-    changed = {(k, i) for k, v in model.state_dict().items() for i in torch.nonzero((v != before[k]).flatten()).flatten().tolist()}
+    changed = {(k, i) for k, v in model.state_dict().items()
+               for i in torch.nonzero((v != before[k]).flatten()).flatten().tolist()}
     assert changed == {(u["param"], u["index"]) for u in units}
     assert ct.layer_of("layers.1.mlp.linear_1.weight") == 1 and ct.layer_of("token_embed.weight") == -1
 
@@ -208,8 +209,7 @@ def test_residual_features_are_the_embedding_and_each_blocks_output_at_the_last_
     feats = ct.residual_features(model, ids)
     w = {k: v.numpy() for k, v in model.state_dict().items()}
     assert len(feats) == 1 + SPEC.n_layers
-    np.testing.assert_allclose(feats[0], w["token_embed.weight"][ids[:, -1]] + w["pos_embed.weight"][ids.shape[1] - 1],
-                               rtol=1e-6)
+    np.testing.assert_allclose(feats[0], w["token_embed.weight"][ids[:, -1]] + w["pos_embed.weight"][ids.shape[1] - 1], rtol=1e-6)
     with torch.no_grad():
         logits = model(torch.as_tensor(ids))[:, -1].numpy()
     np.testing.assert_allclose(feats[-1] @ SPEC.unembedding().T, logits, rtol=1e-5, atol=1e-5)
@@ -230,7 +230,8 @@ def test_pruning_a_neuron_equals_ablating_its_hidden_unit_and_scores_its_column(
     ids = torch.as_tensor(compiled.counter_ids(SPEC, 20, np.random.default_rng(4), None))
     mlp = model.layers[layer].mlp
     hook = mlp.linear_1.register_forward_hook(  # the ablation: the hidden unit's pre-activation set to 0
-        lambda m, inp, out: out.index_fill(-1, torch.tensor([top["index"]]), 0.0))
+        lambda m, inp, out: out.index_fill(-1, torch.tensor([top["index"]]), 0.0)
+    )
     with torch.no_grad():
         ablated = model(ids)
     hook.remove()

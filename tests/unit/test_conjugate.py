@@ -65,7 +65,9 @@ def test_relabelling_changes_what_a_shortcut_model_sees():
 
 def test_relabel_maps_text_operand_and_composites():
     mapping = parse_mapping("a:b,b:c,c:a")
-    batch = eval_batch(TaskSpec(components=parse_components("count:ab"), text_len=48), Component("count_composite", "ab"), 5, None)
+    batch = eval_batch(
+        TaskSpec(components=parse_components("count:ab"), text_len=48), Component("count_composite", "ab"), 5, None
+    )
     out = relabel(batch, mapping)
     assert (out.tokens[:, 2] == vocab.ID["bc"]).all()
     text_in = np.array(vocab.TOKENS)[batch.tokens[:, 5:-4]]

@@ -113,9 +113,9 @@ def test_unknown_architecture():
 def test_micro_batched_scoring_equals_one_batch(tmp_path, monkeypatch):
     """User records scored in micro-batches of a few tokens give the units the same
     weight x gradient scores as one batch holding every record."""
-    from models import PAIRS, make_model_dir, write_jsonl
-
     from wrapcli.runs import prune as run
+
+    from models import PAIRS, make_model_dir, write_jsonl
 
     model_dir = make_model_dir(tmp_path / "hf", "llama")
     data = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v} {w}"} for w, v in PAIRS.items()])

@@ -8,8 +8,9 @@ import pytest
 from wrapcli.errors import WrapError
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import batch_for_step, eval_batch, make_batch, plant, relation_holds
-from specs import parse_task
 from wrapcli.tasks.spec import Component, TaskSpec, parse_prior
+
+from specs import parse_task
 
 
 def decode(row):

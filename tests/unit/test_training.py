@@ -5,14 +5,14 @@ import math
 import pytest
 import torch
 
-from wrapcli.tasks import vocab
-from specs import parse_task
-from wrapcli.tasks.spec import parse_prior
 from wrapcli.batches import TaskData, loss_on
-from wrapcli.training import TrainConfig, lr_at, train
+from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import batch_for_step
+from wrapcli.tasks.spec import parse_prior
+from wrapcli.training import TrainConfig, lr_at, train
 
 from models import tiny
+from specs import parse_task
 
 SPEC = parse_task("count", prior=parse_prior("a=0.9,b=0.1"), text_len=48)
 

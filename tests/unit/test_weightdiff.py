@@ -9,6 +9,7 @@ from wrapcli.weightdiff import compare_weights, module_kind
 
 from models import MLP_OUT, rank1_edit, tiny, tiny_hf
 
+
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
 def test_known_rank1_edit_in_one_mlp_is_found_and_nothing_else(tmp_path, arch):
     base = tiny_hf(arch)

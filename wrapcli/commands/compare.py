@@ -12,8 +12,8 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.thresholds import Thresholds
 from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
+from wrapcli.thresholds import Thresholds
 
 EXAMPLE = """Example:
 
@@ -48,10 +48,11 @@ def compare(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import audit, reports as envelope
-        from wrapcli.runs import compare as run
+        from wrapcli import audit
+        from wrapcli import reports as envelope
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs, write_text
+        from wrapcli.runs import compare as run
         from wrapcli.runtime import resolve_device
 
         check_outputs(out, markdown_out, inputs=[*ckpts, *(reports or []), *(task or [])])

@@ -55,11 +55,10 @@ def eval_(
 
     with errors_as_exit(debug):
         from wrapcli import checkpoint, reports
-        from wrapcli.runtime import resolve_device
         from wrapcli.errors import UsageError
         from wrapcli.evaluation import evaluate
         from wrapcli.files import check_format, check_outputs, write_text
-        from wrapcli.runtime import resolve_precision
+        from wrapcli.runtime import resolve_device, resolve_precision
         from wrapcli.tasks.checks import task_for
         from wrapcli.tasks.conjugate import parse_mapping
 
@@ -148,8 +147,8 @@ def _eval_compiled(ckpt, task, n, seed, device, out, json_out, quiet) -> None:
     counter, on ``--task count:X`` with and without the spurious feature."""
     from wrapcli import checkpoint, compiled, reports
     from wrapcli.console import stderr
-    from wrapcli.tables import accuracy_table, attention_table
     from wrapcli.errors import UsageError
+    from wrapcli.tables import accuracy_table, attention_table
 
     model = checkpoint.load_compiled(ckpt)
     tasks = {}

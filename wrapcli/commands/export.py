@@ -28,7 +28,6 @@ def export(
 
     with errors_as_exit(debug):
         from wrapcli import checkpoint
-
         from wrapcli.files import check_distinct
 
         check_distinct([dest], [ckpt])

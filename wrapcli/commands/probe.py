@@ -50,9 +50,9 @@ def probe(
 
     with errors_as_exit(debug):
         from wrapcli import reports, tables
-        from wrapcli.runs import probe as run
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs
+        from wrapcli.runs import probe as run
         from wrapcli.runtime import resolve_device
 
         if n < 8:

@@ -64,12 +64,11 @@ def prune(
 
     with errors_as_exit(debug):
         from wrapcli import reports, tables
-        from wrapcli.runs import prune as run
         from wrapcli.errors import UsageError
         from wrapcli.files import check_distinct, check_format, check_outputs, check_writable
-        from wrapcli.runtime import resolve_precision
-        from wrapcli.runtime import resolve_device
         from wrapcli.plots import require_matplotlib
+        from wrapcli.runs import prune as run
+        from wrapcli.runtime import resolve_device, resolve_precision
 
         try:
             ks = [int(x) for x in k.split(",") if x.strip()]

@@ -14,7 +14,16 @@ from typing import Annotated, Optional
 import typer
 
 from wrapcli.commands._options import (
-    BatchSize, Debug, Device, EvalSize, Json, Out, Precision, Preset, Quiet, Steps,
+    BatchSize,
+    Debug,
+    Device,
+    EvalSize,
+    Json,
+    Out,
+    Precision,
+    Preset,
+    Quiet,
+    Steps,
 )
 
 EXAMPLE = """Example:
@@ -43,6 +52,7 @@ def revive(
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Accuracy that counts as revived (default: 0.9 x pretrained, else 0.9).")] = None,
     lora: Annotated[Optional[int], typer.Option("--lora", help="With --data: relearn with rank-R LoRA adapters (peft, the lora extra) instead of every weight: the weaker, cheaper attack.")] = None,
     lora_targets: Annotated[str, typer.Option("--lora-targets", help="With --lora: module names to adapt, comma-separated, or all-linear.")] = "all-linear",
+    checkpointing: Annotated[bool, typer.Option("--checkpointing", help="With --data: gradient checkpointing (recompute activations in the backward pass): less memory on long records, about a third more compute.")] = False,
     margin: Annotated[Optional[float], typer.Option("--margin", help="With --data: held-out accuracy above the floor that counts as relearned (default 0.05).")] = None,
     preset: Preset = "cpu",
     steps: Steps = None,
@@ -64,11 +74,11 @@ def revive(
 
     with errors_as_exit(debug):
         from wrapcli import presets, reports, tables
-        from wrapcli.runs import revive as run
-        from wrapcli.plots import line_plot, require_matplotlib
-        from wrapcli.runtime import resolve_device
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs
+        from wrapcli.plots import line_plot, require_matplotlib
+        from wrapcli.runs import revive as run
+        from wrapcli.runtime import resolve_device
 
         check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])
         check_format(out, "report", "-o")
@@ -79,7 +89,7 @@ def revive(
             raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
                              "against a floor: give --reference (or --control DIR), not --scratch")
         given = [f for f, v in (("--eval-data", eval_data), ("--reference", reference), ("--margin", margin),
-                                ("--lora", lora)) if v is not None]
+                                ("--lora", lora), ("--checkpointing", checkpointing or None)) if v is not None]
         if data is None and given:
             raise UsageError(f"{', '.join(given)} {'go' if len(given) > 1 else 'goes'} with --data")
         if lora_targets != "all-linear" and lora is None:
@@ -116,7 +126,7 @@ def revive(
                                                            "eval_size": eval_size})
             elif data is not None:
                 result = run.revive_text(data=data, eval_data=eval_data, reference=reference, margin=margin,
-                                         lora=lora_spec, **common)
+                                         lora=lora_spec, checkpointing=checkpointing, **common)
             else:
                 result = run.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
                                         keep_every=keep_every, **common)

@@ -8,8 +8,22 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from wrapcli.commands._options import (
-    BatchSize, Debug, Device, EvalEvery, EvalSize, Force, Json, Log, Loss, Precision, Preset, Quiet, Resume, SaveEvery,
-    Seed, Steps,
+    BatchSize,
+    Debug,
+    Device,
+    EvalEvery,
+    EvalSize,
+    Force,
+    Json,
+    Log,
+    Loss,
+    Precision,
+    Preset,
+    Quiet,
+    Resume,
+    SaveEvery,
+    Seed,
+    Steps,
 )
 from wrapcli.console import errors_as_exit, progress, stderr
 from wrapcli.tables import accuracy_table

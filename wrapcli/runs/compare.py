@@ -13,7 +13,6 @@ from wrapcli.errors import UsageError, WrapError
 from wrapcli.schema import RESULTS_VERSIONS, validate
 from wrapcli.verdicts import Thresholds
 
-
 EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
 
 
@@ -66,8 +65,8 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     streamed tensor by tensor; for behaviour, CKA and KL one model at a time is in memory
     beside the base's kept activations (float16 features, float16 answer log-probs)."""
     from wrapcli import checkpoint
-    from wrapcli.files import sha256
     from wrapcli.adapters import layer_features
+    from wrapcli.files import sha256
 
     if len(paths) < 2:
         raise WrapError("compare needs at least two checkpoints (the first is the base)")

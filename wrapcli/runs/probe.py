@@ -11,7 +11,6 @@ from wrapcli.errors import UsageError
 from wrapcli.models import context_length
 from wrapcli.probing import against_baselines, attention_summary, class_balance, probe_layers, split
 
-
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
 
 

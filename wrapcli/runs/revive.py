@@ -12,12 +12,19 @@ import numpy as np
 
 from wrapcli.errors import UsageError
 from wrapcli.revival import (
-    MIN_SEEDS, Curve, curves_result, default_lr, default_threshold, eval_grid, run_curve, shifted,
+    MIN_SEEDS,
+    Curve,
+    curves_result,
+    default_lr,
+    default_threshold,
+    eval_grid,
+    run_curve,
+    shifted,
 )
 
 
 def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None, lora=None,
-                   loaded: list | None = None):
+                   loaded: list | None = None, checkpointing: bool = False):
     """Relearning on user records: train a fresh load of ``path`` (or LoRA adapters on it,
     with ``lora``) on ``train_path`` for each seed (the seed orders the records), scoring
     ``eval_path`` (held out) at ``steps``; ``loaded``, a list holding a model already
@@ -25,10 +32,11 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     8B model takes tens of seconds; the caller keeps no reference to it). Returns the
     record kind's metric per seed and step, the mean answer loss per seed and step, each
     record's correctness after the last step per seed, and with ``lora`` the adapters'
-    description (wrapcli/lora.py ``describe``)."""
+    description (wrapcli/lora.py ``describe``). ``checkpointing``: gradient checkpointing
+    while it trains (wrapcli/models.py)."""
     from wrapcli import checkpoint
-    from wrapcli.training import train
     from wrapcli.textscore import score_records, summarize
+    from wrapcli.training import train
     from wrapcli.userdata import load_tokenizer, text_data
 
     metric, loss, final = [], [], []
@@ -40,6 +48,10 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
             model = loaded.pop().to(device)
         else:
             model = checkpoint.load(path, device=device).model
+        if checkpointing:
+            from wrapcli.models import enable_checkpointing
+
+            enable_checkpointing(model)
         if lora is not None:
             from wrapcli.lora import attach, describe
 
@@ -103,7 +115,7 @@ def parse_lrs(lr: str | None, preset, lineage) -> tuple[list[float], str]:
 
 def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, preset, steps=None,
                 batch_size=None, seeds=MIN_SEEDS, threshold=None, device="cpu", precision="auto",
-                margin=None, lora=None, on_progress=None) -> dict:
+                margin=None, lora=None, checkpointing=False, on_progress=None) -> dict:
     """The relearning test of unlearning audits (Hu et al. 2024; Deeb & Roger 2024; Lucki
     et al. 2024): fine-tune a Hugging Face model that lost a capability on ``data`` at each
     learning rate of the attacker's grid, and score held-out ``eval_data`` (exact match, or
@@ -178,7 +190,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
             offset = (i * len(named) + j) * seeds * cfg.steps
             metric, loss, last, adapters = run_text_curve(
                 path, data, eval_data, cfg, seed_list, set(grid), device, shifted(on_progress, offset), lora,
-                loaded=unchanged)
+                loaded=unchanged, checkpointing=checkpointing)
             summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
             summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
             if original is not None and original["accuracy"] > start["accuracy"]:
@@ -212,6 +224,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         "lr_grid": [{"lr": g["lr"], "models": g["models"], "speedup": g["speedup"]} for g in grid_results],
         "relearning": crit,
         "lora": adapters,
+        "checkpointing": checkpointing,
     }
 
 
@@ -223,9 +236,9 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
 
     from wrapcli import checkpoint
     from wrapcli.checkpoint import check_same_shapes, lineage_entry
+    from wrapcli.models import build_model
     from wrapcli.presets import resolve_lr
     from wrapcli.runtime import resolve_precision
-    from wrapcli.models import build_model
     from wrapcli.tasks.checks import single_component, task_for
     from wrapcli.training import TrainConfig
 

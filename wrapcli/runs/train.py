@@ -7,18 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from wrapcli import checkpoint
+from wrapcli.batches import TaskData
 from wrapcli.checkpoint import lineage_entry
 from wrapcli.distributed import is_main
 from wrapcli.errors import UsageError, WrapError
-from wrapcli.files import check_replaceable, check_writable
 from wrapcli.evaluation import EVAL_SEED, evaluate
-from wrapcli.models import ModelShape, build_config, build_model
+from wrapcli.files import check_replaceable, check_writable
+from wrapcli.models import ModelShape, build_config, build_model, enable_checkpointing
 from wrapcli.presets import Preset, resolve_lr
 from wrapcli.runtime import resolve_device, resolve_precision
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
-from wrapcli.tasks.spec import parse_components, parse_prior, TaskSpec
-from wrapcli.batches import TaskData
+from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
 from wrapcli.training import TrainConfig, train
 from wrapcli.userdata import pad_id
 
@@ -138,7 +138,7 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
 def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medium",
                   steps=None, batch_size=None, eval_every=None, resume=False, save_every=None,
                   seed=0, device="auto", precision="auto", on_step=None, lora=None, adapter_only=False,
-                  force=False) -> dict:
+                  force=False, checkpointing=False) -> dict:
     """Fine-tune a Hugging Face model directory on user JSONL records; writes ``out`` as
     a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage). With
     ``lora`` (a LoraSpec) only low-rank adapters train, merged into the written weights,
@@ -153,7 +153,8 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
                        lr=lr_value, steps=_pick(steps, preset.ft_steps),
                        batch_size=_pick(batch_size, preset.ft_batch_size), eval_every=eval_every, resume=resume,
                        save_every=save_every, seed=seed, device=device, precision=precision, on_step=on_step,
-                       lora=lora, adapter_only=adapter_only, force=force, lr_preset=lr_name)
+                       lora=lora, adapter_only=adapter_only, force=force, checkpointing=checkpointing,
+                       lr_preset=lr_name)
     return {**result, "parent": {"path": str(parent), "sha256": ck.sha256}, "lr_preset": lr_name}
 
 
@@ -192,7 +193,8 @@ def _check_out_dir(out, force: bool = False) -> None:
 
 
 def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eval_every, resume, save_every,
-              seed, device, precision, on_step, lora=None, adapter_only=False, force=False, **lineage) -> dict:
+              seed, device, precision, on_step, lora=None, adapter_only=False, force=False, checkpointing=False,
+              **lineage) -> dict:
     """Train ``ck.model`` (or LoRA adapters on it) on user records, score ``eval_data``
     (default: ``data``) before and after, and write ``out`` (a Hugging Face directory with
     ``tok``) with its lineage."""
@@ -208,6 +210,8 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
                       eval_every=_pick(eval_every, max(1, steps // 10)),
                       precision=resolve_precision(precision, device))
     before = score_text(ck.model, eval_set, device)
+    if checkpointing:
+        enable_checkpointing(ck.model)
     wrapped, adapters = None, None
     if lora is not None:
         from wrapcli import lora as lora_mod
@@ -217,6 +221,8 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
         lineage["lora"] = adapters
     log = train(ck.model, train_set, cfg, device=device, state_path=state_path(out),
                 resume=resume, save_every=save_every, on_step=on_step)
+    if checkpointing:
+        ck.model.gradient_checkpointing_disable()
     after = score_text(ck.model, eval_set, device)
     entry = lineage_entry(kind, lineage.pop("parent_sha256", ck.sha256), f"data:{Path(data).name}", seed, {},
                           steps=cfg.steps, lr=cfg.lr, precision=cfg.precision, data_sha256=sha256(data), **lineage)
@@ -232,6 +238,7 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
     return {
         "lora": adapters,
         "written": "adapter" if adapter_only else "model",
+        "checkpointing": checkpointing,
         "checkpoint": str(out),
         "data": {"path": str(data), "sha256": sha256(data), "records": train_set.n_records},
         "eval_data": str(eval_data or data),

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.tasks import vocab
 
-SINGLE_FAMILIES = ("count", "index", "count2", "count3")
 COMPOSITE_FAMILIES = {"count": "count_composite", "index": "index_composite"}
 COUNTING = ("count", "count_composite", "count2", "count3")
 INDEXING = ("index", "index_composite")

@@ -37,7 +37,6 @@ ID = {tok: i for i, tok in enumerate(TOKENS)}
 
 PAD, BOS, EOS, SOT, EOT, ANS, NONE = (ID[t] for t in SPECIALS)
 FAMILY_ID = {f: ID[f"<{f}>"] for f in FAMILIES}
-TERMINAL_ID = {t: ID[t] for t in TERMINALS}
 # Terminal ids are contiguous: grammar code works with 0/1/2 and adds this offset.
 TERMINAL_BASE = ID["a"]
 NUMBER_BASE = ID["0"]
