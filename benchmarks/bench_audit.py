@@ -42,7 +42,7 @@ SIZES = {  # (hidden, layers, heads, kv heads, intermediate, vocabulary, tied em
     "8b": (4096, 32, 32, 8, 14336, 128_256, False),
 }
 LORA_RANK = 16
-FULL_ROWS = ("revive-full", "plain-full", "prune")  # too big for one GPU at 8B
+FULL_ROWS = ("revive-full", "revive-ckpt", "plain-full", "prune")  # too big for one GPU at 8B
 
 
 def build(root: Path, size: str, device: str) -> int:
@@ -234,6 +234,7 @@ def rows(root: Path, device: str, seeds: int, steps: int) -> dict[str, tuple[str
         "prune": ("prune --data (neurons, K 0,1,5,10)", wc("prune", t, "--data", pairs, "--k", "0,1,5,10",
                                                             "--batch-size", "16", *common)),
         "revive-full": (f"revive --data ({seeds} seeds x {steps} steps, batch 8)", wc(*revive)),
+        "revive-ckpt": (f"revive --data --checkpointing ({seeds} x {steps}, batch 8)", wc(*revive, "--checkpointing")),
         "revive-lora": (f"revive --data --lora {LORA_RANK} ({seeds} x {steps}, batch 8)",
                         wc(*revive, "--lora", str(LORA_RANK))),
         "plain-full": ("plain HF loop (AdamW, batch 8)", plain(0)),

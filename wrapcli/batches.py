@@ -13,22 +13,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from wrapcli.errors import WrapError
 from wrapcli.tasks.sequences import answer_pos, batch_for_step
 from wrapcli.tasks.spec import TaskSpec
 
-if TYPE_CHECKING:
-    from wrapcli.training import TrainConfig
+
+class BatchSettings(Protocol):
+    """What batches read of the training settings (wrapcli/training.py's TrainConfig has
+    these and more; naming only these keeps this module below the training loop)."""
+
+    steps: int
+    batch_size: int
+    loss: str
+    mix: float
+    stream: int
 
 
 class TrainingData(Protocol):
     identity: str
 
-    def batch(self, step: int, cfg: "TrainConfig", device) -> dict: ...
+    def batch(self, step: int, cfg: "BatchSettings", device) -> dict: ...
 
-    def loss(self, model, batch: dict, cfg: "TrainConfig"): ...
+    def loss(self, model, batch: dict, cfg: "BatchSettings"): ...
 
 
 def loss_on(model, tokens, mode: str):
@@ -61,7 +69,7 @@ class TaskData:
     def identity(self) -> str:
         return self.spec.to_json() + (self.mix_spec.to_json() if self.mix_spec else "")
 
-    def batch(self, step: int, cfg: TrainConfig, device) -> dict:
+    def batch(self, step: int, cfg: BatchSettings, device) -> dict:
         import torch
 
         if cfg.mix and mixed(step, cfg.mix):
@@ -72,11 +80,11 @@ class TaskData:
             b = batch_for_step(self.spec, step, cfg.batch_size, cfg.stream)
         return {"input_ids": torch.as_tensor(b.tokens, device=device)}
 
-    def loss(self, model, batch: dict, cfg: TrainConfig):
+    def loss(self, model, batch: dict, cfg: BatchSettings):
         return loss_on(model, batch["input_ids"], cfg.loss)
 
 
-def prefetched(data, cfg: TrainConfig, start: int, device: str, rows: slice = slice(None),
+def prefetched(data, cfg: BatchSettings, start: int, device: str, rows: slice = slice(None),
                background: bool | None = None):
     """Yield (step, batch) for steps start..cfg.steps-1, this rank's ``rows`` of each.
 
