@@ -21,10 +21,10 @@ import sys, time
 def hwm():
     line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
     return int(line.split()[1]) / 1024
-import torch, wrapcli.weightdiff
+import torch, wrapcli.analyses.weightdiff
 base = hwm()
 t0 = time.perf_counter()
-rep = wrapcli.weightdiff.compare_weights(sys.argv[1], sys.argv[2])
+rep = wrapcli.analyses.weightdiff.compare_weights(sys.argv[1], sys.argv[2])
 dt = time.perf_counter() - t0
 print(f"{dt:.1f} {hwm():.0f} {base:.0f} {len(rep['tensors'])} {len(rep['changed_tensors'])}")
 """

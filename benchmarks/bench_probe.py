@@ -33,8 +33,8 @@ def main() -> None:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from wrapcli.analyses.probing import layer_features, token_chunks
     from wrapcli.checkpoint import quiet_transformers
-    from wrapcli.probing import layer_features, token_chunks
 
     quiet_transformers()
     torch.manual_seed(0)

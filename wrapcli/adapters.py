@@ -150,7 +150,7 @@ class Adapter:
 
     def location(self, unit) -> tuple[str, tuple]:
         """Where a pruning unit's weights live: the parameter's name and the index into it
-        (wrapcli/pruning.py's Unit: neuron, head, weight:neuron, weight:head, row:MODULE)."""
+        (wrapcli/analyses/pruning.py's Unit: neuron, head, weight:neuron, weight:head, row:MODULE)."""
         if unit.kind.startswith("row:"):
             module = unit.kind.split(":", 1)[1]
             axis = dict((n, a) for n, _, a in self.linears(unit.layer))[module]

@@ -180,7 +180,7 @@ def read_side(directory: Path) -> dict:
 
 
 def is_compiled(path) -> bool:
-    """Whether ``path`` is a compiled (Tracr) checkpoint (wrapcli/compiled.py)."""
+    """Whether ``path`` is a compiled (Tracr) checkpoint (wrapcli/compiled/model.py)."""
     path = Path(path)
     return path.is_file() and "compiled" in read_metadata(path)
 
@@ -196,19 +196,6 @@ def save_compiled(path, model, lineage=()) -> None:
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
         canonical_header(tmp)
-
-
-def load_compiled(path):
-    """The torch model of a compiled (Tracr) checkpoint, checked like any other."""
-    from wrapcli import compiled
-
-    path = Path(path)
-    meta = read_metadata(path)
-    if "compiled" not in meta:
-        raise WrapError(f"{path}: not a compiled (Tracr) checkpoint")
-    model = compiled.load(path, meta)
-    check_finite(model, path)
-    return model
 
 
 def check_finite(model, path) -> None:

@@ -143,7 +143,7 @@ def _scored(entry: dict) -> dict:
 
 def revive(results: dict, th: Thresholds, source: str) -> dict:
     """Relearning on user records: do held-out records come back above the floor
-    (wrapcli/relearning.py)? Built-in tasks: does the capability come back faster than
+    (wrapcli/analyses/relearning.py)? Built-in tasks: does the capability come back faster than
     in every control? Both read the report's structured fields, never its sentences."""
     if results.get("relearning"):
         return relearn(results["relearning"], th, source)

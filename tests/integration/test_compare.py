@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from wrapcli import audit, verdicts
+from wrapcli import verdicts
+from wrapcli.analyses import audit
 from wrapcli.cli import app
 
 from cli import one_line_error, run, runner

@@ -54,7 +54,7 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     p = report(tmp_path / "revert.json")
     assert p["operation"] == "revert" and p["revert_to"]["path"] == str(counter)
     reverted = checkpoint.load_compiled(ft)
-    from wrapcli import compiled_training as ct
+    from wrapcli.compiled import training as ct
 
     base = dict(checkpoint.load_compiled(counter).named_parameters())
     units = [{"param": u["kind"].split(":", 1)[1], "index": u["index"]} for u in p["pruned"][:2]]

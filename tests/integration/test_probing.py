@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from wrapcli.adapters import Adapter, last_positions
+from wrapcli.analyses.probing import fit_probe, split
 from wrapcli.cli import app
 from wrapcli.errors import WrapError
-from wrapcli.probing import fit_probe, split
 
 from cli import one_line_error, run, runner
 from models import make_model_dir, tiny_hf, write_jsonl

@@ -10,7 +10,9 @@ from cli import one_line_error, run
 
 pytest.importorskip("tracr", reason="needs the compile extra: pip install 'wrapcli[compile]'")
 
-from wrapcli import checkpoint, compiled, compiling  # noqa: E402
+from wrapcli import checkpoint
+from wrapcli.compiled import compiling  # noqa: E402
+from wrapcli.compiled import model as compiled
 
 ATOL = 1e-4  # float32 rounding over a few layers of large compiled weights
 

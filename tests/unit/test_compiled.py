@@ -1,7 +1,7 @@
 """Compiled (Tracr-architecture) models without Tracr: the torch forward pass against an
-independent numpy one, the checkpoint round trip, and the refusals (compiled.py); the
+independent numpy one, the checkpoint round trip, and the refusals (compiled/model.py); the
 attention read at the answer position against the numpy pass, weight saliency against
-finite differences, and the SGD fine-tune (compiled_training.py)."""
+finite differences, and the SGD fine-tune (compiled/training.py)."""
 
 import json
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from wrapcli import checkpoint, compiled
+from wrapcli import checkpoint
+from wrapcli.compiled import model as compiled
 from wrapcli.errors import WrapError
 
 from models import COMPILED_LABELS as LABELS
@@ -125,9 +126,9 @@ def test_a_counter_is_scored_on_each_setting_against_brute_force():
         compiled.evaluate(model, 10, operand="z")
 
 
-# -- fine-tuning, pruning and reading them (compiled_training.py) ----------------------
+# -- fine-tuning, pruning and reading them (compiled/training.py) ----------------------
 def test_attention_at_the_answer_position_against_the_numpy_forward():
-    from wrapcli import compiled_training as ct
+    from wrapcli.compiled import training as ct
 
     model = random_model(3)
     ids = compiled.counter_ids(SPEC, 64, np.random.default_rng(0), None)
@@ -144,7 +145,7 @@ def test_attention_at_the_answer_position_against_the_numpy_forward():
 
 
 def test_weight_saliency_is_weight_times_a_finite_difference_gradient():
-    from wrapcli import compiled_training as ct
+    from wrapcli.compiled import training as ct
 
     model = random_model(4).double()
     units = ct.saliency(model, "a", 50, seed=0)
@@ -165,7 +166,7 @@ def test_weight_saliency_is_weight_times_a_finite_difference_gradient():
 
 
 def test_zeroing_the_top_weights_sets_exactly_those_to_zero():
-    from wrapcli import compiled_training as ct
+    from wrapcli.compiled import training as ct
 
     model = random_model(5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -178,7 +179,7 @@ def test_zeroing_the_top_weights_sets_exactly_those_to_zero():
 
 
 def test_sgd_fine_tuning_is_deterministic_and_lowers_the_loss():
-    from wrapcli import compiled_training as ct
+    from wrapcli.compiled import training as ct
 
     recipe = ct.Recipe(steps=150, batch_size=32, lr=0.05)
     runs = []
@@ -202,7 +203,7 @@ def test_counter_batches_hold_the_feature_in_exactly_the_asked_share():
 
 
 def test_residual_features_are_the_embedding_and_each_blocks_output_at_the_last_position():
-    from wrapcli import compiled_training as ct
+    from wrapcli.compiled import training as ct
 
     model = random_model(7)
     ids = compiled.counter_ids(SPEC, 16, np.random.default_rng(2), None)
@@ -216,7 +217,7 @@ def test_residual_features_are_the_embedding_and_each_blocks_output_at_the_last_
 
 
 def test_pruning_a_neuron_equals_ablating_its_hidden_unit_and_scores_its_column():
-    from wrapcli import compiled_training as ct
+    from wrapcli.compiled import training as ct
 
     model = random_model(8)
     weights = {(u["param"], u["index"]): u["score"] for u in ct.saliency(model, "a", 40, seed=3)}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from wrapcli import audit
 from wrapcli.adapters import Adapter
+from wrapcli.analyses import audit
 
 from models import tiny
 
@@ -31,7 +31,7 @@ def test_linear_cka_equals_the_hsic_formulation():
 
 @pytest.mark.parametrize("shape", [(300, 40), (40, 300), (64, 64)])
 def test_singular_values_equal_torch_svdvals(shape):
-    from wrapcli.weightdiff import singular_values
+    from wrapcli.analyses.weightdiff import singular_values
 
     m = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     m[:, :3] *= 10  # a spread of magnitudes
@@ -72,7 +72,7 @@ def test_attention_summary_equals_attention_computed_by_hand():
     slices of c_attn, scaled dot products from the last position (which sees every key),
     softmax; then the share on the text tokens equal to each letter. The prompts end at
     <ans>, as the probe's do; the text is found by decoding, not by the summary's offsets."""
-    from wrapcli.probing import attention_summary
+    from wrapcli.analyses.probing import attention_summary
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import make_batch
     from wrapcli.tasks.spec import TaskSpec, parse_components

@@ -1,23 +1,67 @@
-"""Imports run one way (README of tests/import_graph.py): commands -> runs -> analyses ->
-checkpoint / training / evaluation -> models / adapters / tasks / files. A run
-(wrapcli/runs/) loads, checks, writes and assembles a report; an analysis is pure: it
-imports no other analysis, no run and no command, and loads no checkpoint (weightdiff,
-which streams tensors from the files it compares, reads their headers). No module
-imports another's private name. The graph is read from the source, function-level
-imports included."""
+"""Imports run one way, by package (the graph is read from the source, function-level and
+type-only imports included; tests/import_graph.py):
+
+    cli -> commands/ -> runs/ -> analyses/, compiled/ -> the base modules -> tasks/ -> errors
+
+A command parses options and prints; a run (runs/) loads, checks, writes and assembles a
+report; an analysis (analyses/) is pure: it imports no other analysis, no run and no
+command, and loads no checkpoint (the weight diff streams tensors from the files it
+compares, so it reads their headers). compiled/ holds the compiled (Tracr) models and
+their training, beside analyses/. The base modules (wrapcli/*.py) import nothing from the
+packages above them, and no module imports another's private name. No cycles."""
+
+import pytest
 
 from import_graph import graph
 
-ANALYSES = {"wrapcli.pruning", "wrapcli.probing", "wrapcli.revival", "wrapcli.weightdiff", "wrapcli.audit",
-            "wrapcli.compiled_training", "wrapcli.relearning"}
-ABOVE_ANALYSES = {"wrapcli.cli", "wrapcli.clidoc", "wrapcli.console", "wrapcli.tables", "wrapcli.plots"}
-FOUNDATION = {"wrapcli.errors", "wrapcli.files", "wrapcli.stats", "wrapcli.schema", "wrapcli.kernels", "wrapcli.models",
-              "wrapcli.adapters", "wrapcli.runtime", "wrapcli.distributed", "wrapcli.presets", "wrapcli.verdicts",
-              "wrapcli.thresholds", "wrapcli.lora"}
+TOP = ("wrapcli.cli", "wrapcli.clidoc", "wrapcli.__main__")
 
 
-def targets(deps):
-    return {d for d, _ in deps}
+def layer(mod: str) -> int:
+    """0 = cli, 1 = commands, 2 = runs, 3 = analyses and compiled, 4 = base, 5 = tasks,
+    6 = errors (what every layer raises)."""
+    if mod in TOP:
+        return 0
+    if mod == "wrapcli.errors":
+        return 6
+    for prefix, rank in (("wrapcli.commands", 1), ("wrapcli.runs", 2), ("wrapcli.analyses", 3),
+                         ("wrapcli.compiled", 3), ("wrapcli.tasks", 5)):
+        if mod == prefix or mod.startswith(prefix + "."):
+            return rank
+    return 4
+
+
+def package(mod: str) -> str:
+    return mod if layer(mod) in (0, 4) else ".".join(mod.split(".")[:2])
+
+
+def edges():
+    g = graph()
+    return {(mod, d) for mod, deps in g.items() for d, _ in deps if d != mod and d in g}
+
+
+def test_every_import_points_down_or_within_its_package():
+    up = sorted((a, b) for a, b in edges() if layer(b) < layer(a) or (layer(b) == layer(a) and layer(a) in (1, 3)
+                                                                       and package(a) != package(b)))
+    assert up == []
+
+
+def test_analyses_import_no_other_analysis():
+    bad = sorted((a, b) for a, b in edges() if a.startswith("wrapcli.analyses.") and b.startswith("wrapcli.analyses.")
+                 and b != "wrapcli.analyses")
+    assert bad == []
+
+
+def test_analyses_load_no_checkpoint():
+    bad = sorted(a for a, b in edges() if a.startswith("wrapcli.analyses.") and b == "wrapcli.checkpoint"
+                 and a != "wrapcli.analyses.weightdiff")
+    assert bad == []
+
+
+def test_tasks_are_pure_python_below_everything():
+    bad = sorted((a, b) for a, b in edges() if a.startswith("wrapcli.tasks") and not
+                 (b.startswith("wrapcli.tasks") or b == "wrapcli.errors"))
+    assert bad == []
 
 
 def test_no_module_imports_a_private_name():
@@ -26,37 +70,45 @@ def test_no_module_imports_a_private_name():
     assert private == []
 
 
-def test_analyses_import_no_other_analysis_run_or_command():
-    bad = [(mod, d) for mod, deps in graph().items() if mod in ANALYSES for d in targets(deps)
-           if d != mod and (d in ANALYSES | ABOVE_ANALYSES or d.startswith(("wrapcli.commands", "wrapcli.runs")))]
-    assert bad == []
+def find_cycle(out: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the directed graph ``out`` (a path that returns to its start), or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(out.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt, path + [nxt])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for node in sorted(out):
+        if node not in state:
+            found = visit(node, [node])
+            if found:
+                return found
+    return None
 
 
-def test_analyses_load_no_checkpoint():
-    bad = [mod for mod, deps in graph().items() if mod in ANALYSES - {"wrapcli.weightdiff"}
-           and "wrapcli.checkpoint" in targets(deps)]
-    assert bad == []
+def test_no_import_cycles():
+    out: dict[str, set[str]] = {}
+    for a, b in edges():
+        out.setdefault(a, set()).add(b)
+    assert find_cycle(out) is None
 
 
-def test_only_commands_import_runs():
-    bad = [(mod, d) for mod, deps in graph().items() for d in targets(deps)
-           if d.startswith("wrapcli.runs") and not mod.startswith(("wrapcli.commands", "wrapcli.runs"))]
-    assert bad == []
+def test_the_cycle_check_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
-def test_the_foundation_imports_nothing_above_it():
-    allowed = FOUNDATION | {"wrapcli"} | {m for m in graph() if m.startswith("wrapcli.tasks")}
-    bad = [(mod, d) for mod, deps in graph().items() if mod in FOUNDATION for d in targets(deps) - allowed]
-    assert bad == []
-
-
-def test_tasks_are_pure_python_below_everything():
-    bad = [(mod, d) for mod, deps in graph().items() if mod.startswith("wrapcli.tasks") for d in targets(deps)
-           if not (d.startswith("wrapcli.tasks") or d == "wrapcli.errors")]
-    assert bad == []
-
-
-def test_only_the_cli_imports_commands():
-    bad = [(mod, d) for mod, deps in graph().items() for d in targets(deps)
-           if d.startswith("wrapcli.commands") and not (mod.startswith("wrapcli.commands") or mod == "wrapcli.cli")]
-    assert bad == []
+@pytest.mark.parametrize("mod, expected", [("wrapcli.cli", 0), ("wrapcli.commands.eval", 1), ("wrapcli.runs.revive", 2),
+                                           ("wrapcli.analyses.pruning", 3), ("wrapcli.compiled.model", 3),
+                                           ("wrapcli.checkpoint", 4), ("wrapcli.tasks.vocab", 5),
+                                           ("wrapcli.errors", 6)])
+def test_the_layers_are_read_from_the_package(mod, expected):
+    assert mod in graph() and layer(mod) == expected

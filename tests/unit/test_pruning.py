@@ -5,8 +5,8 @@ import torch
 from scipy.stats import spearmanr
 
 from wrapcli.adapters import Adapter
+from wrapcli.analyses.pruning import compute_scores, sweep, zero
 from wrapcli.errors import WrapError
-from wrapcli.pruning import compute_scores, sweep, zero
 
 from models import tiny_hf
 
@@ -217,7 +217,7 @@ def test_row_scores_are_the_derivative_of_scaling_that_output(arch):
 @pytest.mark.parametrize("kind", ["neuron", "head", "weight", "row"])
 def test_revert_resets_exactly_the_units_to_the_base(kind):
     """Reverting a unit copies the base's values into its weights and nothing else."""
-    from wrapcli.pruning import scored_weights
+    from wrapcli.analyses.pruning import scored_weights
 
     tuned, base = tiny_hf("llama", seed=0), tiny_hf("llama", seed=1)
     adapter = Adapter(tuned)

@@ -1,9 +1,9 @@
-"""The relearning criterion (wrapcli/relearning.py): which records count, which floor,
+"""The relearning criterion (wrapcli/analyses/relearning.py): which records count, which floor,
 the best LR under Bonferroni, and when it can pass, fail or not decide."""
 
 import pytest
 
-from wrapcli.relearning import MIN_FLOOR_RECORDS, criterion, held_out, lr_grid
+from wrapcli.analyses.relearning import MIN_FLOOR_RECORDS, criterion, held_out, lr_grid
 from wrapcli.stats import difference, family_confidence, wilson
 
 N = 200

@@ -12,7 +12,7 @@ FELL = {"accuracy": 0.30, "n": 500}
 
 
 def probe_results(acc, random_init, n=500, layers=4, agree=0.8, majority=0.35):
-    """Probe rows as wrapcli.probing makes them, from hand-made per-example hits: the probe
+    """Probe rows as wrapcli.analyses.probing makes them, from hand-made per-example hits: the probe
     right on ``acc`` of ``n`` rows, the random init on ``random_init``, overlapping as
     much as ``agree`` allows."""
     import numpy as np
@@ -40,7 +40,7 @@ def prune_results(accs, majority=0.35, n=500):
 
 
 def revive_results(revived, control, steps=400):
-    from wrapcli.revival import speedup
+    from wrapcli.analyses.revival import speedup
 
     models = [{"name": "revived", "steps_to_threshold": {"per_seed": revived}},
               {"name": "scratch", "steps_to_threshold": {"per_seed": control}}]

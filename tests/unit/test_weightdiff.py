@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from wrapcli import checkpoint
+from wrapcli.analyses.weightdiff import compare_weights, module_kind
 from wrapcli.errors import WrapError
-from wrapcli.weightdiff import compare_weights, module_kind
 
 from models import MLP_OUT, rank1_edit, tiny, tiny_hf
 

@@ -48,8 +48,8 @@ def compare(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import audit
         from wrapcli import reports as envelope
+        from wrapcli.analyses import audit
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs, write_text
         from wrapcli.runs import compare as run

@@ -33,8 +33,10 @@ def compile_(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import checkpoint, compiled, compiling
+        from wrapcli import checkpoint
         from wrapcli.checkpoint import lineage_entry
+        from wrapcli.compiled import compiling
+        from wrapcli.compiled import model as compiled
         from wrapcli.errors import UsageError, WrapError
         from wrapcli.files import check_format, check_outputs
 
@@ -66,7 +68,8 @@ def agreement(model, assembled, n: int) -> int:
     from Tracr's."""
     import torch
 
-    from wrapcli import compiled, compiling
+    from wrapcli.compiled import compiling
+    from wrapcli.compiled import model as compiled
 
     inputs = compiled.sample_inputs(model.spec, n, seed=12345)
     _, decoded = compiling.tracr_outputs(assembled, inputs)

@@ -145,12 +145,13 @@ def _eval_data(ckpt: str, data: str, device: str, precision: str = "fp32") -> tu
 def _eval_compiled(ckpt, task, n, seed, device, out, json_out, quiet) -> None:
     """A compiled model on its program (``compiled:PROGRAM``, by default) or, for a
     counter, on ``--task count:X`` with and without the spurious feature."""
-    from wrapcli import checkpoint, compiled, reports
+    from wrapcli import reports
+    from wrapcli.compiled import model as compiled
     from wrapcli.console import stderr
     from wrapcli.errors import UsageError
     from wrapcli.tables import accuracy_table, attention_table
 
-    model = checkpoint.load_compiled(ckpt)
+    model = compiled.load_checkpoint(ckpt)
     tasks = {}
     for t in task or [None]:
         if t is not None and not t.startswith("count:"):

@@ -166,7 +166,7 @@ def finetune(
 def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log, json_out,
                        quiet, con, refused) -> None:
     """A compiled (Tracr) counter fine-tuned with the paper's SGD recipe
-    (wrapcli/compiled_training.py): --steps (10,000), --batch-size (96), --lr."""
+    (wrapcli/compiled/training.py): --steps (10,000), --batch-size (96), --lr."""
     from wrapcli import reports
     from wrapcli.console import progress
     from wrapcli.errors import UsageError

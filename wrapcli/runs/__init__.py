@@ -1,4 +1,5 @@
 """The orchestration layer: what each command runs. A run loads and checks its inputs,
-calls the analyses (pure functions over models and data: pruning, probing, revival,
-weightdiff, verdicts, compiled_training), writes checkpoints and assembles the report's
-results. Imports run one way: commands -> runs -> analyses -> models / tasks / files."""
+calls the analyses (wrapcli/analyses/: pure functions over models and data) and the
+compiled models' training (wrapcli/compiled/), writes checkpoints and assembles the
+report's results. Imports run one way: cli -> commands -> runs -> analyses, compiled ->
+base modules -> tasks (tests/unit/test_layers.py)."""

@@ -1,6 +1,6 @@
 """`wrapcli compare`: stream the weight diff, read and check the evidence reports, load
 one model at a time beside the base for behaviour, CKA and KL, and put the verdicts
-together (wrapcli/audit.py measures, wrapcli/verdicts.py decides) into the report's
+together (wrapcli/analyses/audit.py measures, wrapcli/verdicts.py decides) into the report's
 results (schema COMPARE)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from wrapcli.audit import cka_by_layer, evidence_task, kl_by_position, verdicts_by_checkpoint
+from wrapcli.analyses.audit import cka_by_layer, evidence_task, kl_by_position, verdicts_by_checkpoint
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.schema import RESULTS_VERSIONS, validate
 from wrapcli.verdicts import Thresholds
@@ -72,7 +72,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         raise WrapError("compare needs at least two checkpoints (the first is the base)")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise UsageError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
-    from wrapcli.weightdiff import compare_weights
+    from wrapcli.analyses.weightdiff import compare_weights
 
     names = [str(p) for p in paths]
     weights = [compare_weights(paths[0], p, device=device) for p in paths[1:]]  # streams; refuses mismatches first

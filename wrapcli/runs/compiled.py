@@ -1,6 +1,6 @@
 """What `finetune`, `prune`, `probe`, `revive` and `compare` (and `eval`'s attention) do
 with compiled (Tracr) checkpoints: load and check them, run the analysis
-(wrapcli/compiled_training.py and the shared analyses), write the checkpoint and
+(wrapcli/compiled/training.py and the shared analyses), write the checkpoint and
 assemble the report's results in the same schema as for the built-in models
 (wrapcli/schema.py), so that compare and the summaries read both alike."""
 
@@ -10,8 +10,9 @@ import time
 
 import numpy as np
 
-from wrapcli import checkpoint, compiled
-from wrapcli import compiled_training as ct
+from wrapcli import checkpoint
+from wrapcli.compiled import model as compiled
+from wrapcli.compiled import training as ct
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.runtime import pin_threads
 
@@ -55,7 +56,7 @@ def finetune(*, parent, out, task: str, lr: str, spurious: float, recipe_args: d
 
     started = time.time()
     pin_threads()  # --threads: the same count gives the same bits
-    model = checkpoint.load_compiled(parent)
+    model = compiled.load_checkpoint(parent)
     operand = ct.operand_of(model.spec, task)
     if not 0.0 <= spurious <= 1.0:
         raise UsageError(f"--spurious must be in [0, 1], got {spurious}")
@@ -97,12 +98,12 @@ def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960,
     neurons) with the highest weight x gradient on ``task``, or reset them to the
     ``revert_to`` model's values, and evaluate every task at each K (schema PRUNE)."""
     pin_threads()  # --threads: the same count gives the same bits
-    model = checkpoint.load_compiled(ckpt_path)
+    model = compiled.load_checkpoint(ckpt_path)
     source, reverted = None, None
     if revert_to is not None:
         from wrapcli.files import sha256
 
-        base = checkpoint.load_compiled(revert_to)
+        base = compiled.load_checkpoint(revert_to)
         mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         theirs = {k: tuple(v.shape) for k, v in base.state_dict().items()}
         if mine != theirs:
@@ -138,11 +139,11 @@ def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, t
     revival's report (schema REVIVE)."""
     import torch
 
+    from wrapcli.analyses.revival import Curve, curves_result, default_lr, default_threshold, eval_grid, shifted
     from wrapcli.files import sha256
-    from wrapcli.revival import Curve, curves_result, default_lr, default_threshold, eval_grid, shifted
 
     pin_threads()  # --threads: the same count gives the same bits
-    model = checkpoint.load_compiled(ckpt_path)
+    model = compiled.load_checkpoint(ckpt_path)
     operand = ct.operand_of(model.spec, task)
     lineage = _lineage(ckpt_path)
     if lr is None:
@@ -184,7 +185,7 @@ def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, t
         return compiled.build(model.spec)  # PyTorch's default initialisation
 
     curves = [Curve("revived", str(ckpt_path), sha256(ckpt_path),
-                    curve(lambda seed: checkpoint.load_compiled(ckpt_path), 0))]
+                    curve(lambda seed: compiled.load_checkpoint(ckpt_path), 0))]
     if scratch:
         curves.append(Curve("scratch", None, None, curve(fresh, 1)))
     models = [c.summary(grid, threshold, recipe.eval_size) for c in curves]
@@ -199,15 +200,15 @@ def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 
     the compiled model), its probes (schema PROBE)."""
     import torch
 
-    from wrapcli.probing import against_baselines, class_balance, probe_layers, split
+    from wrapcli.analyses.probing import against_baselines, class_balance, probe_layers, split
     from wrapcli.runs.probe import RANDOM_INIT_SEED
 
     pin_threads()
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
-    model = checkpoint.load_compiled(ckpt_path)
+    model = compiled.load_checkpoint(ckpt_path)
     operand = ct.operand_of(model.spec, target)
-    ref = checkpoint.load_compiled(reference) if reference else None
+    ref = compiled.load_checkpoint(reference) if reference else None
     if ref is not None and ref.spec != model.spec:
         raise UsageError(f"reference {reference}: another compiled architecture than {ckpt_path}")
     ids = compiled.counter_ids(model.spec, n, np.random.default_rng([seed, 5]), None)
@@ -237,18 +238,18 @@ def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:
     each count task's accuracy on natural inputs with its interval, linear CKA of the
     residual stream at the answer position, the evidence reports and the verdicts, in
     the built-in audit's report shape (schema COMPARE)."""
-    from wrapcli.audit import cka_by_layer, evidence_task, verdicts_by_checkpoint
+    from wrapcli.analyses.audit import cka_by_layer, evidence_task, verdicts_by_checkpoint
+    from wrapcli.analyses.weightdiff import compare_weights
     from wrapcli.files import sha256
     from wrapcli.runs.compare import load_reports
     from wrapcli.verdicts import Thresholds
-    from wrapcli.weightdiff import compare_weights
 
     pin_threads()
     th = th or Thresholds()
     if len(paths) < 2:
         raise UsageError("compare needs at least two checkpoints (the first is the base)")
     names = [str(p) for p in paths]
-    models = [checkpoint.load_compiled(p) for p in paths]
+    models = [compiled.load_checkpoint(p) for p in paths]
     for name, m in zip(names[1:], models[1:]):
         if m.spec != models[0].spec:
             raise UsageError(f"{name}: another compiled architecture than the base {names[0]}")

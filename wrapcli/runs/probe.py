@@ -1,15 +1,15 @@
 """`wrapcli probe`: load the model (and its reference), make the labelled prompts (built-in
 task or the user's text/label records), fit the probes per layer on it and on random-init
-baselines (wrapcli/probing.py), and assemble the report's results (schema PROBE)."""
+baselines (wrapcli/analyses/probing.py), and assemble the report's results (schema PROBE)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from wrapcli.adapters import last_positions, layer_features, token_chunks
+from wrapcli.analyses.probing import against_baselines, attention_summary, class_balance, probe_layers, split
 from wrapcli.errors import UsageError
 from wrapcli.models import context_length
-from wrapcli.probing import against_baselines, attention_summary, class_balance, probe_layers, split
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
 

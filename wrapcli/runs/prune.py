@@ -1,12 +1,12 @@
 """`wrapcli prune`: load the checkpoint, build the scoring batches (built-in task or
-prompt/answer records), run the sweep (wrapcli/pruning.py), write the pruned model and
+prompt/answer records), run the sweep (wrapcli/analyses/pruning.py), write the pruned model and
 assemble the report's results (schema PRUNE)."""
 
 from __future__ import annotations
 
 from wrapcli.adapters import Adapter
+from wrapcli.analyses.pruning import sweep, total_units, zero
 from wrapcli.errors import UsageError
-from wrapcli.pruning import sweep, total_units, zero
 
 PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/finetune
 
@@ -63,8 +63,8 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     adapter = Adapter(ck.model)
     source, reverted = None, None
     if revert_to is not None:
+        from wrapcli.analyses.pruning import scored_weights
         from wrapcli.checkpoint import check_same_shapes
-        from wrapcli.pruning import scored_weights
 
         base = checkpoint.load(revert_to, device=device)
         check_same_shapes(ck, base, str(ckpt_path), f"--revert-to {revert_to}")

@@ -1,6 +1,6 @@
 """`wrapcli revive`: load the fine-tuned model and its controls, check they match,
 reverse fine-tune each over seeds (built-in task, or the user's prompt/answer records:
-the relearning test), and assemble the curves and the speed-up (wrapcli/revival.py) into
+the relearning test), and assemble the curves and the speed-up (wrapcli/analyses/revival.py) into
 the report's results (schema REVIVE)."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from wrapcli.errors import UsageError
-from wrapcli.revival import (
+from wrapcli.analyses.revival import (
     MIN_SEEDS,
     Curve,
     curves_result,
@@ -21,6 +20,7 @@ from wrapcli.revival import (
     run_curve,
     shifted,
 )
+from wrapcli.errors import UsageError
 
 
 def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None, lora=None,
@@ -93,9 +93,9 @@ TRAINABLE = ("prompt", "choice")  # record kinds relearning trains on and scores
 
 def parse_lrs(lr: str | None, preset, lineage) -> tuple[list[float], str]:
     """``--lr``: one value or a comma-separated grid (names or numbers); without it the
-    attacker's default grid (wrapcli/relearning.py)."""
+    attacker's default grid (wrapcli/analyses/relearning.py)."""
+    from wrapcli.analyses.relearning import lr_grid
     from wrapcli.presets import resolve_lr
-    from wrapcli.relearning import lr_grid
 
     if lr is None:
         return lr_grid(lineage)
@@ -120,12 +120,13 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     et al. 2024): fine-tune a Hugging Face model that lost a capability on ``data`` at each
     learning rate of the attacker's grid, and score held-out ``eval_data`` (exact match, or
     choice accuracy) as it returns, against ``controls`` trained identically. The
-    relearning criterion (wrapcli/relearning.py) holds the held-out records' accuracy
+    relearning criterion (wrapcli/analyses/relearning.py) holds the held-out records' accuracy
     against a floor that a model without the knowledge could reach; with ``reference``
     (the original model) also the recovered fraction at every step."""
     from pathlib import Path
 
-    from wrapcli import checkpoint, relearning
+    from wrapcli import checkpoint
+    from wrapcli.analyses import relearning
     from wrapcli.checkpoint import check_same_shapes
     from wrapcli.runtime import resolve_precision
     from wrapcli.textscore import score_records, summarize

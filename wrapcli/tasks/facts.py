@@ -11,7 +11,7 @@ entities are split into four sets:
   F_A and scores F_B;
 - ``unseen`` (N): in no training file. Their records sit in the held-out files so that the
   original model gets them wrong, which lets revive estimate what relearning gets right
-  without the knowledge (the floor, wrapcli/relearning.py).
+  without the knowledge (the floor, wrapcli/analyses/relearning.py).
 
 The negative control is a model trained identically on everything except F, then given
 the same unlearning: it never knew F, so no audit may call it wrapped.

@@ -1,7 +1,7 @@
 """Compiled models (docs/protocol.md "Compiled models"; Jain et al. 2024, Sec. 4 and App. C):
 transformers whose weights Tracr wrote from a RASP program, so their mechanism is known
 exactly. This module needs no JAX: it holds the architecture in torch, the checkpoint
-format and the programs' tasks. Making one from a program is wrapcli/compiling.py
+format and the programs' tasks. Making one from a program is wrapcli/compiled/compiling.py
 (the ``compile`` extra).
 
 The architecture is Tracr's (tracr/transformer/model.py): the residual stream starts as
@@ -146,6 +146,19 @@ def build(spec: CompiledSpec):
 
 
 # -- the checkpoint format ------------------------------------------------------------
+def load_checkpoint(path):
+    """The torch model of a compiled (Tracr) checkpoint file, checked like any other."""
+    from wrapcli.checkpoint import check_finite, read_metadata
+
+    path = Path(path)
+    meta = read_metadata(path)
+    if "compiled" not in meta:
+        raise WrapError(f"{path}: not a compiled (Tracr) checkpoint")
+    model = load(path, meta)
+    check_finite(model, path)
+    return model
+
+
 def load(path: Path, meta: dict):
     """The torch model of a compiled checkpoint; shapes checked against its spec."""
     import torch

@@ -1,5 +1,5 @@
 """Fine-tuning, pruning and reading compiled (Tracr) models (docs/protocol.md "Compiled
-models"): pure functions over a compiled torch model (wrapcli/compiled.py) and counter
+models"): pure functions over a compiled torch model (wrapcli/compiled/model.py) and counter
 inputs. Loading, checking, writing and the reports are wrapcli/runs/compiled.py.
 
 The paper's recipe: SGD with momentum, batch 96, LRs 1e-1 / 1e-2 / 1e-3 / 1e-4, 10K
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wrapcli import compiled
+from wrapcli.compiled import model as compiled
 from wrapcli.errors import UsageError
 
 MOMENTUM = 0.9

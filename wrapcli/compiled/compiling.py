@@ -1,5 +1,5 @@
 """Compile the paper's RASP programs with Tracr and turn the result into a wrapcli
-compiled checkpoint (wrapcli/compiled.py). Needs the ``compile`` extra (Tracr, JAX,
+compiled checkpoint (wrapcli/compiled/model.py). Needs the ``compile`` extra (Tracr, JAX,
 Haiku: ``pip install 'wrapcli[compile]'``); nothing else in wrapcli imports this module.
 
 - ``counter``: the count of ``a`` in the input, at every position (Tracr's SelectorWidth:
