@@ -83,7 +83,7 @@ COMPILED_LABELS = ["count_a:0", "count_a:1", "count_a:2", "count_a:3", "count_a:
 
 
 def _compiled_spec():
-    from wrapcli.compiled import CompiledSpec
+    from wrapcli.compiled.model import CompiledSpec
 
     return CompiledSpec(
         program="counter", n_layers=2, n_heads=2, d_head=3, d_mlp=7, d_model=len(COMPILED_LABELS), max_len=4,
@@ -96,7 +96,7 @@ COMPILED_SPEC = _compiled_spec()
 
 def tiny_compiled(seed=0):
     """COMPILED_SPEC's model with N(0, 1) weights (the readout stays the one-hot one)."""
-    from wrapcli.compiled import build
+    from wrapcli.compiled.model import build
 
     torch.manual_seed(seed)
     model = build(COMPILED_SPEC)

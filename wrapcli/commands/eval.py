@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, Json, Out, Precision, Quiet
+from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Precision, Quiet
 
 EXAMPLE = """Example:
 
@@ -42,6 +42,8 @@ def eval_(
     conjugate: Annotated[Optional[str], typer.Option("--conjugate", help="Also evaluate with this invertible relabelling of a, b, c, e.g. a:c,c:a (answers mapped back).")] = None,
     eval_seed: Annotated[int, typer.Option("--seed", help="Seed of the fixed evaluation sets (one default for every checkpoint, so all are scored on the same examples).")] = 0,
     device: Device = "auto",
+    device_map: DeviceMap = None,
+    max_memory: MaxMemory = None,
     precision: Precision = "auto",
     out: Out = None,
     json_out: Json = False,
@@ -58,7 +60,7 @@ def eval_(
         from wrapcli.errors import UsageError
         from wrapcli.evaluation import evaluate
         from wrapcli.files import check_format, check_outputs, write_text
-        from wrapcli.runtime import resolve_device, resolve_precision
+        from wrapcli.runtime import placement, resolve_device, resolve_precision
         from wrapcli.tasks.checks import task_for
         from wrapcli.tasks.conjugate import parse_mapping
 
@@ -67,11 +69,14 @@ def eval_(
         check_outputs(out, samples, inputs=[ckpt, data])
         check_format(out, "report", "-o")
         check_format(samples, "samples", "--samples")
+        placed = placement(device_map, max_memory)
         if data is not None:
             if task or conjugate:
                 raise UsageError("--data evaluates user records; --task and --conjugate are for built-in tasks")
             device = resolve_device(device)
-            results, lines = _eval_data(ckpt, data, device, resolve_precision(precision, device))
+            from wrapcli.runs.eval import eval_data
+
+            results, lines = eval_data(ckpt, data, device, resolve_precision(precision, device), placed)
             from wrapcli.tables import describe_scores
 
             stderr(quiet).print(f"{ckpt} on {data}: {describe_scores(results['scores'])}")
@@ -83,6 +88,8 @@ def eval_(
         elif samples:
             raise UsageError("--samples goes with --data")
         if checkpoint.is_compiled(ckpt):
+            if placed is not None:
+                raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
             if conjugate:
                 raise UsageError("--conjugate is for the built-in tasks, not compiled (Tracr) models")
             _eval_compiled(ckpt, task, n, eval_seed, resolve_device(device), out, json_out, quiet)
@@ -90,13 +97,15 @@ def eval_(
         mapping = parse_mapping(conjugate) if conjugate is not None else None
         device = resolve_device(device)
         precision = resolve_precision(precision, device)
-        ck = checkpoint.load(ckpt, device=device)
+        ck = checkpoint.load(ckpt, device=device, placement=placed)
         specs = [task_for(ck, t).replace(seed=eval_seed) for t in task or [None]]
         from wrapcli.evaluation import check_eval_memory
 
         for spec in specs:
             check_eval_memory("--n", n, spec)
         results = {"checkpoint": str(ckpt), "eval_seed": eval_seed, "n": n, "precision": precision, "tasks": {}}
+        if placed is not None:
+            results["placement"] = {**placed, "modules": checkpoint.placed_on(ck.model)}
         for spec in specs:
             results["tasks"].update(evaluate(ck.model, spec, n, device, precision=precision))
         con = stderr(quiet)
@@ -111,34 +120,6 @@ def eval_(
                                    precision=results["precision"])
         reports.write(report, out, json_out)
 
-
-
-
-def _eval_data(ckpt: str, data: str, device: str, precision: str = "fp32") -> tuple[dict, list[dict]]:
-    """Scores of a Hugging Face model on prompt/answer or multiple-choice records, and one
-    sample per record. With ``precision`` bf16 the weights are loaded and kept in bf16
-    (half the memory of fp32: an 8B model's weights take 16 GB), not autocast."""
-    from wrapcli import checkpoint
-    from wrapcli.textscore import score_records, summarize
-    from wrapcli.userdata import load_tokenizer, text_data
-
-    ck = checkpoint.load(ckpt, dtype="bfloat16" if precision == "bf16" else "float32", device=device)
-    tok = load_tokenizer(ckpt)
-    td = text_data(data, ckpt, ck.model, 0, tokenizer=tok, kinds=("prompt", "choice"))
-    records = td.records
-    scored = score_records(ck.model, td, device)
-    lines = []
-    for rec, r in zip(records, scored):
-        line = {"prompt": rec["prompt"], "correct": r["correct"], "loss": r["loss_sum"] / r["n_tokens"]}
-        if td.choices is None:
-            line.update(expected=rec["answer"], predicted=tok.decode(r["predicted_ids"]))
-        else:  # the choices' summed log-likelihoods, as lm-evaluation-harness logs them
-            line.update(choices=rec["choices"], answer=rec["answer"], loglikelihoods=r["loglikelihoods"],
-                        picked=r["picked"], picked_norm=r["picked_norm"], correct_norm=r["correct_norm"])
-        lines.append(line)
-    results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": precision,
-               "scores": summarize(td, scored), "device": device}
-    return results, lines
 
 
 

@@ -55,7 +55,7 @@ def to_torch(name: str, assembled, output_name: str, max_len: int):
     (in, out); torch Linear's weight is (out, in))."""
     import torch
 
-    from wrapcli.compiled import CompiledSpec, build
+    from wrapcli.compiled.model import CompiledSpec, build
 
     cfg = assembled.model_config
     params = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in assembled.params.items()}
