@@ -41,9 +41,9 @@ $(VENV)/.compile-extra: $(BIN)/wrapcli
 	$(BIN)/pip install -q --no-compile -e ".[compile]"
 	touch $@
 
-# The lora extra (peft) for --lora and its tests.
+# The lora extra (peft) for --lora, the big extra (accelerate) for --device-map, and their tests.
 $(VENV)/.lora-extra: $(BIN)/wrapcli
-	$(BIN)/pip install -q --no-compile -e ".[lora]"
+	$(BIN)/pip install -q --no-compile -e ".[lora,big]"
 	touch $@
 
 # Fast tier: ruff (lint, import order), then everything but tests marked slow.

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError, WrapError
 from wrapcli.files import atomic_path, sha256
 
 SCHEMA = "1"
@@ -124,15 +124,20 @@ def read_metadata(path) -> dict:
     return meta
 
 
-def load(path, dtype: str = "float32", device: str = "cpu") -> Checkpoint:
-    """Open a wrapcli ``.safetensors`` file or a Hugging Face model directory."""
+def load(path, dtype: str = "float32", device: str = "cpu", placement: dict | None = None) -> Checkpoint:
+    """Open a wrapcli ``.safetensors`` file or a Hugging Face model directory; with
+    ``placement`` (wrapcli/runtime.py ``placement``), a directory's layers are dispatched
+    over the devices, the CPU and disk by accelerate instead of moved to ``device``."""
     from wrapcli.models import quiet_transformers
 
     quiet_transformers()
     path = Path(path)
     if path.is_dir():
-        return _load_hf_dir(path, dtype, device)
+        return _load_hf_dir(path, dtype, device, placement)
     meta = read_metadata(path)
+    if placement is not None:
+        raise UsageError(f"--device-map: {path} is a wrapcli file; dispatch is for Hugging Face directories "
+                         "(wrapcli export writes one)")
     if "compiled" in meta:
         raise WrapError(f"{path}: a compiled (Tracr) model, not a Hugging Face architecture (eval, finetune, "
                         "prune, probe, revive and compare read compiled models; export does not)")
@@ -203,15 +208,47 @@ def check_finite(model, path) -> None:
     user asked for broken models (``wrapcli --allow-nonfinite``)."""
     import os
 
-    import torch
-
     if os.environ.get("WRAPCLI_ALLOW_NONFINITE") == "1":
         return
     for name, t in model.state_dict().items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            bad = int((~torch.isfinite(t)).sum())
-            raise WrapError(f"{path}: tensor {name} has {bad} non-finite value(s) (NaN or Inf); "
-                            "wrapcli --allow-nonfinite loads it anyway")
+        _refuse_nonfinite(path, name, t)
+
+
+def _refuse_nonfinite(path, name: str, t) -> None:
+    import torch
+
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise WrapError(f"{path}: tensor {name} has {bad} non-finite value(s) (NaN or Inf); "
+                        "wrapcli --allow-nonfinite loads it anyway")
+
+
+def _check_finite_files(path: Path, shards: list[Path]) -> None:
+    """check_finite on the weight files, one tensor at a time (for a dispatched model, whose
+    offloaded weights stay on disk)."""
+    import os
+
+    from safetensors import safe_open
+
+    if os.environ.get("WRAPCLI_ALLOW_NONFINITE") == "1":
+        return
+    for shard in shards:
+        with safe_open(str(shard), framework="pt") as f:
+            for name in f.keys():
+                _refuse_nonfinite(path, name, f.get_tensor(name))
+
+
+def placed_on(model) -> dict[str, int] | None:
+    """How many modules of a dispatched model sit on each device (accelerate's
+    ``hf_device_map``: a GPU index, cpu or disk); None when nothing was dispatched (the
+    whole model fit on one device)."""
+    where = getattr(model, "hf_device_map", None)
+    if not where:
+        return None
+    counts: dict[str, int] = {}
+    for device in where.values():
+        counts[str(device)] = counts.get(str(device), 0) + 1
+    return counts
 
 
 def _model_from_file(path: Path, meta: dict, dtype: str, device: str):
@@ -345,7 +382,7 @@ def _check_index(path: Path, shards: list[Path], found: dict) -> None:
             raise WrapError(f"{index}: does not list tensor {name} (in {file.name})")
 
 
-def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
+def _load_hf_dir(path: Path, dtype: str, device: str, placement: dict | None = None) -> Checkpoint:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -362,10 +399,21 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
     found = _header_tensors(sorted(shards))
     _check_index(path, shards, found)
     check_weights(path, _hf_config(path), found, names=False)
+    dispatch = {}
+    if placement is not None:
+        import atexit
+        import shutil
+        import tempfile
+
+        _check_finite_files(path, sorted(shards))  # offloaded weights are not in memory to check
+        folder = tempfile.mkdtemp(prefix="wrapcli-offload-")
+        atexit.register(shutil.rmtree, folder, True)
+        dispatch = {"device_map": placement["device_map"], "max_memory": placement["max_memory"],
+                    "offload_folder": folder}
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True,
-            dtype=getattr(torch, dtype), attn_implementation="sdpa", output_loading_info=True,
+            dtype=getattr(torch, dtype), attn_implementation="sdpa", output_loading_info=True, **dispatch,
         )
     except Exception as e:
         raise WrapError(f"{path}: cannot load Hugging Face model ({_short(e)})") from None
@@ -375,10 +423,11 @@ def _load_hf_dir(path: Path, dtype: str, device: str) -> Checkpoint:
         if keys:
             raise WrapError(f"{path}: weights do not match config.json ({len(keys)} {kind.replace('_keys', '')} "
                             f"tensor(s), first {keys[0]})")
-    check_finite(model, path)
+    if placement is None:
+        check_finite(model, path)
     extra = read_side(path)
     return Checkpoint(
-        model=model.to(device).eval(),
+        model=model.eval() if placement is not None else model.to(device).eval(),
         path=path,
         sha256=sha256(path),
         vocab=extra.get("vocab"),

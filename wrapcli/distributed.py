@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from wrapcli.errors import WrapError
 
 # The commands torchrun may launch; the others would only repeat their work N times.
-PARALLEL_COMMANDS = ("train", "finetune")
+PARALLEL_COMMANDS = ("train", "finetune", "revive")  # revive: with --data
 
 
 @dataclass(frozen=True)

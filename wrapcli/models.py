@@ -84,11 +84,16 @@ def build_model(config, seed: int):
 
 
 def quiet_transformers() -> None:
-    """transformers' own progress bars and warnings would break our stderr contract."""
+    """transformers' own progress bars and warnings would break our stderr contract (and
+    accelerate's notice that a dispatched model's weights were offloaded: the report says
+    where each module went)."""
+    import logging
+
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
 
 
 def context_length(config) -> int | None:

@@ -117,3 +117,38 @@ def step_bytes(config, seq_len: int) -> int:
 
 def check_batch_memory(option: str, batch_size: int, config, seq_len: int) -> None:
     check_memory(option, batch_size, batch_size * step_bytes(config, seq_len), "a training or scoring step")
+
+
+MEMORY_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def placement(device_map: str | None, max_memory: str | None) -> dict | None:
+    """from_pretrained's big-model arguments for ``--device-map``/``--max-memory``
+    (accelerate's dispatch), or None when neither is given. ``max_memory`` reads
+    ``DEVICE=SIZE,...`` with DEVICE ``cpu``, a GPU index or ``cuda:N`` and SIZE like
+    ``20GiB`` or ``512MB``."""
+    import re
+
+    if device_map is None:
+        if max_memory is not None:
+            raise UsageError("--max-memory goes with --device-map")
+        return None
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        raise WrapError("--device-map needs accelerate: pip install 'wrapcli[big]'") from None
+    budget = None
+    if max_memory is not None:
+        budget = {}
+        for part in (p.strip() for p in max_memory.split(",")):
+            where, _, size = part.partition("=")
+            where = where.strip().lower().removeprefix("cuda:")
+            m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?i?b)", size.strip().lower())
+            if not (where == "cpu" or where.isdigit()) or m is None:
+                raise UsageError(f"--max-memory: {part!r} is not DEVICE=SIZE (e.g. 0=20GiB or cpu=64GiB)")
+            key = "cpu" if where == "cpu" else int(where)
+            if key in budget:
+                raise UsageError(f"--max-memory: {where} is given twice")
+            budget[key] = int(float(m.group(1)) * MEMORY_UNITS[m.group(2).upper()])
+    return {"device_map": device_map, "max_memory": budget}

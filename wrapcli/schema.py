@@ -187,6 +187,11 @@ FINETUNE = Obj({
     "final_eval": F(TASK_EVAL, "fine-tuning and pretraining operands after training (built-in tasks)", optional=True),
     **ON_RECORDS,
 })
+PLACEMENT = F(Obj({"device_map": F("str", "auto, balanced or sequential"),
+                   "max_memory": F(ANY, "--max-memory in bytes per device (a GPU index or cpu), or null"),
+                   "modules": F(ANY, "modules placed on each device (a GPU index, cpu or disk); null when the "
+                                     "whole model fit on one device")}),
+              "with --device-map: how accelerate dispatched the layers", optional=True)
 EVAL = Obj({
     "checkpoint": F("str", "the checkpoint evaluated"),
     "eval_seed": F("int", "seed of the evaluation sets (built-in tasks)", optional=True),
@@ -196,6 +201,7 @@ EVAL = Obj({
     "data": F("str", "with --data: the prompt/answer records", optional=True),
     "scores": F(TEXT_SCORE, "with --data: their scores", optional=True),
     "device": F("str", "with --data: device", optional=True),
+    "placement": PLACEMENT,
     "attention": F(Map(List(Obj({"layer": F("int", "block"), "head": F("int", "head"),
                                  "BOS": F("float", "mean attention share from the last position onto BOS"),
                                  "a": F("float", "onto input tokens a"), "b": F("float", "onto b"),
@@ -425,6 +431,7 @@ COMPARE = Obj({
         "confidence": F("float", "interval level"),
         "text": F("str", "the verdict in words"),
     })), "checkpoint"), "one verdict per checkpoint and task"),
+    "placement": PLACEMENT,
     "device": F("str", "device"),
 })
 RESULTS = {"train": TRAIN, "finetune": FINETUNE, "eval": EVAL, "probe": PROBE, "prune": PRUNE,

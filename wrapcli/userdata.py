@@ -304,14 +304,18 @@ def answer_logits(model, batch: dict):
 
     The vocabulary projection runs on those positions only: for a 49K-token vocabulary,
     full (B, T, vocab) logits would dominate memory. Models that rescale their logits
-    (soft-capping, a logit scale) take the full forward instead."""
+    (soft-capping, a logit scale) take the full forward instead, and so does a model
+    wrapped for data-parallel training (its gradients are averaged by hooks on its own
+    forward, which the shortcut would bypass)."""
     import torch
+    from torch.nn.parallel import DistributedDataParallel
 
     labels = batch["labels"]
     target_mask = labels[:, 1:] != IGNORE  # (B, T - 1): position t predicts token t + 1
     rows, cols = target_mask.nonzero(as_tuple=True)
-    cfg = model.config
-    if any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale")):
+    parallel = isinstance(model, DistributedDataParallel)
+    cfg = model.module.config if parallel else model.config
+    if parallel or any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale")):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[rows, cols]
     else:
         hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -68,3 +69,45 @@ def test_commands_without_a_parallel_meaning_refuse_under_torchrun(chain, monkey
     monkeypatch.setenv("RANK", "1")
     result = run("eval", chain / "pt.safetensors", "--task", "count:a", code=1)
     one_line_error(result, "eval does not run data-parallel")
+
+
+def test_torchrun_fine_tunes_and_relearns_user_records(tmp_path):
+    """finetune --data and revive --data under torchrun with two gloo processes: the
+    one-process weights, and one report with every seed whose curves are the one-process
+    run's (rank 0 writes; each rank trains its half of every batch)."""
+    from models import PAIRS, make_model_dir, write_jsonl
+
+    base = make_model_dir(tmp_path / "base", "llama")
+    recs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+    common = ["--lr", "1e-2", "--steps", "4", "--batch-size", "4", "--device", "cpu", "--precision", "fp32", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "wrapcli"]
+
+    run("finetune", base, "--data", recs, *common, "-o", tmp_path / "one")
+    done = subprocess.run([*launch, "finetune", str(base), "--data", str(recs), *common, "-o", str(tmp_path / "two")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=1e-4)
+
+    relearn = ["revive", str(base), "--data", str(recs), "--eval-data", str(recs), "--threshold", "0.5", "--seeds", "2",
+               *common]
+    run(*relearn, "-o", tmp_path / "r1.json")
+    done = subprocess.run([*launch, *relearn, "-o", str(tmp_path / "r2.json")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = json.loads((tmp_path / "r1.json").read_text())["results"]
+    b = json.loads((tmp_path / "r2.json").read_text())["results"]
+    assert b["seeds"] == a["seeds"] == [0, 1]
+    assert b["models"][0]["accuracy"]["per_seed"] == a["models"][0]["accuracy"]["per_seed"]
+    np.testing.assert_allclose(b["models"][0]["loss"]["per_seed"], a["models"][0]["loss"]["per_seed"], atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".json") == ["r1.json", "r2.json"]
+
+
+def test_built_in_revive_is_refused_under_torchrun(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                           "wrapcli", "revive", str(tmp_path / "x.safetensors"), "--task", "count:a", "-q"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "revive runs data-parallel on --data records only" in done.stderr

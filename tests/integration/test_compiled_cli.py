@@ -7,6 +7,7 @@ import json
 import pytest
 
 from wrapcli import checkpoint
+from wrapcli.compiled import model as compiled
 
 from cli import one_line_error, run
 from models import tiny_compiled
@@ -33,7 +34,7 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     assert set(r["final_eval"]) == {"count:a", "count:b"} and set(r["final_eval"]["count:b"]) == {"natural", "C_Te=0", "C_Te=1"}
     lineage = json.loads(checkpoint.read_metadata(ft)["lineage"])
     assert [e["kind"] for e in lineage] == ["compile", "finetune"] and lineage[1]["lr"] == 0.01
-    assert checkpoint.load_compiled(ft).spec == checkpoint.load_compiled(counter).spec
+    assert compiled.load_checkpoint(ft).spec == compiled.load_checkpoint(counter).spec
 
     out = tmp_path / "prune.json"
     run("prune", ft, "--task", "count:a", "--also", "count:b", "--unit", "weight", "--k", "0,1,3",
@@ -53,10 +54,10 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
         "-q", "-o", tmp_path / "revert.json")
     p = report(tmp_path / "revert.json")
     assert p["operation"] == "revert" and p["revert_to"]["path"] == str(counter)
-    reverted = checkpoint.load_compiled(ft)
+    reverted = compiled.load_checkpoint(ft)
     from wrapcli.compiled import training as ct
 
-    base = dict(checkpoint.load_compiled(counter).named_parameters())
+    base = dict(compiled.load_checkpoint(counter).named_parameters())
     units = [{"param": u["kind"].split(":", 1)[1], "index": u["index"]} for u in p["pruned"][:2]]
     ct.zero(reverted, units, base)
     params = dict(reverted.named_parameters())
@@ -103,7 +104,7 @@ def test_the_same_fine_tune_twice_gives_the_same_bits(counter, tmp_path):
     for out in outs:
         run("--threads", "1", "finetune", counter, "--task", "count:b", "--lr", "medium", "--steps", "15",
             "--eval-every", "15", "--eval-size", "32", "-q", "-o", out)
-    a, b = (checkpoint.load_compiled(o).state_dict() for o in outs)
+    a, b = (compiled.load_checkpoint(o).state_dict() for o in outs)
     assert all((a[k] == b[k]).all() for k in a)
 
 

@@ -10,7 +10,6 @@ from cli import one_line_error, run
 
 pytest.importorskip("tracr", reason="needs the compile extra: pip install 'wrapcli[compile]'")
 
-from wrapcli import checkpoint
 from wrapcli.compiled import compiling  # noqa: E402
 from wrapcli.compiled import model as compiled
 
@@ -21,7 +20,7 @@ ATOL = 1e-4  # float32 rounding over a few layers of large compiled weights
 def test_the_torch_model_computes_what_tracr_computes(tmp_path, program):
     out = tmp_path / f"{program}.safetensors"
     run("compile", program, "--max-len", "8", "-o", out)
-    model = checkpoint.load_compiled(out)
+    model = compiled.load_checkpoint(out)
     assembled, _ = compiling.compile_program(program, 8)
     inputs = compiled.sample_inputs(model.spec, 1000, seed=7)
     residual, decoded = compiling.tracr_outputs(assembled, inputs)
@@ -38,7 +37,7 @@ def test_noise_moves_every_weight_but_not_the_readout(tmp_path):
     clean, noisy = tmp_path / "c.safetensors", tmp_path / "n.safetensors"
     run("compile", "counter", "--max-len", "6", "-o", clean)
     run("compile", "counter", "--max-len", "6", "--noise", "0.001", "--seed", "3", "-o", noisy)
-    a, b = checkpoint.load_compiled(clean).state_dict(), checkpoint.load_compiled(noisy).state_dict()
+    a, b = compiled.load_checkpoint(clean).state_dict(), compiled.load_checkpoint(noisy).state_dict()
     assert torch.equal(a["unembed"], b["unembed"])
     moved = [k for k in a if k != "unembed" and not torch.equal(a[k], b[k])]
     assert len(moved) == len(a) - 1

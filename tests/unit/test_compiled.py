@@ -66,7 +66,7 @@ def test_a_compiled_checkpoint_round_trips_and_other_commands_refuse_it(tmp_path
     model = random_model()
     path = tmp_path / "c.safetensors"
     checkpoint.save_compiled(path, model, lineage=[{"kind": "compile"}])
-    back = checkpoint.load_compiled(path)
+    back = compiled.load_checkpoint(path)
     ids = torch.as_tensor(compiled.encode(SPEC, compiled.sample_inputs(SPEC, 50, 0)))
     assert torch.equal(back(ids), model(ids))
     assert json.loads(checkpoint.read_metadata(path)["compiled"])["residual_labels"] == LABELS
@@ -83,7 +83,7 @@ def test_a_tensor_that_contradicts_the_spec_is_refused(tmp_path):
     path = tmp_path / "bad.safetensors"
     save_file(tensors, str(path), metadata={"format": "pt", "compiled": SPEC.to_json()})
     with pytest.raises(WrapError, match="layers.1.mlp.linear_1.weight is \\(3, 11\\), the compiled spec implies \\(7, 11\\)"):
-        checkpoint.load_compiled(path)
+        compiled.load_checkpoint(path)
 
 
 def test_the_evaluation_scores_against_brute_force_counts():

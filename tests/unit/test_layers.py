@@ -106,6 +106,22 @@ def test_the_cycle_check_finds_a_cycle():
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
+def test_commands_load_no_model():
+    """Commands parse options and print; loading a model (wrapcli's, Hugging Face's or a
+    compiled one) is a run's work."""
+    import ast
+
+    from import_graph import PACKAGE
+
+    loaders = {"load", "load_checkpoint", "from_pretrained"}
+    bad = []
+    for path in sorted((PACKAGE / "commands").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in loaders:
+                bad.append(f"{path.name}:{node.lineno} {ast.unparse(node.func)}")
+    assert bad == []
+
+
 @pytest.mark.parametrize("mod, expected", [("wrapcli.cli", 0), ("wrapcli.commands.eval", 1), ("wrapcli.runs.revive", 2),
                                            ("wrapcli.analyses.pruning", 3), ("wrapcli.compiled.model", 3),
                                            ("wrapcli.checkpoint", 4), ("wrapcli.tasks.vocab", 5),

@@ -13,6 +13,9 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors
 Force = Annotated[bool, typer.Option("--force", help="Replace an output directory that wrapcli did not write (never one that holds an input or the current directory).")]
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed for data and initialisation (>= 0).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+# Big-model dispatch (accelerate) for the inference commands on Hugging Face directories
+DeviceMap = Annotated[Optional[Literal["auto", "balanced", "sequential"]], typer.Option("--device-map", help="Hugging Face directories: spread the layers over the GPUs, the CPU and disk (accelerate's big-model dispatch, the big extra): auto, balanced or sequential.")]
+MaxMemory = Annotated[Optional[str], typer.Option("--max-memory", help="With --device-map: memory per device, e.g. 0=20GiB,cpu=64GiB (what does not fit goes to disk).")]
 Preset = Annotated[Literal["cpu", "demo", "paper", "smoke"], typer.Option("--preset", help="cpu (default), demo, paper or smoke (docs/presets.md).")]
 
 # Training runs (train, finetune, revive): "(default: preset)" means the preset gives it.

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, Json, Out, Quiet
+from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet
 from wrapcli.thresholds import Thresholds
 
 EXAMPLE = """Example:
@@ -39,6 +39,8 @@ def compare(
     fail_on: Annotated[Optional[Literal["wrapped", "changed"]], typer.Option("--fail-on", help="wrapped or changed (anything not intact): exit 3 when a verdict matches.")] = None,
     markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write a readable audit here.")] = None,
     device: Device = "auto",
+    device_map: DeviceMap = None,
+    max_memory: MaxMemory = None,
     out: Out = None,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -53,7 +55,7 @@ def compare(
         from wrapcli.errors import UsageError
         from wrapcli.files import check_format, check_outputs, write_text
         from wrapcli.runs import compare as run
-        from wrapcli.runtime import resolve_device
+        from wrapcli.runtime import placement, resolve_device
 
         check_outputs(out, markdown_out, inputs=[*ckpts, *(reports or []), *(task or [])])
         check_format(out, "report", "-o")
@@ -65,6 +67,7 @@ def compare(
         precision = {v: k for k, v in dtypes.items()}[dtype]
         th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin)
         device = resolve_device(device)
+        placed = placement(device_map, max_memory)
         from wrapcli import checkpoint
 
         compiled = [checkpoint.is_compiled(c) for c in ckpts]
@@ -77,10 +80,12 @@ def compare(
                 raise UsageError("a compiled counter is compared on --task count:X, not on JSONL records")
             if precision != "fp32":
                 raise UsageError("compiled (Tracr) models are compared in fp32")
+            if placed is not None:
+                raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
             result = compiled_runs.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n)
         else:
             result = run.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
-                                 dtype=dtype, device=device)
+                                 dtype=dtype, device=device, placement=placed)
         con = stderr(quiet)
         for name, vs in result["verdicts"].items():
             for v in vs:

@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, Json, Out, Precision, Quiet
+from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Precision, Quiet
 
 EXAMPLE = """Example:
 
@@ -42,6 +42,8 @@ def eval_(
     conjugate: Annotated[Optional[str], typer.Option("--conjugate", help="Also evaluate with this invertible relabelling of a, b, c, e.g. a:c,c:a (answers mapped back).")] = None,
     eval_seed: Annotated[int, typer.Option("--seed", help="Seed of the fixed evaluation sets (one default for every checkpoint, so all are scored on the same examples).")] = 0,
     device: Device = "auto",
+    device_map: DeviceMap = None,
+    max_memory: MaxMemory = None,
     precision: Precision = "auto",
     out: Out = None,
     json_out: Json = False,
@@ -51,15 +53,14 @@ def eval_(
     """Evaluate a checkpoint on built-in tasks (accuracy, majority baseline, per answer) or,
     for a Hugging Face directory, on prompt/answer records (--data)."""
     from wrapcli.console import errors_as_exit, stderr
-    from wrapcli.tables import accuracy_table
+    from wrapcli.tables import accuracy_table, attention_table
 
     with errors_as_exit(debug):
         from wrapcli import checkpoint, reports
         from wrapcli.errors import UsageError
-        from wrapcli.evaluation import evaluate
         from wrapcli.files import check_format, check_outputs, write_text
-        from wrapcli.runtime import resolve_device, resolve_precision
-        from wrapcli.tasks.checks import task_for
+        from wrapcli.runs import eval as run
+        from wrapcli.runtime import placement, resolve_device, resolve_precision
         from wrapcli.tasks.conjugate import parse_mapping
 
         if n < 1:
@@ -67,11 +68,12 @@ def eval_(
         check_outputs(out, samples, inputs=[ckpt, data])
         check_format(out, "report", "-o")
         check_format(samples, "samples", "--samples")
+        placed = placement(device_map, max_memory)
         if data is not None:
             if task or conjugate:
                 raise UsageError("--data evaluates user records; --task and --conjugate are for built-in tasks")
             device = resolve_device(device)
-            results, lines = _eval_data(ckpt, data, device, resolve_precision(precision, device))
+            results, lines = run.eval_data(ckpt, data, device, resolve_precision(precision, device), placed)
             from wrapcli.tables import describe_scores
 
             stderr(quiet).print(f"{ckpt} on {data}: {describe_scores(results['scores'])}")
@@ -83,90 +85,28 @@ def eval_(
         elif samples:
             raise UsageError("--samples goes with --data")
         if checkpoint.is_compiled(ckpt):
+            if placed is not None:
+                raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
             if conjugate:
                 raise UsageError("--conjugate is for the built-in tasks, not compiled (Tracr) models")
-            _eval_compiled(ckpt, task, n, eval_seed, resolve_device(device), out, json_out, quiet)
+            device = resolve_device(device)
+            results = run.eval_compiled(ckpt, task, n, eval_seed, device)
+            con = stderr(quiet)
+            con.print(accuracy_table(results["tasks"], f"{ckpt}"))
+            for setting in ("C_Te=0", "C_Te=1") if "attention" in results else ():
+                con.print(attention_table(results["attention"][setting],
+                                          f"attention from the answer position ({setting}), share"))
+            reports.write(reports.envelope("eval", results, inputs=[ckpt], device=device, precision="fp32"), out,
+                          json_out)
             return
         mapping = parse_mapping(conjugate) if conjugate is not None else None
         device = resolve_device(device)
-        precision = resolve_precision(precision, device)
-        ck = checkpoint.load(ckpt, device=device)
-        specs = [task_for(ck, t).replace(seed=eval_seed) for t in task or [None]]
-        from wrapcli.evaluation import check_eval_memory
-
-        for spec in specs:
-            check_eval_memory("--n", n, spec)
-        results = {"checkpoint": str(ckpt), "eval_seed": eval_seed, "n": n, "precision": precision, "tasks": {}}
-        for spec in specs:
-            results["tasks"].update(evaluate(ck.model, spec, n, device, precision=precision))
+        results = run.eval_tasks(ckpt, task, n, eval_seed, device, resolve_precision(precision, device), mapping,
+                                 placed)
         con = stderr(quiet)
         con.print(accuracy_table(results["tasks"], f"{ckpt}"))
         if mapping:
-            conj = {}
-            for spec in specs:
-                conj.update(evaluate(ck.model, spec, n, device, conjugate=mapping, precision=precision))
-            results["conjugate"] = {"mapping": mapping, "tasks": conj}
-            con.print(accuracy_table(conj, f"{ckpt}, conjugate prompts {conjugate}"))
+            con.print(accuracy_table(results["conjugate"]["tasks"], f"{ckpt}, conjugate prompts {conjugate}"))
         report = reports.envelope("eval", results, inputs=[ckpt], seed=eval_seed, device=device,
-                                   precision=results["precision"])
+                                  precision=results["precision"])
         reports.write(report, out, json_out)
-
-
-
-
-def _eval_data(ckpt: str, data: str, device: str, precision: str = "fp32") -> tuple[dict, list[dict]]:
-    """Scores of a Hugging Face model on prompt/answer or multiple-choice records, and one
-    sample per record. With ``precision`` bf16 the weights are loaded and kept in bf16
-    (half the memory of fp32: an 8B model's weights take 16 GB), not autocast."""
-    from wrapcli import checkpoint
-    from wrapcli.textscore import score_records, summarize
-    from wrapcli.userdata import load_tokenizer, text_data
-
-    ck = checkpoint.load(ckpt, dtype="bfloat16" if precision == "bf16" else "float32", device=device)
-    tok = load_tokenizer(ckpt)
-    td = text_data(data, ckpt, ck.model, 0, tokenizer=tok, kinds=("prompt", "choice"))
-    records = td.records
-    scored = score_records(ck.model, td, device)
-    lines = []
-    for rec, r in zip(records, scored):
-        line = {"prompt": rec["prompt"], "correct": r["correct"], "loss": r["loss_sum"] / r["n_tokens"]}
-        if td.choices is None:
-            line.update(expected=rec["answer"], predicted=tok.decode(r["predicted_ids"]))
-        else:  # the choices' summed log-likelihoods, as lm-evaluation-harness logs them
-            line.update(choices=rec["choices"], answer=rec["answer"], loglikelihoods=r["loglikelihoods"],
-                        picked=r["picked"], picked_norm=r["picked_norm"], correct_norm=r["correct_norm"])
-        lines.append(line)
-    results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": precision,
-               "scores": summarize(td, scored), "device": device}
-    return results, lines
-
-
-
-def _eval_compiled(ckpt, task, n, seed, device, out, json_out, quiet) -> None:
-    """A compiled model on its program (``compiled:PROGRAM``, by default) or, for a
-    counter, on ``--task count:X`` with and without the spurious feature."""
-    from wrapcli import reports
-    from wrapcli.compiled import model as compiled
-    from wrapcli.console import stderr
-    from wrapcli.errors import UsageError
-    from wrapcli.tables import accuracy_table, attention_table
-
-    model = compiled.load_checkpoint(ckpt)
-    tasks = {}
-    for t in task or [None]:
-        if t is not None and not t.startswith("count:"):
-            raise UsageError(f"--task {t}: a compiled model takes count:a, count:b or count:c (counter)")
-        operand = None if t is None else t.split(":", 1)[1]
-        settings = ("natural",) if t is None else compiled.SETTINGS
-        tasks.update(compiled.evaluate(model, n, seed, device, operand=operand, settings=settings))
-    con = stderr(quiet)
-    con.print(accuracy_table(tasks, f"{ckpt}"))
-    results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": "fp32", "tasks": tasks}
-    if model.spec.program == "counter":
-        from wrapcli.runs.compiled import attention
-
-        results["attention"] = attention(model, n, seed)
-        for setting in ("C_Te=0", "C_Te=1"):
-            con.print(attention_table(results["attention"][setting],
-                                      f"attention from the answer position ({setting}), share"))
-    reports.write(reports.envelope("eval", results, inputs=[ckpt], device=device, precision="fp32"), out, json_out)

@@ -27,11 +27,11 @@ def export(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import checkpoint
         from wrapcli.files import check_distinct
+        from wrapcli.runs.export import export as run
 
         check_distinct([dest], [ckpt])
-        checkpoint.export(checkpoint.load(ckpt), dest, force=force)
+        run(ckpt, dest, force=force)
         stderr(quiet).print(f"wrote {dest}/")
 
 

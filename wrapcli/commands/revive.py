@@ -85,6 +85,11 @@ def revive(
         check_format(plot, "plot", "--plot")
         if (task is None) == (data is None):
             raise UsageError("give exactly one of --task (built-in task) or --data (prompt/answer JSONL)")
+        from wrapcli.distributed import is_main, world
+
+        if world().size > 1 and data is None:
+            raise UsageError("under torchrun, revive runs data-parallel on --data records only")
+        quiet = quiet or not is_main()  # under torchrun, rank 0 reports
         if data is not None and (scratch or save_dir):
             raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
                              "against a floor: give --reference (or --control DIR), not --scratch")
@@ -131,6 +136,8 @@ def revive(
             else:
                 result = run.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
                                         keep_every=keep_every, **common)
+        if result is None:  # another rank than 0 under torchrun: rank 0 reports
+            return
         con = stderr(quiet)
         con.print(tables.revival_table(result["eval_steps"], result["models"], result["threshold"]))
         con.print(result["speedup"]["verdict"])

@@ -60,10 +60,11 @@ def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
 
 
 def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512, dtype="float32",
-            device="cpu") -> dict:
+            device="cpu", placement: dict | None = None) -> dict:
     """The audit's results for checkpoints ``paths`` (the first is the base). Weights are
     streamed tensor by tensor; for behaviour, CKA and KL one model at a time is in memory
-    beside the base's kept activations (float16 features, float16 answer log-probs)."""
+    beside the base's kept activations (float16 features, float16 answer log-probs).
+    With ``placement`` (--device-map) each model is dispatched by accelerate."""
     from wrapcli import checkpoint
     from wrapcli.adapters import layer_features
     from wrapcli.files import sha256
@@ -78,7 +79,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     weights = [compare_weights(paths[0], p, device=device) for p in paths[1:]]  # streams; refuses mismatches first
     shas = {name: sha256(path) for name, path in zip(names, paths)}
     evidence_by = load_reports(reports, shas)  # refuse bad evidence before the forward passes
-    base = checkpoint.load(paths[0], dtype=dtype, device=device)
+    base = checkpoint.load(paths[0], dtype=dtype, device=device, placement=placement)
     canon, views = {}, []
     for task in tasks:
         key, info = _canonical(task, base)
@@ -95,7 +96,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     base_features = layer_features(base.model, views[0][1].chunks(), views[0][1].pick, device) if views else None
     depth, representations = {key: {} for key in base_lp}, {}
     for name, path in zip(names[1:], paths[1:]):
-        ck = checkpoint.load(path, dtype=dtype, device=device)
+        ck = checkpoint.load(path, dtype=dtype, device=device, placement=placement)
         if ck.vocab != base.vocab:
             raise WrapError(f"{names[0]} and {name} have different vocabularies")
         for key, view in views:
@@ -117,6 +118,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         "representations": representations,
         "evidence": {k: [r["path"] for r in v] for k, v in evidence_by.items()},
         "verdicts": verdict_by,
+        **({"placement": {**placement, "modules": checkpoint.placed_on(base.model)}} if placement else {}),
         "device": device,
     }
 

@@ -33,8 +33,10 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     record kind's metric per seed and step, the mean answer loss per seed and step, each
     record's correctness after the last step per seed, and with ``lora`` the adapters'
     description (wrapcli/lora.py ``describe``). ``checkpointing``: gradient checkpointing
-    while it trains (wrapcli/models.py)."""
+    while it trains (wrapcli/models.py). Under torchrun every rank trains its share of each
+    batch and rank 0 alone scores (the other ranks' lists stay empty)."""
     from wrapcli import checkpoint
+    from wrapcli.distributed import is_main
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import train
     from wrapcli.userdata import load_tokenizer, text_data
@@ -78,7 +80,8 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
             if step in steps:
                 record()
 
-        record()  # step 0
+        if is_main():
+            record()  # step 0
         train(model, data, cfg, device=device, on_step=on_step)
         metric.append(row_metric)
         loss.append(row_loss)
@@ -128,6 +131,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     from wrapcli import checkpoint
     from wrapcli.analyses import relearning
     from wrapcli.checkpoint import check_same_shapes
+    from wrapcli.distributed import is_main
     from wrapcli.runtime import resolve_precision
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import TrainConfig
@@ -192,6 +196,8 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
             metric, loss, last, adapters = run_text_curve(
                 path, data, eval_data, cfg, seed_list, set(grid), device, shifted(on_progress, offset), lora,
                 loaded=unchanged, checkpointing=checkpointing)
+            if not is_main():  # its lists are empty: rank 0 scores and summarises
+                continue
             summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
             summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
             if original is not None and original["accuracy"] > start["accuracy"]:
@@ -199,9 +205,13 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
                 summary["recovered_fraction"] = [(m - start["accuracy"]) / span for m in summary["accuracy"]["mean"]]
             models.append(summary)
             final.append(np.mean(last, axis=0).tolist())  # (records,): mean over seeds
+        if not is_main():
+            continue
         grid_results.append(curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid,
                                           models, device))
         finals.append(final)
+    if not is_main():  # under torchrun: the other ranks trained their shares; rank 0 reports
+        return None
     crit = relearning.criterion(
         # with several controls, the floor at each LR is the one that relearned most (the hardest bar)
         lrs=lrs, revived=[f[0] for f in finals],

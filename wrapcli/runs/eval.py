@@ -1,0 +1,85 @@
+"""`wrapcli eval`: load (or dispatch) the model and assemble the results: built-in tasks
+(accuracy per setting, optionally through a relabelling), a compiled (Tracr) model on its
+program or counting task, or a Hugging Face directory on the user's records (each scored
+by its kind's metric, with one sample per record)."""
+
+from __future__ import annotations
+
+
+def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placement: dict | None = None
+              ) -> tuple[dict, list[dict]]:
+    """Scores of a Hugging Face model on prompt/answer or multiple-choice records, and one
+    sample per record. With ``precision`` bf16 the weights are loaded and kept in bf16
+    (half the memory of fp32: an 8B model's weights take 16 GB), not autocast. With
+    ``placement`` the layers are dispatched over the devices, the CPU and disk."""
+    from wrapcli import checkpoint
+    from wrapcli.textscore import score_records, summarize
+    from wrapcli.userdata import load_tokenizer, text_data
+
+    ck = checkpoint.load(ckpt, dtype="bfloat16" if precision == "bf16" else "float32", device=device,
+                         placement=placement)
+    tok = load_tokenizer(ckpt)
+    td = text_data(data, ckpt, ck.model, 0, tokenizer=tok, kinds=("prompt", "choice"))
+    records = td.records
+    scored = score_records(ck.model, td, device)
+    lines = []
+    for rec, r in zip(records, scored):
+        line = {"prompt": rec["prompt"], "correct": r["correct"], "loss": r["loss_sum"] / r["n_tokens"]}
+        if td.choices is None:
+            line.update(expected=rec["answer"], predicted=tok.decode(r["predicted_ids"]))
+        else:  # the choices' summed log-likelihoods, as lm-evaluation-harness logs them
+            line.update(choices=rec["choices"], answer=rec["answer"], loglikelihoods=r["loglikelihoods"],
+                        picked=r["picked"], picked_norm=r["picked_norm"], correct_norm=r["correct_norm"])
+        lines.append(line)
+    results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": precision,
+               "scores": summarize(td, scored), "device": device}
+    if placement is not None:
+        results["placement"] = {**placement, "modules": checkpoint.placed_on(ck.model)}
+    return results, lines
+
+
+def eval_tasks(ckpt, tasks, n: int, seed: int, device: str, precision: str, mapping=None,
+               placement: dict | None = None) -> dict:
+    """Accuracy on built-in tasks (default: the checkpoint's own), and with ``mapping``
+    also through that relabelling of a, b, c (answers mapped back)."""
+    from wrapcli import checkpoint
+    from wrapcli.evaluation import check_eval_memory, evaluate
+    from wrapcli.tasks.checks import task_for
+
+    ck = checkpoint.load(ckpt, device=device, placement=placement)
+    specs = [task_for(ck, t).replace(seed=seed) for t in tasks or [None]]
+    for spec in specs:
+        check_eval_memory("--n", n, spec)
+    results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": precision, "tasks": {}}
+    if placement is not None:
+        results["placement"] = {**placement, "modules": checkpoint.placed_on(ck.model)}
+    for spec in specs:
+        results["tasks"].update(evaluate(ck.model, spec, n, device, precision=precision))
+    if mapping:
+        conj = {}
+        for spec in specs:
+            conj.update(evaluate(ck.model, spec, n, device, conjugate=mapping, precision=precision))
+        results["conjugate"] = {"mapping": mapping, "tasks": conj}
+    return results
+
+
+def eval_compiled(ckpt, tasks, n: int, seed: int, device: str) -> dict:
+    """A compiled model on its program (``compiled:PROGRAM``, by default) or, for a
+    counter, on ``--task count:X`` with and without the spurious feature, with the
+    counter's attention at the answer position."""
+    from wrapcli.compiled import model as compiled
+    from wrapcli.errors import UsageError
+
+    model = compiled.load_checkpoint(ckpt)
+    results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": "fp32", "tasks": {}}
+    for t in tasks or [None]:
+        if t is not None and not t.startswith("count:"):
+            raise UsageError(f"--task {t}: a compiled model takes count:a, count:b or count:c (counter)")
+        operand = None if t is None else t.split(":", 1)[1]
+        settings = ("natural",) if t is None else compiled.SETTINGS
+        results["tasks"].update(compiled.evaluate(model, n, seed, device, operand=operand, settings=settings))
+    if model.spec.program == "counter":
+        from wrapcli.runs.compiled import attention
+
+        results["attention"] = attention(model, n, seed)
+    return results
