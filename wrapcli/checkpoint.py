@@ -545,13 +545,12 @@ def _checked(key: str, value, path: Path):
     if not isinstance(value, outer) or (inner and not all(isinstance(v, inner) for v in value)):
         raise WrapError(f"{path}: metadata {key!r} must be {words}")
     if key == "lineage":
-        for i, entry in enumerate(value):
-            if not isinstance(entry.get("kind"), str):
-                raise WrapError(f"{path}: lineage entry {i} has no 'kind'")
-            for name in ("lr", "steps"):
-                if name in entry and entry[name] is not None and (
-                        isinstance(entry[name], bool) or not isinstance(entry[name], (int, float))):
-                    raise WrapError(f"{path}: lineage entry {i}: {name!r} must be a number")
+        from wrapcli.schema import lineage_problems
+
+        problems = lineage_problems(value)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise WrapError(f"{path}: malformed lineage: {problems[0]}{more}")
     return value
 
 

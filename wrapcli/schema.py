@@ -30,6 +30,7 @@ class F:
 @dataclass(frozen=True)
 class Obj:
     fields: dict
+    open: bool = False  # keys outside ``fields`` are allowed (metadata newer wrapcli versions may add)
 
 
 @dataclass(frozen=True)
@@ -434,6 +435,47 @@ COMPARE = Obj({
     "placement": PLACEMENT,
     "device": F("str", "device"),
 })
+# -- checkpoint metadata ----------------------------------------------------------------
+# One entry of a checkpoint's lineage (wrapcli/checkpoint.py lineage_entry), checked when a
+# checkpoint is read. Open: keys it does not list are kept, so a newer wrapcli's entries load.
+LINEAGE_ENTRY = Obj({
+    "kind": F("str", "train, finetune, revive, prune or compile"),
+    "parent_sha256": F("str|null", "sha256 of the checkpoint it was made from (null for a fresh model)"),
+    "command": F(List("str"), "the command line as typed, one item per argument"),
+    "seed": F("int", "seed of the step"),
+    "task": F("str|null", "task or data it trained on (data:FILE for user records)"),
+    "wrapcli_version": F("str", "wrapcli that wrote it"),
+    "created": F("str", "UTC time (SOURCE_DATE_EPOCH when set)"),
+    "accuracy": F(Map("float", "component"), "final natural-set accuracy per component (built-in tasks)"),
+    "steps": F("int", "training steps (train, finetune, revive)", optional=True),
+    "lr": F("float", "learning rate (train, finetune, revive)", optional=True),
+    "precision": F("str", "fp32 or bf16 (train, finetune, revive)", optional=True),
+    "lr_preset": F("str|null", "small / medium / large, or null for a number (finetune)", optional=True),
+    "spurious": F("float", "C: share of strings with the spurious feature (finetune)", optional=True),
+    "spurious_offset": F("int", "the spurious relation's offset (finetune)", optional=True),
+    "mix": F("float", "share of pretraining batches mixed in (finetune)", optional=True),
+    "optimizer": F("str", "compiled models: sgd", optional=True),
+    "momentum": F("float", "compiled models: SGD momentum", optional=True),
+    "data_sha256": F("str", "user records: sha256 of the training file", optional=True),
+    "lora": F(ANY, "user records with --lora: rank, alpha, targets, modules, parameter counts", optional=True),
+    "unit": F("str", "prune: neuron, head, weight or row", optional=True),
+    "k": F("int", "prune: units pruned", optional=True),
+    "units": F(List(ANY), "prune: the units, in pruning order", optional=True),
+    "operation": F("str", "prune: zero or revert", optional=True),
+    "revert_to": F(ANY, "prune --revert-to: {path, sha256} of the base, else null", optional=True),
+    "at_step": F("int", "revive --save-dir: the reverse fine-tuning step kept", optional=True),
+    "noise": F("float", "compile: scale of the noise added to the weights", optional=True),
+    "max_len": F("int", "compile: the compiled program's maximum length", optional=True),
+}, open=True)
+
+
+def lineage_problems(lineage) -> list[str]:
+    """Every way a checkpoint's lineage departs from LINEAGE_ENTRY (empty when it conforms)."""
+    problems: list[str] = []
+    _check(lineage, List(LINEAGE_ENTRY), "lineage", problems)
+    return problems
+
+
 RESULTS = {"train": TRAIN, "finetune": FINETUNE, "eval": EVAL, "probe": PROBE, "prune": PRUNE,
            "revive": REVIVE, "compare": COMPARE}
 assert set(RESULTS) == set(RESULTS_VERSIONS)
@@ -477,7 +519,8 @@ def _check(value, spec, path: str, problems: list[str]) -> None:
                 _check(value[key], f.type, f"{path}.{key}".lstrip("."), problems)
             elif not f.optional:
                 problems.append(f"{path}.{key}: missing".lstrip("."))
-        problems += [f"{path}.{k}: not in the schema".lstrip(".") for k in value if k not in spec.fields]
+        if not spec.open:
+            problems += [f"{path}.{k}: not in the schema".lstrip(".") for k in value if k not in spec.fields]
     elif isinstance(spec, List):
         if not isinstance(value, list):
             problems.append(f"{path}: expected a list, got {type(value).__name__}")
@@ -525,6 +568,11 @@ def markdown() -> str:
         out += ["", f"## `wrapcli {name}` results (results_version {RESULTS_VERSIONS[name]})", "",
                 "| key | type | meaning |", "| --- | --- | --- |"]
         out += [f"| `{k}` | {t} | {d} |" for k, t, d in _rows(spec, "results")]
+    out += ["", "## A checkpoint's lineage entry", "",
+            "Each checkpoint carries its lineage (docs/checkpoint-format.md), one entry per step that made it, "
+            "checked when the checkpoint is read; keys not listed here are kept.", "",
+            "| key | type | meaning |", "| --- | --- | --- |"]
+    out += [f"| `{k}` | {t} | {d} |" for k, t, d in _rows(LINEAGE_ENTRY, "lineage[]")]
     return "\n".join(out) + "\n"
 
 

@@ -263,7 +263,7 @@ CASES = [
       "{d}/probe-copy.json", "-q"], 2, "give each report once"),
     (["eval", "{d}/schema99.safetensors", "--n", "8"], 1, "schema '99'; this wrapcli reads schema 1"),
     (["eval", "{d}/lineage-dict.safetensors", "--n", "8"], 1, "metadata 'lineage' must be a list of objects"),
-    (["eval", "{d}/lineage-nokind.safetensors", "--n", "8"], 1, "lineage entry 0 has no 'kind'"),
+    (["eval", "{d}/lineage-nokind.safetensors", "--n", "8"], 1, "malformed lineage: lineage[0].kind: missing"),
     (["revive", "{d}/lineage-nolr.safetensors", "--task", "count:a", *TINY, "--steps", "2"], 1, "records no LR"),
     (["eval", "{d}/task-list.safetensors", "--n", "8"], 1, "metadata 'task' must be an object"),
     (["eval", "{d}/hf-listside", "--data", "{d}/pairs.jsonl"], 1, "wrapcli.json: must hold a JSON object"),

@@ -141,3 +141,22 @@ def test_weights_not_matching_config(tmp_path):
     save_file({"transformer.wte.weight": torch.ones(3, 3)}, str(tmp_path / "x.safetensors"), metadata=meta)
     with pytest.raises(WrapError, match=r"tensor transformer.wte.weight has shape \[3, 3\] but the config implies \[282, 32\]"):
         checkpoint.load(tmp_path / "x.safetensors")
+
+
+def test_the_lineage_is_checked_against_its_schema(tmp_path):
+    """A lineage entry missing a field, or with a field of the wrong type, is one line
+    naming it; keys the schema does not list (a newer wrapcli's) are kept."""
+    good = checkpoint.lineage_entry("finetune", "ab" * 32, "count:b", 0, {}, steps=10, lr=1e-3, precision="fp32")
+    model = tiny()
+    cases = [
+        ([{k: v for k, v in good.items() if k != "seed"}], "lineage[0].seed: missing"),
+        ([{**good, "lr": "fast"}], "lineage[0].lr: expected float, got str"),
+        ([good, {**good, "command": "wrapcli finetune"}], "lineage[1].command: expected a list, got str"),
+    ]
+    for lineage, message in cases:
+        path = tmp_path / "x.safetensors"
+        checkpoint.save(path, model, vocab=list(vocab.TOKENS), lineage=lineage)
+        with pytest.raises(WrapError, match=r"malformed lineage: " + message.replace("[", r"\[").replace("]", r"\]")):
+            checkpoint.load(path)
+    checkpoint.save(tmp_path / "new.safetensors", model, vocab=list(vocab.TOKENS), lineage=[{**good, "future": 1}])
+    assert checkpoint.load(tmp_path / "new.safetensors").lineage[0]["future"] == 1
