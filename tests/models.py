@@ -10,11 +10,35 @@ from transformers import (
     GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
 )
 
 from wrapcli.models import ModelShape, build_config, build_model
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
+
+# Every architecture wrapcli reads (wrapcli/adapters.py LAYOUTS; test_layers keeps them
+# equal). Mistral and Qwen2 share Llama's layout and adapter, so their rows run in the slow
+# tier; a test that leaves one out says why (``archs``).
+ARCHS = ("gpt2", "llama", "gpt_neox", "mistral", "qwen2")
+LLAMA_COUSINS = ("mistral", "qwen2")
+BUILT_IN = "the built-in models (wrapcli/models.py build_config) are GPT-2 or Llama"
+
+
+def archs(**left_out: str) -> list:
+    """ARCHS as pytest parameters, without the architectures named (each with its reason);
+    Mistral and Qwen2 are marked slow."""
+    import pytest
+
+    assert set(left_out) <= set(ARCHS) and all(left_out.values()), left_out
+    return [pytest.param(a, marks=pytest.mark.slow) if a in LLAMA_COUSINS else a for a in ARCHS if a not in left_out]
+
+
+def built_in_archs() -> list:
+    return archs(gpt_neox=BUILT_IN, mistral=BUILT_IN, qwen2=BUILT_IN)
 
 
 def tiny(arch="gpt2", text_len=48, seed=0):
@@ -33,6 +57,17 @@ def tiny_hf(arch="gpt2", vocab_size=100, seed=0):
             vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=2, max_position_embeddings=64,
         ))
+    if arch == "mistral":
+        return MistralForCausalLM(MistralConfig(
+            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, sliding_window=None,
+        ))
+    if arch == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        ))
+    assert arch == "llama", arch
     return LlamaForCausalLM(LlamaConfig(
         vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
@@ -65,7 +100,8 @@ def write_jsonl(path, records):
 
 # -- a known edit of one MLP output projection --
 MLP_OUT = {"gpt2": "transformer.h.1.mlp.c_proj.weight", "llama": "model.layers.1.mlp.down_proj.weight",
-           "gpt_neox": "gpt_neox.layers.1.mlp.dense_4h_to_h.weight"}
+           "gpt_neox": "gpt_neox.layers.1.mlp.dense_4h_to_h.weight", "mistral": "model.layers.1.mlp.down_proj.weight",
+           "qwen2": "model.layers.1.mlp.down_proj.weight"}
 
 
 def rank1_edit(model, arch, scale=0.05):

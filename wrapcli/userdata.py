@@ -165,6 +165,13 @@ def load_tokenizer(model_dir):
                         "model's own tokenizer beside its weights")
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        if (path / "tokenizer.json").is_file() and not tok("a probe of the tokenizer", add_special_tokens=False)["input_ids"]:
+            # transformers 5 may pick the model type's own tokenizer class (a Qwen2 model:
+            # Qwen2Tokenizer), which ignores a tokenizer.json of another kind and encodes
+            # everything to nothing; the file itself is the tokenizer
+            from transformers import PreTrainedTokenizerFast
+
+            tok = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
     except Exception as e:
         raise WrapError(f"{path}: no usable tokenizer in the directory ({str(e).splitlines()[0][:160]})") from None
     try:

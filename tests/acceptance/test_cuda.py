@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cli import run
-from models import PAIRS, make_model_dir, write_jsonl
+from models import PAIRS, archs, make_model_dir, write_jsonl
 
 DEV = os.environ.get("WRAPCLI_TEST_DEVICE", "cuda")
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(DEV.startswith("cuda") and not torch.cuda.is_available(),
@@ -73,7 +73,7 @@ def test_the_audit_commands_run_on_the_device(built, tmp_path):
     assert hf["tasks"]["count:a"] == native["tasks"]["count:a"]
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("arch", archs())
 def test_a_third_party_directory_on_the_device(arch, tmp_path):
     pytest.importorskip("peft")
     base = make_model_dir(tmp_path / "base", arch)

@@ -9,7 +9,7 @@ from wrapcli import checkpoint
 from wrapcli.cli import app
 
 from cli import one_line_error, run, runner
-from models import make_model_dir, write_jsonl
+from models import archs, make_model_dir, write_jsonl
 
 TINY = ["--device", "cpu", "-q", "--eval-size", "16", "--batch-size", "32"]
 
@@ -45,7 +45,7 @@ def test_prune_writes_pruned_checkpoint(chain, tmp_path):
         not torch.equal(original.model.transformer.h[1].attn.c_proj.weight, ck.model.transformer.h[1].attn.c_proj.weight)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("arch", archs())
 def test_prune_hf_directory_on_user_data(tmp_path, arch):
     model_dir = make_model_dir(tmp_path / arch, arch)
     data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "red maps to", "answer": " blue"}] * 4)
@@ -111,7 +111,7 @@ def test_rows_reverted_to_the_base_in_the_written_checkpoint(chain, tmp_path):
         base["sweep"][0]["results"]["count:a"]["natural"]["accuracy"])
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("arch", archs())
 def test_rows_and_revert_on_hf_directories(tmp_path, arch):
     base = make_model_dir(tmp_path / "base", arch)
     data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "red maps to", "answer": " blue"},

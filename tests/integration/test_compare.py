@@ -11,7 +11,7 @@ from wrapcli.analyses import audit
 from wrapcli.cli import app
 
 from cli import one_line_error, run, runner
-from models import MLP_OUT, rank1_edit, tiny_hf
+from models import MLP_OUT, archs, rank1_edit, tiny_hf
 
 
 def test_linear_cka_known_cases():
@@ -22,7 +22,7 @@ def test_linear_cka_known_cases():
     assert audit.linear_cka(x, rng.normal(size=(200, 8))) < 0.2
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", archs())
 def test_cli_weights_only_known_edit(tmp_path, arch):
     model = tiny_hf(arch)
     model.save_pretrained(tmp_path / "a")

@@ -13,7 +13,7 @@ from wrapcli.tasks.checks import task_for
 from wrapcli.tasks.sequences import eval_batch
 
 from cli import run
-from models import write_jsonl
+from models import built_in_archs, write_jsonl
 
 TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
 
@@ -27,7 +27,7 @@ def as_records(ck, task: str, n: int, seed: int = 0) -> list[dict]:
              "answer": " " + vocab.TOKENS[a]} for row, a in zip(batch.tokens, batch.answer)]
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
+@pytest.fixture(scope="module", params=built_in_archs())
 def exported(request, tmp_path_factory):
     arch = request.param
     d = tmp_path_factory.mktemp(f"exported-{arch}")

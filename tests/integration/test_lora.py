@@ -11,10 +11,9 @@ import torch
 from wrapcli.cli import app
 
 from cli import one_line_error, run, runner
-from models import PAIRS, make_model_dir, tiny_hf, write_jsonl
+from models import PAIRS, archs, make_model_dir, tiny_hf, write_jsonl
 
 pytest.importorskip("peft")
-ARCHS = ["gpt2", "llama", "gpt_neox"]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,7 @@ def records(tmp_path_factory):
     return write_jsonl(d / "pairs.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", archs())
 def test_merged_lora_is_a_low_rank_change_of_the_linear_maps(arch, records, tmp_path):
     from transformers import AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
@@ -91,7 +90,7 @@ def test_without_peft_the_error_names_the_extra(records, tmp_path, monkeypatch):
                                        "-q", "-o", str(tmp_path / "o")]), "pip install 'wrapcli[lora]'")
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("arch", archs())
 def test_gradient_checkpointing_gives_the_same_gradients(arch, records, tmp_path):
     """--checkpointing recomputes activations in the backward pass: on a padded batch of
     the records, full-parameter and LoRA gradients equal those of the plain backward."""

@@ -13,7 +13,7 @@ from wrapcli.cli import app
 from wrapcli.errors import WrapError
 
 from cli import one_line_error, run, runner
-from models import make_model_dir, tiny_hf, write_jsonl
+from models import archs, make_model_dir, tiny_hf, write_jsonl
 
 
 def fit(x, labels, seed=0):
@@ -21,7 +21,7 @@ def fit(x, labels, seed=0):
     return fit_probe(x, labels, train, test)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("arch", archs())
 def test_hooked_residual_stream_equals_hf_hidden_states(arch):
     model = tiny_hf(arch).eval()
     x = torch.randint(0, 100, (3, 9), generator=torch.Generator().manual_seed(0))
@@ -32,7 +32,8 @@ def test_hooked_residual_stream_equals_hf_hidden_states(arch):
     assert len(ours) == len(hf) == 3
     for a, b in zip(ours[:-1], hf[:-1]):
         assert torch.allclose(a, b, atol=1e-6)
-    final_norm = {"gpt2": "transformer.ln_f", "llama": "model.norm", "gpt_neox": "gpt_neox.final_layer_norm"}[arch]
+    final_norm = {"gpt2": "transformer.ln_f", "llama": "model.norm", "gpt_neox": "gpt_neox.final_layer_norm",
+                  "mistral": "model.norm", "qwen2": "model.norm"}[arch]
     with torch.no_grad():  # HF applies the final norm to its last hidden state; we do not
         assert torch.allclose(model.get_submodule(final_norm)(ours[-1]), hf[-1], atol=1e-5)
 

@@ -12,7 +12,7 @@ from wrapcli.textscore import score_text
 from wrapcli.userdata import IGNORE, read_jsonl, text_data
 
 from cli import runner
-from models import PAIRS, make_model_dir, tiny_hf, write_jsonl
+from models import PAIRS, archs, make_model_dir, tiny_hf, write_jsonl
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_score_matches_hf_loss(model_dir, pairs):
     assert score_text(ck.model, data)["loss"] == pytest.approx(hf, rel=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", archs())
 def test_finetune_on_pairs_learns_them(tmp_path, arch, pairs):
     model_dir = make_model_dir(tmp_path / f"hf_{arch}", arch)
     out = tmp_path / "ft"
@@ -103,7 +103,7 @@ def test_cli_errors(tmp_path, model_dir, pairs):
         assert len(res.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("arch", archs())
 def test_answer_logits_equal_the_full_forward_on_padded_batches(tmp_path, arch):
     """Logits at the scored positions only, on a right-padded batch of records of different
     lengths, against Hugging Face's full forward; the training loss against HF's own."""

@@ -13,7 +13,7 @@ from wrapcli import checkpoint
 from wrapcli.errors import WrapError
 from wrapcli.tasks import vocab
 
-from models import tiny, tiny_hf
+from models import built_in_archs, tiny, tiny_hf
 
 
 def logits(model, seed=0):
@@ -22,7 +22,7 @@ def logits(model, seed=0):
         return model(input_ids=x).logits
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", built_in_archs())
 def test_round_trip_gives_identical_logits(tmp_path, arch):
     model = tiny(arch).eval()
     path = tmp_path / "m.safetensors"
@@ -47,7 +47,7 @@ def test_tied_weights_are_stored_once_and_retied(tmp_path):
     assert ck.model.lm_head.weight.data_ptr() == ck.model.transformer.wte.weight.data_ptr()
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", built_in_archs())
 def test_export_opens_with_from_pretrained_identically(tmp_path, arch):
     model = tiny(arch).eval()
     path = tmp_path / "m.safetensors"
@@ -59,7 +59,7 @@ def test_export_opens_with_from_pretrained_identically(tmp_path, arch):
     assert back.vocab == list(vocab.TOKENS) and back.task == {"t": 1}
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", built_in_archs())
 def test_loads_sharded_hf_directory(tmp_path, arch):
     model = tiny_hf(arch).eval()
     model.save_pretrained(tmp_path / "hf", max_shard_size="20KB")

@@ -8,7 +8,7 @@ import torch
 from wrapcli.adapters import Adapter
 from wrapcli.analyses import audit
 
-from models import tiny
+from models import built_in_archs, tiny
 
 
 def test_linear_cka_equals_the_hsic_formulation():
@@ -40,7 +40,7 @@ def test_singular_values_equal_torch_svdvals(shape):
     assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", built_in_archs())
 def test_zeroing_a_head_equals_ablating_its_slice_of_the_projection_input(arch):
     """Pruning zeroes the output-projection weights that read a head; the same forward
     with those weights intact but the head's slice of the projection's input set to zero

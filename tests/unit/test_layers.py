@@ -128,3 +128,11 @@ def test_commands_load_no_model():
                                            ("wrapcli.errors", 6)])
 def test_the_layers_are_read_from_the_package(mod, expected):
     assert mod in graph() and layer(mod) == expected
+
+
+def test_the_tests_architectures_are_the_ones_wrapcli_reads():
+    from wrapcli.adapters import LAYOUTS
+
+    from models import ARCHS
+
+    assert sorted(ARCHS) == sorted(LAYOUTS)

@@ -8,15 +8,15 @@ from wrapcli.adapters import Adapter
 from wrapcli.analyses.pruning import compute_scores, sweep, zero
 from wrapcli.errors import WrapError
 
-from models import tiny_hf
+from models import archs, tiny_hf
 
-ARCHS = ["gpt2", "llama", "gpt_neox"]
 # where each family keeps its output projections, written out independently of adapters.py
 PROJ = {
     "gpt2": lambda m, l: (m.transformer.h[l].mlp.c_proj.weight, m.transformer.h[l].attn.c_proj.weight, 0),
     "llama": lambda m, l: (m.model.layers[l].mlp.down_proj.weight, m.model.layers[l].self_attn.o_proj.weight, 1),
     "gpt_neox": lambda m, l: (m.gpt_neox.layers[l].mlp.dense_4h_to_h.weight, m.gpt_neox.layers[l].attention.dense.weight, 1),
 }
+PROJ["mistral"] = PROJ["qwen2"] = PROJ["llama"]  # the same module names
 
 
 def batch(vocab=100, seed=0):
@@ -27,28 +27,29 @@ def lm_loss(model, x):
     return model(input_ids=x, labels=x).loss
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", archs())
 def test_scores_equal_hand_computed_weight_times_gradient(arch):
     model = tiny_hf(arch).eval()
     x = batch()
     mats = [w for l in range(2) for w in PROJ[arch](model, l)[:2]]
     grads = torch.autograd.grad(lm_loss(model, x), mats)
     adapter = Adapter(model)
-    head_dim = 16
+    n_heads = model.config.num_attention_heads if arch != "gpt2" else model.config.n_head
+    head_dim = model.config.hidden_size // n_heads
     for kind in ("neuron", "head"):
         got = {(u.layer, u.index): u.score for u in compute_scores(adapter, [x], lm_loss, kind)}
         for l in range(2):
             w_mlp, w_attn, in_axis = PROJ[arch](model, l)
             g_mlp, g_attn = grads[2 * l], grads[2 * l + 1]
             w, g = (w_mlp, g_mlp) if kind == "neuron" else (w_attn, g_attn)
-            n = w.shape[in_axis] if kind == "neuron" else 2
+            n = w.shape[in_axis] if kind == "neuron" else n_heads
             for i in range(n):
                 sl = slice(i, i + 1) if kind == "neuron" else slice(i * head_dim, (i + 1) * head_dim)
                 ww, gg = (w[sl, :], g[sl, :]) if in_axis == 0 else (w[:, sl], g[:, sl])
                 assert got[(l, i)] == pytest.approx((ww * gg).sum().item(), rel=1e-4, abs=1e-9)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", archs())
 def test_first_order_scores_rank_like_real_ablations(arch):
     """Zero each neuron for real and measure the loss drop; the first-order estimates
     must rank-correlate with it."""
@@ -141,6 +142,7 @@ ROWS = {
     "gpt_neox": lambda m: [(m.gpt_neox.layers[1].attention.query_key_value, 0), (m.gpt_neox.layers[1].attention.dense, 0),
                            (m.gpt_neox.layers[1].mlp.dense_h_to_4h, 0), (m.gpt_neox.layers[1].mlp.dense_4h_to_h, 0)],
 }
+ROWS["mistral"] = ROWS["qwen2"] = ROWS["llama"]
 
 
 def lm_loss64(model, x):
@@ -160,7 +162,7 @@ def scaled_output(module, feature: int, alpha: float):
     return module.register_forward_hook(hook)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", archs())
 def test_row_scores_equal_hand_computed_weight_times_gradient(arch):
     model = tiny_hf(arch).eval()
     x = batch(seed=3)
@@ -179,7 +181,9 @@ def test_row_scores_equal_hand_computed_weight_times_gradient(arch):
 
 # Llama's RMSNorm and rotary tables compute in float32 even in a float64 model, which
 # leaves a finite difference too noisy; GPT-2 and GPT-NeoX run wholly in float64.
-@pytest.mark.parametrize("arch", ["gpt2", "gpt_neox"])
+@pytest.mark.parametrize("arch", archs(
+    **dict.fromkeys(("llama", "mistral", "qwen2"), "RMSNorm and rotary embeddings compute in float32 inside a float64 "
+                    "model, which leaves the central difference too noisy")))
 def test_row_scores_are_the_derivative_of_scaling_that_output(arch):
     """A row's weight x gradient is d loss / d alpha at alpha = 1 when the row is scaled by
     alpha: checked by a central difference through a forward hook, for every linear map of

@@ -7,10 +7,10 @@ from wrapcli import checkpoint
 from wrapcli.analyses.weightdiff import compare_weights, module_kind
 from wrapcli.errors import WrapError
 
-from models import MLP_OUT, rank1_edit, tiny, tiny_hf
+from models import MLP_OUT, archs, rank1_edit, tiny, tiny_hf
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("arch", archs())
 def test_known_rank1_edit_in_one_mlp_is_found_and_nothing_else(tmp_path, arch):
     base = tiny_hf(arch)
     base.save_pretrained(tmp_path / "a", max_shard_size="40KB")  # sharded on purpose
