@@ -1,6 +1,7 @@
 """finetune, revive and conjugate eval through the CLI, JSON parsed; their bad inputs."""
 
 import json
+import math
 
 import pytest
 
@@ -53,7 +54,19 @@ def test_revive_with_controls(chain, tmp_path):
     # the control at step 0 is the pretrained model itself: scored as eval scores it
     ev = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--n", "16", "--json", "-q").stdout)
     assert res["models"][1]["accuracy"]["per_seed"][0][0] == ev["results"]["tasks"]["count:a"]["natural"]["accuracy"]
-    assert "verdict" in res["speedup"]
+    # the speed-up follows from the curves' steps to threshold, computed here independently
+    sp, rev = res["speedup"], res["models"][0]["steps_to_threshold"]["per_seed"]
+    if any(s is None for s in rev):
+        assert sp["status"] == "not_revived" and sp["value"] is None
+    elif any(s <= 0 for s in rev):
+        assert sp["status"] == "already_there" and sp["value"] is None
+    else:
+        assert sp["status"] == "compared" and set(sp["controls"]) == set(names[1:])
+        for m in res["models"][1:]:
+            filled = [12 if s is None else max(s, 1e-9) for s in m["steps_to_threshold"]["per_seed"]]
+            want = math.exp(sum(map(math.log, filled)) / 2 - sum(map(math.log, rev)) / 2)
+            assert sp["controls"][m["name"]]["value"] == pytest.approx(want)
+        assert sp["value"] == min(c["value"] for c in sp["controls"].values())
     kept = checkpoint.load(tmp_path / "kept" / "revived_seed1.safetensors")
     assert kept.lineage[-1]["kind"] == "revive" and kept.lineage[-1]["at_step"] == 12
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [

@@ -56,6 +56,21 @@ def test_probe_against_random_init(acc, random_init, outcome):
     assert verdicts.probe(probe_results(acc, random_init), TH, "p.json")["outcome"] == outcome
 
 
+def test_probe_takes_the_most_favourable_layer():
+    """Layers differ: the criterion is the layer whose Bonferroni lower bound is highest,
+    wherever it sits, and its text names that layer."""
+    rows = []
+    for layer, acc in enumerate([0.78, 0.79, 0.97, 0.80]):
+        row = dict(probe_results(acc, 0.80)["layers"][0], layer=layer, hook=f"blocks.{layer}.hook_resid_post")
+        rows.append(row)
+    c = verdicts.probe({"layers": rows, "random_init_seeds": [1, 2, 3]}, TH, "p.json")
+    assert c["outcome"] == "pass" and "blocks.2.hook_resid_post" in c["text"]
+    rows = [dict(probe_results(acc, 0.80)["layers"][0], layer=layer, hook=f"blocks.{layer}.hook_resid_post")
+            for layer, acc in enumerate([0.70, 0.72, 0.74, 0.71])]
+    c = verdicts.probe({"layers": rows, "random_init_seeds": [1, 2, 3]}, TH, "p.json")
+    assert c["outcome"] == "fail"
+
+
 def test_probe_small_held_out_set_is_unclear():
     assert verdicts.probe(probe_results(0.97, 0.80, n=30), TH, "p.json")["outcome"] == "unclear"
 
