@@ -49,7 +49,7 @@ $(VENV)/.lora-extra: $(BIN)/wrapcli
 # Fast tier: ruff (lint, import order), then everything but tests marked slow.
 test: install $(VENV)/.compile-extra $(VENV)/.lora-extra
 	$(BIN)/ruff check -q
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --durations=15
 
 test-all: install $(VENV)/.compile-extra $(VENV)/.lora-extra
 	$(BIN)/python -m pytest -q

@@ -151,6 +151,13 @@ def read_labelled(path) -> tuple[list[str], list[str], list[str] | None]:
     return texts, labels, ([str(g) for g in groups] if all(has) and has else None)
 
 
+def _encodes_nothing(tok) -> bool:
+    try:
+        return not tok("a probe of the tokenizer", add_special_tokens=False)["input_ids"]
+    except Exception:  # a broken tokenizer is reported where it is used, naming the record
+        return False
+
+
 def load_tokenizer(model_dir):
     from transformers import AutoTokenizer
 
@@ -165,7 +172,7 @@ def load_tokenizer(model_dir):
                         "model's own tokenizer beside its weights")
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        if (path / "tokenizer.json").is_file() and not tok("a probe of the tokenizer", add_special_tokens=False)["input_ids"]:
+        if (path / "tokenizer.json").is_file() and _encodes_nothing(tok):
             # transformers 5 may pick the model type's own tokenizer class (a Qwen2 model:
             # Qwen2Tokenizer), which ignores a tokenizer.json of another kind and encodes
             # everything to nothing; the file itself is the tokenizer

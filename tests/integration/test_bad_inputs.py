@@ -133,8 +133,12 @@ def bad(chain, tmp_path_factory):
     # a checkpoint of a newer checkpoint schema; lying metadata: a lineage that is no list,
     # an entry without kind, a fine-tune entry without its LR, a task that is a list
     save_file(load_file(pt), d / "schema99.safetensors", metadata={**meta, "wrapcli_schema": "99"})
-    for name, key, value in (("lineage-dict", "lineage", {"kind": "train"}), ("lineage-nokind", "lineage", [{"seed": 0}]),
-                             ("lineage-nolr", "lineage", [{"kind": "finetune", "seed": 0}]),
+    entry = {"kind": "finetune", "parent_sha256": None, "command": ["wrapcli"], "seed": 0, "task": "count:b",
+             "wrapcli_version": "0", "created": "2026-01-01T00:00:00+00:00", "accuracy": {}}  # no steps, lr
+    for name, key, value in (("lineage-dict", "lineage", {"kind": "train"}),
+                             ("lineage-nokind", "lineage", [{k: v for k, v in entry.items() if k != "kind"}]),
+                             ("lineage-nolr", "lineage", [entry]),
+                             ("lineage-badseed", "lineage", [{**entry, "seed": "zero"}]),
                              ("task-list", "task", [1, 2])):
         save_file(load_file(pt), d / f"{name}.safetensors", metadata={**meta, key: json.dumps(value)})
     (d / "deep.jsonl").write_text('{"prompt": ' + "[" * 100000 + "]" * 100000 + ', "answer": " x"}\n')
@@ -265,6 +269,7 @@ CASES = [
     (["eval", "{d}/lineage-dict.safetensors", "--n", "8"], 1, "metadata 'lineage' must be a list of objects"),
     (["eval", "{d}/lineage-nokind.safetensors", "--n", "8"], 1, "malformed lineage: lineage[0].kind: missing"),
     (["revive", "{d}/lineage-nolr.safetensors", "--task", "count:a", *TINY, "--steps", "2"], 1, "records no LR"),
+    (["eval", "{d}/lineage-badseed.safetensors", "--n", "8"], 1, "lineage[0].seed: expected int, got str"),
     (["eval", "{d}/task-list.safetensors", "--n", "8"], 1, "metadata 'task' must be an object"),
     (["eval", "{d}/hf-listside", "--data", "{d}/pairs.jsonl"], 1, "wrapcli.json: must hold a JSON object"),
     (["eval", "{d}/hf", "--data", "{d}/deep.jsonl"], 1, "deep.jsonl:1: nested too deeply"),
@@ -304,6 +309,18 @@ CASES = [
     (["prune", "{ft}", "--task", "count:a", "--k", "0,1", "-w", "-", "--write-k", "1", "-q"], 2, "-w -"),
     (["prune", "{ft}", "--task", "count:a", "--k", "0,1", "--plot", "-", "-q"], 2, "--plot -"),
     (["train", *TINY, "--steps", "2", "-o", "{d}/t.safetensors", "--log", "{d}/no/log.json"], 1, "does not exist"),
+    # a flag that does not apply to the input given is a usage error, not ignored
+    (["eval", "{d}/hf", "--data", "{d}/pairs.jsonl", "--n", "5", "--seed", "2"], 2, "--n, --seed apply to built-in tasks"),
+    (["eval", "{d}/hf", "--data", "{d}/pairs.jsonl", "--seed", "2"], 2, "--seed applies to built-in tasks"),
+    (["prune", "{d}/hf", "--data", "{d}/pairs.jsonl", "--eval-size", "10", "-q"], 2, "--eval-size applies to built-in"),
+    (["prune", "{ft}", "--task", "count:a", "--k", "0,1", "--write-k", "1", "-q"], 2, "--write-k applies only with -w"),
+    (["compare", "{d}/hf", "{d}/hf", "--task", "{d}/pairs.jsonl", "--n", "10", "-q"], 2, "--n applies to built-in tasks"),
+    (["revive", "{d}/hf", "--data", "{d}/pairs.jsonl", "--eval-data", "{d}/pairs.jsonl", "--threshold", "0.5",
+      "--eval-size", "8", "-q"], 2, "--eval-size applies to built-in tasks"),
+    (["eval", "{d}/hf", "--data", "{d}/pairs.jsonl", "--max-memory", "cpu=1GiB"], 2, "--max-memory goes with --device-map"),
+    (["eval", "{pt}", "--n", "8", "--device-map", "auto"], 2, "dispatch is for Hugging Face directories"),
+    (["finetune", "{pt}", "--task", "count:b", "--checkpointing", "-q", "-o", "{d}/c.safetensors"], 2,
+     "--checkpointing goes with --data"),
 ]
 
 

@@ -28,3 +28,16 @@ Log = Annotated[Optional[str], typer.Option("--log", "--log-file", help="Write t
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=1, help="Steps between resumable states (default: every 60 s).")]
 Precision = Annotated[Literal["auto", "fp32", "bf16"], typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16 autocast (faster on AMX CPUs, other numbers).")]
+
+
+def refuse_given(ctx: typer.Context, params: tuple[str, ...], why: str) -> None:
+    """A usage error naming the options among ``params`` (parameter names) that the user
+    typed (or set through the environment) although they do not apply: ``why`` says so,
+    e.g. "to built-in tasks, not to --data". An option left at its default passes."""
+    from wrapcli.errors import UsageError
+
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    sources = {name: getattr(ctx.get_parameter_source(name), "name", None) for name in params}
+    given = [flags[name] for name in params if sources[name] in ("COMMANDLINE", "ENVIRONMENT")]
+    if given:
+        raise UsageError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} {why}")

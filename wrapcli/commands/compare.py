@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet
+from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet, refuse_given
 from wrapcli.thresholds import Thresholds
 
 EXAMPLE = """Example:
@@ -24,6 +24,7 @@ EXAMPLE = """Example:
 
 
 def compare(
+    ctx: typer.Context,
     ckpts: Annotated[list[str], typer.Argument(help="Two or more checkpoints; the first is the base.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Capability to compare: a built-in task (count:a) or a prompt/answer JSONL file. Repeatable.")] = None,
     reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge (repeatable).")] = None,
@@ -66,6 +67,8 @@ def compare(
         dtype = dtype or dtypes[precision or "fp32"]
         precision = {v: k for k, v in dtypes.items()}[dtype]
         th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin)
+        if task and all(t.endswith(".jsonl") for t in task):
+            refuse_given(ctx, ("n",), "to built-in tasks; a JSONL task scores every record")
         device = resolve_device(device)
         placed = placement(device_map, max_memory)
         from wrapcli import checkpoint

@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Precision, Quiet
+from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Precision, Quiet, refuse_given
 
 EXAMPLE = """Example:
 
@@ -34,6 +34,7 @@ EXAMPLE = """Example:
 
 
 def eval_(
+    ctx: typer.Context,
     ckpt: Annotated[str, typer.Argument(help="A wrapcli .safetensors checkpoint or HF directory.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Task(s) to evaluate; default: the checkpoint's own. Repeatable.")] = None,
     n: Annotated[int, typer.Option("--n", help="Examples per evaluation set.")] = 1000,
@@ -72,6 +73,7 @@ def eval_(
         if data is not None:
             if task or conjugate:
                 raise UsageError("--data evaluates user records; --task and --conjugate are for built-in tasks")
+            refuse_given(ctx, ("n", "eval_seed"), "to built-in tasks; --data scores every record")
             device = resolve_device(device)
             results, lines = run.eval_data(ckpt, data, device, resolve_precision(precision, device), placed)
             from wrapcli.tables import describe_scores

@@ -18,7 +18,19 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Force, Json, Out, Precision, Quiet, Seed
+from wrapcli.commands._options import (
+    BatchSize,
+    Debug,
+    Device,
+    EvalSize,
+    Force,
+    Json,
+    Out,
+    Precision,
+    Quiet,
+    Seed,
+    refuse_given,
+)
 
 EXAMPLE = """Example:
 
@@ -35,6 +47,7 @@ EXAMPLE = """Example:
 
 
 def prune(
+    ctx: typer.Context,
     ckpt: Annotated[str, typer.Argument(help="The checkpoint to prune (.safetensors or HF directory).")],
     task: Annotated[Optional[str], typer.Option("--task", help="The capability to restore, e.g. count:a: scored and evaluated.")] = None,
     also: Annotated[Optional[list[str]], typer.Option("--also", help="Other tasks to evaluate at each K, e.g. count:b (repeatable).")] = None,
@@ -82,6 +95,10 @@ def prune(
         check_format(write, "checkpoint", "-w")
         if force and not (write and Path(ckpt).is_dir()):
             raise UsageError("--force applies to -w DIR (a pruned Hugging Face directory)")
+        if not write:
+            refuse_given(ctx, ("write_k",), "only with -w (the pruned checkpoint to write)")
+        if data is not None:
+            refuse_given(ctx, ("eval_size",), "to built-in tasks; --data scores every record")
         if write:
             check_distinct([out, plot, write], [ckpt, data, revert_to])
             into_dir = Path(ckpt).is_dir()

@@ -24,6 +24,7 @@ from wrapcli.commands._options import (
     Preset,
     Quiet,
     Steps,
+    refuse_given,
 )
 
 EXAMPLE = """Example:
@@ -40,6 +41,7 @@ EXAMPLE = """Example:
 
 
 def revive(
+    ctx: typer.Context,
     ckpt: Annotated[str, typer.Argument(help="The fine-tuned checkpoint to revive.")],
     task: Annotated[Optional[str], typer.Option("--task", help="The capability to bring back, e.g. count:a.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="HF directories: prompt/answer JSONL to relearn on (instead of --task).")] = None,
@@ -97,6 +99,8 @@ def revive(
                                 ("--lora", lora), ("--checkpointing", checkpointing or None)) if v is not None]
         if data is None and given:
             raise UsageError(f"{', '.join(given)} {'go' if len(given) > 1 else 'goes'} with --data")
+        if data is not None:
+            refuse_given(ctx, ("eval_size",), "to built-in tasks; --eval-data is scored whole")
         if lora_targets != "all-linear" and lora is None:
             raise UsageError("--lora-targets goes with --lora")
         lora_spec = None
