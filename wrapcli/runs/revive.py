@@ -131,7 +131,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     from wrapcli import checkpoint
     from wrapcli.analyses import relearning
     from wrapcli.checkpoint import check_same_shapes
-    from wrapcli.distributed import is_main
+    from wrapcli.distributed import is_main, process_group
     from wrapcli.runtime import resolve_precision
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import TrainConfig
@@ -186,30 +186,31 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     n_eval = held.n_records
     named = [("revived", ckpt_path, sha), *[(f"control:{Path(c).name}", c, h) for c, h in zip(controls, shas)]]
     grid_results, finals = [], []
-    for i, lr_value in enumerate(lrs):
-        cfg = TrainConfig(steps=n_steps, batch_size=batch_size or preset.ft_batch_size, lr=lr_value,
-                          eval_every=n_steps, precision=resolve_precision(precision, device))
-        grid = eval_grid(cfg.steps)
-        models, final = [], []
-        for j, (name, path, digest) in enumerate(named):
-            offset = (i * len(named) + j) * seeds * cfg.steps
-            metric, loss, last, adapters = run_text_curve(
-                path, data, eval_data, cfg, seed_list, set(grid), device, shifted(on_progress, offset), lora,
-                loaded=unchanged, checkpointing=checkpointing)
-            if not is_main():  # its lists are empty: rank 0 scores and summarises
+    with process_group(device):  # one process group for every curve under torchrun (re-joining races)
+        for i, lr_value in enumerate(lrs):
+            cfg = TrainConfig(steps=n_steps, batch_size=batch_size or preset.ft_batch_size, lr=lr_value,
+                              eval_every=n_steps, precision=resolve_precision(precision, device))
+            grid = eval_grid(cfg.steps)
+            models, final = [], []
+            for j, (name, path, digest) in enumerate(named):
+                offset = (i * len(named) + j) * seeds * cfg.steps
+                metric, loss, last, adapters = run_text_curve(
+                    path, data, eval_data, cfg, seed_list, set(grid), device, shifted(on_progress, offset), lora,
+                    loaded=unchanged, checkpointing=checkpointing)
+                if not is_main():  # its lists are empty: rank 0 scores and summarises
+                    continue
+                summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
+                summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
+                if original is not None and original["accuracy"] > start["accuracy"]:
+                    span = original["accuracy"] - start["accuracy"]
+                    summary["recovered_fraction"] = [(m - start["accuracy"]) / span for m in summary["accuracy"]["mean"]]
+                models.append(summary)
+                final.append(np.mean(last, axis=0).tolist())  # (records,): mean over seeds
+            if not is_main():
                 continue
-            summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
-            summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
-            if original is not None and original["accuracy"] > start["accuracy"]:
-                span = original["accuracy"] - start["accuracy"]
-                summary["recovered_fraction"] = [(m - start["accuracy"]) / span for m in summary["accuracy"]["mean"]]
-            models.append(summary)
-            final.append(np.mean(last, axis=0).tolist())  # (records,): mean over seeds
-        if not is_main():
-            continue
-        grid_results.append(curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid,
-                                          models, device))
-        finals.append(final)
+            grid_results.append(curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid,
+                                              models, device))
+            finals.append(final)
     if not is_main():  # under torchrun: the other ranks trained their shares; rank 0 reports
         return None
     crit = relearning.criterion(
