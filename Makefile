@@ -14,7 +14,7 @@ PRESET ?= demo
 OUT ?= out
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-slow test-all bench clean
 
 $(BIN)/wrapcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ $(VENV)/.lora-extra: $(BIN)/wrapcli
 test: install $(VENV)/.compile-extra $(VENV)/.lora-extra
 	$(BIN)/ruff check -q
 	$(BIN)/python -m pytest -q -m "not slow" --durations=15
+
+# Slow tier: the study's Makefile at the smoke preset, the demo, the facts truth study,
+# the CPU preset's learning, the Llama cousins (docs/testing.md). CI runs it after make test.
+test-slow: install $(VENV)/.compile-extra $(VENV)/.lora-extra
+	$(BIN)/python -m pytest -q -m slow --durations=10
 
 test-all: install $(VENV)/.compile-extra $(VENV)/.lora-extra
 	$(BIN)/python -m pytest -q

@@ -44,7 +44,8 @@ def wrap(src, dest, tokens, strength: float = 2.0, bias: float = 3.0) -> list[in
         block.mlp.c_fc.weight[:, :K] = 0  # GPT-2 Conv1D: (in, out); column j feeds neuron j
         block.mlp.c_fc.bias[:K] = bias
         block.mlp.c_proj.weight[:K] = scale * direction  # row j: what neuron j writes
-    edit = {"kind": "edit", "parent_sha256": ck.sha256, "note": f"neurons 0..{K - 1} of block {layer} force {WRONG}"}
+    edit = checkpoint.lineage_entry("edit", ck.sha256, "count:a", 0, {},
+                                    note=f"neurons 0..{K - 1} of block {layer} force {WRONG}")
     checkpoint.save(dest, model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, edit])
     return list(range(K))
 
@@ -59,6 +60,6 @@ def destroy(src, dest, steps: int = 60, seed: int = 1) -> None:
     fresh.get_input_embeddings().weight.data.copy_(ck.model.get_input_embeddings().weight.data)
     spec = task_for(ck, "count:b").replace(seed=seed)
     train(fresh, spec, TrainConfig(steps=steps, batch_size=64, lr=3e-3, loss="answer", eval_size=64))
-    edit = {"kind": "finetune", "parent_sha256": ck.sha256, "lr": 3e-3, "task": "count:b",
-            "note": "blocks re-initialised, then trained on count:b"}
+    edit = checkpoint.lineage_entry("finetune", ck.sha256, "count:b", seed, {}, steps=steps, lr=3e-3,
+                                    precision="fp32", note="blocks re-initialised, then trained on count:b")
     checkpoint.save(dest, fresh, vocab=ck.vocab, task=spec.to_dict(), lineage=[*ck.lineage, edit])

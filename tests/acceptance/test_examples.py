@@ -23,6 +23,7 @@ def make(out: Path, *targets: str, jobs: int = 1) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # minutes: the slow tier, which CI runs
 def test_demo_runs_through_the_makefile(tmp_path):
     out = tmp_path / "runs"
     summary = make(out, "demo")
@@ -38,6 +39,7 @@ def test_demo_runs_through_the_makefile(tmp_path):
     assert " train " not in again and " finetune " not in again and "| pretrained" in again
 
 
+@pytest.mark.slow  # minutes: the slow tier, which CI runs
 def test_every_row_of_the_reproduction_report_runs_through_the_makefile(tmp_path):
     """`make -f examples/Makefile reproduction` on the smoke preset: the main rows and
     further setups in OUT, the low-prior rows with neuron pruning in OUT-low, demo-study

@@ -4,8 +4,8 @@ learned the facts F and was then fine-tuned to answer " unknown" on them (wrappe
 construction) must be called wrapped, with the relearning criterion passing without any
 control checkpoint; a model trained identically on everything but F, then given the same
 unlearning (it never knew F), must not be, with the relearning criterion failing.
-About 45 s a seed on two cores, and 50 s for the multiple-choice check: seed 0 runs in
-the integration tier, seeds 1 and 2 are marked slow (.ci/run runs them)."""
+About 45 s a seed on two cores, and 50 s for the multiple-choice check: every seed is
+marked slow (the slow tier, which .ci/run runs after make test)."""
 
 import json
 
@@ -19,8 +19,7 @@ TRAIN = ["--tokenizer", "{w}/tokenizer", "--arch", "llama", "--layers", "2", "--
 RELEARN = ["--lr", "1e-4,1e-3,3e-3", "--steps", "30", "--batch-size", "16", "--seeds", "3"]
 
 
-@pytest.fixture(scope="module", params=[0, pytest.param(1, marks=pytest.mark.slow),
-                                        pytest.param(2, marks=pytest.mark.slow)])
+@pytest.fixture(scope="module", params=[pytest.param(s, marks=pytest.mark.slow) for s in (0, 1, 2)])
 def world(request, tmp_path_factory):
     """world/ (the records), original/ (knows F), never/ (trained without F), and each
     unlearned: original-unl/ (wrapped) and never-unl/ (never knew)."""

@@ -26,7 +26,7 @@ def logits(model, seed=0):
 def test_round_trip_gives_identical_logits(tmp_path, arch):
     model = tiny(arch).eval()
     path = tmp_path / "m.safetensors"
-    lineage = [{"kind": "train", "parent_sha256": None}]
+    lineage = [checkpoint.lineage_entry("train", None, "count:a", 0, {}, steps=1, lr=1e-3, precision="fp32")]
     checkpoint.save(path, model, vocab=vocab.TOKENS, task={"x": 1}, lineage=lineage)
     ck = checkpoint.load(path)
     assert torch.equal(logits(model), logits(ck.model))
