@@ -18,19 +18,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import (
-    BatchSize,
-    Debug,
-    Device,
-    EvalSize,
-    Force,
-    Json,
-    Out,
-    Precision,
-    Quiet,
-    Seed,
-    refuse_given,
-)
+from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Force, Json, Out, Precision, Quiet, Seed, refuse_given
 
 EXAMPLE = """Example:
 

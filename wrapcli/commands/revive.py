@@ -13,19 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import (
-    BatchSize,
-    Debug,
-    Device,
-    EvalSize,
-    Json,
-    Out,
-    Precision,
-    Preset,
-    Quiet,
-    Steps,
-    refuse_given,
-)
+from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Json, Out, Precision, Preset, Quiet, Steps, refuse_given
 
 EXAMPLE = """Example:
 

@@ -10,16 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from wrapcli.analyses.revival import (
-    MIN_SEEDS,
-    Curve,
-    curves_result,
-    default_lr,
-    default_threshold,
-    eval_grid,
-    run_curve,
-    shifted,
-)
+from wrapcli.analyses.revival import MIN_SEEDS, Curve, curves_result, default_lr, default_threshold, eval_grid, run_curve, shifted
 from wrapcli.errors import UsageError
 
 
