@@ -1,4 +1,4 @@
-"""Data-parallel training under ``torchrun`` (DDP).
+"""Data-parallel (DDP) and fully sharded (FSDP) training under ``torchrun``.
 
 ``torchrun --nproc-per-node N -m wrapcli train …`` starts N copies of the command with
 RANK / WORLD_SIZE / LOCAL_RANK in the environment. Results keep the one-process meaning:
@@ -8,6 +8,14 @@ equals the global-batch gradient because the slices have equal sizes. So ``--bat
 is the global batch and the run gives the one-process weights up to float summation
 order. Rank 0 alone writes the checkpoint, the resumable state and the reports; every
 rank reads the state on ``--resume``. The backend is NCCL on CUDA and gloo on CPU.
+
+With ``--fsdp`` (``finetune --data``, ``revive --data``) the model is fully sharded instead
+of replicated (torch's FSDP2, ``fully_shard``: each decoder block one unit, embeddings,
+final norm and head the root's): every rank keeps 1/N of each weight, of its gradient and
+of its two AdamW moments, and gathers a block's weights only while it computes with it.
+Each rank loads the whole model once before sharding it. A sharded model's forward pass is
+collective, so every rank scores the records it is scored on (the same numbers), and the
+written checkpoint is gathered whole onto rank 0. Sharded runs keep no resume state.
 """
 
 from __future__ import annotations
@@ -88,3 +96,48 @@ def mean(value):
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / dist.get_world_size()
+
+
+def check_shardable(*, lora: bool = False, resume: bool = False, save_every=None) -> None:
+    """``--fsdp``'s usage errors, before any model is loaded."""
+    from wrapcli.errors import UsageError
+
+    if world().size < 2:
+        raise UsageError("--fsdp shards the model over torchrun's processes: launch with "
+                         "torchrun --nproc-per-node 2 (or more) -m wrapcli ...")
+    if lora:
+        raise UsageError("--fsdp with --lora: adapters train few weights, so plain data-parallel "
+                         "(torchrun without --fsdp) already fits; give one of them")
+    if resume or save_every:
+        raise UsageError("a sharded (--fsdp) run keeps no resume state: drop --resume and --save-every")
+
+
+def shard_model(model, device: str):
+    """Fully shard ``model`` in place over the torchrun process group on ``device``'s
+    kind (torch FSDP2): one unit per decoder block, the rest the root's."""
+    import torch
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from wrapcli.adapters import Adapter
+
+    mesh = init_device_mesh(torch.device(device).type, (world().size,))
+    for block in Adapter(model).blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def is_sharded(model) -> bool:
+    """Whether ``model`` was fully sharded (``shard_model``)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def full_state_dict(model) -> dict:
+    """A sharded model's weights gathered whole, on rank 0's CPU (collective: every rank
+    calls it; the others get an empty dict)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))

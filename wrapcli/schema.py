@@ -166,6 +166,8 @@ ON_RECORDS = {  # what train and finetune report when they train on user records
               optional=True),
     "written": F("str", "with --data: model (adapters merged, if any) or adapter (--adapter-only)", optional=True),
     "checkpointing": F("bool", "with --data: gradient checkpointing was on (--checkpointing)", optional=True),
+    "processes": F("int", "with --data: training processes under torchrun (1 without it)", optional=True),
+    "fsdp": F("bool", "with --data: the model was fully sharded over them (--fsdp)", optional=True),
     "before": F(TEXT_SCORE, "with --data: the eval file scored before training", optional=True),
     "after": F(TEXT_SCORE, "with --data: and after", optional=True),
 }
@@ -360,6 +362,8 @@ REVIVE = Obj({
     "lora": F(ANY, "with --data --lora: {rank, targets, alpha, modules, trainable_params, model_params} of the "
                    "relearning's adapters, else null", optional=True),
     "checkpointing": F("bool", "with --data: gradient checkpointing was on (--checkpointing)", optional=True),
+    "processes": F("int", "with --data: training processes under torchrun (1 without it)", optional=True),
+    "fsdp": F("bool", "with --data: the model was fully sharded over them (--fsdp)", optional=True),
     "device": F("str", "device"),
 })
 CRITERION = Obj({

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wrapcli.batches import TaskData, prefetched
-from wrapcli.distributed import mean, process_group
+from wrapcli.distributed import check_shardable, mean, process_group
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.kernels import autocast, fast_kernels
@@ -92,13 +92,21 @@ def make_optimizer(model, cfg: TrainConfig):
     of the linear layers and the token and position embeddings; none on biases or norms.
     This is nanoGPT's rule (``configure_optimizers``: ``p.dim() >= 2``). minGPT's differs:
     it exempts the embeddings. We keep nanoGPT's because every result so far was trained
-    with it, and decaying the embeddings is harmless at these sizes."""
+    with it, and decaying the embeddings is harmless at these sizes.
+
+    On CUDA the update is torch's fused kernel: its default there (``foreach``) builds
+    temporaries as large as all the weights together, one more copy of the model on the
+    device. On the CPU torch's default is already the lean one-tensor-at-a-time update,
+    kept so CPU runs keep their exact numbers."""
     import torch
 
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
+    from torch.distributed.tensor import DTensor
+
+    on_cuda = all(p.device.type == "cuda" and not isinstance(p, DTensor) for p in decay + rest) and bool(decay + rest)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), **({"fused": True} if on_cuda else {}))
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,7 @@ def train(
     save_every: int | None = None,
     save_seconds: float = 60.0,
     on_step=None,
+    shard: bool = False,
 ) -> list[dict]:
     """Train ``model`` in place; return the log (one entry per evaluation).
 
@@ -138,6 +147,9 @@ def train(
     none for other data. ``state_path`` receives resumable state every ``save_every``
     steps (or every ``save_seconds`` when that is None); ``resume`` continues from it if
     it exists. ``on_step(step, metrics)`` is called after every step (progress display).
+    ``shard``: under torchrun, fully shard the model over the ranks (wrapcli/distributed.py);
+    ``model`` is then sharded in place, ``on_step`` runs on every rank (a callback that
+    scores the model takes part in the collective forward) and no resume state is kept.
     """
     if isinstance(data, TaskSpec):
         data = TaskData(data)
@@ -145,8 +157,10 @@ def train(
         evaluation = Evaluation(data.spec)
     _check_sizes(model, data, cfg, evaluation)
     with process_group(device) as world, fast_kernels(model, device, cfg.precision):
-        return _loop(model, data, cfg, device, evaluation, state_path, resume, save_every,
-                     save_seconds, on_step, world)
+        if shard:
+            check_shardable(resume=resume, save_every=save_every)
+        return _loop(model, data, cfg, device, evaluation, None if shard else state_path, resume, save_every,
+                     save_seconds, on_step, world, shard)
 
 
 def _check_sizes(model, data, cfg, evaluation) -> None:
@@ -167,12 +181,17 @@ def _check_sizes(model, data, cfg, evaluation) -> None:
 
 
 def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, save_seconds,
-          on_step, world) -> list[dict]:
+          on_step, world, shard=False) -> list[dict]:
     import torch
 
-    model.to(device).train()
     net = model
-    if world.size > 1:
+    if shard:
+        from wrapcli.distributed import shard_model
+
+        shard_model(model, device).train()  # moves each rank's shards to the device
+    else:
+        model.to(device).train()
+    if world.size > 1 and not shard:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [torch.device(device).index] if device.startswith("cuda") else None
@@ -217,6 +236,8 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
                 raise WrapError(f"the training loss became {metrics['loss']} by step {done} "
                                 f"(lr {cfg.lr:g}): stopped, no checkpoint written{kept}")
         if not world.main:
+            if shard and on_step:  # the callback may score the model: a sharded forward needs every rank
+                on_step(done, metrics)
             continue
         if evaluation and record:
             entry = _eval_entry(model, evaluation, cfg, device, done, metrics["loss"])

@@ -320,15 +320,19 @@ def answer_logits(model, batch: dict):
     full (B, T, vocab) logits would dominate memory. Models that rescale their logits
     (soft-capping, a logit scale) take the full forward instead, and so does a model
     wrapped for data-parallel training (its gradients are averaged by hooks on its own
-    forward, which the shortcut would bypass)."""
+    forward, which the shortcut would bypass), and a fully sharded one (its forward gathers
+    the weights)."""
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
     labels = batch["labels"]
     target_mask = labels[:, 1:] != IGNORE  # (B, T - 1): position t predicts token t + 1
     rows, cols = target_mask.nonzero(as_tuple=True)
-    parallel = isinstance(model, DistributedDataParallel)
-    cfg = model.module.config if parallel else model.config
+    from wrapcli.distributed import is_sharded
+
+    # a sharded model gathers its root's weights (embeddings, head) in its own forward only
+    parallel = isinstance(model, DistributedDataParallel) or is_sharded(model)
+    cfg = model.module.config if isinstance(model, DistributedDataParallel) else model.config
     if parallel or any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale")):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[rows, cols]
     else:

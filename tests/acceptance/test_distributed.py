@@ -111,3 +111,65 @@ def test_built_in_revive_is_refused_under_torchrun(tmp_path):
                            "wrapcli", "revive", str(tmp_path / "x.safetensors"), "--task", "count:a", "-q"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "revive runs data-parallel on --data records only" in done.stderr
+
+
+def test_fsdp_shards_fine_tuning_and_relearning_of_user_records(tmp_path):
+    """--fsdp under torchrun (torch FSDP2 on two gloo processes): the written weights are
+    the one-process run's, gathered whole, and revive's one report has every seed with the
+    one-process curves (every rank takes part in the sharded scoring)."""
+    from models import PAIRS, make_model_dir, write_jsonl
+
+    base = make_model_dir(tmp_path / "base", "llama")
+    recs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+    common = ["--lr", "1e-2", "--steps", "4", "--batch-size", "4", "--device", "cpu", "--precision", "fp32", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "wrapcli"]
+
+    run("finetune", base, "--data", recs, *common, "-o", tmp_path / "one", "--log", tmp_path / "one.json")
+    done = subprocess.run([*launch, "finetune", str(base), "--data", str(recs), *common, "--fsdp", "-o",
+                           str(tmp_path / "two"), "--log-file", str(tmp_path / "two.json")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert one.keys() == two.keys()
+    moved = 0
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=1e-4)
+        moved += not torch.equal(one[name], load_file(base / "model.safetensors")[name])
+    assert moved > 0  # it trained
+    report = json.loads((tmp_path / "two.json").read_text())["results"]
+    assert report["fsdp"] is True and report["processes"] == 2
+    assert report["after"]["loss"] == pytest.approx(json.loads((tmp_path / "one.json").read_text())["results"]["after"]["loss"],
+                                                    abs=1e-4)
+
+    relearn = ["revive", str(base), "--data", str(recs), "--eval-data", str(recs), "--threshold", "0.5", "--seeds", "2",
+               *common]
+    run(*relearn, "-o", tmp_path / "r1.json")
+    done = subprocess.run([*launch, *relearn, "--fsdp", "-o", str(tmp_path / "r2.json")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = json.loads((tmp_path / "r1.json").read_text())["results"]
+    b = json.loads((tmp_path / "r2.json").read_text())["results"]
+    assert b["seeds"] == a["seeds"] == [0, 1] and b["fsdp"] is True
+    assert b["models"][0]["accuracy"]["per_seed"] == a["models"][0]["accuracy"]["per_seed"]
+    np.testing.assert_allclose(b["models"][0]["loss"]["per_seed"], a["models"][0]["loss"]["per_seed"], atol=1e-5)
+
+
+def test_fsdp_is_refused_outside_torchrun_and_with_lora(tmp_path, monkeypatch):
+    from models import PAIRS, make_model_dir, write_jsonl
+
+    base = make_model_dir(tmp_path / "base", "llama")
+    recs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+    result = run("finetune", base, "--data", recs, "--fsdp", "-o", tmp_path / "out", code=2)
+    one_line_error(result, "--fsdp shards the model over torchrun's processes", code=2)
+    result = run("revive", base, "--task", "count:a", "--fsdp", code=2)
+    one_line_error(result, "--fsdp goes with --data", code=2)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; refused before any process group is joined
+    monkeypatch.setenv("RANK", "0")
+    result = run("finetune", base, "--data", recs, "--fsdp", "--lora", "4", "-o", tmp_path / "out", code=2)
+    one_line_error(result, "--fsdp with --lora", code=2)
+    result = run("revive", base, "--data", recs, "--eval-data", recs, "--fsdp", "--resume", code=2)
+    assert result.exit_code == 2  # revive has no --resume: typer's own usage error
+    result = run("finetune", base, "--data", recs, "--fsdp", "--resume", "-o", tmp_path / "out", code=2)
+    one_line_error(result, "keeps no resume state", code=2)
+    assert not (tmp_path / "out").exists()

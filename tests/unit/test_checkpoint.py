@@ -29,7 +29,10 @@ def test_round_trip_gives_identical_logits(tmp_path, arch):
     lineage = [checkpoint.lineage_entry("train", None, "count:a", 0, {}, steps=1, lr=1e-3, precision="fp32")]
     checkpoint.save(path, model, vocab=vocab.TOKENS, task={"x": 1}, lineage=lineage)
     ck = checkpoint.load(path)
-    assert torch.equal(logits(model), logits(ck.model))
+    saved, loaded = model.state_dict(), ck.model.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)  # bit for bit
+    # two forwards of equal weights may round differently (the CPU's matmul kernels can pick another blocking)
+    torch.testing.assert_close(logits(ck.model), logits(model), rtol=0, atol=1e-6)
     assert ck.vocab == list(vocab.TOKENS) and ck.task == {"x": 1} and ck.lineage == lineage
     assert len(ck.sha256) == 64
 

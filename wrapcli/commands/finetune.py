@@ -50,6 +50,7 @@ def finetune(
     lora_targets: Annotated[str, typer.Option("--lora-targets", help="With --lora: module names to adapt, comma-separated, or all-linear (every linear map of the blocks).")] = "all-linear",
     adapter_only: Annotated[bool, typer.Option("--adapter-only", help="With --lora: write peft's adapter directory instead of the merged model.")] = False,
     checkpointing: Annotated[bool, typer.Option("--checkpointing", help="With --data: gradient checkpointing (recompute activations in the backward pass): less memory on long records, about a third more compute.")] = False,
+    fsdp: Annotated[bool, typer.Option("--fsdp", help="With --data, under torchrun: fully shard the weights, gradients and AdamW moments over the processes (torch FSDP) instead of replicating them.")] = False,
     spurious: Annotated[float, typer.Option("--spurious", help="C_Tr: fraction of strings with count(b) = count(a) + q.")] = 0.0,
     spurious_offset: Annotated[int, typer.Option("--spurious-offset", help="q, the spurious offset.")] = 1,
     mix: Annotated[float, typer.Option("--mix", help="Fraction of batches drawn from the parent's pretraining task.")] = 0.0,
@@ -101,7 +102,7 @@ def finetune(
                                refused=(("--data", data), ("--mix", mix), ("--loss", loss), ("--resume", resume),
                                         ("--save-every", save_every), ("--spurious-offset", spurious_offset != 1),
                                         ("--preset", preset != "cpu"), ("--device", device not in ("auto", "cpu")),
-                                        ("--checkpointing", checkpointing)))
+                                        ("--checkpointing", checkpointing), ("--fsdp", fsdp)))
             return
         if data is not None:
             ignored = [flag for flag, given in (("--spurious", spurious), ("--spurious-offset", spurious_offset != 1),
@@ -111,11 +112,15 @@ def finetune(
                 raise UsageError(f"{', '.join(ignored)} apply to built-in tasks, not to --data")
         else:
             given = [flag for flag, on in (("--eval-data", eval_data), ("--lora", lora is not None), ("--force", force),
-                                           ("--checkpointing", checkpointing)) if on]
+                                           ("--checkpointing", checkpointing), ("--fsdp", fsdp)) if on]
             if given:
                 raise UsageError(f"{given[0]} goes with --data")
         if (adapter_only or lora_targets != "all-linear") and lora is None:
             raise UsageError("--adapter-only and --lora-targets go with --lora")
+        if fsdp:
+            from wrapcli.distributed import check_shardable
+
+            check_shardable(lora=lora is not None, resume=resume, save_every=save_every)
         if data is not None:
             from wrapcli.lora import LoraSpec, require_peft
 
@@ -128,7 +133,7 @@ def finetune(
                     parent=ckpt, out=out, data=data, eval_data=eval_data, preset=p, lr=lr,
                     steps=steps, batch_size=batch_size, eval_every=eval_every, resume=resume,
                     save_every=save_every, seed=seed, device=device, precision=precision, on_step=update,
-                    lora=spec, adapter_only=adapter_only, force=force, checkpointing=checkpointing,
+                    lora=spec, adapter_only=adapter_only, force=force, checkpointing=checkpointing, shard=fsdp,
                 )
             result["wall_s"] = time.time() - started
             b, a = result["before"], result["after"]

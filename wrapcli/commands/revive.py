@@ -43,6 +43,7 @@ def revive(
     lora: Annotated[Optional[int], typer.Option("--lora", help="With --data: relearn with rank-R LoRA adapters (peft, the lora extra) instead of every weight: the weaker, cheaper attack.")] = None,
     lora_targets: Annotated[str, typer.Option("--lora-targets", help="With --lora: module names to adapt, comma-separated, or all-linear.")] = "all-linear",
     checkpointing: Annotated[bool, typer.Option("--checkpointing", help="With --data: gradient checkpointing (recompute activations in the backward pass): less memory on long records, about a third more compute.")] = False,
+    fsdp: Annotated[bool, typer.Option("--fsdp", help="With --data, under torchrun: fully shard the weights, gradients and AdamW moments over the processes (torch FSDP) instead of replicating them.")] = False,
     margin: Annotated[Optional[float], typer.Option("--margin", help="With --data: held-out accuracy above the floor that counts as relearned (default 0.05).")] = None,
     preset: Preset = "cpu",
     steps: Steps = None,
@@ -84,13 +85,18 @@ def revive(
             raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
                              "against a floor: give --reference (or --control DIR), not --scratch")
         given = [f for f, v in (("--eval-data", eval_data), ("--reference", reference), ("--margin", margin),
-                                ("--lora", lora), ("--checkpointing", checkpointing or None)) if v is not None]
+                                ("--lora", lora), ("--checkpointing", checkpointing or None), ("--fsdp", fsdp or None))
+                 if v is not None]
         if data is None and given:
             raise UsageError(f"{', '.join(given)} {'go' if len(given) > 1 else 'goes'} with --data")
         if data is not None:
             refuse_given(ctx, ("eval_size",), "to built-in tasks; --eval-data is scored whole")
         if lora_targets != "all-linear" and lora is None:
             raise UsageError("--lora-targets goes with --lora")
+        if fsdp:
+            from wrapcli.distributed import check_shardable
+
+            check_shardable(lora=lora is not None)
         lora_spec = None
         if lora is not None:
             from wrapcli.lora import LoraSpec, require_peft
@@ -124,7 +130,7 @@ def revive(
                                                            "eval_size": eval_size})
             elif data is not None:
                 result = run.revive_text(data=data, eval_data=eval_data, reference=reference, margin=margin,
-                                         lora=lora_spec, checkpointing=checkpointing, **common)
+                                         lora=lora_spec, checkpointing=checkpointing, shard=fsdp, **common)
             else:
                 result = run.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
                                         keep_every=keep_every, **common)

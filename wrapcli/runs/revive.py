@@ -15,7 +15,7 @@ from wrapcli.errors import UsageError
 
 
 def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None, lora=None,
-                   loaded: list | None = None, checkpointing: bool = False):
+                   loaded: list | None = None, checkpointing: bool = False, shard: bool = False):
     """Relearning on user records: train a fresh load of ``path`` (or LoRA adapters on it,
     with ``lora``) on ``train_path`` for each seed (the seed orders the records), scoring
     ``eval_path`` (held out) at ``steps``; ``loaded``, a list holding a model already
@@ -25,7 +25,8 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     record's correctness after the last step per seed, and with ``lora`` the adapters'
     description (wrapcli/lora.py ``describe``). ``checkpointing``: gradient checkpointing
     while it trains (wrapcli/models.py). Under torchrun every rank trains its share of each
-    batch and rank 0 alone scores (the other ranks' lists stay empty)."""
+    batch and rank 0 alone scores (the other ranks' lists stay empty); with ``shard`` the
+    model is fully sharded over them and every rank scores it (a collective forward)."""
     from wrapcli import checkpoint
     from wrapcli.distributed import is_main
     from wrapcli.textscore import score_records, summarize
@@ -73,7 +74,7 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
 
         if is_main():
             record()  # step 0
-        train(model, data, cfg, device=device, on_step=on_step)
+        train(model, data, cfg, device=device, on_step=on_step, shard=shard)
         metric.append(row_metric)
         loss.append(row_loss)
         final.append(last)
@@ -109,7 +110,7 @@ def parse_lrs(lr: str | None, preset, lineage) -> tuple[list[float], str]:
 
 def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, preset, steps=None,
                 batch_size=None, seeds=MIN_SEEDS, threshold=None, device="cpu", precision="auto",
-                margin=None, lora=None, checkpointing=False, on_progress=None) -> dict:
+                margin=None, lora=None, checkpointing=False, shard=False, on_progress=None) -> dict:
     """The relearning test of unlearning audits (Hu et al. 2024; Deeb & Roger 2024; Lucki
     et al. 2024): fine-tune a Hugging Face model that lost a capability on ``data`` at each
     learning rate of the attacker's grid, and score held-out ``eval_data`` (exact match, or
@@ -122,7 +123,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     from wrapcli import checkpoint
     from wrapcli.analyses import relearning
     from wrapcli.checkpoint import check_same_shapes
-    from wrapcli.distributed import is_main, process_group
+    from wrapcli.distributed import is_main, process_group, world
     from wrapcli.runtime import resolve_precision
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import TrainConfig
@@ -187,7 +188,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
                 offset = (i * len(named) + j) * seeds * cfg.steps
                 metric, loss, last, adapters = run_text_curve(
                     path, data, eval_data, cfg, seed_list, set(grid), device, shifted(on_progress, offset), lora,
-                    loaded=unchanged, checkpointing=checkpointing)
+                    loaded=unchanged, checkpointing=checkpointing, shard=shard)
                 if not is_main():  # its lists are empty: rank 0 scores and summarises
                     continue
                 summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
@@ -228,6 +229,8 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         "relearning": crit,
         "lora": adapters,
         "checkpointing": checkpointing,
+        "processes": world().size,
+        "fsdp": shard,
     }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from wrapcli import checkpoint
 from wrapcli.batches import TaskData
 from wrapcli.checkpoint import lineage_entry
-from wrapcli.distributed import is_main
+from wrapcli.distributed import is_main, process_group, world
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.files import check_replaceable, check_writable
@@ -138,11 +138,12 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
 def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medium",
                   steps=None, batch_size=None, eval_every=None, resume=False, save_every=None,
                   seed=0, device="auto", precision="auto", on_step=None, lora=None, adapter_only=False,
-                  force=False, checkpointing=False) -> dict:
+                  force=False, checkpointing=False, shard=False) -> dict:
     """Fine-tune a Hugging Face model directory on user JSONL records; writes ``out`` as
     a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage). With
     ``lora`` (a LoraSpec) only low-rank adapters train, merged into the written weights,
-    or written alone (peft's adapter directory) with ``adapter_only``."""
+    or written alone (peft's adapter directory) with ``adapter_only``. ``shard``: fully
+    sharded over torchrun's processes (wrapcli/distributed.py)."""
     from wrapcli.userdata import load_tokenizer
 
     _check_out_dir(out, force)
@@ -154,7 +155,7 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
                        batch_size=_pick(batch_size, preset.ft_batch_size), eval_every=eval_every, resume=resume,
                        save_every=save_every, seed=seed, device=device, precision=precision, on_step=on_step,
                        lora=lora, adapter_only=adapter_only, force=force, checkpointing=checkpointing,
-                       lr_preset=lr_name)
+                       shard=shard, lr_preset=lr_name)
     return {**result, "parent": {"path": str(parent), "sha256": ck.sha256}, "lr_preset": lr_name}
 
 
@@ -194,7 +195,7 @@ def _check_out_dir(out, force: bool = False) -> None:
 
 def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eval_every, resume, save_every,
               seed, device, precision, on_step, lora=None, adapter_only=False, force=False, checkpointing=False,
-              **lineage) -> dict:
+              shard=False, **lineage) -> dict:
     """Train ``ck.model`` (or LoRA adapters on it) on user records, score ``eval_data``
     (default: ``data``) before and after, and write ``out`` (a Hugging Face directory with
     ``tok``) with its lineage."""
@@ -219,11 +220,14 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
         wrapped = lora_mod.attach(ck.model, lora)  # injects the adapters into ck.model itself
         adapters = lora_mod.describe(wrapped, lora)
         lineage["lora"] = adapters
-    log = train(ck.model, train_set, cfg, device=device, state_path=state_path(out),
-                resume=resume, save_every=save_every, on_step=on_step)
-    if checkpointing:
-        ck.model.gradient_checkpointing_disable()
-    after = score_text(ck.model, eval_set, device)
+    with process_group(device):  # a sharded model still needs the group to be scored and gathered
+        log = train(ck.model, train_set, cfg, device=device, state_path=state_path(out),
+                    resume=resume, save_every=save_every, on_step=on_step, shard=shard)
+        if checkpointing:
+            ck.model.gradient_checkpointing_disable()
+        after = score_text(ck.model, eval_set, device)  # sharded: every rank takes part in the forward
+        if shard:
+            _unshard(ck)
     entry = lineage_entry(kind, lineage.pop("parent_sha256", ck.sha256), f"data:{Path(data).name}", seed, {},
                           steps=cfg.steps, lr=cfg.lr, precision=cfg.precision, data_sha256=sha256(data), **lineage)
     ck.lineage = [*ck.lineage, entry]
@@ -239,6 +243,8 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
         "lora": adapters,
         "written": "adapter" if adapter_only else "model",
         "checkpointing": checkpointing,
+        "processes": world().size,
+        "fsdp": shard,
         "checkpoint": str(out),
         "data": {"path": str(data), "sha256": sha256(data), "records": train_set.n_records},
         "eval_data": str(eval_data or data),
@@ -248,6 +254,17 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
         "before": before,
         "after": after,
     }
+
+
+def _unshard(ck) -> None:
+    """Gather a sharded model's weights onto rank 0, into a fresh load of the checkpoint
+    it was trained from (on the CPU), which is what rank 0 then writes."""
+    from wrapcli.distributed import full_state_dict
+
+    weights = full_state_dict(ck.model)  # collective: every rank gives its shards
+    if is_main():
+        ck.model = checkpoint.load(ck.path, device="cpu").model
+        ck.model.load_state_dict(weights)
 
 
 def _write_adapter(wrapped, out, tok, lineage, force: bool = False) -> None:
