@@ -7,7 +7,8 @@ Builds random-weight Llama configs locally (nothing is downloaded) at the shape 
 prompt/answer records and 120 text/label records; then runs each row's command as its
 own process and prints its wall time, its peak resident memory (the process's own
 maximum RSS), its peak GPU memory on CUDA (torch.cuda.max_memory_allocated), each beside
-the fp32 weights' size, and for the training rows the median seconds per step (the time
+the fp32 weights' size (for the torchrun rows, the largest rank's), and for the training
+rows the median seconds per step (the time
 between two optimizer steps, read from the training loop's step callback; the median
 leaves out the steps that also score the held-out records).
 
@@ -42,7 +43,7 @@ SIZES = {  # (hidden, layers, heads, kv heads, intermediate, vocabulary, tied em
     "8b": (4096, 32, 32, 8, 14336, 128_256, False),
 }
 LORA_RANK = 16
-FULL_ROWS = ("revive-full", "revive-ckpt", "plain-full", "prune")  # too big for one GPU at 8B
+FULL_ROWS = ("revive-full", "revive-ckpt", "revive-fsdp", "revive-ddp", "plain-full", "prune")  # too big for one GPU at 8B
 
 
 def build(root: Path, size: str, device: str) -> int:
@@ -169,10 +170,21 @@ def child_plain(model_dir: str, data: str, device: str, lora: int, steps: int, b
     return {"code": 0, "step_s": statistics.median(gaps)}
 
 
+def child_torchrun(args: list[str], procs: int) -> dict:
+    """``torchrun --nproc-per-node PROCS -m wrapcli ARGS``: this process's peak RSS as the
+    parent sees it is then the largest rank's (wait4 folds waited-for children in)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // procs))}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                           str(procs), "-m", "wrapcli", *args], env=env, stdout=subprocess.DEVNULL)
+    return {"code": done.returncode, "step_s": None}
+
+
 def child(spec: dict) -> None:
     device = spec["device"]
     try:
-        if spec["kind"] == "plain":
+        if spec["kind"] == "torchrun":
+            out = child_torchrun(spec["args"], spec["procs"])
+        elif spec["kind"] == "plain":
             out = child_plain(spec["model"], spec["data"], device, spec["lora"], spec["steps"], spec["batch_size"])
         else:
             out = child_wrapcli(spec["args"], device)
@@ -235,6 +247,10 @@ def rows(root: Path, device: str, seeds: int, steps: int) -> dict[str, tuple[str
                                                             "--batch-size", "16", *common)),
         "revive-full": (f"revive --data ({seeds} seeds x {steps} steps, batch 8)", wc(*revive)),
         "revive-ckpt": (f"revive --data --checkpointing ({seeds} x {steps}, batch 8)", wc(*revive, "--checkpointing")),
+        "revive-fsdp": (f"revive --data --fsdp, torchrun 2 processes ({seeds} x {steps}, batch 8; largest rank)",
+                        {"kind": "torchrun", "procs": 2, "args": [*revive, "--fsdp"]}),
+        "revive-ddp": (f"revive --data, torchrun 2 processes ({seeds} x {steps}, batch 8; largest rank)",
+                       {"kind": "torchrun", "procs": 2, "args": revive}),
         "revive-lora": (f"revive --data --lora {LORA_RANK} ({seeds} x {steps}, batch 8)",
                         wc(*revive, "--lora", str(LORA_RANK))),
         "plain-full": ("plain HF loop (AdamW, batch 8)", plain(0)),
@@ -268,7 +284,10 @@ def main() -> None:
               f"vocabulary {SIZES[opts.size][5]:,}; {os.cpu_count()} CPU cores; device {gpu or 'cpu'}; "
               f"torch {torch.__version__}; built in {time.perf_counter() - t0:.0f} s", flush=True)
         table = rows(root, opts.device, opts.seeds, opts.steps)
-        keys = opts.rows.split(",") if opts.rows else [k for k in table if not (opts.size == "8b" and k in FULL_ROWS)]
+        two_devices = opts.device == "cpu" or torch.cuda.device_count() >= 2  # the torchrun rows: one rank each
+        keys = opts.rows.split(",") if opts.rows else [
+            k for k in table if not (opts.size == "8b" and k in FULL_ROWS)
+            and (two_devices or table[k][1]["kind"] != "torchrun")]
         unknown = [k for k in keys if k not in table]
         if unknown:
             raise SystemExit(f"--rows: unknown {unknown} (known: {', '.join(table)})")
