@@ -88,6 +88,49 @@ app.command("compile", epilog=compile_cmd.EXAMPLE)(compile_cmd.compile_)
 app.command("facts", epilog=facts_cmd.EXAMPLE)(facts_cmd.facts)
 
 
+# No option of wrapcli means anything past these: a count, size or seed beyond 2^31 - 1 is a
+# typo or an attack, and would overflow a C integer (torch's seed, numpy's sizes) far from
+# the flag that caused it; a non-finite float passes typer's range checks (nan compares false).
+INT_LIMIT = 2**31 - 1
+
+
+def _bounded(command):
+    """``command`` (typer's click command tree) with every integer option value capped at
+    ``INT_LIMIT`` in absolute value, every float option value required finite and every
+    text value non-empty (an empty one would read as "not given"): usage errors naming the
+    option, exit 2, before any work."""
+    import math
+
+    def bad(v) -> str | None:
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, int) and abs(v) > INT_LIMIT:
+            return f"{v} is beyond {INT_LIMIT:,}, the largest value wrapcli takes"
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"{v} is not a finite number"
+        if isinstance(v, str) and not v.strip():
+            return "is empty (an empty value would read as not given)"
+        return None
+
+    def guarded(param):
+        process = param.process_value
+
+        def process_value(ctx, value):
+            v = process(ctx, value)
+            for item in v if isinstance(v, (list, tuple)) else [v]:
+                why = bad(item)
+                if why:
+                    raise typer.BadParameter(why, ctx=ctx, param=param)
+            return v
+
+        return process_value
+
+    for sub in getattr(command, "commands", {}).values():
+        for param in sub.params:
+            param.process_value = guarded(param)
+    return command
+
+
 def entry(argv: list[str] | None = None) -> int:
     """Run wrapcli on ``argv`` (default: the command line) and return its exit code.
     typer's own usage errors (a bad option value, a missing argument, an unknown flag)
@@ -122,7 +165,7 @@ def entry(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
-        code = app(args=argv, prog_name="wrapcli", standalone_mode=False)
+        code = _bounded(typer.main.get_command(app)).main(args=argv, prog_name="wrapcli", standalone_mode=False)
     except typer.Abort:  # click's Ctrl-C outside a command
         code = 128 + signal.SIGINT
     except TyperException as e:  # typer's vendored click: UsageError and its kin

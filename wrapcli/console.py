@@ -34,7 +34,7 @@ def errors_as_exit(debug: bool = False):
     except WrapError as e:
         if debug:
             raise
-        print(f"wrapcli: error: {e}", file=sys.stderr)
+        print("wrapcli: error: " + " ".join(str(e).split("\n")), file=sys.stderr)  # a name with a newline stays one line
         raise typer.Exit(2 if isinstance(e, UsageError) else 1) from None
     except Exception as e:  # unexpected: still one line unless --debug, in words, not a class name
         if debug:

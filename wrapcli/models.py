@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from wrapcli.errors import WrapError
+from wrapcli.errors import UsageError
 
 ARCHS = ("gpt2", "llama")
 
@@ -40,8 +40,14 @@ class ModelShape:
                 problems.append(f"{name} must be >= 1")
         if self.n_heads >= 1 and self.d_model % self.n_heads:
             problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if not problems:
+            from wrapcli.runtime import check_memory
+
+            # weights, gradients and two AdamW moments of 12 d^2 per block: before anything is built
+            check_memory("--layers/--d-model", self.n_layers, 16 * 12 * self.n_layers * self.d_model**2,
+                         f"training a {self.n_layers}-block model of width {self.d_model}")
         if problems:
-            raise WrapError("invalid model: " + "; ".join(problems))
+            raise UsageError("invalid model: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         return asdict(self)

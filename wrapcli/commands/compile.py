@@ -23,7 +23,7 @@ def compile_(
     out: Out = None,
     max_len: Annotated[int, typer.Option("--max-len", min=5, max=64, help="Input values per sequence (after BOS).")] = 10,
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="Std of Gaussian noise added to every weight (the paper: 0.001 before fine-tuning).")] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the noise.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the noise.")] = 0,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:

@@ -41,7 +41,7 @@ def eval_(
     data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL (exact match) or multiple-choice JSONL (choice accuracy, length-normalised too, and chance) instead of built-in tasks; CKPT is an HF directory with a tokenizer.")] = None,
     samples: Annotated[Optional[str], typer.Option("--samples", help="With --data: write one JSONL line per record (prompt, expected, predicted, correct, loss; for multiple choice each choice's log-likelihood).")] = None,
     conjugate: Annotated[Optional[str], typer.Option("--conjugate", help="Also evaluate with this invertible relabelling of a, b, c, e.g. a:c,c:a (answers mapped back).")] = None,
-    eval_seed: Annotated[int, typer.Option("--seed", help="Seed of the fixed evaluation sets (one default for every checkpoint, so all are scored on the same examples).")] = 0,
+    eval_seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the fixed evaluation sets (one default for every checkpoint, so all are scored on the same examples).")] = 0,
     device: Device = "auto",
     device_map: DeviceMap = None,
     max_memory: MaxMemory = None,

@@ -52,8 +52,17 @@ class WorldSpec:
             problems.append(f"--seed must be >= 0, got {self.seed}")
         if self.choices < 2 or self.choices > self.values:
             problems.append(f"--choices must be between 2 and --values ({self.values}), got {self.choices}")
+        words = self.retain + self.relearn + self.heldout + self.unseen + len(RELATIONS) * self.values
+        if words > WORD_LIMIT:
+            problems.append(f"the world would need {words:,} made-up words (--retain + --relearn + --heldout + "
+                            f"--unseen + {len(RELATIONS)} x --values); at most {WORD_LIMIT:,} are drawn")
         if problems:
             raise UsageError("; ".join(problems))
+
+
+# Three consonant-vowel syllables make 70^3 = 343,000 words; drawing past half of them
+# would mostly redraw words already taken.
+WORD_LIMIT = (len(CONSONANTS) * len(VOWELS)) ** 3 // 2
 
 
 def _words(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]:
