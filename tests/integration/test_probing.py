@@ -195,3 +195,34 @@ def test_hf_model_without_vocabulary_cannot_take_built_in_tasks(tmp_path):
     model_dir = make_model_dir(tmp_path / "hf")
     one_line_error(runner.invoke(app, ["probe", str(model_dir), "--target", "count:a", "--device", "cpu"]),
                    "no wrapcli vocabulary")
+
+
+def test_probe_in_bf16_keeps_bf16_weights_and_reads_what_fp32_reads(tmp_path, monkeypatch):
+    """--precision bf16: every model the probe runs (the checkpoint, its reference, the
+    random inits) holds bf16 weights, and the features, hence each layer's accuracy, stay
+    those of fp32 up to bf16 rounding."""
+    from wrapcli.runs import probe as runs_probe
+
+    model_dir = make_model_dir(tmp_path / "hf", "llama")
+    rows = [{"text": f"once upon {w} maps to {w}", "label": int(i % 2)} for i, w in enumerate(["red", "blue"] * 20)]
+    data = write_jsonl(tmp_path / "l.jsonl", rows)
+    seen = []
+    real = runs_probe.layer_features
+
+    def spy(model, chunks, pick, device="cpu"):
+        seen.append({p.dtype for p in model.parameters()})
+        return real(model, chunks, pick, device)
+
+    monkeypatch.setattr(runs_probe, "layer_features", spy)
+    common = ["probe", model_dir, "--data", data, "--reference", model_dir, "--random-inits", "2", "--device", "cpu",
+              "-q", "--json"]
+    full = json.loads(run(*common).stdout)
+    assert all(s == {torch.float32} for s in seen)
+    seen.clear()
+    half = json.loads(run(*common, "--precision", "bf16").stdout)
+    assert len(seen) == 4 and all(s == {torch.bfloat16} for s in seen)  # model, two random inits, reference
+    assert half["precision"] == "bf16" and full["precision"] == "fp32"
+    for a, b in zip(full["results"]["layers"], half["results"]["layers"]):
+        assert abs(a["accuracy"] - b["accuracy"]) <= 0.2  # 16 test records: at most 3 flip on rounding
+    one_line_error(runner.invoke(app, ["probe", str(model_dir), "--data", str(data), "--precision", "fp16"]),
+                   "'--precision'", code=2)

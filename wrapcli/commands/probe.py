@@ -10,7 +10,7 @@ that and the majority (paired bootstrap interval over the held-out rows), and th
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -40,6 +40,7 @@ def probe(
     random_inits: Annotated[int, typer.Option("--random-inits", help="Randomly initialised models to probe as the baseline (the best of them per layer is the bar).")] = 3,
     seed: Seed = 0,
     device: Device = "auto",
+    precision: Annotated[Literal["fp32", "bf16"], typer.Option("--precision", help="fp32, or bf16: the weights (and random-init baselines) loaded and kept in bf16, half the memory; the features round differently.")] = "fp32",
     out: Out = None,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -67,9 +68,9 @@ def probe(
         from wrapcli import checkpoint
 
         if checkpoint.is_compiled(ckpt):
-            if data or prompt or position != "last":
-                raise UsageError("a compiled (Tracr) counter is probed on --target count:X, without --data, "
-                                 "--prompt or --position")
+            if data or prompt or position != "last" or precision != "fp32":
+                raise UsageError("a compiled (Tracr) counter is probed on --target count:X in fp32, without --data, "
+                                 "--prompt, --position or --precision")
             if target is None:
                 raise UsageError("give --target count:X for a compiled counter")
             from wrapcli.runs import compiled as compiled_runs
@@ -82,12 +83,13 @@ def probe(
             return
         result = run.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,
-                               random_inits=random_inits)
+                               random_inits=random_inits, precision=precision)
         con = stderr(quiet)
         con.print(tables.layer_table(result))
         if result.get("attention"):
             con.print(tables.attention_table(result["attention"]["model"]))
         inputs = [ckpt] + ([reference] if reference else []) + ([data] if data else [])
-        reports.write(reports.envelope("probe", result, inputs=inputs, seed=seed, device=device, precision="fp32"), out, json_out)
+        reports.write(reports.envelope("probe", result, inputs=inputs, seed=seed, device=device, precision=precision), out,
+                      json_out)
 
 

@@ -25,16 +25,22 @@ RANDOM_INIT_SEED = 10_000  # init seeds RANDOM_INIT_SEED + i: never a trained mo
 
 
 def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=2000,
-          reference=None, seed=0, device="cpu", attention=True, random_inits=RANDOM_INITS) -> dict:
-    """Probe every layer of ``ckpt_path`` (and the baselines); the report's results."""
+          reference=None, seed=0, device="cpu", attention=True, random_inits=RANDOM_INITS,
+          precision="fp32") -> dict:
+    """Probe every layer of ``ckpt_path`` (and the baselines); the report's results.
+    ``precision`` bf16 loads and keeps every model's weights in bf16 (the features are
+    taken to float32 before the probes are fitted)."""
+    import torch
+
     from wrapcli import checkpoint
     from wrapcli.models import build_model
 
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
-    ck = checkpoint.load(ckpt_path, device=device)
+    dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    ck = checkpoint.load(ckpt_path, dtype=dtype, device=device)
     check_probe_memory(ck.config, n)
-    ref = checkpoint.load(reference, device=device) if reference else None
+    ref = checkpoint.load(reference, dtype=dtype, device=device) if reference else None
     if ref is not None:
         from wrapcli.checkpoint import check_same_shapes
 
@@ -55,7 +61,8 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
         return probe_layers(layer_features(model, chunks(), pick, device), labels, train, test)
 
     rows = curve(ck.model)
-    randoms = [curve(build_model(ck.config, s).to(device).eval()) for s in init_seeds]
+    randoms = [curve(build_model(ck.config, s).to(device=device, dtype=getattr(torch, dtype)).eval())
+               for s in init_seeds]
     refs = curve(ref.model) if ref is not None else None
     layers = against_baselines(rows, randoms, refs)
     result = {
