@@ -249,6 +249,7 @@ PROBE = Obj({
     "reference": F("str|null", "--reference checkpoint"),
     "layers": F(List(PROBE_LAYER), "one probe per residual-stream point"),
     "device": F("str", "device"),
+    "placement": PLACEMENT,
     "attention": F(Map(ATTENTION, "model or reference"), "attention from <ans> (built-in tasks)", optional=True),
 })
 PRUNE = Obj({

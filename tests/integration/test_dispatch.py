@@ -93,3 +93,16 @@ def test_without_accelerate_the_error_names_the_extra(dirs, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_accelerate)
     one_line_error(runner.invoke(app, ["eval", str(dirs / "llama"), "--data", str(dirs / "pairs.jsonl"), "-q",
                                        "--device-map", "auto"]), "pip install 'wrapcli[big]'")
+
+
+def test_probe_dispatched_to_disk_reads_the_same_layers(dirs, tmp_path):
+    rows = [{"text": f"once upon {w} maps to {w}", "label": int(i % 2)} for i, w in enumerate(["red", "blue"] * 20)]
+    data = write_jsonl(tmp_path / "l.jsonl", rows)
+    args = ["probe", dirs / "llama-ft", "--data", data, "--reference", dirs / "llama", "--random-inits", "2", *CPU]
+    plain = json.loads(run(*args).stdout)["results"]
+    dispatched = json.loads(run(*args, "--device-map", "auto", "--max-memory", budget(dirs / "llama", 0.3)).stdout)["results"]
+    assert "disk" in dispatched["placement"]["modules"] and "placement" not in plain
+    for a, b in zip(dispatched["layers"], plain["layers"]):
+        assert a["accuracy"] == b["accuracy"] and a["reference"]["accuracy"] == b["reference"]["accuracy"]
+        assert a["random_init"]["per_init"] == b["random_init"]["per_init"]
+        assert a["margin"]["value"] == pytest.approx(b["margin"]["value"], abs=1e-9)

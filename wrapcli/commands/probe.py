@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, Json, Out, Quiet, Seed
+from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet, Seed
 
 EXAMPLE = """Example:
 
@@ -40,6 +40,8 @@ def probe(
     random_inits: Annotated[int, typer.Option("--random-inits", help="Randomly initialised models to probe as the baseline (the best of them per layer is the bar).")] = 3,
     seed: Seed = 0,
     device: Device = "auto",
+    device_map: DeviceMap = None,
+    max_memory: MaxMemory = None,
     precision: Annotated[Literal["fp32", "bf16"], typer.Option("--precision", help="fp32, or bf16: the weights (and random-init baselines) loaded and kept in bf16, half the memory; the features round differently.")] = "fp32",
     out: Out = None,
     json_out: Json = False,
@@ -66,8 +68,12 @@ def probe(
             raise UsageError("--position goes with --data")
         device = resolve_device(device)
         from wrapcli import checkpoint
+        from wrapcli.runtime import placement
 
+        placed = placement(device_map, max_memory)
         if checkpoint.is_compiled(ckpt):
+            if placed is not None:
+                raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
             if data or prompt or position != "last" or precision != "fp32":
                 raise UsageError("a compiled (Tracr) counter is probed on --target count:X in fp32, without --data, "
                                  "--prompt, --position or --precision")
@@ -83,7 +89,7 @@ def probe(
             return
         result = run.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,
-                               random_inits=random_inits, precision=precision)
+                               random_inits=random_inits, precision=precision, placement=placed)
         con = stderr(quiet)
         con.print(tables.layer_table(result))
         if result.get("attention"):

@@ -26,10 +26,12 @@ RANDOM_INIT_SEED = 10_000  # init seeds RANDOM_INIT_SEED + i: never a trained mo
 
 def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=2000,
           reference=None, seed=0, device="cpu", attention=True, random_inits=RANDOM_INITS,
-          precision="fp32") -> dict:
+          precision="fp32", placement=None) -> dict:
     """Probe every layer of ``ckpt_path`` (and the baselines); the report's results.
     ``precision`` bf16 loads and keeps every model's weights in bf16 (the features are
-    taken to float32 before the probes are fitted)."""
+    taken to float32 before the probes are fitted). ``placement`` (wrapcli/runtime.py)
+    dispatches the checkpoint and its reference over devices, CPU and disk; the random-init
+    baselines are built whole, one at a time, on the CPU."""
     import torch
 
     from wrapcli import checkpoint
@@ -38,9 +40,9 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
     dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
-    ck = checkpoint.load(ckpt_path, dtype=dtype, device=device)
+    ck = checkpoint.load(ckpt_path, dtype=dtype, device=device, placement=placement)
     check_probe_memory(ck.config, n)
-    ref = checkpoint.load(reference, dtype=dtype, device=device) if reference else None
+    ref = checkpoint.load(reference, dtype=dtype, device=device, placement=placement) if reference else None
     if ref is not None:
         from wrapcli.checkpoint import check_same_shapes
 
@@ -61,8 +63,12 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
         return probe_layers(layer_features(model, chunks(), pick, device), labels, train, test)
 
     rows = curve(ck.model)
-    randoms = [curve(build_model(ck.config, s).to(device=device, dtype=getattr(torch, dtype)).eval())
-               for s in init_seeds]
+    init_device = "cpu" if placement is not None else device  # a dispatched model's baselines stay off the devices
+    randoms = []
+    for s in init_seeds:  # one at a time: each is dropped once its features are probed
+        base = build_model(ck.config, s).to(device=init_device, dtype=getattr(torch, dtype)).eval()
+        randoms.append(probe_layers(layer_features(base, chunks(), pick, init_device), labels, train, test))
+        del base
     refs = curve(ref.model) if ref is not None else None
     layers = against_baselines(rows, randoms, refs)
     result = {
@@ -82,6 +88,8 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
         "layers": layers,
         "device": device,
     }
+    if placement is not None:
+        result["placement"] = {**placement, "modules": checkpoint.placed_on(ck.model)}
     if attention and tokens is not None:
         result["attention"] = {name: attention_summary(m, tokens[:256], device)
                                for name, m in (("model", ck.model), ("reference", ref and ref.model)) if m is not None}
