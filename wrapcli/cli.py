@@ -125,7 +125,7 @@ def _bounded(command):
 
         return process_value
 
-    for sub in getattr(command, "commands", {}).values():
+    for sub in [command, *getattr(command, "commands", {}).values()]:  # wrapcli's own options and each command's
         for param in sub.params:
             param.process_value = guarded(param)
     return command

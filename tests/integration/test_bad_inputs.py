@@ -238,6 +238,7 @@ CASES = [
     # numbers past what any option means, non-finite floats, empty text, names with a newline
     (["eval", "{pt}", "--seed", "99999999999999999999999"], 2, "'--seed': 99999999999999999999999 is beyond 2,147,483,647"),
     (["compile", "counter", "--noise", "inf", "-o", "{d}/o.safetensors"], 2, "'--noise': inf is not a finite number"),
+    (["--threads", "99999999999", "eval", "{pt}"], 2, "'--threads': 99999999999 is beyond"),
     (["compare", "{pt}", "{ft}", "--task", "count:a", "--drop", "nan", "-q"], 2, "'--drop': nan is not a finite number"),
     (["train", *TINY, "--task", "", "-o", "{d}/o.safetensors"], 2, "'--task': is empty"),
     (["finetune", "{d}/hf", "--data", "{d}/pairs.jsonl", "--eval-data", "", "-o", "{d}/o"], 2, "'--eval-data': is empty"),
