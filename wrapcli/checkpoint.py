@@ -584,13 +584,37 @@ def lineage_entry(kind: str, parent_sha256, task: str, seed: int, final: dict, *
 def check_same_shapes(ref: Checkpoint, other: Checkpoint, ref_name: str, other_name: str) -> None:
     """Refuse a control or reference whose parameters differ in name or shape, or whose
     vocabulary differs, naming the first difference."""
-    a = {k: tuple(v.shape) for k, v in ref.model.state_dict().items()}
-    b = {k: tuple(v.shape) for k, v in other.model.state_dict().items()}
+    check_same_signature(signature(ref), signature(other), ref_name, other_name)
+
+
+def signature(ck: Checkpoint) -> tuple[dict, list | None]:
+    """What ``check_same_shapes`` compares: parameter name -> shape, and the vocabulary."""
+    return {k: tuple(v.shape) for k, v in ck.model.state_dict().items()}, ck.vocab
+
+
+def planned(path) -> tuple[object, tuple[dict, list | None]]:
+    """A Hugging Face directory's config and ``signature`` without loading its weights (the
+    model built from the config on the meta device), or None when it has no config.json
+    (``load`` then says what is wrong)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        return None
+    config = _hf_config(path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return config, ({k: tuple(v.shape) for k, v in model.state_dict().items()}, read_side(path).get("vocab"))
+
+
+def check_same_signature(ref: tuple, other: tuple, ref_name: str, other_name: str) -> None:
+    (a, vocab_a), (b, vocab_b) = ref, other
     for k in sorted(set(a) | set(b)):
         if a.get(k) != b.get(k):
             raise WrapError(
                 f"{other_name} does not match {ref_name}: parameter {k} is "
                 f"{a.get(k, 'absent')} vs {b.get(k, 'absent')}"
             )
-    if ref.vocab != other.vocab:
+    if vocab_a != vocab_b:
         raise WrapError(f"{other_name} has a different vocabulary from {ref_name}")

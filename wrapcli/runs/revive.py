@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
 
     from wrapcli import checkpoint
     from wrapcli.analyses import relearning
-    from wrapcli.checkpoint import check_same_shapes
+    from wrapcli.checkpoint import check_same_signature
     from wrapcli.distributed import is_main, process_group, world
     from wrapcli.runtime import resolve_precision
     from wrapcli.textscore import score_records, summarize
@@ -136,28 +137,35 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     margin = relearning.MARGIN if margin is None else margin
     if not 0 <= margin < 1:
         raise UsageError(f"--margin must be in [0, 1), got {margin}")
-    # Memory: the model, and one other checkpoint at a time while checking; each curve then
-    # loads its own copy, so at most one model (with its gradients and AdamW state) trains.
-    # One model at a time is on the device: each is scored there and leaves it.
-    ck = checkpoint.load(ckpt_path, device="cpu")
+    # Memory: one model at a time, in memory and on the device. The records need only the
+    # checkpoint's config, and the controls and reference are checked against the shapes its
+    # config gives (a meta-device build), so each of them is loaded, checked, scored and
+    # dropped before the checkpoint itself is loaded; the checkpoint's copy then trains the
+    # first curve and each later curve loads its own.
+    plan = checkpoint.planned(ckpt_path) if (controls or reference is not None) else None
+    ck = None if plan else checkpoint.load(ckpt_path, device="cpu")
+    config, shapes = plan if plan else (ck.model.config, checkpoint.signature(ck))
+    records_of = SimpleNamespace(config=config)  # all text_data reads of the model
+    held = text_data(eval_data, ckpt_path, records_of, 0, kinds=TRAINABLE)
+    train_set = text_data(data, ckpt_path, records_of, 0, kinds=TRAINABLE)  # a bad file is refused before any work
     shas = []
     for path in controls:
         other = checkpoint.load(path, device="cpu")
-        check_same_shapes(ck, other, str(ckpt_path), f"control {path}")
+        check_same_signature(shapes, checkpoint.signature(other), str(ckpt_path), f"control {path}")
         shas.append(other.sha256)
         del other
-    held = text_data(eval_data, ckpt_path, ck.model, 0, kinds=TRAINABLE)
-    train_set = text_data(data, ckpt_path, ck.model, 0, kinds=TRAINABLE)  # a bad file is refused before any work
-    start_recs = score_records(ck.model.to(device), held, device)
-    start = summarize(held, start_recs)
-    ck.model.to("cpu")
     original, ref_recs = None, None
     if reference is not None:
         ref = checkpoint.load(reference, device="cpu")
-        check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
+        check_same_signature(shapes, checkpoint.signature(ref), str(ckpt_path), f"reference {reference}")
         ref_recs = score_records(ref.model.to(device), held, device)
         original = summarize(held, ref_recs)
         del ref
+    if ck is None:
+        ck = checkpoint.load(ckpt_path, device="cpu")
+    start_recs = score_records(ck.model.to(device), held, device)
+    start = summarize(held, start_recs)
+    ck.model.to("cpu")
     sha, lineage = ck.sha256, ck.lineage
     unchanged = [ck.model]  # the first curve trains this copy rather than loading another
     adapters = None
