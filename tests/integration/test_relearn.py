@@ -156,3 +156,31 @@ def test_the_first_curve_may_train_the_model_already_loaded(history):
     box = [checkpoint.load(d / "forgot").model]
     reused = run_text_curve(*args, loaded=box)
     assert box == [] and reused == fresh
+
+
+def test_revive_never_holds_two_models(history, monkeypatch):
+    """The reference and the control are loaded, checked and scored before the checkpoint,
+    and each is gone before the next load: at every load no other loaded model is alive
+    (the memory a LoRA relearning needs is then one model's, like a plain peft loop's)."""
+    import gc
+    import weakref
+
+    from wrapcli import checkpoint
+
+    alive, loads, real = [], [], checkpoint.load
+
+    def load(path, *args, **kwargs):
+        gc.collect()
+        loads.append((str(path), sum(r() is not None for r in alive)))
+        ck = real(path, *args, **kwargs)
+        alive.append(weakref.ref(ck.model))
+        return ck
+
+    monkeypatch.setattr(checkpoint, "load", load)
+    d = history
+    run("revive", d / "forgot", "--data", d / "relearn.jsonl", "--eval-data", d / "heldout.jsonl", "--reference",
+        d / "original", "--control", d / "never", "--seeds", "2", "--lr", "1e-3", "--steps", "2", "--batch-size", "4",
+        "--device", "cpu", "-q")
+    assert [p for p, _ in loads[:3]] == [str(d / "never"), str(d / "original"), str(d / "forgot")]
+    assert all(n == 0 for _, n in loads), loads
+    assert len(loads) == 6  # the three, then seed 1 of the checkpoint and both seeds of the control load afresh
