@@ -592,7 +592,7 @@ def signature(ck: Checkpoint) -> tuple[dict, list | None]:
     return {k: tuple(v.shape) for k, v in ck.model.state_dict().items()}, ck.vocab
 
 
-def planned(path) -> tuple[object, tuple[dict, list | None]]:
+def planned(path) -> tuple[object, tuple[dict, list | None]] | None:
     """A Hugging Face directory's config and ``signature`` without loading its weights (the
     model built from the config on the meta device), or None when it has no config.json
     (``load`` then says what is wrong)."""

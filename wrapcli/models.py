@@ -35,9 +35,9 @@ class ModelShape:
         problems = []
         if self.arch not in ARCHS:
             problems.append(f"unknown architecture {self.arch!r} (known: {', '.join(ARCHS)})")
-        for name in ("n_layers", "n_heads", "d_model"):
+        for name, flag in (("n_layers", "--layers"), ("n_heads", "--heads"), ("d_model", "--d-model")):
             if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1")
+                problems.append(f"{name} ({flag}) must be >= 1")
         if self.n_heads >= 1 and self.d_model % self.n_heads:
             problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if not problems:

@@ -57,9 +57,9 @@ class TrainConfig:
         if self.batch_size < 1:
             problems.append(f"batch size must be >= 1, got {self.batch_size}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"learning rate must be finite and > 0, got {self.lr}")
+            problems.append(f"learning rate (--lr) must be finite and > 0, got {self.lr}")
         elif self.lr > MAX_LR:
-            problems.append(f"learning rate {self.lr:g} is above {MAX_LR:g}: AdamW diverges there")
+            problems.append(f"learning rate (--lr) {self.lr:g} is above {MAX_LR:g}: AdamW diverges there")
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0 <= self.warmup_frac < 1:

@@ -245,7 +245,7 @@ CASES = [
     (["eval", "{d}/no\nsuch.safetensors"], 1, "no such.safetensors: no such file"),
     (["train", *TINY, "--layers", "100000", "--d-model", "4096", "-o", "{d}/o.safetensors"], 2,
      "--layers/--d-model 100000: training a 100000-block model of width 4096 would need"),
-    (["train", *TINY, "--layers", "-1", "-o", "{d}/o.safetensors"], 2, "n_layers must be >= 1"),
+    (["train", *TINY, "--layers", "-1", "-o", "{d}/o.safetensors"], 2, "n_layers (--layers) must be >= 1"),
     (["facts", "{d}/world", "--retain", "200000"], 2, "would need 200,580 made-up words"),
     (["train", *TINY, "--prior", "a=nan,b=0.1", "-o", "{d}/o.safetensors"], 2, "must be a number in [0, 1]"),
     (["probe", "{d}/hf", "--data", "{d}/texts.jsonl", "--target", "count:a", "-q"], 2, "--target and --prompt"),

@@ -59,15 +59,15 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     train, test = split(labels, seed, groups=groups)
     init_seeds = [RANDOM_INIT_SEED + seed * random_inits + i for i in range(random_inits)]
 
-    def curve(model):
-        return probe_layers(layer_features(model, chunks(), pick, device), labels, train, test)
+    def curve(model, on=device):
+        return probe_layers(layer_features(model, chunks(), pick, on), labels, train, test)
 
     rows = curve(ck.model)
     init_device = "cpu" if placement is not None else device  # a dispatched model's baselines stay off the devices
     randoms = []
     for s in init_seeds:  # one at a time: each is dropped once its features are probed
         base = build_model(ck.config, s).to(device=init_device, dtype=getattr(torch, dtype)).eval()
-        randoms.append(probe_layers(layer_features(base, chunks(), pick, init_device), labels, train, test))
+        randoms.append(curve(base, init_device))
         del base
     refs = curve(ref.model) if ref is not None else None
     layers = against_baselines(rows, randoms, refs)
