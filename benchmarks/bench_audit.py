@@ -18,8 +18,13 @@ the CPU like wrapcli's ``--precision auto``, and for ``+ peft`` the same rank an
 (every linear map but the output head). Their ratio to the revive rows is the overhead of
 wrapcli's relearning loop.
 
+``--trace`` also reports, for the training rows on the CPU, the peak RSS in each phase
+of a training step (backward, gradient clipping, optimizer step, and the rest: forward,
+scoring, loading), from a thread that samples the process's RSS every millisecond; this is
+how docs/performance.md found where full-parameter training's memory goes.
+
 Run: python benchmarks/bench_audit.py [--size 135m|0.5b|1.5b|8b] [--device cpu|cuda]
-       [--rows eval,revive-lora,plain-lora] [--seeds 2] [--steps 10]
+       [--rows eval,revive-lora,plain-lora] [--seeds 2] [--steps 10] [--trace]
 At 8B the full-parameter rows are left out (fp32 weights, gradients and AdamW moments are
 128 GB); --rows names them to try anyway.
 """
@@ -106,6 +111,55 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+class PhaseTrace:
+    """Peak resident memory (MiB) per phase of a training step: a thread samples the RSS
+    every millisecond, and backward, clip_grad_norm_ and the optimizer step mark when
+    their phase starts and ends (the rest is "other": forward, scoring, loading)."""
+
+    PHASES = ("backward", "clip", "step", "other")
+
+    def __init__(self):
+        import threading
+
+        import torch
+
+        import wrapcli.training
+
+        self.phase, self.peaks, self.running = "other", dict.fromkeys(self.PHASES, 0.0), True
+        self._wrap(torch.Tensor, "backward", "backward")
+        self._wrap(torch.nn.utils, "clip_grad_norm_", "clip")
+        self._wrap(torch.optim.AdamW, "step", "step")
+        self._wrap(wrapcli.training, "step_one_at_a_time", "step")  # one AdamW.step per tensor
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _wrap(self, owner, name, phase):
+        real = getattr(owner, name)
+
+        def marked(*args, **kwargs):
+            outer, self.phase = self.phase, phase
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self._note()
+                self.phase = outer
+
+        setattr(owner, name, marked)
+
+    def _note(self):
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        self.peaks[self.phase] = max(self.peaks[self.phase], rss)
+
+    def _sample(self):
+        while self.running:
+            self._note()
+            time.sleep(0.001)
+
+    def stop(self) -> dict:
+        self.running = False
+        return {k: v for k, v in self.peaks.items() if v}
+
+
 def child_wrapcli(args: list[str], device: str) -> dict:
     """Run ``wrapcli ARGS`` in this process with the training loop's step callback timed."""
     import wrapcli.training as training
@@ -181,6 +235,7 @@ def child_torchrun(args: list[str], procs: int) -> dict:
 
 def child(spec: dict) -> None:
     device = spec["device"]
+    trace = PhaseTrace() if spec.get("trace") and spec["kind"] != "torchrun" else None
     try:
         if spec["kind"] == "torchrun":
             out = child_torchrun(spec["args"], spec["procs"])
@@ -190,6 +245,8 @@ def child(spec: dict) -> None:
             out = child_wrapcli(spec["args"], device)
     except SystemExit as e:
         out = {"code": e.code if isinstance(e.code, int) else 1, "step_s": None}
+    if trace:
+        out["phases_mib"] = trace.stop()
     if device.startswith("cuda"):
         import torch
 
@@ -266,6 +323,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each row")
+    ap.add_argument("--trace", action="store_true", help="peak RSS per phase of a training step (CPU)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     opts = ap.parse_args()
     if opts.child:
@@ -294,10 +352,11 @@ def main() -> None:
         mem = "peak GPU MiB" if gpu else "peak RSS MiB"
         print(f"| row | wall s | {mem} | x fp32 weights | s/step |")
         print("| --- | --- | --- | --- | --- |")
-        done = {}
+        done, traced = {}, {}
         for key in keys:
             name, spec = table[key]
-            r = measure({**spec, "device": opts.device}, opts.timeout)
+            training = key.startswith(("revive", "plain")) and not gpu
+            r = measure({**spec, "device": opts.device, "trace": opts.trace and training}, opts.timeout)
             done[key] = r
             if "error" in r:
                 print(f"| {name} | failed: {r['error']} | | | |", flush=True)
@@ -305,10 +364,15 @@ def main() -> None:
             peak = r["gpu_peak_mib"] if gpu else r["rss_mib"]
             step = f"{r['step_s']:.3f}" if r.get("step_s") else ""
             print(f"| {name} | {r['wall_s']:.0f} | {peak:.0f} | {peak / weights:.2f} | {step} |", flush=True)
+            if r.get("phases_mib"):
+                traced[key] = r["phases_mib"]
         for ours, theirs in (("revive-full", "plain-full"), ("revive-lora", "plain-lora")):
             a, b = done.get(ours, {}), done.get(theirs, {})
             if a.get("step_s") and b.get("step_s"):
                 print(f"{ours} / {theirs} seconds per step: {a['step_s'] / b['step_s']:.2f}")
+        for key, phases in traced.items():
+            print(f"{key} peak RSS by phase (x fp32 weights): "
+                  + ", ".join(f"{k} {v / weights:.2f}" for k, v in phases.items()))
 
 
 if __name__ == "__main__":

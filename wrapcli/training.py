@@ -13,6 +13,7 @@ at lr/100, the paper's fine-tuning floor, used for pretraining too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ from wrapcli.distributed import check_shardable, mean, process_group
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.kernels import autocast, fast_kernels
+from wrapcli.lean import batched_update, step_one_at_a_time, tied_gradients
 from wrapcli.resume import load_state, save_state
 from wrapcli.tasks.spec import TaskSpec
 
@@ -159,7 +161,11 @@ def train(
     if evaluation is None and isinstance(data, TaskData):
         evaluation = Evaluation(data.spec)
     _check_sizes(model, data, cfg, evaluation)
-    with process_group(device) as world, fast_kernels(model, device, cfg.precision):
+    with process_group(device) as world, fast_kernels(model, device, cfg.precision), (
+        # wrapcli/lean.py; an in-place tied gradient would bypass the reducing hooks of a
+        # data-parallel or sharded model
+        contextlib.nullcontext() if world.size > 1 else tied_gradients(model, device)
+    ):
         if shard:
             check_shardable(resume=resume, save_every=save_every)
         return _loop(model, data, cfg, device, evaluation, None if shard else state_path, resume, save_every,
@@ -201,6 +207,7 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
         net = DistributedDataParallel(model, device_ids=ids)
     rows = world.shard(cfg.batch_size)
     opt = make_optimizer(model, cfg)
+    lean_step = not batched_update(opt)  # wrapcli/lean.py
     log: list[dict] = []
     start = 0
     if state_path:  # a run killed while writing its state (kill -9) left a temporary beside it
@@ -221,7 +228,10 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        if lean_step:
+            step_one_at_a_time(opt)
+        else:
+            opt.step()
         tokens_seen += batch["input_ids"].numel() * world.size
         done = step + 1
         metrics = {"lr": lr_at(step, cfg)}
