@@ -19,6 +19,7 @@ safetensors shards). Pickled weights (``*.bin``, ``*.pt``) are refused, never op
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,10 +215,15 @@ def check_finite(model, path) -> None:
         _refuse_nonfinite(path, name, t)
 
 
+# torch.isfinite builds temporaries the size of its input (a float |x| among them): on a
+# 0.5B model's 545 MB embedding that was half the weights again at load (docs/performance.md)
+FINITE_CHUNK = 1 << 22
+
+
 def _refuse_nonfinite(path, name: str, t) -> None:
     import torch
 
-    if t.is_floating_point() and not torch.isfinite(t).all():
+    if t.is_floating_point() and not all(torch.isfinite(c).all() for c in t.detach().reshape(-1).split(FINITE_CHUNK)):
         bad = int((~torch.isfinite(t)).sum())
         raise WrapError(f"{path}: tensor {name} has {bad} non-finite value(s) (NaN or Inf); "
                         "wrapcli --allow-nonfinite loads it anyway")
@@ -411,10 +417,11 @@ def _load_hf_dir(path: Path, dtype: str, device: str, placement: dict | None = N
         dispatch = {"device_map": placement["device_map"], "max_memory": placement["max_memory"],
                     "offload_folder": folder}
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, use_safetensors=True,
-            dtype=getattr(torch, dtype), attn_implementation="sdpa", output_loading_info=True, **dispatch,
-        )
+        with _read_not_mapped(converted=any(d != _SAFETENSORS_DTYPES.get(dtype) for d, _, _ in found.values())):
+            model, info = AutoModelForCausalLM.from_pretrained(
+                str(path), local_files_only=True, use_safetensors=True,
+                dtype=getattr(torch, dtype), attn_implementation="sdpa", output_loading_info=True, **dispatch,
+            )
     except Exception as e:
         raise WrapError(f"{path}: cannot load Hugging Face model ({_short(e)})") from None
     # transformers fills a missing tensor with random values and only warns: refuse instead
@@ -434,6 +441,37 @@ def _load_hf_dir(path: Path, dtype: str, device: str, placement: dict | None = N
         task=extra.get("task"),
         lineage=extra.get("lineage", []),
     )
+
+
+_SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+
+
+@contextlib.contextmanager
+def _read_not_mapped(converted: bool):
+    """transformers memory-maps the weight files on Linux. Weights kept in their stored
+    dtype are views of the mapping, read once; but converted ones (fp32 files loaded in
+    bf16) are copies, and every mapped page read for them stays resident beside them until
+    the load ends: a 0.5B model's bf16 load peaked at 1.7x its fp32 weights, not 0.5x
+    (docs/performance.md). For a conversion, safetensors' ``pread`` backend reads each
+    tensor into its own memory instead; a safetensors without it keeps the mapping."""
+    import transformers.modeling_utils as loading
+
+    real = getattr(loading, "safe_open", None)
+    if not converted or real is None:
+        yield
+        return
+
+    def read(*args, **kwargs):
+        try:
+            return real(*args, **{**kwargs, "backend": "pread"})
+        except TypeError:  # a safetensors before the pread backend
+            return real(*args, **kwargs)
+
+    loading.safe_open = read
+    try:
+        yield
+    finally:
+        loading.safe_open = real
 
 
 def _hf_config(path: Path):

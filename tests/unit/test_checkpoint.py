@@ -163,3 +163,36 @@ def test_the_lineage_is_checked_against_its_schema(tmp_path):
             checkpoint.load(path)
     checkpoint.save(tmp_path / "new.safetensors", model, vocab=list(vocab.TOKENS), lineage=[{**good, "future": 1}])
     assert checkpoint.load(tmp_path / "new.safetensors").lineage[0]["future"] == 1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_a_converting_load_reads_tensors_rather_than_mapping_the_file(tmp_path, monkeypatch, dtype):
+    """bf16 from fp32 files reads each tensor with pread (mapped pages stayed resident beside
+    the converted copy); the stored dtype keeps transformers' mapping. Either way the weights
+    are from_pretrained's own."""
+    import transformers.modeling_utils as loading
+
+    tiny_hf("llama").save_pretrained(tmp_path / "m")
+    backends, real = [], loading.safe_open
+
+    def spy(*args, **kwargs):
+        backends.append(kwargs.get("backend"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "safe_open", spy)
+    got = checkpoint.load(tmp_path / "m", dtype=dtype).model.state_dict()
+    assert backends and all((b == "pread") == (dtype == "bfloat16") for b in backends)
+    assert loading.safe_open is spy  # put back after the load
+    monkeypatch.setattr(loading, "safe_open", real)
+    want = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=getattr(torch, dtype)).state_dict()
+    assert set(got) == set(want)
+    for name in want:
+        assert got[name].dtype == getattr(torch, dtype) and torch.equal(got[name], want[name]), name
+
+
+def test_the_finite_check_sees_every_chunk():
+    t = torch.zeros(2 * checkpoint.FINITE_CHUNK + 5)
+    checkpoint._refuse_nonfinite("m", "w", t)
+    t[-1] = float("inf")  # in the last, short chunk
+    with pytest.raises(WrapError, match="w has 1 non-finite"):
+        checkpoint._refuse_nonfinite("m", "w", t)
