@@ -6,11 +6,12 @@ Builds random-weight Llama configs locally (nothing is downloaded) at the shape 
 (Llama-3-8B), each with a word-level tokenizer of that vocabulary size; writes 60
 prompt/answer records and 120 text/label records; then runs each row's command as its
 own process and prints its wall time, its peak resident memory (the process's own
-maximum RSS), its peak GPU memory on CUDA (torch.cuda.max_memory_allocated), each beside
-the fp32 weights' size (for the torchrun rows, the largest rank's), and for the training
-rows the median seconds per step (the time
-between two optimizer steps, read from the training loop's step callback; the median
-leaves out the steps that also score the held-out records).
+high-water RSS, VmHWM; for the torchrun rows the largest rank's), its peak GPU memory on
+CUDA (torch.cuda.max_memory_allocated), each beside the fp32 weights' size, and for the
+training rows the median seconds per step (the time between two optimizer steps, read
+from the training loop's step callback; the median leaves out the steps that also score
+the held-out records). The models are built in a process of their own, so that the
+parent of the rows stays small.
 
 The plain rows are written here: AutoModelForCausalLM, the same records (loss on the
 answer tokens), the same batch size and steps, AdamW, bf16 autocast on CUDA and fp32 on
@@ -251,8 +252,26 @@ def child(spec: dict) -> None:
         import torch
 
         out["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    out["own_peak_mib"] = own_peak_mib(spec["kind"] == "torchrun")
     Path(spec["result"]).write_text(json.dumps(out))
     sys.exit(out["code"])
+
+
+def own_peak_mib(ranks: bool) -> float | None:
+    """This process's own peak RSS: VmHWM, the high-water mark of the memory map it got at
+    exec. Not ru_maxrss: Linux carries the parent's peak RSS into a child's ru_maxrss at
+    exec, which made every row that needs less than the parent read as the parent's size.
+    With ``ranks``, the largest waited-for descendant's (torchrun's ranks', whose parent,
+    the launcher, is small)."""
+    import resource
+
+    if ranks:
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
 
 
 # -- the parent: one process per row -------------------------------------------------
@@ -281,7 +300,7 @@ def measure(spec: dict, timeout: float) -> dict:
             lines = [l for l in err.read().strip().splitlines() if l.strip()]
             return {"error": lines[-1][:200] if lines else f"exit status {status}"}
         out = json.loads(Path(spec["result"]).read_text())
-    return {**out, "wall_s": dt, "rss_mib": usage.ru_maxrss / 1024}  # KiB on Linux
+    return {**out, "wall_s": dt, "rss_mib": out.get("own_peak_mib") or usage.ru_maxrss / 1024}  # KiB on Linux
 
 
 def rows(root: Path, device: str, seeds: int, steps: int) -> dict[str, tuple[str, dict]]:
@@ -325,14 +344,20 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each row")
     ap.add_argument("--trace", action="store_true", help="peak RSS per phase of a training step (CPU)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--build", nargs=3, help=argparse.SUPPRESS)
     opts = ap.parse_args()
     if opts.child:
         return child(json.loads(opts.child))
+    if opts.build:  # in its own process, so that the parent, whose children the rows are, stays small
+        root, size, device = opts.build
+        return print(build(Path(root), size, device))
     tmp_root = os.environ.get("BENCH_TMP")  # a disk with room: 8B needs 32 GB
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        n_params = build(root, opts.size, opts.device)
+        built = subprocess.run([sys.executable, __file__, "--build", str(root), opts.size, opts.device],
+                               check=True, stdout=subprocess.PIPE, text=True)
+        n_params = int(built.stdout.split()[-1])
         records(root)
         weights = n_params * 4 / 2**20
         import torch

@@ -87,6 +87,19 @@ def local_device(device: str) -> str:
     return device
 
 
+def any_rank(flag: bool, device: str = "cpu") -> bool:
+    """Whether ``flag`` holds on any rank (``flag`` in one process): a decision taken from
+    each rank's own clock must be the same on every rank before it leads to a collective."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def mean(value):
     """The mean over ranks of a scalar tensor (itself in one process)."""
     import torch.distributed as dist

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wrapcli.batches import TaskData, prefetched
-from wrapcli.distributed import check_shardable, mean, process_group
+from wrapcli.distributed import any_rank, check_shardable, mean, process_group
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.kernels import autocast, fast_kernels
@@ -239,9 +239,9 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
             record = evaluation.due(done, cfg)
         else:
             record = done % cfg.eval_every == 0 or done == cfg.steps
-        due = (save_every and done % save_every == 0) or (
-            not save_every and time.time() - last_save >= save_seconds
-        )
+        due = bool(state_path) and bool(save_every and done % save_every == 0)
+        if state_path and not save_every:  # by the clock: every rank must agree (the loss below is a collective)
+            due = any_rank(time.time() - last_save >= save_seconds, device)
         if record or done % 10 == 0 or due:  # .item() syncs with the device (and ranks): not every step
             metrics["loss"] = mean(loss).item()
             if not math.isfinite(metrics["loss"]):  # stop before a broken state is saved or written

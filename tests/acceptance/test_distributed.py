@@ -173,3 +173,38 @@ def test_fsdp_is_refused_outside_torchrun_and_with_lora(tmp_path, monkeypatch):
     result = run("finetune", base, "--data", recs, "--fsdp", "--resume", "-o", tmp_path / "out", code=2)
     one_line_error(result, "keeps no resume state", code=2)
     assert not (tmp_path / "out").exists()
+
+
+CLOCK_SKEW = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import torch
+from models import tiny
+from specs import parse_task
+from wrapcli.distributed import world
+from wrapcli.training import TrainConfig, train
+
+if world().rank == 1:  # this rank's clock runs fast: a save by the clock falls due here first
+    real = time.time
+    calls = [0]
+    def fast():
+        calls[0] += 1
+        return real() + 100 * calls[0]
+    time.time = fast
+cfg = TrainConfig(steps=6, batch_size=8, lr=1e-3, eval_every=100, eval_size=16, precision="fp32")
+train(tiny(seed=3), parse_task("count", text_len=48), cfg, state_path={state!r}, save_seconds=30)
+print("finished")
+"""
+
+
+def test_a_save_by_the_clock_is_agreed_by_every_rank(tmp_path):
+    """Each rank reads its own clock; a save (and the loss collective before it) that fell
+    due on one rank only left the others waiting in a different collective, for ever."""
+    script = tmp_path / "skew.py"
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script.write_text(CLOCK_SKEW.format(tests=tests, state=str(tmp_path / "run.state")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("finished") == 2
