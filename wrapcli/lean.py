@@ -21,6 +21,7 @@ number (0.5B: 5.52x -> 4.4x; the plain loop 5.4x):
 from __future__ import annotations
 
 import contextlib
+import functools
 
 
 def step_one_at_a_time(opt) -> None:
@@ -28,15 +29,43 @@ def step_one_at_a_time(opt) -> None:
     last, each gradient freed once its tensor is updated. torch's AdamW skips a parameter
     without a gradient and keeps a step count per parameter, so this is the same update
     as one ``step()``; not for a fused or ``foreach`` optimizer (whose kernels batch the
-    tensors: run them whole)."""
+    tensors: run them whole). Before the largest update the C allocator is asked to give
+    back what the freed gradients held (``return_freed``)."""
     params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
     grads = [p.grad for p in params]
     for p in params:
         p.grad = None
-    for i in sorted(range(len(params)), key=lambda i: params[i].numel()):
+    order = sorted(range(len(params)), key=lambda i: params[i].numel())
+    for i in order:
+        if i == order[-1]:
+            return_freed()
         params[i].grad, grads[i] = grads[i], None
         opt.step()
         params[i].grad = None
+
+
+def return_freed() -> None:
+    """glibc keeps freed blocks under its mmap threshold (up to 32 MiB: every weight matrix
+    of a 1B model) in its heaps, so the gradients freed so far stayed resident while the
+    largest tensor's update mapped its two temporaries anew: the 0.5B peak moved between
+    4.4x and 4.7x from run to run. ``malloc_trim`` returns them (measured: 4.61x -> 4.45x,
+    seconds per step unchanged). Elsewhere than glibc, nothing."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def batched_update(opt) -> bool:
