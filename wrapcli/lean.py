@@ -1,15 +1,17 @@
 """Full-parameter training held near its floor: weights, gradients and two AdamW moments.
 
 Traced on the CPU at Qwen2-0.5B's shape (docs/performance.md, "Where full-parameter
-training's memory goes"), wrapcli's loop and a plain Hugging Face loop peaked 1.4x the
-fp32 weights above that floor, at two moments, each removed here without changing a
-number (0.5B: 5.52x -> 4.4x; the plain loop 5.4x):
+training's memory goes"), wrapcli's loop and a plain Hugging Face loop peaked about 1.4x
+the fp32 weights above that floor. Two moments held half the weights beyond the end of
+the backward pass; both are removed here without changing a number, and the C allocator
+is asked to give freed gradients back before the largest update:
 
 - **The AdamW update's temporaries.** torch's one-tensor-at-a-time update builds two
   temporaries the size of the tensor it updates (``exp_avg_sq.sqrt()`` and its division),
   and by then every gradient is alive. ``step_one_at_a_time`` hands the optimizer one
   gradient at a time, largest last, and frees each once its tensor is updated; each
-  tensor's update is the same arithmetic, so the weights are bit-identical.
+  tensor's update is the same arithmetic, so the weights are bit-identical. glibc keeps
+  the freed gradients' blocks unless asked (``return_freed``).
 - **A tied embedding's two gradients.** When the output head shares the input embedding's
   matrix (GPT-2, Qwen2, SmolLM), autograd builds the head's gradient, a dense
   zero-filled gradient of the embedding lookup and their sum: three vocabulary-sized
