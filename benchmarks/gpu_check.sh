@@ -31,7 +31,7 @@ part tests 70 $PY -m pytest -q -p no:cacheprovider -m cuda tests/acceptance/test
 part audit-$MID 200 $PY benchmarks/bench_audit.py --size "$MID" --device "$DEVICE" --seeds 1 --steps 10 --timeout 60 \
     --rows revive-full,plain-full,revive-lora,plain-lora,eval-bf16,compare,prune,probe
 part audit-$BIG 300 $PY benchmarks/bench_audit.py --size "$BIG" --device "$DEVICE" --seeds 1 --steps 10 \
-    --rows compare,revive-lora,plain-lora --timeout 170
+    --rows revive-lora,plain-lora,compare --timeout 170  # compare was measured (2026-12-04): LoRA first
 if [ "${TRAIN:-0}" = 1 ]; then
 part train 60 $PY benchmarks/bench_train.py --preset "$TRAIN_PRESET" --device "$DEVICE" --steps 30 --warmup 5 \
     --repeats 1 --rows "plain,trainer,trainer --precision fp32,plain + bf16 autocast,plain + fused AdamW"
