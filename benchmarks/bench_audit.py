@@ -226,8 +226,8 @@ def child_plain(model_dir: str, data: str, device: str, lora: int, steps: int, b
 
 
 def child_torchrun(args: list[str], procs: int) -> dict:
-    """``torchrun --nproc-per-node PROCS -m wrapcli ARGS``: this process's peak RSS as the
-    parent sees it is then the largest rank's (wait4 folds waited-for children in)."""
+    """``torchrun --nproc-per-node PROCS -m wrapcli ARGS``; its peak is the largest rank's
+    (``own_peak_mib``)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // procs))}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                            str(procs), "-m", "wrapcli", *args], env=env, stdout=subprocess.DEVNULL)
@@ -277,8 +277,8 @@ def own_peak_mib(ranks: bool) -> float | None:
 # -- the parent: one process per row -------------------------------------------------
 
 def measure(spec: dict, timeout: float) -> dict:
-    """Wall seconds and peak RSS (MiB) of one row's process: wait4 gives that child's own
-    rusage (RUSAGE_CHILDREN would give the largest of all children so far)."""
+    """Wall seconds and peak RSS (MiB) of one row's process: the peak it reports itself
+    (``own_peak_mib``), else the ru_maxrss wait4 gives for that child alone."""
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as err:
         spec = {**spec, "result": str(Path(tmp) / "result.json")}
         t0 = time.perf_counter()
