@@ -18,6 +18,9 @@ is asked to give freed gradients back before the largest update:
   tensors while every other gradient is alive. ``tied_gradients`` writes the head's
   gradient into ``.grad`` and adds the lookup's rows into it in place, summing each
   row's contributions in the order autograd does (bit-identical, tests/unit/test_lean.py).
+
+Each lever needs a tensor of at least ``MMAPPED`` bytes (the embedding of any model that
+people audit); below that they cost time and save nothing.
 """
 
 from __future__ import annotations
@@ -25,21 +28,29 @@ from __future__ import annotations
 import contextlib
 import functools
 
+# glibc maps blocks of at least this size (its mmap threshold's ceiling on 64-bit) afresh:
+# only then can a tensor's update temporaries not reuse the freed gradients' heap blocks.
+# Below it the levers buy nothing and cost time: on a 4-layer, 128-wide GPT-2 a trim per
+# step cost up to double, the one-at-a-time step 6% and the tied gradient 2-3%
+# (docs/performance.md), so each lever waits for a tensor of this size.
+MMAPPED = 32 << 20
+
 
 def step_one_at_a_time(opt) -> None:
     """``opt.step()`` over the parameters that have gradients, one at a time, the largest
     last, each gradient freed once its tensor is updated. torch's AdamW skips a parameter
     without a gradient and keeps a step count per parameter, so this is the same update
     as one ``step()``; not for a fused or ``foreach`` optimizer (whose kernels batch the
-    tensors: run them whole). Before the largest update the C allocator is asked to give
-    back what the freed gradients held (``return_freed``)."""
+    tensors: run them whole). Before the largest update, when it is large enough to be
+    mapped afresh (``MMAPPED``), the C allocator is asked to give back what the freed
+    gradients held (``return_freed``)."""
     params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
     grads = [p.grad for p in params]
     for p in params:
         p.grad = None
     order = sorted(range(len(params)), key=lambda i: params[i].numel())
     for i in order:
-        if i == order[-1]:
+        if i == order[-1] and params[i].nelement() * params[i].element_size() >= MMAPPED:
             return_freed()
         params[i].grad, grads[i] = grads[i], None
         opt.step()
@@ -70,9 +81,12 @@ def _malloc_trim():
         return None
 
 
-def batched_update(opt) -> bool:
-    """Whether ``opt`` updates its tensors together (fused or foreach kernels)."""
-    return any(group.get("fused") or group.get("foreach") for group in opt.param_groups)
+def pays_to_step_one_at_a_time(opt) -> bool:
+    """Whether ``step_one_at_a_time`` is worth its Python loop: not for fused or ``foreach``
+    kernels (which batch the tensors), nor when no tensor reaches ``MMAPPED``."""
+    if any(group.get("fused") or group.get("foreach") for group in opt.param_groups):
+        return False
+    return any(p.nelement() * p.element_size() >= MMAPPED for group in opt.param_groups for p in group["params"])
 
 
 def _accumulate(weight, grad) -> None:
@@ -140,7 +154,7 @@ def _functions(device_type: str):
 
 def _tied_pair(model):
     """(embedding, head) when the head is a bias-free linear map sharing a plain embedding's
-    trainable matrix; else None."""
+    trainable matrix of at least ``MMAPPED`` bytes; else None."""
     import torch
 
     get_in, get_out = getattr(model, "get_input_embeddings", None), getattr(model, "get_output_embeddings", None)
@@ -152,6 +166,8 @@ def _tied_pair(model):
     if emb.weight is not head.weight or not emb.weight.requires_grad:
         return None
     if emb.max_norm is not None or emb.scale_grad_by_freq or emb.sparse:
+        return None
+    if emb.weight.nelement() * emb.weight.element_size() < MMAPPED:
         return None
     return emb, head
 

@@ -24,7 +24,7 @@ from wrapcli.distributed import any_rank, check_shardable, mean, process_group
 from wrapcli.errors import UsageError, WrapError
 from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.kernels import autocast, fast_kernels
-from wrapcli.lean import batched_update, step_one_at_a_time, tied_gradients
+from wrapcli.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
 from wrapcli.resume import load_state, save_state
 from wrapcli.tasks.spec import TaskSpec
 
@@ -99,8 +99,8 @@ def make_optimizer(model, cfg: TrainConfig):
     On CUDA the update is torch's fused kernel: its default there (``foreach``) builds
     temporaries over all the weights at once (at 1.5B on an H200 a plain loop with it
     peaked 0.43x of the fp32 weights above wrapcli's fused one, docs/third-party.md). On
-    the CPU torch's default is already the lean one-tensor-at-a-time update, kept so CPU
-    runs keep their exact numbers."""
+    the CPU torch's default is already the one-tensor-at-a-time update, kept so CPU runs
+    keep their exact numbers; the loop hands it one gradient at a time (wrapcli/lean.py)."""
     import torch
 
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -207,7 +207,7 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
         net = DistributedDataParallel(model, device_ids=ids)
     rows = world.shard(cfg.batch_size)
     opt = make_optimizer(model, cfg)
-    lean_step = not batched_update(opt)  # wrapcli/lean.py
+    lean_step = pays_to_step_one_at_a_time(opt)  # wrapcli/lean.py
     log: list[dict] = []
     start = 0
     if state_path:  # a run killed while writing its state (kill -9) left a temporary beside it

@@ -7,8 +7,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import wrapcli.lean as lean
 import wrapcli.training as training
-from wrapcli.lean import step_one_at_a_time, tied_gradients
+from wrapcli.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
 from wrapcli.training import TrainConfig, make_optimizer, train
 
 from models import tiny, tiny_hf
@@ -47,7 +48,8 @@ def grads(model, ids, lean, precision="fp32", head_rows=False):
 @pytest.mark.parametrize("build", [tied_llama, lambda: tiny().eval()], ids=["llama-tied-padding", "gpt2-built-in"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("head_rows", [False, True], ids=["full-logits", "answer-rows"])
-def test_tied_gradients_are_autograds_bit_for_bit(build, precision, head_rows):
+def test_tied_gradients_are_autograds_bit_for_bit(build, precision, head_rows, monkeypatch):
+    monkeypatch.setattr(lean, "MMAPPED", 0)  # these matrices are tiny
     model = build()
     ids = ids_with_repeats() % model.config.vocab_size
     ref = grads(model, ids, False, precision, head_rows)
@@ -59,7 +61,11 @@ def test_tied_gradients_are_autograds_bit_for_bit(build, precision, head_rows):
         assert torch.equal(got[name], ref[name]), name  # padding id 3 in the inputs: its row's lookup is left out
 
 
-def test_tied_gradients_leave_other_models_alone():
+def test_tied_gradients_leave_other_models_alone(monkeypatch):
+    small = tied_llama()  # a tied matrix under MMAPPED: nothing worth saving
+    with tied_gradients(small, "cpu"):
+        assert "forward" not in vars(small.get_input_embeddings())
+    monkeypatch.setattr(lean, "MMAPPED", 0)
     untied = tiny_hf("llama")  # separate head: autograd's own path, no patch
     frozen = tied_llama()
     frozen.get_input_embeddings().weight.requires_grad_(False)  # a LoRA run: the matrix does not train
@@ -97,15 +103,29 @@ def test_step_one_at_a_time_is_one_step_bit_for_bit():
 
 
 def test_training_with_and_without_the_levers_is_bit_identical(monkeypatch):
-    """The whole loop on the built-in (tied) GPT-2: same weights with both levers on as with
-    torch's plain step and autograd's tied gradient."""
+    """The whole loop on the built-in (tied) GPT-2: same weights with both levers on (the
+    one-at-a-time step and the trim forced on this small model) as with torch's plain step
+    and autograd's tied gradient."""
     spec = parse_task("count", text_len=48)
     cfg = TrainConfig(steps=6, batch_size=8, lr=3e-3, eval_every=3, eval_size=16)
-    lean = tiny(seed=2)
-    train(lean, spec, cfg)
-    monkeypatch.setattr(training, "batched_update", lambda opt: True)
+    steps = []
+    monkeypatch.setattr(lean, "MMAPPED", 0)
+    monkeypatch.setattr(training, "step_one_at_a_time", lambda opt: steps.append(1) or lean.step_one_at_a_time(opt))
+    leaned = tiny(seed=2)
+    train(leaned, spec, cfg)
+    assert len(steps) == cfg.steps
+    monkeypatch.setattr(training, "pays_to_step_one_at_a_time", lambda opt: False)
     monkeypatch.setattr(training, "tied_gradients", lambda model, device: torch.enable_grad())
     plain = tiny(seed=2)
     train(plain, spec, cfg)
-    for (name, pa), pb in zip(lean.named_parameters(), plain.parameters()):
+    for (name, pa), pb in zip(leaned.named_parameters(), plain.parameters()):
         assert torch.equal(pa, pb), name
+
+
+def test_only_optimizers_with_a_large_tensor_step_one_at_a_time():
+    cfg = TrainConfig(steps=1, batch_size=1, lr=1e-3)
+    small = make_optimizer(tiny(), cfg)
+    assert not pays_to_step_one_at_a_time(small)  # every tensor far under 32 MiB
+    big = torch.nn.Embedding(9 << 20, 1)  # 36 MiB of fp32
+    assert pays_to_step_one_at_a_time(make_optimizer(big, cfg))
+    assert not pays_to_step_one_at_a_time(torch.optim.AdamW(big.parameters(), foreach=True))
