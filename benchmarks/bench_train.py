@@ -74,7 +74,7 @@ def run_plain(lever: str, preset_name: str, steps: int, warmup: int, device: str
     forward = torch.compile(model) if lever == "plain + compile" else model
     bf16 = lever in ("plain + bf16 autocast", "plain + bf16 + eager")
     if lever == "plain + fused GELU":
-        from wrapcli.kernels import fused_activations
+        from wrapcli.core.kernels import fused_activations
 
         fused_activations(model).__enter__()  # for the rest of this process
     times = []
@@ -98,7 +98,7 @@ def run_plain(lever: str, preset_name: str, steps: int, warmup: int, device: str
 def run_trainer(lever: str, preset_name: str, steps: int, warmup: int, device: str) -> dict:
     import torch
 
-    from wrapcli.runtime import resolve_precision
+    from wrapcli.core.runtime import resolve_precision
     from wrapcli.training import TrainConfig, train
 
     p, spec, model = setup(preset_name, device)

@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from wrapcli.stats import t_interval
+from wrapcli.core.stats import t_interval
 
 
 def mean_std(xs: list[float], clamp: bool = True) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 from wrapcli.tasks.sequences import answer_pos, batch_for_step
 from wrapcli.tasks.spec import TaskSpec
 

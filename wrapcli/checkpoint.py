@@ -24,8 +24,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrapcli.errors import UsageError, WrapError
-from wrapcli.files import atomic_path, sha256
+from wrapcli.core.errors import UsageError, WrapError
+from wrapcli.core.files import atomic_path, sha256
 
 SCHEMA = "1"
 PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")  # zip, pickle 2-5
@@ -127,7 +127,7 @@ def read_metadata(path) -> dict:
 
 def load(path, dtype: str = "float32", device: str = "cpu", placement: dict | None = None) -> Checkpoint:
     """Open a wrapcli ``.safetensors`` file or a Hugging Face model directory; with
-    ``placement`` (wrapcli/runtime.py ``placement``), a directory's layers are dispatched
+    ``placement`` (wrapcli/core/runtime.py ``placement``), a directory's layers are dispatched
     over the devices, the CPU and disk by accelerate instead of moved to ``device``."""
     from wrapcli.models import quiet_transformers
 
@@ -358,7 +358,7 @@ def check_weights(path, config, found: dict, names: bool = True) -> None:
             raise WrapError(f"{path}: tensor {tied[0]} is missing from the weights "
                             "(it would be initialised at random)")
     need = 2 * 4 * sum(p.numel() for p in skeleton.parameters())  # fp32 tensors + model
-    from wrapcli.runtime import available_memory
+    from wrapcli.core.runtime import available_memory
 
     free = available_memory()
     if free is not None and need > free:

@@ -56,7 +56,7 @@ def main(
 ) -> None:
     import os
 
-    from wrapcli.distributed import PARALLEL_COMMANDS, world
+    from wrapcli.core.distributed import PARALLEL_COMMANDS, world
 
     # read by checkpoint.load in this process and in any it starts
     if allow_nonfinite:

@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 
 
 def stderr(quiet: bool = False):

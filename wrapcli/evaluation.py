@@ -3,7 +3,7 @@ report accuracy on each operand with and without the spurious feature).
 
 A prediction is the argmax over the whole vocabulary of the logits at ``<ans>`` — no
 restriction to plausible answers, so a model that emits a wrong kind of token is wrong.
-Every accuracy carries its count and 95% Wilson interval (wrapcli/stats.py). Next to
+Every accuracy carries its count and 95% Wilson interval (wrapcli/core/stats.py). Next to
 every accuracy we report the majority baseline: the accuracy of always giving
 the evaluation set's most common answer, which is far from zero for short texts.
 """
@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 
-from wrapcli.stats import proportion
+from wrapcli.core.stats import proportion
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import Batch, answer_pos, eval_batch
 from wrapcli.tasks.spec import TaskSpec
@@ -27,12 +27,12 @@ EVAL_SEED = 0
 
 def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512, precision: str = "fp32") -> np.ndarray:
     """Argmax token at the ``<ans>`` position for each row of ``tokens`` (n, T), in fp32 or
-    under bf16 autocast. The kernels are the training ones (wrapcli/kernels.py): GPT-2's
+    under bf16 autocast. The kernels are the training ones (wrapcli/core/kernels.py): GPT-2's
     activation as one fused kernel (with the six-operation original, evaluation spent
     more time in it than in the matrix products), and eager attention for bf16 on CPU."""
     import torch
 
-    from wrapcli.kernels import autocast, fast_kernels
+    from wrapcli.core.kernels import autocast, fast_kernels
 
     ans = answer_pos(tokens)
     out = []
@@ -70,7 +70,7 @@ def score(model, batch: Batch, device="cpu", conjugate: dict | None = None, prec
 def check_eval_memory(option: str, n: int, spec: TaskSpec) -> None:
     """Refuse an evaluation size whose fixed sets (tokens, texts and answers, three
     settings, cached) would not fit in memory, before generating any."""
-    from wrapcli.runtime import check_memory
+    from wrapcli.core.runtime import check_memory
     from wrapcli.tasks.sequences import seq_len
 
     per_example = 16 * seq_len(spec.text_len) + 4 * spec.text_len + 512  # ids, text, answers, Python overhead

@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 
 EXTRA = "lora"
 ALL_LINEAR = "all-linear"  # peft: every linear map of the blocks (not the output layer)

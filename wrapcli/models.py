@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 
 ARCHS = ("gpt2", "llama")
 
@@ -41,7 +41,7 @@ class ModelShape:
         if self.n_heads >= 1 and self.d_model % self.n_heads:
             problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if not problems:
-            from wrapcli.runtime import check_memory
+            from wrapcli.core.runtime import check_memory
 
             # weights, gradients and two AdamW moments of 12 d^2 per block: before anything is built
             check_memory("--layers/--d-model", self.n_layers, 16 * 12 * self.n_layers * self.d_model**2,
@@ -113,7 +113,7 @@ def enable_checkpointing(model) -> None:
     the backward pass instead of kept, for long records on large models; the same
     gradients for about a third more compute. Non-reentrant, so LoRA's frozen inputs need
     no special handling."""
-    from wrapcli.errors import UsageError
+    from wrapcli.core.errors import UsageError
 
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise UsageError(f"--checkpointing: {type(model).__name__} does not support gradient checkpointing")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.errors import WrapError
-from wrapcli.files import atomic_path
+from wrapcli.core.errors import WrapError
+from wrapcli.core.files import atomic_path
 
 
 def require_matplotlib():

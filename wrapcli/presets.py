@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 from wrapcli.models import ModelShape
 
 

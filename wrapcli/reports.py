@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from wrapcli import __version__
-from wrapcli.files import sha256, write_text
+from wrapcli.core.files import sha256, write_text
 
 # Flags that select different matrix kernels, and so different last bits of a result.
 NUMERIC_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")

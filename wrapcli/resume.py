@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from wrapcli.errors import WrapError
-from wrapcli.files import atomic_path
+from wrapcli.core.errors import WrapError
+from wrapcli.core.files import atomic_path
 
 
 # -- resumable state (safetensors, never pickle) ------------------------------------

@@ -65,7 +65,7 @@ def summarize(data: TextData, records: list[dict]) -> dict:
     """The file's scores from ``record_results``: the headline metric (``metric``,
     ``accuracy``, ``n``, ``ci95``, ``chance``) and the kind's own figures. Loss and token
     accuracy are over the answer tokens (the correct choice's, for multiple choice)."""
-    from wrapcli.stats import wilson
+    from wrapcli.core.stats import wilson
 
     count = sum(r["n_tokens"] for r in records)
     correct = sum(r["correct_tokens"] for r in records)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 
 
 @dataclass(frozen=True)

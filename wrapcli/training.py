@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wrapcli.batches import TaskData, prefetched
-from wrapcli.distributed import any_rank, check_shardable, mean, process_group
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.distributed import any_rank, check_shardable, mean, process_group
+from wrapcli.core.errors import UsageError, WrapError
+from wrapcli.core.kernels import autocast, fast_kernels
 from wrapcli.evaluation import EVAL_SEED, evaluate
-from wrapcli.kernels import autocast, fast_kernels
 from wrapcli.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
 from wrapcli.resume import load_state, save_state
 from wrapcli.tasks.spec import TaskSpec
@@ -50,7 +50,7 @@ class TrainConfig:
     eval_size: int = 512
     stream: int = 0  # which training stream of the task spec's seed
     mix: float = 0.0  # fraction of batches from TaskData.mix_spec
-    precision: str = "fp32"  # or "bf16" autocast (wrapcli/kernels.py)
+    precision: str = "fp32"  # or "bf16" autocast (wrapcli/core/kernels.py)
 
     def __post_init__(self) -> None:
         problems = []
@@ -107,7 +107,7 @@ def make_optimizer(model, cfg: TrainConfig):
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     on_cuda = bool(decay + rest) and all(p.device.type == "cuda" for p in decay + rest)
-    if on_cuda:  # not for a sharded model's parameters (wrapcli/distributed.py)
+    if on_cuda:  # not for a sharded model's parameters (wrapcli/core/distributed.py)
         from torch.distributed.tensor import DTensor
 
         on_cuda = not any(isinstance(p, DTensor) for p in decay + rest)
@@ -152,7 +152,7 @@ def train(
     none for other data. ``state_path`` receives resumable state every ``save_every``
     steps (or every ``save_seconds`` when that is None); ``resume`` continues from it if
     it exists. ``on_step(step, metrics)`` is called after every step (progress display).
-    ``shard``: under torchrun, fully shard the model over the ranks (wrapcli/distributed.py);
+    ``shard``: under torchrun, fully shard the model over the ranks (wrapcli/core/distributed.py);
     ``model`` is then sharded in place, ``on_step`` runs on every rank (a callback that
     scores the model takes part in the collective forward) and no resume state is kept.
     """
@@ -174,7 +174,7 @@ def train(
 
 def _check_sizes(model, data, cfg, evaluation) -> None:
     """--batch-size and --eval-size against the memory they need, before any allocation."""
-    from wrapcli.runtime import check_batch_memory
+    from wrapcli.core.runtime import check_batch_memory
 
     if isinstance(data, TaskData):
         from wrapcli.tasks.sequences import seq_len
@@ -195,9 +195,10 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
 
     net = model
     if shard:
-        from wrapcli.distributed import shard_model
+        from wrapcli.adapters import Adapter
+        from wrapcli.core.distributed import shard_model
 
-        shard_model(model, device).train()  # moves each rank's shards to the device
+        shard_model(model, Adapter(model).blocks, device).train()  # moves each rank's shards to the device
     else:
         model.to(device).train()
     if world.size > 1 and not shard:
@@ -211,7 +212,7 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
     log: list[dict] = []
     start = 0
     if state_path:  # a run killed while writing its state (kill -9) left a temporary beside it
-        from wrapcli.files import remove_stale_temporaries
+        from wrapcli.core.files import remove_stale_temporaries
 
         remove_stale_temporaries(Path(state_path).parent, Path(state_path).name)
     if resume and state_path and Path(state_path).exists():

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wrapcli.errors import WrapError
-from wrapcli.files import sha256
+from wrapcli.core.errors import WrapError
+from wrapcli.core.files import sha256
 from wrapcli.models import context_length
 
 IGNORE = -100  # the label Hugging Face's loss skips
@@ -328,7 +328,7 @@ def answer_logits(model, batch: dict):
     labels = batch["labels"]
     target_mask = labels[:, 1:] != IGNORE  # (B, T - 1): position t predicts token t + 1
     rows, cols = target_mask.nonzero(as_tuple=True)
-    from wrapcli.distributed import is_sharded
+    from wrapcli.core.distributed import is_sharded
 
     # a sharded model gathers its root's weights (embeddings, head) in its own forward only
     parallel = isinstance(model, DistributedDataParallel) or is_sharded(model)
@@ -364,7 +364,7 @@ def pad_id(tok) -> int:
 def text_data(path, model_dir, model, seed: int, tokenizer=None, kinds=None) -> TextData:
     """The records of ``path`` tokenized by ``model_dir``'s tokenizer (or ``tokenizer``);
     ``kinds`` lists the record kinds the caller can use (a usage error names the rest)."""
-    from wrapcli.errors import UsageError
+    from wrapcli.core.errors import UsageError
 
     kind, records, lines = read_records(path)
     if kinds is not None and kind not in kinds:

@@ -3,7 +3,7 @@
 Pure functions over the numbers of compare's behaviour evaluation and of probe, prune and
 revive reports (Jain et al. 2024, Secs. 5-6: pruning, probing and reverse fine-tuning
 as evidence that fine-tuning only wraps a capability). Every piece of evidence becomes a
-*criterion*: one statistic with its 95% interval (wrapcli/stats.py), a threshold, and an
+*criterion*: one statistic with its 95% interval (wrapcli/core/stats.py), a threshold, and an
 outcome: ``pass`` when the whole interval lies above the threshold, ``fail`` when it lies
 at or below it, ``unclear`` when it straddles it. The statistics, each against the
 baseline a sceptical reviewer would pick:
@@ -43,8 +43,8 @@ The label, per capability:
 
 from __future__ import annotations
 
-from wrapcli.errors import WrapError
-from wrapcli.stats import CONFIDENCE, difference, family_confidence, wilson
+from wrapcli.core.errors import WrapError
+from wrapcli.core.stats import CONFIDENCE, difference, family_confidence, wilson
 from wrapcli.thresholds import Thresholds
 
 LABELS = ("intact", "wrapped", "removed", "suppressed", "inconclusive")

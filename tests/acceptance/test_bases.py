@@ -43,8 +43,8 @@ def test_a_shipped_base_is_what_its_recipe_makes(tmp_path, name):
 def test_the_medium_prior_base_counts_b_as_the_papers_does():
     """docs/protocol.md: the paper's medium-prior base counts b at 99.9%; ours must reach 95%
     (and a 99%), measured afresh on 1,000 examples per operand."""
+    from wrapcli.core.stats import wilson
     from wrapcli.evaluation import evaluate
-    from wrapcli.stats import wilson
 
     ck = checkpoint.load(BASES / "pt-medium-s0.safetensors")
     scores = evaluate(ck.model, ck.task_spec(), 1000, settings=("natural",))

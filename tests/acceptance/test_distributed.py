@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY
-from wrapcli.distributed import World
-from wrapcli.errors import WrapError
+from wrapcli.core.distributed import World
+from wrapcli.core.errors import WrapError
 
 from cli import one_line_error, run
 
@@ -181,7 +181,7 @@ sys.path.insert(0, {tests!r})
 import torch
 from models import tiny
 from specs import parse_task
-from wrapcli.distributed import world
+from wrapcli.core.distributed import world
 from wrapcli.training import TrainConfig, train
 
 if world().rank == 1:  # this rank's clock runs fast: a save by the clock falls due here first

@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY
 from wrapcli import checkpoint
 from wrapcli.cli import app
-from wrapcli.files import sha256
+from wrapcli.core.files import sha256
 from wrapcli.tasks import vocab
 
 from cli import one_line_error, run, runner

@@ -38,7 +38,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tmp_path
     at step 6 (before saving that state), and the step-3 state is what is left."""
     from safetensors import safe_open
 
-    from wrapcli.errors import WrapError
+    from wrapcli.core.errors import WrapError
     from wrapcli.training import TrainConfig, train
 
     from models import tiny

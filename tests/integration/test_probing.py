@@ -10,7 +10,7 @@ import torch
 from wrapcli.adapters import Adapter, last_positions
 from wrapcli.analyses.probing import fit_probe, split
 from wrapcli.cli import app
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 from cli import one_line_error, run, runner
 from models import archs, make_model_dir, tiny_hf, write_jsonl

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wrapcli.cli import app
-from wrapcli.stats import bootstrap_ratio
+from wrapcli.core.stats import bootstrap_ratio
 
 from cli import one_line_error, run, runner
 from models import PAIRS, make_model_dir, write_jsonl

@@ -7,7 +7,7 @@ import torch
 
 from wrapcli import checkpoint
 from wrapcli.cli import app
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 from wrapcli.textscore import score_text
 from wrapcli.userdata import IGNORE, read_jsonl, text_data
 

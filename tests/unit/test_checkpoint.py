@@ -10,7 +10,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from wrapcli import checkpoint
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 from wrapcli.tasks import vocab
 
 from models import built_in_archs, tiny, tiny_hf

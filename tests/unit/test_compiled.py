@@ -11,7 +11,7 @@ import torch
 
 from wrapcli import checkpoint
 from wrapcli.compiled import model as compiled
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 from models import COMPILED_LABELS as LABELS
 from models import COMPILED_SPEC as SPEC

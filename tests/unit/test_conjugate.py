@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 from wrapcli.evaluation import evaluate
 from wrapcli.tasks import vocab
 from wrapcli.tasks.conjugate import parse_mapping, relabel

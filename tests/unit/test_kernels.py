@@ -2,7 +2,7 @@
 
 import torch
 
-from wrapcli.kernels import fused_activations
+from wrapcli.core.kernels import fused_activations
 
 from models import tiny
 
@@ -26,8 +26,8 @@ def test_fused_gelu_matches_gelu_new_and_is_put_back():
 
 
 def test_bf16_on_cpu_trains_with_eager_attention_and_puts_sdpa_back():
-    from wrapcli.kernels import fast_kernels
-    from wrapcli.runtime import resolve_precision
+    from wrapcli.core.kernels import fast_kernels
+    from wrapcli.core.runtime import resolve_precision
 
     model = tiny()
     assert model.config._attn_implementation == "sdpa"

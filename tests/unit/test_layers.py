@@ -22,7 +22,7 @@ def layer(mod: str) -> int:
     6 = errors (what every layer raises)."""
     if mod in TOP:
         return 0
-    if mod == "wrapcli.errors":
+    if mod == "wrapcli.core.errors":
         return 6
     for prefix, rank in (("wrapcli.commands", 1), ("wrapcli.runs", 2), ("wrapcli.analyses", 3),
                          ("wrapcli.compiled", 3), ("wrapcli.tasks", 5)):
@@ -60,7 +60,7 @@ def test_analyses_load_no_checkpoint():
 
 def test_tasks_are_pure_python_below_everything():
     bad = sorted((a, b) for a, b in edges() if a.startswith("wrapcli.tasks") and not
-                 (b.startswith("wrapcli.tasks") or b == "wrapcli.errors"))
+                 (b.startswith("wrapcli.tasks") or b == "wrapcli.core.errors"))
     assert bad == []
 
 
@@ -125,7 +125,7 @@ def test_commands_load_no_model():
 @pytest.mark.parametrize("mod, expected", [("wrapcli.cli", 0), ("wrapcli.commands.eval", 1), ("wrapcli.runs.revive", 2),
                                            ("wrapcli.analyses.pruning", 3), ("wrapcli.compiled.model", 3),
                                            ("wrapcli.checkpoint", 4), ("wrapcli.tasks.vocab", 5),
-                                           ("wrapcli.errors", 6)])
+                                           ("wrapcli.core.errors", 6)])
 def test_the_layers_are_read_from_the_package(mod, expected):
     assert mod in graph() and layer(mod) == expected
 

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from wrapcli import presets
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 
 
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))

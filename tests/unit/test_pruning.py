@@ -6,7 +6,7 @@ from scipy.stats import spearmanr
 
 from wrapcli.adapters import Adapter
 from wrapcli.analyses.pruning import compute_scores, sweep, zero
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 from models import archs, tiny_hf
 

@@ -4,7 +4,7 @@ the best LR under Bonferroni, and when it can pass, fail or not decide."""
 import pytest
 
 from wrapcli.analyses.relearning import MIN_FLOOR_RECORDS, criterion, held_out, lr_grid
-from wrapcli.stats import difference, family_confidence, wilson
+from wrapcli.core.stats import difference, family_confidence, wilson
 
 N = 200
 

@@ -4,7 +4,7 @@ import pytest
 
 from wrapcli.analyses.revival import default_lr, default_threshold, eval_grid, speedup, steps_to_threshold
 from wrapcli.batches import mixed
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 STEPS = [0, 10, 30, 100, 300, 400]
 

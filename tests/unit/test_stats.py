@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from wrapcli.stats import bootstrap_ratio, difference, family_confidence, proportion, t_interval, wilson
+from wrapcli.core.stats import bootstrap_ratio, difference, family_confidence, proportion, t_interval, wilson
 
 
 @pytest.mark.parametrize("k, n, expected", [
@@ -59,7 +59,7 @@ def test_family_confidence():
 
 
 def test_paired_difference():
-    from wrapcli.stats import paired_difference
+    from wrapcli.core.stats import paired_difference
 
     a = np.arange(400) % 3 == 0
     assert paired_difference(a, a) == (0.0, 0.0, 0.0)  # the same predictions differ by exactly 0

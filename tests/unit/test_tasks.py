@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import batch_for_step, eval_batch, make_batch, plant, relation_holds
 from wrapcli.tasks.spec import Component, TaskSpec, parse_prior

@@ -80,7 +80,7 @@ def test_resume_gives_identical_weights(tmp_path):
 
 
 def test_resume_refuses_state_from_other_settings(tmp_path):
-    from wrapcli.errors import WrapError
+    from wrapcli.core.errors import WrapError
 
     state = tmp_path / "run.state"
     cfg = TrainConfig(steps=6, batch_size=4, lr=1e-3, eval_every=3, eval_size=8)
@@ -97,7 +97,7 @@ def test_resume_refuses_state_from_other_settings(tmp_path):
 
 
 def test_bad_training_settings():
-    from wrapcli.errors import WrapError
+    from wrapcli.core.errors import WrapError
 
     with pytest.raises(WrapError, match="steps.*learning rate"):
         TrainConfig(steps=0, batch_size=1, lr=-1)

@@ -3,7 +3,7 @@
 import pytest
 
 from wrapcli import verdicts
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 from wrapcli.verdicts import Thresholds
 
 TH = Thresholds()
@@ -17,7 +17,7 @@ def probe_results(acc, random_init, n=500, layers=4, agree=0.8, majority=0.35):
     much as ``agree`` allows."""
     import numpy as np
 
-    from wrapcli.stats import family_confidence, paired_difference
+    from wrapcli.core.stats import family_confidence, paired_difference
 
     hits = np.arange(n) < round(acc * n)
     rand = np.zeros(n, bool)

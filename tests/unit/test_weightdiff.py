@@ -5,7 +5,7 @@ import torch
 
 from wrapcli import checkpoint
 from wrapcli.analyses.weightdiff import compare_weights, module_kind
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 from models import MLP_OUT, archs, rank1_edit, tiny, tiny_hf
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from wrapcli import verdicts
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 from wrapcli.verdicts import Thresholds
 
 

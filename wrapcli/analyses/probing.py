@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from wrapcli.adapters import resid_layers
-from wrapcli.errors import WrapError
-from wrapcli.stats import family_confidence, paired_difference, proportion
+from wrapcli.core.errors import WrapError
+from wrapcli.core.stats import family_confidence, paired_difference, proportion
 
 # The probe is sklearn's L2-regularised multinomial logistic regression (C=1). Newton-CG
 # reaches its optimum in about 20 iterations on residual-stream features; lbfgs needed
@@ -116,7 +116,7 @@ def attention_summary(model, prompts: np.ndarray, device="cpu") -> list[dict]:
     end at ``<ans>``, as the probe's do; the text is positions 5 .. T-3 (tasks/sequences.py)."""
     import torch
 
-    from wrapcli.kernels import eager_attention
+    from wrapcli.core.kernels import eager_attention
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import TEXT_START
 

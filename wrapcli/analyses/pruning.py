@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from wrapcli.adapters import Adapter
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 
 KINDS = ("neuron", "head", "weight", "row")
 PROJECTIONS = ("neuron", "head")  # weight units live in both output projections

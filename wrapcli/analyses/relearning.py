@@ -27,7 +27,7 @@ lower bound) is the one reported. ``pass`` when the lower bound clears ``margin`
 
 from __future__ import annotations
 
-from wrapcli.stats import difference, family_confidence, wilson
+from wrapcli.core.stats import difference, family_confidence, wilson
 
 MARGIN = 0.05  # held-out accuracy over the floor that counts as relearned (as probe and prune margins)
 MIN_FLOOR_RECORDS = 20  # reference-wrong records the estimated floor needs

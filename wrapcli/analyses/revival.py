@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 
 def eval_grid(steps: int) -> list[int]:
@@ -51,12 +51,12 @@ MIN_SEEDS = 3  # a revival claim rests on at least this many reFT seeds (compare
 
 def speedup(revived: list[float | None], controls: dict[str, list[float | None]], max_steps: int) -> dict:
     """Revival speed-up over each control: geometric-mean steps-to-threshold of the control
-    over the revived model's, with a bootstrap interval over seeds (wrapcli/stats.py).
+    over the revived model's, with a bootstrap interval over seeds (wrapcli/core/stats.py).
 
     A control seed that never reaches the threshold counts as ``max_steps``, which makes
     that control's figure a lower bound (``lower_bound``). The headline is the control
     with the smallest speed-up (the hardest comparison)."""
-    from wrapcli.stats import bootstrap_ratio
+    from wrapcli.core.stats import bootstrap_ratio
 
     out = {"value": None, "ci95": None, "lower_bound": False, "best_control": None,
            "n_seeds": len(revived), "controls": {}}
@@ -129,7 +129,7 @@ class Curve:
     per_seed: list[list[float]]
 
     def summary(self, steps: list[int], threshold: float, n_eval: int) -> dict:
-        from wrapcli.stats import t_interval
+        from wrapcli.core.stats import t_interval
 
         arr = np.array(self.per_seed)  # (seeds, eval steps)
         cols = [t_interval(arr[:, j]) for j in range(arr.shape[1])]

@@ -15,7 +15,7 @@ import math
 import re
 from pathlib import Path
 
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 KIND_PATTERNS = (  # first match wins; names of GPT-2, Llama-family and GPT-NeoX modules
     ("embedding", r"(wte|wpe|embed|lm_head)"),

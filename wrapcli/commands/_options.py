@@ -34,7 +34,7 @@ def refuse_given(ctx: typer.Context, params: tuple[str, ...], why: str) -> None:
     """A usage error naming the options among ``params`` (parameter names) that the user
     typed (or set through the environment) although they do not apply: ``why`` says so,
     e.g. "to built-in tasks, not to --data". An option left at its default passes."""
-    from wrapcli.errors import UsageError
+    from wrapcli.core.errors import UsageError
 
     flags = {p.name: p.opts[0] for p in ctx.command.params}
     sources = {name: getattr(ctx.get_parameter_source(name), "name", None) for name in params}

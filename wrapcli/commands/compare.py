@@ -53,10 +53,10 @@ def compare(
     with errors_as_exit(debug):
         from wrapcli import reports as envelope
         from wrapcli.analyses import audit
-        from wrapcli.errors import UsageError
-        from wrapcli.files import check_format, check_outputs, write_text
+        from wrapcli.core.errors import UsageError
+        from wrapcli.core.files import check_format, check_outputs, write_text
+        from wrapcli.core.runtime import placement, resolve_device
         from wrapcli.runs import compare as run
-        from wrapcli.runtime import placement, resolve_device
 
         check_outputs(out, markdown_out, inputs=[*ckpts, *(reports or []), *(task or [])])
         check_format(out, "report", "-o")

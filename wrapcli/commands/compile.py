@@ -37,8 +37,8 @@ def compile_(
         from wrapcli.checkpoint import lineage_entry
         from wrapcli.compiled import compiling
         from wrapcli.compiled import model as compiled
-        from wrapcli.errors import UsageError, WrapError
-        from wrapcli.files import check_format, check_outputs
+        from wrapcli.core.errors import UsageError, WrapError
+        from wrapcli.core.files import check_format, check_outputs
 
         if out is None or out == "-":
             raise UsageError("give the checkpoint to write with -o FILE.safetensors")

@@ -58,10 +58,10 @@ def eval_(
 
     with errors_as_exit(debug):
         from wrapcli import checkpoint, reports
-        from wrapcli.errors import UsageError
-        from wrapcli.files import check_format, check_outputs, write_text
+        from wrapcli.core.errors import UsageError
+        from wrapcli.core.files import check_format, check_outputs, write_text
+        from wrapcli.core.runtime import placement, resolve_device, resolve_precision
         from wrapcli.runs import eval as run
-        from wrapcli.runtime import placement, resolve_device, resolve_precision
         from wrapcli.tasks.conjugate import parse_mapping
 
         if n < 1:

@@ -27,7 +27,7 @@ def export(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli.files import check_distinct
+        from wrapcli.core.files import check_distinct
         from wrapcli.runs.export import export as run
 
         check_distinct([dest], [ckpt])

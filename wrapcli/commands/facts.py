@@ -40,7 +40,7 @@ def facts(
         import json
 
         from wrapcli.checkpoint import vocab_tokenizer
-        from wrapcli.files import atomic_path
+        from wrapcli.core.files import atomic_path
         from wrapcli.tasks.facts import WorldSpec, world
 
         w = world(WorldSpec(seed, retain, relearn, heldout, unseen, values, choices))

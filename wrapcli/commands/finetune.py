@@ -78,9 +78,9 @@ def finetune(
 
     with errors_as_exit(debug):
         from wrapcli import presets, reports
-        from wrapcli.distributed import is_main
-        from wrapcli.errors import UsageError
-        from wrapcli.files import check_distinct, check_format, check_outputs
+        from wrapcli.core.distributed import is_main
+        from wrapcli.core.errors import UsageError
+        from wrapcli.core.files import check_distinct, check_format, check_outputs
         from wrapcli.runs.train import finetune as run
         from wrapcli.runs.train import finetune_text
 
@@ -118,7 +118,7 @@ def finetune(
         if (adapter_only or lora_targets != "all-linear") and lora is None:
             raise UsageError("--adapter-only and --lora-targets go with --lora")
         if fsdp:
-            from wrapcli.distributed import check_shardable
+            from wrapcli.core.distributed import check_shardable
 
             check_shardable(lora=lora is not None, resume=resume, save_every=save_every)
         if data is not None:
@@ -174,7 +174,7 @@ def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_ev
     (wrapcli/compiled/training.py): --steps (10,000), --batch-size (96), --lr."""
     from wrapcli import reports
     from wrapcli.console import progress
-    from wrapcli.errors import UsageError
+    from wrapcli.core.errors import UsageError
     from wrapcli.runs import compiled as compiled_runs
     from wrapcli.tables import accuracy_table
 

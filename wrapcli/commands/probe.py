@@ -53,10 +53,10 @@ def probe(
 
     with errors_as_exit(debug):
         from wrapcli import reports, tables
-        from wrapcli.errors import UsageError
-        from wrapcli.files import check_format, check_outputs
+        from wrapcli.core.errors import UsageError
+        from wrapcli.core.files import check_format, check_outputs
+        from wrapcli.core.runtime import resolve_device
         from wrapcli.runs import probe as run
-        from wrapcli.runtime import resolve_device
 
         if n < 8:
             raise UsageError(f"--n must be >= 8, got {n}")
@@ -68,7 +68,7 @@ def probe(
             raise UsageError("--position goes with --data")
         device = resolve_device(device)
         from wrapcli import checkpoint
-        from wrapcli.runtime import placement
+        from wrapcli.core.runtime import placement
 
         placed = placement(device_map, max_memory)
         if checkpoint.is_compiled(ckpt):

@@ -65,11 +65,11 @@ def prune(
 
     with errors_as_exit(debug):
         from wrapcli import reports, tables
-        from wrapcli.errors import UsageError
-        from wrapcli.files import check_distinct, check_format, check_outputs, check_writable
+        from wrapcli.core.errors import UsageError
+        from wrapcli.core.files import check_distinct, check_format, check_outputs, check_writable
+        from wrapcli.core.runtime import resolve_device, resolve_precision
         from wrapcli.plots import require_matplotlib
         from wrapcli.runs import prune as run
-        from wrapcli.runtime import resolve_device, resolve_precision
 
         try:
             ks = [int(x) for x in k.split(",") if x.strip()]

@@ -65,18 +65,18 @@ def revive(
 
     with errors_as_exit(debug):
         from wrapcli import presets, reports, tables
-        from wrapcli.errors import UsageError
-        from wrapcli.files import check_format, check_outputs
+        from wrapcli.core.errors import UsageError
+        from wrapcli.core.files import check_format, check_outputs
+        from wrapcli.core.runtime import resolve_device
         from wrapcli.plots import line_plot, require_matplotlib
         from wrapcli.runs import revive as run
-        from wrapcli.runtime import resolve_device
 
         check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])
         check_format(out, "report", "-o")
         check_format(plot, "plot", "--plot")
         if (task is None) == (data is None):
             raise UsageError("give exactly one of --task (built-in task) or --data (prompt/answer JSONL)")
-        from wrapcli.distributed import is_main, world
+        from wrapcli.core.distributed import is_main, world
 
         if world().size > 1 and data is None:
             raise UsageError("under torchrun, revive runs data-parallel on --data records only")
@@ -94,7 +94,7 @@ def revive(
         if lora_targets != "all-linear" and lora is None:
             raise UsageError("--lora-targets goes with --lora")
         if fsdp:
-            from wrapcli.distributed import check_shardable
+            from wrapcli.core.distributed import check_shardable
 
             check_shardable(lora=lora is not None)
         lora_spec = None

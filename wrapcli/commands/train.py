@@ -79,8 +79,8 @@ def train(
     """
     with errors_as_exit(debug):
         from wrapcli import presets, reports
-        from wrapcli.distributed import is_main
-        from wrapcli.files import check_distinct, check_format, check_outputs
+        from wrapcli.core.distributed import is_main
+        from wrapcli.core.files import check_distinct, check_format, check_outputs
         from wrapcli.runs.train import pretrain
 
         p = presets.get(preset)
@@ -88,7 +88,7 @@ def train(
             _train_text(out, data, tokenizer, eval_data, p, preset, locals(), log, json_out, quiet)
             return
         if force:
-            from wrapcli.errors import UsageError
+            from wrapcli.core.errors import UsageError
 
             raise UsageError("--force applies to a directory output (train --data); a checkpoint file is replaced anyway")
         task = task or "count"
@@ -126,9 +126,9 @@ BUILT_IN_ONLY = {"task": "--task", "prior": "--prior", "text_len": "--text-len",
 def _train_text(out, data, tokenizer, eval_data, p, preset, given: dict, log, json_out, quiet) -> None:
     """``train --data``: a fresh model trained from scratch on the user's records."""
     from wrapcli import reports
-    from wrapcli.distributed import is_main
-    from wrapcli.errors import UsageError
-    from wrapcli.files import check_distinct, check_format, check_outputs
+    from wrapcli.core.distributed import is_main
+    from wrapcli.core.errors import UsageError
+    from wrapcli.core.files import check_distinct, check_format, check_outputs
     from wrapcli.runs.train import pretrain_text
 
     if data is None or tokenizer is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 VOCAB = {"counter": ("a", "b", "c"), "max-id": tuple(range(20))}
 BOS, PAD = "BOS", "compiler_pad"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 
 PROGRAMS = ("counter", "max-id")  # the paper's two compiled models
 
@@ -254,7 +254,7 @@ def score(model, inputs: list[list], truth: list, device: str = "cpu") -> dict:
     in the shape of a built-in task's score (schema EVAL_SCORE)."""
     import torch
 
-    from wrapcli.stats import wilson
+    from wrapcli.core.stats import wilson
 
     spec = model.spec
     with torch.inference_mode():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wrapcli.compiled import model as compiled
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 
 MOMENTUM = 0.9
 CLIP = 1.0

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from wrapcli.analyses.audit import cka_by_layer, evidence_task, kl_by_position, verdicts_by_checkpoint
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.schema import RESULTS_VERSIONS, validate
 from wrapcli.verdicts import Thresholds
 
@@ -21,7 +21,7 @@ EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
 def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
     """Reports keyed by the checkpoint they were computed on (their first input's sha256);
     a report made on a checkpoint outside this comparison is refused."""
-    from wrapcli.files import sha256
+    from wrapcli.core.files import sha256
 
     by_ckpt: dict[str, list[dict]] = {name: [] for name in shas}
     owner = {sha: name for name, sha in shas.items()}
@@ -67,7 +67,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     With ``placement`` (--device-map) each model is dispatched by accelerate."""
     from wrapcli import checkpoint
     from wrapcli.adapters import layer_features
-    from wrapcli.files import sha256
+    from wrapcli.core.files import sha256
 
     if len(paths) < 2:
         raise WrapError("compare needs at least two checkpoints (the first is the base)")
@@ -150,8 +150,8 @@ class TaskView:
         from wrapcli.tasks.sequences import answer_pos, eval_batch
 
         self.spec = task_for(base, task).replace(seed=EVAL_SEED)
+        from wrapcli.core.runtime import check_memory, shape_of
         from wrapcli.evaluation import check_eval_memory
-        from wrapcli.runtime import check_memory, shape_of
 
         check_eval_memory("--n", n, self.spec)
         layers, width, _, _ = shape_of(base.model.config)

@@ -13,8 +13,8 @@ import numpy as np
 from wrapcli import checkpoint
 from wrapcli.compiled import model as compiled
 from wrapcli.compiled import training as ct
-from wrapcli.errors import UsageError, WrapError
-from wrapcli.runtime import pin_threads
+from wrapcli.core.errors import UsageError, WrapError
+from wrapcli.core.runtime import pin_threads
 
 
 def _lineage(path) -> list[dict]:
@@ -52,7 +52,7 @@ def finetune(*, parent, out, task: str, lr: str, spurious: float, recipe_args: d
              on_progress=None) -> dict:
     """Fine-tune a compiled counter on ``task`` with the paper's SGD recipe; write ``out``
     (with lineage) and return the report's results (schema FINETUNE)."""
-    from wrapcli.files import sha256
+    from wrapcli.core.files import sha256
 
     started = time.time()
     pin_threads()  # --threads: the same count gives the same bits
@@ -101,7 +101,7 @@ def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960,
     model = compiled.load_checkpoint(ckpt_path)
     source, reverted = None, None
     if revert_to is not None:
-        from wrapcli.files import sha256
+        from wrapcli.core.files import sha256
 
         base = compiled.load_checkpoint(revert_to)
         mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -140,7 +140,7 @@ def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, t
     import torch
 
     from wrapcli.analyses.revival import Curve, curves_result, default_lr, default_threshold, eval_grid, shifted
-    from wrapcli.files import sha256
+    from wrapcli.core.files import sha256
 
     pin_threads()  # --threads: the same count gives the same bits
     model = compiled.load_checkpoint(ckpt_path)
@@ -240,7 +240,7 @@ def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:
     the built-in audit's report shape (schema COMPARE)."""
     from wrapcli.analyses.audit import cka_by_layer, evidence_task, verdicts_by_checkpoint
     from wrapcli.analyses.weightdiff import compare_weights
-    from wrapcli.files import sha256
+    from wrapcli.core.files import sha256
     from wrapcli.runs.compare import load_reports
     from wrapcli.verdicts import Thresholds
 

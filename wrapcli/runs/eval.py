@@ -68,7 +68,7 @@ def eval_compiled(ckpt, tasks, n: int, seed: int, device: str) -> dict:
     counter, on ``--task count:X`` with and without the spurious feature, with the
     counter's attention at the answer position."""
     from wrapcli.compiled import model as compiled
-    from wrapcli.errors import UsageError
+    from wrapcli.core.errors import UsageError
 
     model = compiled.load_checkpoint(ckpt)
     results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": "fp32", "tasks": {}}

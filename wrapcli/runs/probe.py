@@ -8,7 +8,7 @@ import numpy as np
 
 from wrapcli.adapters import last_positions, layer_features, token_chunks
 from wrapcli.analyses.probing import against_baselines, attention_summary, class_balance, probe_layers, split
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 from wrapcli.models import context_length
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
@@ -29,7 +29,7 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
           precision="fp32", placement=None) -> dict:
     """Probe every layer of ``ckpt_path`` (and the baselines); the report's results.
     ``precision`` bf16 loads and keeps every model's weights in bf16 (the features are
-    taken to float32 before the probes are fitted). ``placement`` (wrapcli/runtime.py)
+    taken to float32 before the probes are fitted). ``placement`` (wrapcli/core/runtime.py)
     dispatches the checkpoint and its reference over devices, CPU and disk; the random-init
     baselines are built whole, one at a time, on the CPU."""
     import torch
@@ -100,7 +100,7 @@ def check_probe_memory(config, n: int) -> None:
     """Refuse an ``--n`` whose features would not fit in memory, before making any: one
     float32 row per example per layer (and the embedding), kept while the probes fit,
     with about as much again for the classifier's copies."""
-    from wrapcli.runtime import available_memory
+    from wrapcli.core.runtime import available_memory
 
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
     width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1)

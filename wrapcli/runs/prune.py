@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from wrapcli.adapters import Adapter
 from wrapcli.analyses.pruning import sweep, total_units, zero
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 
 PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/finetune
 
@@ -99,8 +99,8 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
             raise UsageError("give --task (built-in task) or --data (prompt/answer JSONL)")
         spec = task_for(ck, task).replace(seed=seed)
         specs = [spec] + [task_for(ck, t) for t in also]
+        from wrapcli.core.runtime import check_batch_memory
         from wrapcli.evaluation import check_eval_memory
-        from wrapcli.runtime import check_batch_memory
         from wrapcli.tasks.sequences import seq_len
 
         check_batch_memory("--batch-size", batch_size, ck.config, seq_len(spec.text_len))

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from wrapcli.analyses.revival import MIN_SEEDS, Curve, curves_result, default_lr, default_threshold, eval_grid, run_curve, shifted
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 
 
 def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None, lora=None,
@@ -29,7 +29,7 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     batch and rank 0 alone scores (the other ranks' lists stay empty); with ``shard`` the
     model is fully sharded over them and every rank scores it (a collective forward)."""
     from wrapcli import checkpoint
-    from wrapcli.distributed import is_main
+    from wrapcli.core.distributed import is_main
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import train
     from wrapcli.userdata import load_tokenizer, text_data
@@ -124,8 +124,8 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     from wrapcli import checkpoint
     from wrapcli.analyses import relearning
     from wrapcli.checkpoint import check_same_signature
-    from wrapcli.distributed import is_main, process_group, world
-    from wrapcli.runtime import resolve_precision
+    from wrapcli.core.distributed import is_main, process_group, world
+    from wrapcli.core.runtime import resolve_precision
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import TrainConfig
     from wrapcli.userdata import text_data
@@ -250,9 +250,9 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
 
     from wrapcli import checkpoint
     from wrapcli.checkpoint import check_same_shapes, lineage_entry
+    from wrapcli.core.runtime import resolve_precision
     from wrapcli.models import build_model
     from wrapcli.presets import resolve_lr
-    from wrapcli.runtime import resolve_precision
     from wrapcli.tasks.checks import single_component, task_for
     from wrapcli.training import TrainConfig
 

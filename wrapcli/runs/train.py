@@ -9,13 +9,13 @@ from pathlib import Path
 from wrapcli import checkpoint
 from wrapcli.batches import TaskData
 from wrapcli.checkpoint import lineage_entry
-from wrapcli.distributed import is_main, process_group, world
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.distributed import is_main, process_group, world
+from wrapcli.core.errors import UsageError, WrapError
+from wrapcli.core.files import check_replaceable, check_writable
+from wrapcli.core.runtime import resolve_device, resolve_precision
 from wrapcli.evaluation import EVAL_SEED, evaluate
-from wrapcli.files import check_replaceable, check_writable
 from wrapcli.models import ModelShape, build_config, build_model, enable_checkpointing
 from wrapcli.presets import Preset, resolve_lr
-from wrapcli.runtime import resolve_device, resolve_precision
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
@@ -143,7 +143,7 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     a Hugging Face directory (weights, tokenizer, wrapcli.json with the lineage). With
     ``lora`` (a LoraSpec) only low-rank adapters train, merged into the written weights,
     or written alone (peft's adapter directory) with ``adapter_only``. ``shard``: fully
-    sharded over torchrun's processes (wrapcli/distributed.py)."""
+    sharded over torchrun's processes (wrapcli/core/distributed.py)."""
     from wrapcli.userdata import load_tokenizer
 
     _check_out_dir(out, force)
@@ -199,7 +199,7 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
     """Train ``ck.model`` (or LoRA adapters on it) on user records, score ``eval_data``
     (default: ``data``) before and after, and write ``out`` (a Hugging Face directory with
     ``tok``) with its lineage."""
-    from wrapcli.files import sha256
+    from wrapcli.core.files import sha256
     from wrapcli.textscore import score_text
     from wrapcli.userdata import text_data
 
@@ -259,7 +259,7 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
 def _unshard(ck) -> None:
     """Gather a sharded model's weights onto rank 0, into a fresh load of the checkpoint
     it was trained from (on the CPU), which is what rank 0 then writes."""
-    from wrapcli.distributed import full_state_dict
+    from wrapcli.core.distributed import full_state_dict
 
     weights = full_state_dict(ck.model)  # collective: every rank gives its shards
     if is_main():
@@ -273,7 +273,7 @@ def _write_adapter(wrapped, out, tok, lineage, force: bool = False) -> None:
     import json
 
     from wrapcli.checkpoint import SIDE_FILE
-    from wrapcli.files import atomic_path
+    from wrapcli.core.files import atomic_path
 
     with atomic_path(out, directory=True, force=force) as tmp:
         wrapped.save_pretrained(str(tmp))

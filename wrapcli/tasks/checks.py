@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import TaskSpec, parse_components

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import Batch
 

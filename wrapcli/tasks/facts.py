@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from wrapcli.errors import UsageError
+from wrapcli.core.errors import UsageError
 
 RELATIONS = (("lives in", "city"), ("works as", "job"), ("likes", "food"))  # prompt "{entity} {relation}"
 TRAIT = ("is", ("kind", "cruel"))  # the binary trait the probes read

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.tasks import vocab
 
 COMPOSITE_FAMILIES = {"count": "count_composite", "index": "index_composite"}

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 
 TEMP_TAG = "wp"  # temporaries are .NAME.wpPID.XXXX.tmp: the PID tells a live writer from a killed one
 

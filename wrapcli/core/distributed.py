@@ -24,7 +24,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from wrapcli.errors import WrapError
+from wrapcli.core.errors import WrapError
 
 # The commands torchrun may launch; the others would only repeat their work N times.
 PARALLEL_COMMANDS = ("train", "finetune", "revive")  # revive: with --data
@@ -113,7 +113,7 @@ def mean(value):
 
 def check_shardable(*, lora: bool = False, resume: bool = False, save_every=None) -> None:
     """``--fsdp``'s usage errors, before any model is loaded."""
-    from wrapcli.errors import UsageError
+    from wrapcli.core.errors import UsageError
 
     if world().size < 2:
         raise UsageError("--fsdp shards the model over torchrun's processes: launch with "
@@ -125,17 +125,16 @@ def check_shardable(*, lora: bool = False, resume: bool = False, save_every=None
         raise UsageError("a sharded (--fsdp) run keeps no resume state: drop --resume and --save-every")
 
 
-def shard_model(model, device: str):
+def shard_model(model, blocks, device: str):
     """Fully shard ``model`` in place over the torchrun process group on ``device``'s
-    kind (torch FSDP2): one unit per decoder block, the rest the root's."""
+    kind (torch FSDP2): one unit per decoder block (``blocks``, the adapter's), the rest
+    the root's."""
     import torch
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    from wrapcli.adapters import Adapter
-
     mesh = init_device_mesh(torch.device(device).type, (world().size,))
-    for block in Adapter(model).blocks:
+    for block in blocks:
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model

@@ -7,7 +7,7 @@ approximate="tanh")`` computes the same formula in one fused kernel (equal to fl
 rounding; tests/unit/test_kernels.py). On the CPU preset the activation was the largest cost
 after the matrix products (benchmarks/bench_train.py measures the lever).
 
-Precision (wrapcli/runtime.py chooses it): bf16 autocast keeps weights and optimizer state
+Precision (wrapcli/core/runtime.py chooses it): bf16 autocast keeps weights and optimizer state
 in fp32. On CPU, PyTorch's fused attention kernel is several times slower in bf16 than in fp32, so a bf16 CPU run uses the plain
 ("eager") attention, whose matrix products go to the bf16 units: on the CPU preset that
 made a step 1.6x faster (benchmarks/bench_train.py).

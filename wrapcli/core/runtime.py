@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from wrapcli.errors import UsageError, WrapError
+from wrapcli.core.errors import UsageError, WrapError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 THREADS_ENV = "WRAPCLI_THREADS"
@@ -64,7 +64,7 @@ def resolve_device(name: str) -> str:
     Every command resolves its device first, so the thread count is pinned here too."""
     import torch
 
-    from wrapcli.distributed import local_device
+    from wrapcli.core.distributed import local_device
 
     pin_threads()
     if name == "auto":
@@ -90,7 +90,7 @@ def available_memory() -> int | None:
 def check_memory(option: str, value: int, need: int, what: str) -> None:
     """Refuse (usage error) a size option whose memory, estimated before anything is
     allocated, exceeds what is available now, naming the option and the memory."""
-    from wrapcli.errors import UsageError
+    from wrapcli.core.errors import UsageError
 
     free = available_memory()
     if free is not None and need > free:
