@@ -23,9 +23,9 @@ from wrapcli.batches import TaskData, prefetched
 from wrapcli.core.distributed import any_rank, check_shardable, mean, process_group
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.kernels import autocast, fast_kernels
-from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
 from wrapcli.resume import load_state, save_state
+from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
 from wrapcli.tasks.spec import TaskSpec
 
 LOSSES = ("full", "answer")
@@ -184,7 +184,7 @@ def _check_sizes(model, data, cfg, evaluation) -> None:
         longest = max((len(ids) for ids, _ in getattr(data, "examples", [])), default=1)
     check_batch_memory("--batch-size", cfg.batch_size, model.config, longest)
     if evaluation is not None:
-        from wrapcli.evaluation import check_eval_memory
+        from wrapcli.tasks.evaluation import check_eval_memory
 
         check_eval_memory("--eval-size", cfg.eval_size, evaluation.spec)
 

@@ -44,7 +44,7 @@ def test_the_medium_prior_base_counts_b_as_the_papers_does():
     """docs/protocol.md: the paper's medium-prior base counts b at 99.9%; ours must reach 95%
     (and a 99%), measured afresh on 1,000 examples per operand."""
     from wrapcli.core.stats import wilson
-    from wrapcli.evaluation import evaluate
+    from wrapcli.tasks.evaluation import evaluate
 
     ck = checkpoint.load(BASES / "pt-medium-s0.safetensors")
     scores = evaluate(ck.model, ck.task_spec(), 1000, settings=("natural",))
@@ -58,7 +58,7 @@ def test_the_demo_bases_are_in_the_papers_low_prior_regime():
     """The demo's base counts a (>= 98%) but not b: the paper's low-prior base counts b at
     27.1%, near the majority answer; the Scr.+FT control counts b (>= 95%). 1,000
     examples per operand, measured afresh."""
-    from wrapcli.evaluation import evaluate
+    from wrapcli.tasks.evaluation import evaluate
 
     def natural(name):
         ck = checkpoint.load(BASES / name)

@@ -102,7 +102,7 @@ def test_bf16_evaluation_agrees_with_fp32_and_leaves_the_model_as_it_was(pt):
     """--precision bf16 runs the training kernels (eager attention, fused GELU) under
     autocast; predictions may differ only where two logits tie within bf16 rounding."""
     from wrapcli import checkpoint
-    from wrapcli.evaluation import predict
+    from wrapcli.tasks.evaluation import predict
     from wrapcli.tasks.sequences import eval_batch
     from wrapcli.tasks.spec import Component
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from wrapcli.core.errors import WrapError
-from wrapcli.evaluation import evaluate
 from wrapcli.tasks import vocab
 from wrapcli.tasks.conjugate import parse_mapping, relabel
+from wrapcli.tasks.evaluation import evaluate
 from wrapcli.tasks.sequences import eval_batch
 from wrapcli.tasks.spec import Component, TaskSpec, parse_components
 

@@ -145,13 +145,13 @@ class TaskView:
             self.records = text_data(task, base_path, base.model, 0, kinds=("prompt", "choice"))
             self.pick = last_positions(1)
             return
-        from wrapcli.evaluation import EVAL_SEED
         from wrapcli.tasks.checks import task_for
+        from wrapcli.tasks.evaluation import EVAL_SEED
         from wrapcli.tasks.sequences import answer_pos, eval_batch
 
         self.spec = task_for(base, task).replace(seed=EVAL_SEED)
         from wrapcli.core.runtime import check_memory, shape_of
-        from wrapcli.evaluation import check_eval_memory
+        from wrapcli.tasks.evaluation import check_eval_memory
 
         check_eval_memory("--n", n, self.spec)
         layers, width, _, _ = shape_of(base.model.config)
@@ -171,7 +171,7 @@ class TaskView:
             r = score_text(model, self.records, device)
             out = {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": r["metric"]}
             return out if r["chance"] is None else {**out, "majority_baseline": r["chance"]}
-        from wrapcli.evaluation import evaluate
+        from wrapcli.tasks.evaluation import evaluate
 
         r = evaluate(model, self.spec.fixed(self.comp), self.n, device, ("natural",))[str(self.comp)]["natural"]
         return {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": "accuracy",

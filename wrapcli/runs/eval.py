@@ -43,8 +43,8 @@ def eval_tasks(ckpt, tasks, n: int, seed: int, device: str, precision: str, mapp
     """Accuracy on built-in tasks (default: the checkpoint's own), and with ``mapping``
     also through that relabelling of a, b, c (answers mapped back)."""
     from wrapcli import checkpoint
-    from wrapcli.evaluation import check_eval_memory, evaluate
     from wrapcli.tasks.checks import task_for
+    from wrapcli.tasks.evaluation import check_eval_memory, evaluate
 
     ck = checkpoint.load(ckpt, device=device, placement=placement)
     specs = [task_for(ck, t).replace(seed=seed) for t in tasks or [None]]

@@ -47,8 +47,8 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     from wrapcli import checkpoint
     from wrapcli.batches import loss_on
     from wrapcli.checkpoint import lineage_entry
-    from wrapcli.evaluation import EVAL_SEED, evaluate
     from wrapcli.tasks.checks import task_for
+    from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
     from wrapcli.tasks.sequences import batch_for_step
 
     if batches < 1 or batch_size < 1:
@@ -100,7 +100,7 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         spec = task_for(ck, task).replace(seed=seed)
         specs = [spec] + [task_for(ck, t) for t in also]
         from wrapcli.core.runtime import check_batch_memory
-        from wrapcli.evaluation import check_eval_memory
+        from wrapcli.tasks.evaluation import check_eval_memory
         from wrapcli.tasks.sequences import seq_len
 
         check_batch_memory("--batch-size", batch_size, ck.config, seq_len(spec.text_len))

@@ -13,10 +13,10 @@ from wrapcli.core.distributed import is_main, process_group, world
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.files import check_replaceable, check_writable
 from wrapcli.core.runtime import resolve_device, resolve_precision
-from wrapcli.evaluation import EVAL_SEED, evaluate
 from wrapcli.models import ModelShape, build_config, build_model, enable_checkpointing
 from wrapcli.presets import Preset, resolve_lr
 from wrapcli.tasks import vocab
+from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
 from wrapcli.training import TrainConfig, train
