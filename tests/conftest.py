@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Every report any command writes during the tests (subprocesses included) is checked
-# against wrapcli/schema.py; a departure fails the command that wrote it.
+# against wrapcli/report/schema.py; a departure fails the command that wrote it.
 os.environ["WRAPCLI_VALIDATE_REPORTS"] = "1"
 
 

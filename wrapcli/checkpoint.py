@@ -583,7 +583,7 @@ def _checked(key: str, value, path: Path):
     if not isinstance(value, outer) or (inner and not all(isinstance(v, inner) for v in value)):
         raise WrapError(f"{path}: metadata {key!r} must be {words}")
     if key == "lineage":
-        from wrapcli.schema import lineage_problems
+        from wrapcli.report.schema import lineage_problems
 
         problems = lineage_problems(value)
         if problems:
@@ -602,7 +602,8 @@ def lineage_entry(kind: str, parent_sha256, task: str, seed: int, final: dict, *
     """One lineage record (docs/checkpoint-format.md); ``accuracy`` keeps the natural-set
     accuracy per component so later steps (revive's threshold) know what the model could
     do. ``steps``, ``lr`` and ``precision`` describe a training step; a prune has none."""
-    from wrapcli import __version__, reports
+    from wrapcli import __version__
+    from wrapcli.report import envelope as reports
 
     training = {"steps": steps, "lr": lr, "precision": precision} if steps is not None else {}
     return {

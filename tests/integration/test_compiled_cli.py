@@ -1,5 +1,5 @@
 """finetune, prune, revive and eval on a compiled (Tracr-architecture) checkpoint through
-the CLI, without Tracr: reports validated against wrapcli/schema.py (conftest), lineage
+the CLI, without Tracr: reports validated against wrapcli/report/schema.py (conftest), lineage
 carried on, and the flags that do not apply refused with one line."""
 
 import json

@@ -6,7 +6,7 @@ import copy
 import json
 from pathlib import Path
 
-from wrapcli import schema
+from wrapcli.report import schema
 
 from cli import run
 
@@ -14,7 +14,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "reports.md"
 
 
 def test_docs_reports_md_is_generated_from_the_schema():
-    assert DOCS.read_text() == schema.markdown(), "stale: run python -m wrapcli.schema > docs/reports.md"
+    assert DOCS.read_text() == schema.markdown(), "stale: run python -m wrapcli.report.schema > docs/reports.md"
 
 
 def test_every_command_has_a_documented_results_schema():

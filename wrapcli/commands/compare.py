@@ -1,6 +1,6 @@
 """``wrapcli compare``: side by side, what changed between checkpoints, where, and the verdict.
 
-Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py); the
+Report ``results``: documented key by key in docs/reports.md (wrapcli/report/schema.py); the
 decision rules are in wrapcli/verdicts.py. Every verdict lists its criteria, each with
 its number, 95% interval, threshold and outcome (pass / fail / unclear).
 Exit codes: 0 done, 1 error, 2 usage, 3 the verdict matched ``--fail-on``.
@@ -51,11 +51,11 @@ def compare(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import reports as envelope
         from wrapcli.analyses import audit
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs, write_text
         from wrapcli.core.runtime import placement, resolve_device
+        from wrapcli.report import envelope
         from wrapcli.runs import compare as run
 
         check_outputs(out, markdown_out, inputs=[*ckpts, *(reports or []), *(task or [])])

@@ -77,10 +77,11 @@ def finetune(
     from wrapcli.tables import accuracy_table
 
     with errors_as_exit(debug):
-        from wrapcli import presets, reports
+        from wrapcli import presets
         from wrapcli.core.distributed import is_main
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_distinct, check_format, check_outputs
+        from wrapcli.report import envelope as reports
         from wrapcli.runs.train import finetune as run
         from wrapcli.runs.train import finetune_text
 
@@ -172,9 +173,9 @@ def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_ev
                        quiet, con, refused) -> None:
     """A compiled (Tracr) counter fine-tuned with the paper's SGD recipe
     (wrapcli/compiled/training.py): --steps (10,000), --batch-size (96), --lr."""
-    from wrapcli import reports
     from wrapcli.console import progress
     from wrapcli.core.errors import UsageError
+    from wrapcli.report import envelope as reports
     from wrapcli.runs import compiled as compiled_runs
     from wrapcli.tables import accuracy_table
 

@@ -1,6 +1,6 @@
 """``wrapcli probe``: per-layer linear probes (docs/protocol.md "Probing").
 
-Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py). Per
+Report ``results``: documented key by key in docs/reports.md (wrapcli/report/schema.py). Per
 residual-stream point (``layer`` -1 = ``hook_embed``, then ``blocks.{l}.hook_resid_post``):
 held-out ``accuracy`` with ``n`` and ``ci95``, the majority baseline, the best of
 ``--random-inits`` randomly initialised models, the probe's margin over the higher of
@@ -52,10 +52,11 @@ def probe(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import reports, tables
+        from wrapcli import tables
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs
         from wrapcli.core.runtime import resolve_device
+        from wrapcli.report import envelope as reports
         from wrapcli.runs import probe as run
 
         if n < 8:

@@ -64,11 +64,12 @@ def prune(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import reports, tables
+        from wrapcli import tables
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_distinct, check_format, check_outputs, check_writable
         from wrapcli.core.runtime import resolve_device, resolve_precision
         from wrapcli.plots import require_matplotlib
+        from wrapcli.report import envelope as reports
         from wrapcli.runs import prune as run
 
         try:

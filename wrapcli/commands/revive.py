@@ -1,6 +1,6 @@
 """``wrapcli revive``: reverse fine-tuning against controls (docs/protocol.md "Reverse fine-tuning").
 
-Report ``results``: documented key by key in docs/reports.md (wrapcli/schema.py). Each
+Report ``results``: documented key by key in docs/reports.md (wrapcli/report/schema.py). Each
 model's accuracy at every evaluated step (0, 5, 7, 10, 15, 20, 30, ...: neighbours at most
 1.5x apart) per seed, with mean, std and a t-interval over seeds; steps to the threshold
 per seed, interpolated in log(step); the speed-up over each control with a bootstrap
@@ -64,11 +64,12 @@ def revive(
     from wrapcli.console import errors_as_exit, progress, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import presets, reports, tables
+        from wrapcli import presets, tables
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs
         from wrapcli.core.runtime import resolve_device
         from wrapcli.plots import line_plot, require_matplotlib
+        from wrapcli.report import envelope as reports
         from wrapcli.runs import revive as run
 
         check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])

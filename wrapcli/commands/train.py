@@ -78,9 +78,10 @@ def train(
     what later decides whether fine-tuning can reuse the capability.
     """
     with errors_as_exit(debug):
-        from wrapcli import presets, reports
+        from wrapcli import presets
         from wrapcli.core.distributed import is_main
         from wrapcli.core.files import check_distinct, check_format, check_outputs
+        from wrapcli.report import envelope as reports
         from wrapcli.runs.train import pretrain
 
         p = presets.get(preset)
@@ -125,10 +126,10 @@ BUILT_IN_ONLY = {"task": "--task", "prior": "--prior", "text_len": "--text-len",
 
 def _train_text(out, data, tokenizer, eval_data, p, preset, given: dict, log, json_out, quiet) -> None:
     """``train --data``: a fresh model trained from scratch on the user's records."""
-    from wrapcli import reports
     from wrapcli.core.distributed import is_main
     from wrapcli.core.errors import UsageError
     from wrapcli.core.files import check_distinct, check_format, check_outputs
+    from wrapcli.report import envelope as reports
     from wrapcli.runs.train import pretrain_text
 
     if data is None or tokenizer is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from wrapcli.analyses.audit import cka_by_layer, evidence_task, kl_by_position, verdicts_by_checkpoint
 from wrapcli.core.errors import UsageError, WrapError
-from wrapcli.schema import RESULTS_VERSIONS, validate
+from wrapcli.report.schema import RESULTS_VERSIONS, validate
 from wrapcli.verdicts import Thresholds
 
 EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")

@@ -2,7 +2,7 @@
 with compiled (Tracr) checkpoints: load and check them, run the analysis
 (wrapcli/compiled/training.py and the shared analyses), write the checkpoint and
 assemble the report's results in the same schema as for the built-in models
-(wrapcli/schema.py), so that compare and the summaries read both alike."""
+(wrapcli/report/schema.py), so that compare and the summaries read both alike."""
 
 from __future__ import annotations
 

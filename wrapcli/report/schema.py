@@ -564,7 +564,7 @@ def _rows(spec, path: str):
 def markdown() -> str:
     """docs/reports.md: every key of every report."""
     out = ["# wrapcli report schema", "",
-           "Generated from `wrapcli/schema.py` by `python -m wrapcli.schema > docs/reports.md`; "
+           "Generated from `wrapcli/report/schema.py` by `python -m wrapcli.report.schema > docs/reports.md`; "
            "a test fails when it is stale. `[]` marks a list item, `{}` a map value "
            "(keys are data: tasks, answers, checkpoints).", "",
            f"## Envelope (schema_version {ENVELOPE_VERSION})", "", "| key | type | meaning |", "| --- | --- | --- |"]

@@ -1,7 +1,7 @@
 """The report envelope every command's JSON output shares (docs/design.md decision 5).
 
 Every key of the envelope and of each command's ``results`` is defined, with its
-meaning, in wrapcli/schema.py and documented in docs/reports.md (generated from it).
+meaning, in wrapcli/report/schema.py and documented in docs/reports.md (generated from it).
 The envelope records what a reader needs to reproduce or distrust a figure: versions of
 wrapcli and of the numerical stack, the git commit of a checkout, the CPU flags that
 change numerics, the thread count and the resolved precision.
@@ -26,7 +26,7 @@ NUMERIC_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_t
 
 
 def envelope(schema: str, results: dict, inputs=(), seed=None, device="cpu", precision=None) -> dict:
-    from wrapcli.schema import ENVELOPE_VERSION, RESULTS_VERSIONS
+    from wrapcli.report.schema import ENVELOPE_VERSION, RESULTS_VERSIONS
 
     return {
         "schema": f"wrapcli.{schema}",
@@ -112,9 +112,9 @@ def command_line() -> list[str]:
 def write(report: dict, out: str | None, print_json: bool) -> None:
     """Write a report to ``out`` (atomic; ``-`` = stdout) and/or print it (``--json``).
     With ``WRAPCLI_VALIDATE_REPORTS=1`` (the test suite sets it) a report that departs
-    from wrapcli/schema.py is an error instead."""
+    from wrapcli/report/schema.py is an error instead."""
     if os.environ.get("WRAPCLI_VALIDATE_REPORTS") == "1":
-        from wrapcli.schema import validate
+        from wrapcli.report.schema import validate
 
         problems = validate(report)
         if problems:
