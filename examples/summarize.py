@@ -132,7 +132,7 @@ def prune_study_table(out: Path) -> None:
     the recovered fraction (pruned - unpruned) / (base - unpruned) at K = 15 and at the
     best K, each mean ± std [t-interval over seeds], and the prune criterion's outcome per
     seed (compare's rule on the natural set)."""
-    from wrapcli import verdicts
+    from wrapcli.verdicts import rules as verdicts
 
     groups = defaultdict(list)
     for f in sorted(out.glob("*pstudy-*.json")):

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from wrapcli import verdicts
 from wrapcli.analyses import audit
 from wrapcli.cli import app
+from wrapcli.verdicts import rules as verdicts
 
 from cli import one_line_error, run, runner
 from models import MLP_OUT, archs, rank1_edit, tiny_hf

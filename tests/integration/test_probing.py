@@ -156,11 +156,12 @@ def test_probe_user_data_groups_and_label_types(tmp_path):
 def test_a_random_init_model_is_never_decodable(tmp_path, init_seed):
     """The probe of an untrained network of the CPU preset's shape, held against the best of
     three other random inits, must not pass compare's probe criterion."""
-    from wrapcli import checkpoint, verdicts
+    from wrapcli import checkpoint
     from wrapcli.models import ModelShape, build_config, build_model
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import seq_len
     from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
+    from wrapcli.verdicts import rules as verdicts
 
     model = build_model(build_config(ModelShape("gpt2", 4, 4, 128), vocab.VOCAB_SIZE, seq_len(48)), init_seed)
     spec = TaskSpec(components=parse_components("count"), prior=parse_prior("a=0.9,b=0.1"), text_len=48)

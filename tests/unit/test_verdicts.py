@@ -1,10 +1,10 @@
-"""The decision rules (wrapcli/verdicts.py) on hand-made evidence whose answer is known."""
+"""The decision rules (wrapcli/verdicts/rules.py) on hand-made evidence whose answer is known."""
 
 import pytest
 
-from wrapcli import verdicts
 from wrapcli.core.errors import WrapError
-from wrapcli.verdicts import Thresholds
+from wrapcli.verdicts import rules as verdicts
+from wrapcli.verdicts.rules import Thresholds
 
 TH = Thresholds()
 BASE = {"accuracy": 0.99, "n": 500}

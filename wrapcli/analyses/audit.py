@@ -1,16 +1,16 @@
 """compare's measures: linear CKA per layer, the KL depth of a change, an evidence
 report's task (matched by its fields: the checkpoint's sha256, the task, the data file's
 sha256) and its criterion, and the readable audit. Running the audit over checkpoints is
-wrapcli/runs/compare.py; the decision rules live in wrapcli/verdicts.py.
+wrapcli/runs/compare.py; the decision rules live in wrapcli/verdicts/rules.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from wrapcli import verdicts
 from wrapcli.core.errors import WrapError
-from wrapcli.verdicts import Thresholds
+from wrapcli.verdicts import rules as verdicts
+from wrapcli.verdicts.rules import Thresholds
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -120,7 +120,7 @@ def markdown(result: dict) -> str:
     else:
         lines.append(f"Thresholds: {', '.join(f'{k} {v:g}' for k, v in th.items())}. "
                      "A criterion passes when its whole interval lies above its threshold, fails when it lies "
-                     "at or below it, and is unclear otherwise (wrapcli/verdicts.py). Intervals are 95%; "
+                     "at or below it, and is unclear otherwise (wrapcli/verdicts/rules.py). Intervals are 95%; "
                      "probe and prune intervals are widened (Bonferroni) over the layers or K they choose from.")
     if result["behaviour"]:
         names = [c["path"] for c in result["checkpoints"]]

@@ -1,7 +1,7 @@
 """``wrapcli compare``: side by side, what changed between checkpoints, where, and the verdict.
 
 Report ``results``: documented key by key in docs/reports.md (wrapcli/report/schema.py); the
-decision rules are in wrapcli/verdicts.py. Every verdict lists its criteria, each with
+decision rules are in wrapcli/verdicts/rules.py. Every verdict lists its criteria, each with
 its number, 95% interval, threshold and outcome (pass / fail / unclear).
 Exit codes: 0 done, 1 error, 2 usage, 3 the verdict matched ``--fail-on``.
 """
@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet, refuse_given
-from wrapcli.thresholds import Thresholds
+from wrapcli.verdicts.thresholds import Thresholds
 
 EXAMPLE = """Example:
 

@@ -1,6 +1,6 @@
 """`wrapcli compare`: stream the weight diff, read and check the evidence reports, load
 one model at a time beside the base for behaviour, CKA and KL, and put the verdicts
-together (wrapcli/analyses/audit.py measures, wrapcli/verdicts.py decides) into the report's
+together (wrapcli/analyses/audit.py measures, wrapcli/verdicts/rules.py decides) into the report's
 results (schema COMPARE)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from wrapcli.analyses.audit import cka_by_layer, evidence_task, kl_by_position, verdicts_by_checkpoint
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.report.schema import RESULTS_VERSIONS, validate
-from wrapcli.verdicts import Thresholds
+from wrapcli.verdicts.rules import Thresholds
 
 EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
 

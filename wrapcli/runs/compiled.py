@@ -242,7 +242,7 @@ def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:
     from wrapcli.analyses.weightdiff import compare_weights
     from wrapcli.core.files import sha256
     from wrapcli.runs.compare import load_reports
-    from wrapcli.verdicts import Thresholds
+    from wrapcli.verdicts.rules import Thresholds
 
     pin_threads()
     th = th or Thresholds()

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from wrapcli.core.errors import WrapError
 from wrapcli.core.stats import CONFIDENCE, difference, family_confidence, wilson
-from wrapcli.thresholds import Thresholds
+from wrapcli.verdicts.thresholds import Thresholds
 
 LABELS = ("intact", "wrapped", "removed", "suppressed", "inconclusive")
 
