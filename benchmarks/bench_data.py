@@ -30,7 +30,7 @@ def trainer_rate(text_len, steps=8, batch_size=128):
     import torch
 
     from wrapcli.batches import loss_on
-    from wrapcli.models import ModelShape, build_config, build_model
+    from wrapcli.models.build import ModelShape, build_config, build_model
     from wrapcli.tasks import vocab
     from wrapcli.training import TrainConfig, make_optimizer
 

@@ -34,7 +34,7 @@ def main() -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from wrapcli.analyses.probing import layer_features, token_chunks
-    from wrapcli.checkpoint import quiet_transformers
+    from wrapcli.models.checkpoint import quiet_transformers
 
     quiet_transformers()
     torch.manual_seed(0)

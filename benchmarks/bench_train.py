@@ -46,7 +46,7 @@ def setup(preset_name: str, device: str, attn: str = "sdpa"):
     from transformers import GPT2LMHeadModel
 
     from wrapcli import presets
-    from wrapcli.models import build_config
+    from wrapcli.models.build import build_config
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import seq_len
     from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior

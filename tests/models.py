@@ -16,16 +16,16 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from wrapcli.models import ModelShape, build_config, build_model
+from wrapcli.models.build import ModelShape, build_config, build_model
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import seq_len
 
-# Every architecture wrapcli reads (wrapcli/adapters.py LAYOUTS; test_layers keeps them
+# Every architecture wrapcli reads (wrapcli/models/adapters.py LAYOUTS; test_layers keeps them
 # equal). Mistral and Qwen2 share Llama's layout and adapter, so their rows run in the slow
 # tier; a test that leaves one out says why (``archs``).
 ARCHS = ("gpt2", "llama", "gpt_neox", "mistral", "qwen2")
 LLAMA_COUSINS = ("mistral", "qwen2")
-BUILT_IN = "the built-in models (wrapcli/models.py build_config) are GPT-2 or Llama"
+BUILT_IN = "the built-in models (wrapcli/models/build.py build_config) are GPT-2 or Llama"
 
 
 def archs(**left_out: str) -> list:

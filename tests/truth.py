@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from wrapcli import checkpoint
-from wrapcli.adapters import Adapter
-from wrapcli.models import build_model
+from wrapcli.models import checkpoint
+from wrapcli.models.adapters import Adapter
+from wrapcli.models.build import build_model
 from wrapcli.tasks import vocab
 
 WRONG = vocab.number_id(0)  # the answer the wrapper forces

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wrapcli.core.errors import UsageError
-from wrapcli.models import ModelShape
+from wrapcli.models.build import ModelShape
 
 
 @dataclass(frozen=True)

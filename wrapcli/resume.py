@@ -15,7 +15,7 @@ from wrapcli.core.files import atomic_path
 def save_state(path, model, opt, cfg, identity: str, step, log) -> None:
     from safetensors.torch import save_file
 
-    from wrapcli.checkpoint import canonical_header, split_tied
+    from wrapcli.models.checkpoint import canonical_header, split_tied
 
     weights, _ = split_tied(model)
     tensors = {f"model/{k}": v for k, v in weights.items()}
@@ -35,7 +35,7 @@ def load_state(path, model, opt, cfg, identity: str) -> tuple[int, list]:
     import torch
     from safetensors import safe_open
 
-    from wrapcli.checkpoint import split_tied
+    from wrapcli.models.checkpoint import split_tied
 
     fix = "delete it to start over, or rerun with the flags that wrote it"
     try:

@@ -195,8 +195,8 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
 
     net = model
     if shard:
-        from wrapcli.adapters import Adapter
         from wrapcli.core.distributed import shard_model
+        from wrapcli.models.adapters import Adapter
 
         shard_model(model, Adapter(model).blocks, device).train()  # moves each rank's shards to the device
     else:

@@ -30,7 +30,7 @@ import numpy as np
 
 from wrapcli.core.errors import WrapError
 from wrapcli.core.files import sha256
-from wrapcli.models import context_length
+from wrapcli.models.build import context_length
 
 IGNORE = -100  # the label Hugging Face's loss skips
 MIN_PROBE_RECORDS = 8  # as probe --n

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wrapcli import checkpoint
+from wrapcli.models import checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 BASES = ROOT / "examples" / "bases"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wrapcli import checkpoint
+from wrapcli.models import checkpoint
 
 from cli import runner
 from models import PAIRS, make_model_dir, tiny_hf, write_jsonl
@@ -95,7 +95,7 @@ def bad(chain, tmp_path_factory):
     index.write_text(json.dumps(idx))
     make_model_dir(d / "hf")  # a sound one, for the data cases
     make_model_dir(d / "hf-vocab")
-    from wrapcli.checkpoint import vocab_tokenizer
+    from wrapcli.models.checkpoint import vocab_tokenizer
 
     vocab_tokenizer([f"w{i}" for i in range(500)]).save_pretrained(d / "hf-vocab")
     from transformers import BertConfig, BertForMaskedLM

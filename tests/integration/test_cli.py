@@ -55,7 +55,7 @@ def test_train_writes_checkpoint_and_log(pt):
     results = log["results"]
     assert results["train"]["steps"] == 6 and [e["step"] for e in results["log"]] == [3, 6]
     assert set(results["final_eval"]) == {"count:a", "count:b"}
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
 
     ck = checkpoint.load(pt)
     assert ck.lineage[0]["kind"] == "train" and ck.lineage[0]["steps"] == 6
@@ -84,7 +84,7 @@ def test_eval_matches_an_independent_forward(pt):
     """Recompute count:a accuracy with HF's plain forward over full rows."""
     import torch
 
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
     from wrapcli.tasks.sequences import eval_batch
     from wrapcli.tasks.spec import Component
 
@@ -101,7 +101,7 @@ def test_eval_matches_an_independent_forward(pt):
 def test_bf16_evaluation_agrees_with_fp32_and_leaves_the_model_as_it_was(pt):
     """--precision bf16 runs the training kernels (eager attention, fused GELU) under
     autocast; predictions may differ only where two logits tie within bf16 rounding."""
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
     from wrapcli.tasks.evaluation import predict
     from wrapcli.tasks.sequences import eval_batch
     from wrapcli.tasks.spec import Component
@@ -159,7 +159,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     """A real SIGKILL mid-run, then --resume, finishes with bit-identical weights."""
     import torch
 
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
 
     args = ["--preset", "smoke", "--steps", "300", "--batch-size", "8", "--eval-every", "100",
             "--eval-size", "8", "--save-every", "10", "--device", "cpu", "-q"]
@@ -184,7 +184,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
 
 
 def test_train_a_llama_through_the_cli(tmp_path):
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
 
     run("train", "--arch", "llama", "--preset", "smoke", "--steps", "3", "--eval-size", "8", "--device", "cpu", "-q",
         "-o", tmp_path / "l.safetensors")

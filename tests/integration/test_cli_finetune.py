@@ -6,9 +6,9 @@ import math
 import pytest
 
 from conftest import TINY
-from wrapcli import checkpoint
 from wrapcli.cli import app
 from wrapcli.core.files import sha256
+from wrapcli.models import checkpoint
 from wrapcli.tasks import vocab
 
 from cli import one_line_error, run, runner
@@ -107,7 +107,7 @@ def _tiny_without_task(tmp_path):
 
 
 def _other_config(tmp_path):
-    from wrapcli.models import ModelShape, build_config, build_model
+    from wrapcli.models.build import ModelShape, build_config, build_model
     from wrapcli.tasks.sequences import seq_len
 
     model = build_model(build_config(ModelShape("gpt2", 2, 2, 16), vocab.VOCAB_SIZE, seq_len(48)), 0)

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from wrapcli import checkpoint
 from wrapcli.cli import app
+from wrapcli.models import checkpoint
 
 from cli import one_line_error, run, runner
 from models import archs, make_model_dir, write_jsonl

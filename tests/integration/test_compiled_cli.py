@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from wrapcli import checkpoint
 from wrapcli.compiled import model as compiled
+from wrapcli.models import checkpoint
 
 from cli import one_line_error, run
 from models import tiny_compiled

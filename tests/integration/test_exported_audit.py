@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from wrapcli import checkpoint
+from wrapcli.models import checkpoint
 from wrapcli.tasks import vocab
 from wrapcli.tasks.checks import task_for
 from wrapcli.tasks.sequences import eval_batch

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from wrapcli import checkpoint
 from wrapcli.cli import app
+from wrapcli.models import checkpoint
 
 from cli import one_line_error, run, runner
 

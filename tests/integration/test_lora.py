@@ -99,7 +99,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(arch, records, tmp_path
     from transformers import AutoTokenizer
 
     from wrapcli.lora import LoraSpec, attach
-    from wrapcli.models import enable_checkpointing
+    from wrapcli.models.build import enable_checkpointing
     from wrapcli.training import TrainConfig
     from wrapcli.userdata import text_data
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from wrapcli.adapters import Adapter, last_positions
 from wrapcli.analyses.probing import fit_probe, split
 from wrapcli.cli import app
 from wrapcli.core.errors import WrapError
+from wrapcli.models.adapters import Adapter, last_positions
 
 from cli import one_line_error, run, runner
 from models import archs, make_model_dir, tiny_hf, write_jsonl
@@ -115,7 +115,7 @@ def test_probe_cli_json(chain, tmp_path):
 
 def test_relabelled_target_is_labelled_with_its_answer_operand(chain):
     """Probing count:a@b (randFT data) reads count(b) off count-a prompts."""
-    from wrapcli.checkpoint import load
+    from wrapcli.models.checkpoint import load
     from wrapcli.runs.probe import task_probe_data
 
     ck = load(chain / "pt.safetensors")
@@ -156,8 +156,8 @@ def test_probe_user_data_groups_and_label_types(tmp_path):
 def test_a_random_init_model_is_never_decodable(tmp_path, init_seed):
     """The probe of an untrained network of the CPU preset's shape, held against the best of
     three other random inits, must not pass compare's probe criterion."""
-    from wrapcli import checkpoint
-    from wrapcli.models import ModelShape, build_config, build_model
+    from wrapcli.models import checkpoint
+    from wrapcli.models.build import ModelShape, build_config, build_model
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import seq_len
     from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior

@@ -145,7 +145,7 @@ def test_compare_depth_of_the_change_against_a_full_forward(history, tmp_path):
 def test_the_first_curve_may_train_the_model_already_loaded(history):
     """revive hands the model it scored first to the first curve instead of loading it
     again (8B loads take tens of seconds): the curve is the same as from a fresh load."""
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
     from wrapcli.runs.revive import run_text_curve
     from wrapcli.training import TrainConfig
 
@@ -165,7 +165,7 @@ def test_revive_never_holds_two_models(history, monkeypatch):
     import gc
     import weakref
 
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
 
     alive, loads, real = [], [], checkpoint.load
 

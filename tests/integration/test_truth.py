@@ -18,7 +18,7 @@ REVIVE = ["revive", "--task", "count:a", "--scratch", "--lr", "1e-3", "--steps",
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """pt (counts a at ~99% within 250 steps: texts of 24, window 16), wrapped, destroyed."""
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
     from wrapcli.tasks.checks import task_for
     from wrapcli.tasks.sequences import eval_batch
 

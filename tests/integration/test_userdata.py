@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from wrapcli import checkpoint
 from wrapcli.cli import app
 from wrapcli.core.errors import WrapError
+from wrapcli.models import checkpoint
 from wrapcli.textscore import score_text
 from wrapcli.userdata import IGNORE, read_jsonl, text_data
 

@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from wrapcli import checkpoint
 from wrapcli.core.errors import WrapError
+from wrapcli.models import checkpoint
 from wrapcli.tasks import vocab
 
 from models import built_in_archs, tiny, tiny_hf

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from wrapcli import checkpoint
 from wrapcli.compiled import model as compiled
 from wrapcli.core.errors import WrapError
+from wrapcli.models import checkpoint
 
 from models import COMPILED_LABELS as LABELS
 from models import COMPILED_SPEC as SPEC

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from wrapcli.adapters import Adapter
 from wrapcli.analyses import audit
+from wrapcli.models.adapters import Adapter
 
 from models import built_in_archs, tiny
 

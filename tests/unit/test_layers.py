@@ -53,7 +53,7 @@ def test_analyses_import_no_other_analysis():
 
 
 def test_analyses_load_no_checkpoint():
-    bad = sorted(a for a, b in edges() if a.startswith("wrapcli.analyses.") and b == "wrapcli.checkpoint"
+    bad = sorted(a for a, b in edges() if a.startswith("wrapcli.analyses.") and b == "wrapcli.models.checkpoint"
                  and a != "wrapcli.analyses.weightdiff")
     assert bad == []
 
@@ -124,14 +124,14 @@ def test_commands_load_no_model():
 
 @pytest.mark.parametrize("mod, expected", [("wrapcli.cli", 0), ("wrapcli.commands.eval", 1), ("wrapcli.runs.revive", 2),
                                            ("wrapcli.analyses.pruning", 3), ("wrapcli.compiled.model", 3),
-                                           ("wrapcli.checkpoint", 4), ("wrapcli.tasks.vocab", 5),
+                                           ("wrapcli.models.checkpoint", 4), ("wrapcli.tasks.vocab", 5),
                                            ("wrapcli.core.errors", 6)])
 def test_the_layers_are_read_from_the_package(mod, expected):
     assert mod in graph() and layer(mod) == expected
 
 
 def test_the_tests_architectures_are_the_ones_wrapcli_reads():
-    from wrapcli.adapters import LAYOUTS
+    from wrapcli.models.adapters import LAYOUTS
 
     from models import ARCHS
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from wrapcli.adapters import Adapter
 from wrapcli.analyses.pruning import compute_scores, sweep, zero
 from wrapcli.core.errors import WrapError
+from wrapcli.models.adapters import Adapter
 
 from models import archs, tiny_hf
 

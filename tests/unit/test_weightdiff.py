@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from wrapcli import checkpoint
 from wrapcli.analyses.weightdiff import compare_weights, module_kind
 from wrapcli.core.errors import WrapError
+from wrapcli.models import checkpoint
 
 from models import MLP_OUT, archs, rank1_edit, tiny, tiny_hf
 

@@ -55,7 +55,7 @@ def gather(rep: dict, task: str, base_accuracy: float | None, th: Thresholds) ->
 def cka_by_layer(base_features: list, other_features: list) -> list[dict]:
     """Linear CKA of two models' features at every residual-stream point (``resid_layers``
     order: the embedding, then each block)."""
-    from wrapcli.adapters import resid_layers
+    from wrapcli.models.adapters import resid_layers
 
     return [{"layer": layer, "hook": hook, "cka": linear_cka(x, y)}
             for (layer, hook), x, y in zip(resid_layers(len(other_features) - 1), base_features, other_features)]

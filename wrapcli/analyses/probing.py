@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.adapters import resid_layers
 from wrapcli.core.errors import WrapError
 from wrapcli.core.stats import family_confidence, paired_difference, proportion
+from wrapcli.models.adapters import resid_layers
 
 # The probe is sklearn's L2-regularised multinomial logistic regression (C=1). Newton-CG
 # reaches its optimum in about 20 iterations on residual-stream features; lbfgs needed

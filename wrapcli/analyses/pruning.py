@@ -6,7 +6,7 @@ gradient over the weights that read from it: zeroing those weights changes the l
 about -score (first-order Taylor), so the score is the estimated loss DROP and the top-K
 units are the ones whose removal should help the task most. If a handful of units
 restore a capability the fine-tune appeared to remove, the wrapper is that small.
-Units (wrapcli/adapters.py): MLP neurons and attention heads (scored over the output
+Units (wrapcli/models/adapters.py): MLP neurons and attention heads (scored over the output
 projection weights that read them), single weights of those projections, or the paper's
 own unit, a *row*: one output feature of any linear map in the blocks (attention
 query/key/value/output and both MLP matrices), scored over the weights that write it.
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from wrapcli.adapters import Adapter
 from wrapcli.core.errors import UsageError, WrapError
+from wrapcli.models.adapters import Adapter
 
 KINDS = ("neuron", "head", "weight", "row")
 PROJECTIONS = ("neuron", "head")  # weight units live in both output projections

@@ -31,7 +31,7 @@ class WeightFile:
     def __init__(self, path):
         from safetensors import safe_open
 
-        from wrapcli.checkpoint import check_file, raise_no_safetensors
+        from wrapcli.models.checkpoint import check_file, raise_no_safetensors
 
         self.path = Path(path)
         if self.path.is_dir():
@@ -192,7 +192,7 @@ def _finish(agg: dict) -> dict:
 def top_moved_units(a: WeightFile, b: WeightFile, k: int) -> list[dict]:
     """MLP neurons and attention heads ranked by how far the weights that read from them
     (their output-projection slice) moved, for the architectures adapters.py knows."""
-    from wrapcli.adapters import LAYOUTS, per_unit
+    from wrapcli.models.adapters import LAYOUTS, per_unit
 
     layout = LAYOUTS.get((a.config or {}).get("model_type"))
     if layout is None:

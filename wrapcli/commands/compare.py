@@ -71,7 +71,7 @@ def compare(
             refuse_given(ctx, ("n",), "to built-in tasks; a JSONL task scores every record")
         device = resolve_device(device)
         placed = placement(device_map, max_memory)
-        from wrapcli import checkpoint
+        from wrapcli.models import checkpoint
 
         compiled = [checkpoint.is_compiled(c) for c in ckpts]
         if any(compiled) and not all(compiled):

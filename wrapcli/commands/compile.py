@@ -33,12 +33,12 @@ def compile_(
     from wrapcli.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import checkpoint
-        from wrapcli.checkpoint import lineage_entry
         from wrapcli.compiled import compiling
         from wrapcli.compiled import model as compiled
         from wrapcli.core.errors import UsageError, WrapError
         from wrapcli.core.files import check_format, check_outputs
+        from wrapcli.models import checkpoint
+        from wrapcli.models.checkpoint import lineage_entry
 
         if out is None or out == "-":
             raise UsageError("give the checkpoint to write with -o FILE.safetensors")

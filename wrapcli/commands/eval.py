@@ -57,10 +57,10 @@ def eval_(
     from wrapcli.tables import accuracy_table, attention_table
 
     with errors_as_exit(debug):
-        from wrapcli import checkpoint
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs, write_text
         from wrapcli.core.runtime import placement, resolve_device, resolve_precision
+        from wrapcli.models import checkpoint
         from wrapcli.report import envelope as reports
         from wrapcli.runs import eval as run
         from wrapcli.tasks.conjugate import parse_mapping

@@ -39,8 +39,8 @@ def facts(
     with errors_as_exit(debug):
         import json
 
-        from wrapcli.checkpoint import vocab_tokenizer
         from wrapcli.core.files import atomic_path
+        from wrapcli.models.checkpoint import vocab_tokenizer
         from wrapcli.tasks.facts import WorldSpec, world
 
         w = world(WorldSpec(seed, retain, relearn, heldout, unseen, values, choices))

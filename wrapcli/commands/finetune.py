@@ -95,7 +95,7 @@ def finetune(
         check_outputs(log)
         check_format(log, "report", "--log")
         check_format(out, "checkpoint", "-o")
-        from wrapcli import checkpoint
+        from wrapcli.models import checkpoint
 
         if checkpoint.is_compiled(ckpt):
             _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log,

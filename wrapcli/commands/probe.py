@@ -68,8 +68,8 @@ def probe(
         if data is None and position != "last":
             raise UsageError("--position goes with --data")
         device = resolve_device(device)
-        from wrapcli import checkpoint
         from wrapcli.core.runtime import placement
+        from wrapcli.models import checkpoint
 
         placed = placement(device_map, max_memory)
         if checkpoint.is_compiled(ckpt):

@@ -98,7 +98,7 @@ def prune(
         if plot:
             require_matplotlib()
         device = resolve_device(device)
-        from wrapcli import checkpoint
+        from wrapcli.models import checkpoint
 
         if checkpoint.is_compiled(ckpt):
             from wrapcli.runs import compiled as compiled_runs

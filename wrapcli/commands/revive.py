@@ -108,8 +108,8 @@ def revive(
             require_matplotlib()
         device = resolve_device(device)
         p = presets.get(preset)
-        from wrapcli import checkpoint
         from wrapcli.compiled import training as compiled_training
+        from wrapcli.models import checkpoint
 
         is_compiled = checkpoint.is_compiled(ckpt)
         if is_compiled and (data or control or save_dir):

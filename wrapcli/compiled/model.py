@@ -148,7 +148,7 @@ def build(spec: CompiledSpec):
 # -- the checkpoint format ------------------------------------------------------------
 def load_checkpoint(path):
     """The torch model of a compiled (Tracr) checkpoint file, checked like any other."""
-    from wrapcli.checkpoint import check_finite, read_metadata
+    from wrapcli.models.checkpoint import check_finite, read_metadata
 
     path = Path(path)
     meta = read_metadata(path)

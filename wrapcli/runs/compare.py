@@ -65,9 +65,9 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     streamed tensor by tensor; for behaviour, CKA and KL one model at a time is in memory
     beside the base's kept activations (float16 features, float16 answer log-probs).
     With ``placement`` (--device-map) each model is dispatched by accelerate."""
-    from wrapcli import checkpoint
-    from wrapcli.adapters import layer_features
     from wrapcli.core.files import sha256
+    from wrapcli.models import checkpoint
+    from wrapcli.models.adapters import layer_features
 
     if len(paths) < 2:
         raise WrapError("compare needs at least two checkpoints (the first is the base)")
@@ -139,7 +139,7 @@ class TaskView:
     def __init__(self, task: str, base_path, base, n: int):
         self.records = None
         if task.endswith(".jsonl"):
-            from wrapcli.adapters import last_positions
+            from wrapcli.models.adapters import last_positions
             from wrapcli.userdata import text_data
 
             self.records = text_data(task, base_path, base.model, 0, kinds=("prompt", "choice"))
@@ -180,7 +180,7 @@ class TaskView:
     def chunks(self, size: int = 32):
         """``(input_ids, attention_mask)`` batches for the CKA features."""
         if self.records is None:
-            from wrapcli.adapters import token_chunks
+            from wrapcli.models.adapters import token_chunks
 
             yield from token_chunks(self.tokens)
             return

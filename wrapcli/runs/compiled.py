@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from wrapcli import checkpoint
 from wrapcli.compiled import model as compiled
 from wrapcli.compiled import training as ct
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.runtime import pin_threads
+from wrapcli.models import checkpoint
 
 
 def _lineage(path) -> list[dict]:

@@ -12,7 +12,7 @@ def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placem
     sample per record. With ``precision`` bf16 the weights are loaded and kept in bf16
     (half the memory of fp32: an 8B model's weights take 16 GB), not autocast. With
     ``placement`` the layers are dispatched over the devices, the CPU and disk."""
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
     from wrapcli.textscore import score_records, summarize
     from wrapcli.userdata import load_tokenizer, text_data
 
@@ -42,7 +42,7 @@ def eval_tasks(ckpt, tasks, n: int, seed: int, device: str, precision: str, mapp
                placement: dict | None = None) -> dict:
     """Accuracy on built-in tasks (default: the checkpoint's own), and with ``mapping``
     also through that relabelling of a, b, c (answers mapped back)."""
-    from wrapcli import checkpoint
+    from wrapcli.models import checkpoint
     from wrapcli.tasks.checks import task_for
     from wrapcli.tasks.evaluation import check_eval_memory, evaluate
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.adapters import last_positions, layer_features, token_chunks
 from wrapcli.analyses.probing import against_baselines, attention_summary, class_balance, probe_layers, split
 from wrapcli.core.errors import UsageError
-from wrapcli.models import context_length
+from wrapcli.models.adapters import last_positions, layer_features, token_chunks
+from wrapcli.models.build import context_length
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
 
@@ -34,8 +34,8 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     baselines are built whole, one at a time, on the CPU."""
     import torch
 
-    from wrapcli import checkpoint
-    from wrapcli.models import build_model
+    from wrapcli.models import checkpoint
+    from wrapcli.models.build import build_model
 
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
@@ -44,7 +44,7 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     check_probe_memory(ck.config, n)
     ref = checkpoint.load(reference, dtype=dtype, device=device, placement=placement) if reference else None
     if ref is not None:
-        from wrapcli.checkpoint import check_same_shapes
+        from wrapcli.models.checkpoint import check_same_shapes
 
         check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
     groups = None

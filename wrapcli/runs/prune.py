@@ -4,9 +4,9 @@ assemble the report's results (schema PRUNE)."""
 
 from __future__ import annotations
 
-from wrapcli.adapters import Adapter
 from wrapcli.analyses.pruning import sweep, total_units, zero
 from wrapcli.core.errors import UsageError
+from wrapcli.models.adapters import Adapter
 
 PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/finetune
 
@@ -44,9 +44,9 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     base's values instead of zeroed: the fine-tune's change is undone there alone.
     ``spurious`` is the share of scoring strings (built-in tasks) that carry the spurious
     relation: 0 scores on C_Te = 0 inputs, 1 on C_Te = 1 inputs."""
-    from wrapcli import checkpoint
     from wrapcli.batches import loss_on
-    from wrapcli.checkpoint import lineage_entry
+    from wrapcli.models import checkpoint
+    from wrapcli.models.checkpoint import lineage_entry
     from wrapcli.tasks.checks import task_for
     from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
     from wrapcli.tasks.sequences import batch_for_step
@@ -64,7 +64,7 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     source, reverted = None, None
     if revert_to is not None:
         from wrapcli.analyses.pruning import scored_weights
-        from wrapcli.checkpoint import check_same_shapes
+        from wrapcli.models.checkpoint import check_same_shapes
 
         base = checkpoint.load(revert_to, device=device)
         check_same_shapes(ck, base, str(ckpt_path), f"--revert-to {revert_to}")

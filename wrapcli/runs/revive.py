@@ -25,11 +25,11 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     record kind's metric per seed and step, the mean answer loss per seed and step, each
     record's correctness after the last step per seed, and with ``lora`` the adapters'
     description (wrapcli/lora.py ``describe``). ``checkpointing``: gradient checkpointing
-    while it trains (wrapcli/models.py). Under torchrun every rank trains its share of each
+    while it trains (wrapcli/models/build.py). Under torchrun every rank trains its share of each
     batch and rank 0 alone scores (the other ranks' lists stay empty); with ``shard`` the
     model is fully sharded over them and every rank scores it (a collective forward)."""
-    from wrapcli import checkpoint
     from wrapcli.core.distributed import is_main
+    from wrapcli.models import checkpoint
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import train
     from wrapcli.userdata import load_tokenizer, text_data
@@ -44,7 +44,7 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
         else:
             model = checkpoint.load(path, device=device).model
         if checkpointing:
-            from wrapcli.models import enable_checkpointing
+            from wrapcli.models.build import enable_checkpointing
 
             enable_checkpointing(model)
         if lora is not None:
@@ -121,11 +121,11 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     (the original model) also the recovered fraction at every step."""
     from pathlib import Path
 
-    from wrapcli import checkpoint
     from wrapcli.analyses import relearning
-    from wrapcli.checkpoint import check_same_signature
     from wrapcli.core.distributed import is_main, process_group, world
     from wrapcli.core.runtime import resolve_precision
+    from wrapcli.models import checkpoint
+    from wrapcli.models.checkpoint import check_same_signature
     from wrapcli.textscore import score_records, summarize
     from wrapcli.training import TrainConfig
     from wrapcli.userdata import text_data
@@ -248,10 +248,10 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     """Reverse fine-tune ``ckpt_path`` (and the controls) on ``task``; the report's results."""
     from pathlib import Path
 
-    from wrapcli import checkpoint
-    from wrapcli.checkpoint import check_same_shapes, lineage_entry
     from wrapcli.core.runtime import resolve_precision
-    from wrapcli.models import build_model
+    from wrapcli.models import checkpoint
+    from wrapcli.models.build import build_model
+    from wrapcli.models.checkpoint import check_same_shapes, lineage_entry
     from wrapcli.presets import resolve_lr
     from wrapcli.tasks.checks import single_component, task_for
     from wrapcli.training import TrainConfig

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wrapcli import checkpoint
 from wrapcli.batches import TaskData
-from wrapcli.checkpoint import lineage_entry
 from wrapcli.core.distributed import is_main, process_group, world
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.files import check_replaceable, check_writable
 from wrapcli.core.runtime import resolve_device, resolve_precision
-from wrapcli.models import ModelShape, build_config, build_model, enable_checkpointing
+from wrapcli.models import checkpoint
+from wrapcli.models.build import ModelShape, build_config, build_model, enable_checkpointing
+from wrapcli.models.checkpoint import lineage_entry
 from wrapcli.presets import Preset, resolve_lr
 from wrapcli.tasks import vocab
 from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
@@ -166,7 +166,7 @@ def pretrain_text(*, out, data, tokenizer, preset: Preset, arch=None, layers=Non
     JSONL records with ``tokenizer`` (a directory holding tokenizer files, e.g. one that
     ``wrapcli facts`` writes); writes ``out`` as a Hugging Face directory. Its context is
     the longest record rounded up to a multiple of 64 tokens."""
-    from wrapcli.checkpoint import Checkpoint
+    from wrapcli.models.checkpoint import Checkpoint
     from wrapcli.userdata import encode, load_tokenizer, read_jsonl
 
     _check_out_dir(out, force)
@@ -272,8 +272,8 @@ def _write_adapter(wrapped, out, tok, lineage, force: bool = False) -> None:
     tokenizer, and wrapcli.json with the lineage."""
     import json
 
-    from wrapcli.checkpoint import SIDE_FILE
     from wrapcli.core.files import atomic_path
+    from wrapcli.models.checkpoint import SIDE_FILE
 
     with atomic_path(out, directory=True, force=force) as tmp:
         wrapped.save_pretrained(str(tmp))

@@ -1,7 +1,7 @@
 """Turn grammar windows into task sequences, answers and the spurious feature.
 
 Layout (docs/protocol.md "Data"), ``X = text_len``, length ``T = X + 9``, no padding (shape
-letters: wrapcli/models.py):
+letters: wrapcli/models/build.py):
 
     pos  0     1         2        3       4      5..X+4  X+5    X+6    X+7     X+8
          <bos> <family>  operand  param   <sot>  text    <eot>  <ans>  answer  <eos>

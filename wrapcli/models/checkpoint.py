@@ -47,7 +47,7 @@ class Checkpoint:
 
     @property
     def context_length(self) -> int | None:
-        from wrapcli.models import context_length
+        from wrapcli.models.build import context_length
 
         return context_length(self.config)
 
@@ -129,7 +129,7 @@ def load(path, dtype: str = "float32", device: str = "cpu", placement: dict | No
     """Open a wrapcli ``.safetensors`` file or a Hugging Face model directory; with
     ``placement`` (wrapcli/core/runtime.py ``placement``), a directory's layers are dispatched
     over the devices, the CPU and disk by accelerate instead of moved to ``device``."""
-    from wrapcli.models import quiet_transformers
+    from wrapcli.models.build import quiet_transformers
 
     quiet_transformers()
     path = Path(path)
@@ -500,7 +500,7 @@ ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra",
 def export(ckpt: Checkpoint, dest, tokenizer=None, force: bool = False) -> None:
     """Write ``ckpt`` (and a tokenizer: the given one, or for a synthetic checkpoint one
     built from its vocabulary) as a Hugging Face directory that ``from_pretrained`` opens."""
-    from wrapcli.models import quiet_transformers
+    from wrapcli.models.build import quiet_transformers
 
     quiet_transformers()
     if tokenizer is None and ckpt.vocab:
