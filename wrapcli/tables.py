@@ -107,7 +107,7 @@ def revival_table(steps: list[int], models: list[dict], threshold: float):
 
 def describe_scores(s: dict) -> str:
     """A file's scores in one line: the headline metric first."""
-    from wrapcli.textscore import METRICS
+    from wrapcli.textdata.textscore import METRICS
 
     head = (
         f"{s['n_records']} records: {s['metric'].replace('_', ' ')} {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}]"

@@ -148,7 +148,7 @@ def train(
 
     ``data`` is a TaskSpec (built-in task), a TaskData, or any object with the same
     ``batch(step, cfg, device)``, ``loss(model, batch, cfg)`` and ``identity`` (user text,
-    wrapcli/userdata.py). ``evaluation`` defaults to the task's own components, and to
+    wrapcli/textdata/userdata.py). ``evaluation`` defaults to the task's own components, and to
     none for other data. ``state_path`` receives resumable state every ``save_every``
     steps (or every ``save_seconds`` when that is None); ``resume`` continues from it if
     it exists. ``on_step(step, metrics)`` is called after every step (progress display).

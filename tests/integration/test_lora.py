@@ -100,8 +100,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(arch, records, tmp_path
 
     from wrapcli.lora import LoraSpec, attach
     from wrapcli.models.build import enable_checkpointing
+    from wrapcli.textdata.userdata import text_data
     from wrapcli.training import TrainConfig
-    from wrapcli.userdata import text_data
 
     tok = AutoTokenizer.from_pretrained(make_model_dir(tmp_path / "m", "llama"))
     for lora in (None, LoraSpec(2, "all-linear")):

@@ -8,8 +8,8 @@ import torch
 from wrapcli.cli import app
 from wrapcli.core.errors import WrapError
 from wrapcli.models import checkpoint
-from wrapcli.textscore import score_text
-from wrapcli.userdata import IGNORE, read_jsonl, text_data
+from wrapcli.textdata.textscore import score_text
+from wrapcli.textdata.userdata import IGNORE, read_jsonl, text_data
 
 from cli import runner
 from models import PAIRS, archs, make_model_dir, tiny_hf, write_jsonl
@@ -107,7 +107,7 @@ def test_cli_errors(tmp_path, model_dir, pairs):
 def test_answer_logits_equal_the_full_forward_on_padded_batches(tmp_path, arch):
     """Logits at the scored positions only, on a right-padded batch of records of different
     lengths, against Hugging Face's full forward; the training loss against HF's own."""
-    from wrapcli.userdata import TextData, answer_logits
+    from wrapcli.textdata.userdata import TextData, answer_logits
 
     model = tiny_hf(arch).eval()
     examples = [([5, 6, 7, 8], [IGNORE, IGNORE, 7, 8]), ([9, 10], [IGNORE, 10]),

@@ -140,7 +140,7 @@ class TaskView:
         self.records = None
         if task.endswith(".jsonl"):
             from wrapcli.models.adapters import last_positions
-            from wrapcli.userdata import text_data
+            from wrapcli.textdata.userdata import text_data
 
             self.records = text_data(task, base_path, base.model, 0, kinds=("prompt", "choice"))
             self.pick = last_positions(1)
@@ -166,7 +166,7 @@ class TaskView:
         """Accuracy with its count and interval (for JSONL the record kind's metric:
         exact match, or choice accuracy with chance as the baseline)."""
         if self.records is not None:
-            from wrapcli.textscore import score_text
+            from wrapcli.textdata.textscore import score_text
 
             r = score_text(model, self.records, device)
             out = {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": r["metric"]}
@@ -195,7 +195,7 @@ class TaskView:
         answer (N,)."""
         import torch
 
-        from wrapcli.userdata import answer_logits
+        from wrapcli.textdata.userdata import answer_logits
 
         lps, places = [], []
         rows = self.records.train_rows

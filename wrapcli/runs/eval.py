@@ -13,8 +13,8 @@ def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placem
     (half the memory of fp32: an 8B model's weights take 16 GB), not autocast. With
     ``placement`` the layers are dispatched over the devices, the CPU and disk."""
     from wrapcli.models import checkpoint
-    from wrapcli.textscore import score_records, summarize
-    from wrapcli.userdata import load_tokenizer, text_data
+    from wrapcli.textdata.textscore import score_records, summarize
+    from wrapcli.textdata.userdata import load_tokenizer, text_data
 
     ck = checkpoint.load(ckpt, dtype="bfloat16" if precision == "bf16" else "float32", device=device,
                          placement=placement)

@@ -133,7 +133,7 @@ def task_probe_data(ck, target, prompt, n, seed):
 
 
 def user_probe_data(path, model_dir, model, position):
-    from wrapcli.userdata import load_tokenizer, pad_id, read_labelled, right_pad
+    from wrapcli.textdata.userdata import load_tokenizer, pad_id, read_labelled, right_pad
 
     texts, labels, groups = read_labelled(path)
     if position == "last":

@@ -72,15 +72,15 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         reverted = {"path": str(revert_to), "sha256": base.sha256}
         del base
     if data is not None:
-        from wrapcli.textscore import score_text
-        from wrapcli.userdata import text_data
+        from wrapcli.textdata.textscore import score_text
+        from wrapcli.textdata.userdata import text_data
 
         # saliency from the loss on the answers (the correct choices); the sweep scores the
         # record kind's metric (exact match, or choice accuracy)
         td = text_data(data, ckpt_path, ck.model, seed, kinds=("prompt", "choice"))
         import torch
 
-        from wrapcli.userdata import IGNORE, answer_logits
+        from wrapcli.textdata.userdata import IGNORE, answer_logits
 
         micro = micro_batches(td, [td.indices(i, batch_size) for i in range(batches)])
         scored = sum(sum(l != IGNORE for l in td.examples[i][1][1:]) for chunk in micro for i in chunk)
@@ -131,7 +131,7 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
                               units=[u.to_dict() for u in order[:write_k]],
                               operation="revert" if reverted else "zero", revert_to=reverted)
         if ck.path.is_dir():  # a Hugging Face model stays one, tokenizer included
-            from wrapcli.userdata import load_tokenizer
+            from wrapcli.textdata.userdata import load_tokenizer
 
             ck.lineage = [*ck.lineage, entry]
             tokenizer = load_tokenizer(ckpt_path) if data is not None else None

@@ -30,9 +30,9 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     model is fully sharded over them and every rank scores it (a collective forward)."""
     from wrapcli.core.distributed import is_main
     from wrapcli.models import checkpoint
-    from wrapcli.textscore import score_records, summarize
+    from wrapcli.textdata.textscore import score_records, summarize
+    from wrapcli.textdata.userdata import load_tokenizer, text_data
     from wrapcli.training import train
-    from wrapcli.userdata import load_tokenizer, text_data
 
     metric, loss, final = [], [], []
     tok = load_tokenizer(path)
@@ -126,9 +126,9 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     from wrapcli.core.runtime import resolve_precision
     from wrapcli.models import checkpoint
     from wrapcli.models.checkpoint import check_same_signature
-    from wrapcli.textscore import score_records, summarize
+    from wrapcli.textdata.textscore import score_records, summarize
+    from wrapcli.textdata.userdata import text_data
     from wrapcli.training import TrainConfig
-    from wrapcli.userdata import text_data
 
     if eval_data is None:
         raise UsageError("revive --data needs --eval-data: held-out records scored as the capability returns")

@@ -19,8 +19,8 @@ from wrapcli.tasks import vocab
 from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
+from wrapcli.textdata.userdata import pad_id
 from wrapcli.training import TrainConfig, train
-from wrapcli.userdata import pad_id
 
 
 def _check_out(out) -> None:
@@ -144,7 +144,7 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     ``lora`` (a LoraSpec) only low-rank adapters train, merged into the written weights,
     or written alone (peft's adapter directory) with ``adapter_only``. ``shard``: fully
     sharded over torchrun's processes (wrapcli/core/distributed.py)."""
-    from wrapcli.userdata import load_tokenizer
+    from wrapcli.textdata.userdata import load_tokenizer
 
     _check_out_dir(out, force)
     device = resolve_device(device)
@@ -167,7 +167,7 @@ def pretrain_text(*, out, data, tokenizer, preset: Preset, arch=None, layers=Non
     ``wrapcli facts`` writes); writes ``out`` as a Hugging Face directory. Its context is
     the longest record rounded up to a multiple of 64 tokens."""
     from wrapcli.models.checkpoint import Checkpoint
-    from wrapcli.userdata import encode, load_tokenizer, read_jsonl
+    from wrapcli.textdata.userdata import encode, load_tokenizer, read_jsonl
 
     _check_out_dir(out, force)
     device = resolve_device(device)
@@ -200,8 +200,8 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
     (default: ``data``) before and after, and write ``out`` (a Hugging Face directory with
     ``tok``) with its lineage."""
     from wrapcli.core.files import sha256
-    from wrapcli.textscore import score_text
-    from wrapcli.userdata import text_data
+    from wrapcli.textdata.textscore import score_text
+    from wrapcli.textdata.userdata import text_data
 
     train_set = text_data(data, None, ck.model, seed, tokenizer=tok)
     eval_set = text_data(eval_data, None, ck.model, seed, tokenizer=tok) if eval_data else train_set

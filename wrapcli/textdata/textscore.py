@@ -1,4 +1,4 @@
-"""How well a model answers user records (wrapcli/userdata.py), with one headline metric
+"""How well a model answers user records (wrapcli/textdata/userdata.py), with one headline metric
 per record kind, used by every command that scores records (eval, finetune, prune,
 revive, compare):
 
@@ -15,7 +15,7 @@ count (records) and a Wilson interval.
 
 from __future__ import annotations
 
-from wrapcli.userdata import TextData, answer_logits
+from wrapcli.textdata.userdata import TextData, answer_logits
 
 METRICS = {"prompt": "exact_match", "choice": "choice_accuracy", "text": "token_accuracy"}
 

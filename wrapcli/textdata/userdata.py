@@ -17,7 +17,7 @@ of fact, e.g. the relation), kept for the analyses that compare like with like.
 The tokenizer comes from the model's Hugging Face directory. A prompt/answer or
 multiple-choice record longer than the model's context is refused, naming its line (cutting
 it would score an answer without its prompt); text records are cut from the right.
-Scoring a model on the records is wrapcli/textscore.py.
+Scoring a model on the records is wrapcli/textdata/textscore.py.
 """
 
 from __future__ import annotations
