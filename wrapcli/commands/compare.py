@@ -48,7 +48,7 @@ def compare(
     debug: Debug = False,
 ) -> None:
     """What did fine-tuning change, where — and is the capability gone or only wrapped?"""
-    from wrapcli.console import errors_as_exit, stderr
+    from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
         from wrapcli.analyses import audit

@@ -30,7 +30,7 @@ def compile_(
     """Compile a RASP program with Tracr (no normalisation, non-causal attention, ReLU
     MLPs) and save its weights, residual labels and encoders as a .safetensors checkpoint,
     checked on 200 random inputs against Tracr's own outputs before it is written."""
-    from wrapcli.console import errors_as_exit, stderr
+    from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
         from wrapcli.compiled import compiling

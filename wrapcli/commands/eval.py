@@ -53,8 +53,8 @@ def eval_(
 ) -> None:
     """Evaluate a checkpoint on built-in tasks (accuracy, majority baseline, per answer) or,
     for a Hugging Face directory, on prompt/answer records (--data)."""
-    from wrapcli.console import errors_as_exit, stderr
-    from wrapcli.tables import accuracy_table, attention_table
+    from wrapcli.terminal.console import errors_as_exit, stderr
+    from wrapcli.terminal.tables import accuracy_table, attention_table
 
     with errors_as_exit(debug):
         from wrapcli.core.errors import UsageError
@@ -77,7 +77,7 @@ def eval_(
             refuse_given(ctx, ("n", "eval_seed"), "to built-in tasks; --data scores every record")
             device = resolve_device(device)
             results, lines = run.eval_data(ckpt, data, device, resolve_precision(precision, device), placed)
-            from wrapcli.tables import describe_scores
+            from wrapcli.terminal.tables import describe_scores
 
             stderr(quiet).print(f"{ckpt} on {data}: {describe_scores(results['scores'])}")
             if samples:

@@ -24,7 +24,7 @@ def export(
 ) -> None:
     """Export to a directory that AutoModelForCausalLM.from_pretrained opens; wrapcli's
     vocabulary, task and lineage go beside the weights in wrapcli.json."""
-    from wrapcli.console import errors_as_exit, stderr
+    from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
         from wrapcli.core.files import check_distinct

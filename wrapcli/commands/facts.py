@@ -34,7 +34,7 @@ def facts(
 ) -> None:
     """Write fictitious entities and their facts as prompt/answer, multiple-choice and probe
     records for an unlearning audit whose answer is known, with a tokenizer."""
-    from wrapcli.console import errors_as_exit, stderr
+    from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
         import json

@@ -73,8 +73,8 @@ def finetune(
 ) -> None:
     """Fine-tune on a new task, watching the fine-tuning and the pretraining operands with
     (C_Te=1) and without (C_Te=0) the spurious feature."""
-    from wrapcli.console import errors_as_exit, progress, stderr
-    from wrapcli.tables import accuracy_table
+    from wrapcli.terminal.console import errors_as_exit, progress, stderr
+    from wrapcli.terminal.tables import accuracy_table
 
     with errors_as_exit(debug):
         from wrapcli import presets
@@ -173,11 +173,11 @@ def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_ev
                        quiet, con, refused) -> None:
     """A compiled (Tracr) counter fine-tuned with the paper's SGD recipe
     (wrapcli/compiled/training.py): --steps (10,000), --batch-size (96), --lr."""
-    from wrapcli.console import progress
     from wrapcli.core.errors import UsageError
     from wrapcli.report import envelope as reports
     from wrapcli.runs import compiled as compiled_runs
-    from wrapcli.tables import accuracy_table
+    from wrapcli.terminal.console import progress
+    from wrapcli.terminal.tables import accuracy_table
 
     given = [flag for flag, value in refused if value]
     if given:

@@ -49,15 +49,15 @@ def probe(
     debug: Debug = False,
 ) -> None:
     """Is the capability still linearly decodable, layer by layer?"""
-    from wrapcli.console import errors_as_exit, stderr
+    from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import tables
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs
         from wrapcli.core.runtime import resolve_device
         from wrapcli.report import envelope as reports
         from wrapcli.runs import probe as run
+        from wrapcli.terminal import tables
 
         if n < 8:
             raise UsageError(f"--n must be >= 8, got {n}")

@@ -61,16 +61,16 @@ def prune(
     debug: Debug = False,
 ) -> None:
     """Does removing a handful of units bring the capability back? Sweep K, report accuracy."""
-    from wrapcli.console import errors_as_exit, stderr
+    from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import tables
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_distinct, check_format, check_outputs, check_writable
         from wrapcli.core.runtime import resolve_device, resolve_precision
-        from wrapcli.plots import require_matplotlib
         from wrapcli.report import envelope as reports
         from wrapcli.runs import prune as run
+        from wrapcli.terminal import tables
+        from wrapcli.terminal.plots import require_matplotlib
 
         try:
             ks = [int(x) for x in k.split(",") if x.strip()]
@@ -121,7 +121,7 @@ def prune(
             )
         stderr(quiet).print(tables.sweep_table(result))
         if plot:
-            from wrapcli.plots import line_plot
+            from wrapcli.terminal.plots import line_plot
 
             series = tables.prune_series(result)
             line_plot(plot, [r["k"] for r in result["sweep"]], series, "units pruned (K)",

@@ -61,16 +61,17 @@ def revive(
 ) -> None:
     """Reverse fine-tune on the pretraining task: how many steps until the capability returns,
     against controls that never had it?"""
-    from wrapcli.console import errors_as_exit, progress, stderr
+    from wrapcli.terminal.console import errors_as_exit, progress, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import presets, tables
+        from wrapcli import presets
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs
         from wrapcli.core.runtime import resolve_device
-        from wrapcli.plots import line_plot, require_matplotlib
         from wrapcli.report import envelope as reports
         from wrapcli.runs import revive as run
+        from wrapcli.terminal import tables
+        from wrapcli.terminal.plots import line_plot, require_matplotlib
 
         check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])
         check_format(out, "report", "-o")

@@ -25,8 +25,8 @@ from wrapcli.commands._options import (
     Seed,
     Steps,
 )
-from wrapcli.console import errors_as_exit, progress, stderr
-from wrapcli.tables import accuracy_table
+from wrapcli.terminal.console import errors_as_exit, progress, stderr
+from wrapcli.terminal.tables import accuracy_table
 
 EXAMPLE = """Example:
 
@@ -150,7 +150,7 @@ def _train_text(out, data, tokenizer, eval_data, p, preset, given: dict, log, js
                                on_step=update, **args)
     result["preset"] = preset
     result["wall_s"] = time.time() - started
-    from wrapcli.tables import describe_scores
+    from wrapcli.terminal.tables import describe_scores
 
     con = stderr(quiet)
     con.print(f"{eval_data or data} after training: {describe_scores(result['after'])}")

@@ -1,5 +1,5 @@
 """Terminal output: the stderr console, progress bars, errors as one line (the tables
-themselves are wrapcli/tables.py).
+themselves are wrapcli/terminal/tables.py).
 
 Channels (docs/design.md decision 6): artefacts go to ``-o``; ``--json`` prints the report to
 stdout; everything for humans goes to stderr and switches off with ``--quiet`` or when
