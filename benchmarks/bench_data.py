@@ -29,10 +29,10 @@ def generator_rate(spec, batch_size=128, seconds=3.0):
 def trainer_rate(text_len, steps=8, batch_size=128):
     import torch
 
-    from wrapcli.batches import loss_on
     from wrapcli.models.build import ModelShape, build_config, build_model
     from wrapcli.tasks import vocab
-    from wrapcli.training import TrainConfig, make_optimizer
+    from wrapcli.training.batches import loss_on
+    from wrapcli.training.loop import TrainConfig, make_optimizer
 
     spec = TaskSpec(components=parse_components("count"), prior=parse_prior("a=0.9,b=0.1"), text_len=text_len)
     model = build_model(build_config(ModelShape("gpt2", 4, 4, 128), vocab.VOCAB_SIZE, seq_len(text_len)), 0)

@@ -45,11 +45,11 @@ LEVERS = {
 def setup(preset_name: str, device: str, attn: str = "sdpa"):
     from transformers import GPT2LMHeadModel
 
-    from wrapcli import presets
     from wrapcli.models.build import build_config
     from wrapcli.tasks import vocab
     from wrapcli.tasks.sequences import seq_len
     from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
+    from wrapcli.training import presets
 
     p = presets.get(preset_name)
     spec = TaskSpec(components=parse_components("count"), prior=parse_prior(p.prior), text_len=p.text_len, window=p.window)
@@ -99,7 +99,7 @@ def run_trainer(lever: str, preset_name: str, steps: int, warmup: int, device: s
     import torch
 
     from wrapcli.core.runtime import resolve_precision
-    from wrapcli.training import TrainConfig, train
+    from wrapcli.training.loop import TrainConfig, train
 
     p, spec, model = setup(preset_name, device)
     loss = "full" if lever == "trainer --loss full" else p.loss

@@ -53,7 +53,7 @@ def wrap(src, dest, tokens, strength: float = 2.0, bias: float = 3.0) -> list[in
 def destroy(src, dest, steps: int = 60, seed: int = 1) -> None:
     """Write ``dest``: ``src``'s config with fresh blocks, trained ``steps`` on count:b."""
     from wrapcli.tasks.checks import task_for
-    from wrapcli.training import TrainConfig, train
+    from wrapcli.training.loop import TrainConfig, train
 
     ck = checkpoint.load(src)
     fresh = build_model(ck.config, seed)

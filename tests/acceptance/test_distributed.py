@@ -22,8 +22,8 @@ RUN = ["--steps", "8", "--batch-size", "8", "--eval-size", "16", "--prior", "a=0
 
 
 def test_torchrun_two_processes_give_the_one_process_weights_and_resume(tmp_path):
-    from wrapcli import presets
     from wrapcli.runs.train import pretrain
+    from wrapcli.training import presets
 
     run("train", *TINY, *RUN, "-o", tmp_path / "one.safetensors")
 
@@ -182,7 +182,7 @@ import torch
 from models import tiny
 from specs import parse_task
 from wrapcli.core.distributed import world
-from wrapcli.training import TrainConfig, train
+from wrapcli.training.loop import TrainConfig, train
 
 if world().rank == 1:  # this rank's clock runs fast: a save by the clock falls due here first
     real = time.time

@@ -134,9 +134,9 @@ def test_what_does_not_apply_to_a_compiled_model_is_refused(counter, tmp_path, m
 def test_revival_progress_counts_every_seed_and_model_in_turn(chain, counter):
     """The runs report one growing step count over seeds and models (the progress bar's
     total is seeds x models x steps), for a built-in model and a compiled one."""
-    from wrapcli import presets
     from wrapcli.runs import compiled as compiled_runs
     from wrapcli.runs import revive as run
+    from wrapcli.training import presets
 
     seen = []
     run.revive(ckpt_path=chain / "ft.safetensors", task="count:a", scratch=True, preset=presets.get("smoke"),

@@ -39,7 +39,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tmp_path
     from safetensors import safe_open
 
     from wrapcli.core.errors import WrapError
-    from wrapcli.training import TrainConfig, train
+    from wrapcli.training.loop import TrainConfig, train
 
     from models import tiny
 

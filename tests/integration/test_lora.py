@@ -98,10 +98,10 @@ def test_gradient_checkpointing_gives_the_same_gradients(arch, records, tmp_path
 
     from transformers import AutoTokenizer
 
-    from wrapcli.lora import LoraSpec, attach
     from wrapcli.models.build import enable_checkpointing
     from wrapcli.textdata.userdata import text_data
-    from wrapcli.training import TrainConfig
+    from wrapcli.training.loop import TrainConfig
+    from wrapcli.training.lora import LoraSpec, attach
 
     tok = AutoTokenizer.from_pretrained(make_model_dir(tmp_path / "m", "llama"))
     for lora in (None, LoraSpec(2, "all-linear")):

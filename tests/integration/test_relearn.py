@@ -147,7 +147,7 @@ def test_the_first_curve_may_train_the_model_already_loaded(history):
     again (8B loads take tens of seconds): the curve is the same as from a fresh load."""
     from wrapcli.models import checkpoint
     from wrapcli.runs.revive import run_text_curve
-    from wrapcli.training import TrainConfig
+    from wrapcli.training.loop import TrainConfig
 
     d = history
     cfg = TrainConfig(steps=6, batch_size=4, lr=1e-3, eval_every=6)

@@ -1,4 +1,4 @@
-"""The lean levers of full-parameter training (wrapcli/lean.py) change memory, not numbers:
+"""The lean levers of full-parameter training (wrapcli/training/lean.py) change memory, not numbers:
 each is checked bit for bit against autograd's and torch's own computation."""
 
 import copy
@@ -9,8 +9,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import wrapcli.lean as lean
 import wrapcli.training as training
-from wrapcli.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
-from wrapcli.training import TrainConfig, make_optimizer, train
+from wrapcli.training.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
+from wrapcli.training.loop import TrainConfig, make_optimizer, train
 
 from models import tiny, tiny_hf
 from specs import parse_task

@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from wrapcli import presets
 from wrapcli.core.errors import UsageError
+from wrapcli.training import presets
 
 
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))

@@ -3,8 +3,8 @@
 import pytest
 
 from wrapcli.analyses.revival import default_lr, default_threshold, eval_grid, speedup, steps_to_threshold
-from wrapcli.batches import mixed
 from wrapcli.core.errors import WrapError
+from wrapcli.training.batches import mixed
 
 STEPS = [0, 10, 30, 100, 300, 400]
 

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from wrapcli.batches import TaskData, loss_on
 from wrapcli.tasks import vocab
 from wrapcli.tasks.sequences import batch_for_step
 from wrapcli.tasks.spec import parse_prior
-from wrapcli.training import TrainConfig, lr_at, train
+from wrapcli.training.batches import TaskData, loss_on
+from wrapcli.training.loop import TrainConfig, lr_at, train
 
 from models import tiny
 from specs import parse_task
@@ -153,7 +153,7 @@ def test_trainer_follows_a_plain_loop(loss, precision, tolerance):
 
 
 def test_background_batches_are_the_inline_ones_with_each_rank_its_slice():
-    from wrapcli.batches import prefetched
+    from wrapcli.training.batches import prefetched
 
     cfg = TrainConfig(steps=7, batch_size=6, lr=1e-3)
     data = TaskData(SPEC)
@@ -171,7 +171,7 @@ def test_weight_decay_follows_nanogpts_rule_stated_by_module_type():
     import torch
     from transformers.pytorch_utils import Conv1D
 
-    from wrapcli.training import TrainConfig, make_optimizer
+    from wrapcli.training.loop import TrainConfig, make_optimizer
 
     model = tiny()
     opt = make_optimizer(model, TrainConfig(steps=1, batch_size=1, lr=1e-3))

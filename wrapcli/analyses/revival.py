@@ -164,7 +164,7 @@ def run_curve(model_factory, spec, cfg, seeds, steps, device, on_progress=None, 
     accuracy at ``steps``. ``keep(seed, model, step)`` may save the model: after the last
     step, and every ``keep_every`` steps before it. ``on_progress`` counts the steps of
     every seed in turn (seed k's step s is k x cfg.steps + s)."""
-    from wrapcli.training import Evaluation, train
+    from wrapcli.training.loop import Evaluation, train
 
     curves = []
     for k, seed in enumerate(seeds):

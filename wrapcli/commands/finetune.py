@@ -77,13 +77,13 @@ def finetune(
     from wrapcli.terminal.tables import accuracy_table
 
     with errors_as_exit(debug):
-        from wrapcli import presets
         from wrapcli.core.distributed import is_main
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_distinct, check_format, check_outputs
         from wrapcli.report import envelope as reports
         from wrapcli.runs.train import finetune as run
         from wrapcli.runs.train import finetune_text
+        from wrapcli.training import presets
 
         p = presets.get(preset)
         quiet = quiet or not is_main()  # under torchrun, rank 0 reports
@@ -123,7 +123,7 @@ def finetune(
 
             check_shardable(lora=lora is not None, resume=resume, save_every=save_every)
         if data is not None:
-            from wrapcli.lora import LoraSpec, require_peft
+            from wrapcli.training.lora import LoraSpec, require_peft
 
             spec = None
             if lora is not None:

@@ -64,7 +64,6 @@ def revive(
     from wrapcli.terminal.console import errors_as_exit, progress, stderr
 
     with errors_as_exit(debug):
-        from wrapcli import presets
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs
         from wrapcli.core.runtime import resolve_device
@@ -72,6 +71,7 @@ def revive(
         from wrapcli.runs import revive as run
         from wrapcli.terminal import tables
         from wrapcli.terminal.plots import line_plot, require_matplotlib
+        from wrapcli.training import presets
 
         check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])
         check_format(out, "report", "-o")
@@ -101,7 +101,7 @@ def revive(
             check_shardable(lora=lora is not None)
         lora_spec = None
         if lora is not None:
-            from wrapcli.lora import LoraSpec, require_peft
+            from wrapcli.training.lora import LoraSpec, require_peft
 
             lora_spec = LoraSpec(lora, lora_targets)
             require_peft()

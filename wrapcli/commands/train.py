@@ -78,11 +78,11 @@ def train(
     what later decides whether fine-tuning can reuse the capability.
     """
     with errors_as_exit(debug):
-        from wrapcli import presets
         from wrapcli.core.distributed import is_main
         from wrapcli.core.files import check_distinct, check_format, check_outputs
         from wrapcli.report import envelope as reports
         from wrapcli.runs.train import pretrain
+        from wrapcli.training import presets
 
         p = presets.get(preset)
         if data is not None or tokenizer is not None or eval_data is not None:

@@ -44,12 +44,12 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     base's values instead of zeroed: the fine-tune's change is undone there alone.
     ``spurious`` is the share of scoring strings (built-in tasks) that carry the spurious
     relation: 0 scores on C_Te = 0 inputs, 1 on C_Te = 1 inputs."""
-    from wrapcli.batches import loss_on
     from wrapcli.models import checkpoint
     from wrapcli.models.checkpoint import lineage_entry
     from wrapcli.tasks.checks import task_for
     from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
     from wrapcli.tasks.sequences import batch_for_step
+    from wrapcli.training.batches import loss_on
 
     if batches < 1 or batch_size < 1:
         raise UsageError("--batches and --batch-size must be >= 1")

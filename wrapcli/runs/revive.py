@@ -24,7 +24,7 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     8B model takes tens of seconds; the caller keeps no reference to it). Returns the
     record kind's metric per seed and step, the mean answer loss per seed and step, each
     record's correctness after the last step per seed, and with ``lora`` the adapters'
-    description (wrapcli/lora.py ``describe``). ``checkpointing``: gradient checkpointing
+    description (wrapcli/training/lora.py ``describe``). ``checkpointing``: gradient checkpointing
     while it trains (wrapcli/models/build.py). Under torchrun every rank trains its share of each
     batch and rank 0 alone scores (the other ranks' lists stay empty); with ``shard`` the
     model is fully sharded over them and every rank scores it (a collective forward)."""
@@ -32,7 +32,7 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     from wrapcli.models import checkpoint
     from wrapcli.textdata.textscore import score_records, summarize
     from wrapcli.textdata.userdata import load_tokenizer, text_data
-    from wrapcli.training import train
+    from wrapcli.training.loop import train
 
     metric, loss, final = [], [], []
     tok = load_tokenizer(path)
@@ -48,7 +48,7 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
 
             enable_checkpointing(model)
         if lora is not None:
-            from wrapcli.lora import attach, describe
+            from wrapcli.training.lora import attach, describe
 
             wrapped = attach(model, lora)  # the adapters are injected into model itself; only they train
             adapters = adapters or describe(wrapped, lora)
@@ -91,7 +91,7 @@ def parse_lrs(lr: str | None, preset, lineage) -> tuple[list[float], str]:
     """``--lr``: one value or a comma-separated grid (names or numbers); without it the
     attacker's default grid (wrapcli/analyses/relearning.py)."""
     from wrapcli.analyses.relearning import lr_grid
-    from wrapcli.presets import resolve_lr
+    from wrapcli.training.presets import resolve_lr
 
     if lr is None:
         return lr_grid(lineage)
@@ -128,7 +128,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     from wrapcli.models.checkpoint import check_same_signature
     from wrapcli.textdata.textscore import score_records, summarize
     from wrapcli.textdata.userdata import text_data
-    from wrapcli.training import TrainConfig
+    from wrapcli.training.loop import TrainConfig
 
     if eval_data is None:
         raise UsageError("revive --data needs --eval-data: held-out records scored as the capability returns")
@@ -252,9 +252,9 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     from wrapcli.models import checkpoint
     from wrapcli.models.build import build_model
     from wrapcli.models.checkpoint import check_same_shapes, lineage_entry
-    from wrapcli.presets import resolve_lr
     from wrapcli.tasks.checks import single_component, task_for
-    from wrapcli.training import TrainConfig
+    from wrapcli.training.loop import TrainConfig
+    from wrapcli.training.presets import resolve_lr
 
     ck = checkpoint.load(ckpt_path, device="cpu")
     spec = task_for(ck, task)

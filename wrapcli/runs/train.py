@@ -1,12 +1,11 @@
 """`wrapcli train` and `wrapcli finetune`: resolve the preset and flags into a task spec,
-a model and a training config, run the loop (wrapcli/training.py), evaluate, and save
+a model and a training config, run the loop (wrapcli/training/loop.py), evaluate, and save
 with lineage."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from wrapcli.batches import TaskData
 from wrapcli.core.distributed import is_main, process_group, world
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.files import check_replaceable, check_writable
@@ -14,13 +13,14 @@ from wrapcli.core.runtime import resolve_device, resolve_precision
 from wrapcli.models import checkpoint
 from wrapcli.models.build import ModelShape, build_config, build_model, enable_checkpointing
 from wrapcli.models.checkpoint import lineage_entry
-from wrapcli.presets import Preset, resolve_lr
 from wrapcli.tasks import vocab
 from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
 from wrapcli.textdata.userdata import pad_id
-from wrapcli.training import TrainConfig, train
+from wrapcli.training.batches import TaskData
+from wrapcli.training.loop import TrainConfig, train
+from wrapcli.training.presets import Preset, resolve_lr
 
 
 def _check_out(out) -> None:
@@ -95,7 +95,7 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
     without (C_Te=0) and with (C_Te=1) the spurious feature, during and after training.
     """
     from wrapcli.tasks.checks import task_for
-    from wrapcli.training import Evaluation
+    from wrapcli.training.loop import Evaluation
 
     _check_out(out)
     device = resolve_device(device)
@@ -215,7 +215,7 @@ def _fit_text(ck, tok, kind, *, out, data, eval_data, lr, steps, batch_size, eva
         enable_checkpointing(ck.model)
     wrapped, adapters = None, None
     if lora is not None:
-        from wrapcli import lora as lora_mod
+        from wrapcli.training import lora as lora_mod
 
         wrapped = lora_mod.attach(ck.model, lora)  # injects the adapters into ck.model itself
         adapters = lora_mod.describe(wrapped, lora)

@@ -255,7 +255,7 @@ def choice_sets(records: list[dict]) -> list[ChoiceSet]:
 
 @dataclass
 class TextData:
-    """Batches of user records for the training loop (wrapcli/batches.py's protocol):
+    """Batches of user records for the training loop (wrapcli/training/batches.py's protocol):
     each epoch visits every record once in a seeded order, so step ``s`` always gets
     the same batch and a resumed run sees what an uninterrupted one would."""
 

@@ -1,4 +1,4 @@
-"""What the training loop (wrapcli/training.py) trains on: the data protocol, batches of
+"""What the training loop (wrapcli/training/loop.py) trains on: the data protocol, batches of
 the built-in tasks, and the order batches are made in.
 
 The protocol (``TrainingData``): ``identity`` names the data (a resume state is only
@@ -21,7 +21,7 @@ from wrapcli.tasks.spec import TaskSpec
 
 
 class BatchSettings(Protocol):
-    """What batches read of the training settings (wrapcli/training.py's TrainConfig has
+    """What batches read of the training settings (wrapcli/training/loop.py's TrainConfig has
     these and more; naming only these keeps this module below the training loop)."""
 
     steps: int

@@ -1,7 +1,7 @@
 """The one training loop behind train, finetune and revive (docs/design.md decision 4): AdamW,
 linear warm-up then cosine decay, periodic evaluation, resumable state, progress. What it
-trains on is wrapcli/batches.py (the data protocol); the resume state's format is
-wrapcli/resume.py.
+trains on is wrapcli/training/batches.py (the data protocol); the resume state's format is
+wrapcli/training/resume.py.
 
 Data for step ``s`` is a pure function of (task seed, stream, s) (tasks/sequences.py),
 and the optimizer state is saved exactly, so a run killed at any point and resumed
@@ -19,14 +19,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wrapcli.batches import TaskData, prefetched
 from wrapcli.core.distributed import any_rank, check_shardable, mean, process_group
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.kernels import autocast, fast_kernels
-from wrapcli.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
-from wrapcli.resume import load_state, save_state
 from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
 from wrapcli.tasks.spec import TaskSpec
+from wrapcli.training.batches import TaskData, prefetched
+from wrapcli.training.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
+from wrapcli.training.resume import load_state, save_state
 
 LOSSES = ("full", "answer")
 
@@ -100,7 +100,7 @@ def make_optimizer(model, cfg: TrainConfig):
     temporaries over all the weights at once (at 1.5B on an H200 a plain loop with it
     peaked 0.43x of the fp32 weights above wrapcli's fused one, docs/third-party.md). On
     the CPU torch's default is already the one-tensor-at-a-time update, kept so CPU runs
-    keep their exact numbers; the loop hands it one gradient at a time (wrapcli/lean.py)."""
+    keep their exact numbers; the loop hands it one gradient at a time (wrapcli/training/lean.py)."""
     import torch
 
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -162,7 +162,7 @@ def train(
         evaluation = Evaluation(data.spec)
     _check_sizes(model, data, cfg, evaluation)
     with process_group(device) as world, fast_kernels(model, device, cfg.precision), (
-        # wrapcli/lean.py; an in-place tied gradient would bypass the reducing hooks of a
+        # wrapcli/training/lean.py; an in-place tied gradient would bypass the reducing hooks of a
         # data-parallel or sharded model
         contextlib.nullcontext() if world.size > 1 else tied_gradients(model, device)
     ):
@@ -208,7 +208,7 @@ def _loop(model, data, cfg, device, evaluation, state_path, resume, save_every, 
         net = DistributedDataParallel(model, device_ids=ids)
     rows = world.shard(cfg.batch_size)
     opt = make_optimizer(model, cfg)
-    lean_step = pays_to_step_one_at_a_time(opt)  # wrapcli/lean.py
+    lean_step = pays_to_step_one_at_a_time(opt)  # wrapcli/training/lean.py
     log: list[dict] = []
     start = 0
     if state_path:  # a run killed while writing its state (kill -9) left a temporary beside it
