@@ -1,0 +1,2 @@
+"""Reports: the envelope every JSON report shares (versions, inputs, seed, device) and the
+schema that documents and checks every key."""

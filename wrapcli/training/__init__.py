@@ -1,0 +1,2 @@
+"""The one training loop and what it needs: batches, resumable state, the lean memory
+levers, LoRA adapters and the presets that name whole protocols."""
