@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-import wrapcli.lean as lean
-import wrapcli.training as training
+import wrapcli.training.lean as lean
+import wrapcli.training.loop as training
 from wrapcli.training.lean import pays_to_step_one_at_a_time, step_one_at_a_time, tied_gradients
 from wrapcli.training.loop import TrainConfig, make_optimizer, train
 
