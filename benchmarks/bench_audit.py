@@ -124,13 +124,13 @@ class PhaseTrace:
 
         import torch
 
-        import wrapcli.training
+        import wrapcli.training.loop
 
         self.phase, self.peaks, self.running = "other", dict.fromkeys(self.PHASES, 0.0), True
         self._wrap(torch.Tensor, "backward", "backward")
         self._wrap(torch.nn.utils, "clip_grad_norm_", "clip")
         self._wrap(torch.optim.AdamW, "step", "step")
-        self._wrap(wrapcli.training, "step_one_at_a_time", "step")  # one AdamW.step per tensor
+        self._wrap(wrapcli.training.loop, "step_one_at_a_time", "step")  # one AdamW.step per tensor
         threading.Thread(target=self._sample, daemon=True).start()
 
     def _wrap(self, owner, name, phase):
@@ -163,7 +163,7 @@ class PhaseTrace:
 
 def child_wrapcli(args: list[str], device: str) -> dict:
     """Run ``wrapcli ARGS`` in this process with the training loop's step callback timed."""
-    import wrapcli.training as training
+    import wrapcli.training.loop as training
     from wrapcli.cli import entry
 
     stamps: list[float] = []
