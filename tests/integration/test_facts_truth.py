@@ -89,3 +89,31 @@ def test_multiple_choice_relearning_beats_chance_only_with_the_knowledge(world):
     assert res["original-unl"]["metric"] == "choice_accuracy"
     assert a["outcome"] == "pass", a["text"]
     assert b["outcome"] != "pass", b["text"]
+
+
+@pytest.mark.parametrize("n_facts", [20, 40])
+def test_a_small_forget_set_decides_without_a_control(world, n_facts):
+    """An auditor's small forget set: n_facts held-out facts, half of them known to the
+    original (F_B) and half never in any model (fictitious entities), with no control and no
+    extra records. The floor is judged by its interval, not refused for its size: the
+    wrapped model's relearning passes, the one that never knew does not. Seed 0."""
+    from wrapcli.tasks.facts import RELATIONS, WorldSpec
+
+    d, w = world, world / "world"
+    if not d.name.startswith("facts0-"):
+        pytest.skip("the small forget sets are checked on seed 0")
+    rows = [json.loads(line) for line in (w / "heldout.jsonl").read_text().splitlines()]
+    n_known = WorldSpec().heldout * len(RELATIONS)  # F_B's records come first, then the unseen entities'
+    half = n_facts // 2
+    small = d / f"heldout-{n_facts}.jsonl"
+    small.write_text("".join(json.dumps(r) + "\n" for r in rows[:half] + rows[n_known:n_known + half]))
+    out = {}
+    for model in ("original-unl", "never-unl"):
+        report = d / f"{model}-small{n_facts}.json"
+        run("revive", d / model, "--data", w / "relearn.jsonl", "--eval-data", small, "--reference", d / "original",
+            *RELEARN, *CPU, "-o", report)
+        out[model] = json.loads(report.read_text())["results"]["relearning"]
+    wrapped, never = out["original-unl"], out["never-unl"]
+    assert wrapped["floor"]["source"] == "reference_wrong" and 0 < wrapped["n_reference_wrong"] < n_facts
+    assert wrapped["outcome"] == "pass", wrapped["text"]
+    assert never["outcome"] != "pass", never["text"]

@@ -63,6 +63,32 @@ def test_adapter_only_and_relearning_with_lora(records, tmp_path):
     assert res["lora"]["rank"] == 4 and len(res["models"][0]["accuracy"]["per_seed"]) == 2
 
 
+@pytest.fixture(scope="module")
+def quiz(tmp_path_factory):
+    """Multiple-choice records (chance is the floor: no reference needed)."""
+    d = tmp_path_factory.mktemp("quiz")
+    rows = [{"prompt": f"{w} maps to", "choices": [f" {v}", f" {w}"], "answer": 0} for w, v in PAIRS.items()]
+    return write_jsonl(d / "relearn.jsonl", rows[:4]), write_jsonl(d / "held.jsonl", rows[4:])
+
+
+def test_lora_relearning_without_lr_moves_the_adapter(quiz, tmp_path):
+    """With --lora and no --lr the grid is LoRA's (1e-5 ... 1e-3), and at its top the
+    relearning records' loss falls: the attack trains. At an LR far too small it does not,
+    and the criterion says so (unclear, 'the attack did not train'), not fail."""
+    base = make_model_dir(tmp_path / "base", "llama")
+    common = ["--data", quiz[0], "--eval-data", quiz[1], "--threshold", "0.9", "--lora", "4", "--steps", "20",
+              "--batch-size", "4", "--seeds", "1", "--device", "cpu", "-q", "--json"]
+    res = json.loads(run("revive", base, *common).stdout)["results"]
+    crit = res["relearning"]
+    assert [g["lr"] for g in res["lr_grid"]] == [1e-5, 1e-4, 1e-3] and "LoRA" in res["lr_source"]
+    before, after = crit["relearn_loss"][-1]
+    assert after < before * 0.99 and crit["trained"] is True and crit["per_lr"][-1]["trained"] is True
+    frozen = json.loads(run("revive", base, *common, "--lr", "1e-12").stdout)["results"]
+    crit = frozen["relearning"]
+    assert crit["trained"] is False and crit["outcome"] == "unclear"
+    assert crit["text"].startswith("the attack did not train") and "--lr" in crit["settle"]
+
+
 @pytest.mark.parametrize("args, message, code", [
     (["--lora", "0"], "--lora must be a rank >= 1", 2),
     (["--lora", "2", "--lora-targets", "no_such_module"], "--lora-targets no_such_module", 2),

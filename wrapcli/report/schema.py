@@ -330,13 +330,20 @@ RELEARNING = Obj({
                           "n": F("int", "records: held out and answered by the reference"),
                           "floor": F("float", "the floor at this LR"), "floor_n": F("int", "records behind the floor"),
                           "value": F("float", "accuracy - floor"),
-                          "ci": F(INTERVAL, "its interval at confidence")})), "one row per LR of the grid"),
+                          "ci": F(INTERVAL, "its interval at confidence"),
+                          "trained": F("bool|null", "the loss fell by at least 1% of its start: the attack moved the "
+                                                    "model at this LR (an LR that did not cannot make the outcome fail)")})),
+                 "one row per LR of the grid"),
     "n_records": F("int", "records in --eval-data"),
     "n_held_out": F("int", "of them, records whose prompt is not in --data"),
     "n_known": F("int", "held-out records the reference answers (all held-out ones without --reference)"),
     "n_reference_wrong": F("int", "held-out records the reference gets wrong"),
     "start_accuracy": F("float|null", "the fine-tuned model's accuracy on the known records before relearning"),
     "text": F("str", "the numbers in words"),
+    "relearn_loss": F(ANY, "per LR of the grid, [before, after]: the mean answer loss on the relearning records "
+                           "before the attack and after its last step (mean over seeds); null when not measured"),
+    "trained": F("bool|null", "whether the attack trained at any LR; false makes the outcome unclear "
+                              "('the attack did not train'); null when not measured"),
     "settle": F("str|null", "what would settle an unclear outcome"),
 })
 REVIVE = Obj({

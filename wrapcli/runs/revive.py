@@ -23,8 +23,9 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     loaded from ``path`` and not yet changed, gives it up to the first seed (a load of an
     8B model takes tens of seconds; the caller keeps no reference to it). Returns the
     record kind's metric per seed and step, the mean answer loss per seed and step, each
-    record's correctness after the last step per seed, and with ``lora`` the adapters'
-    description (wrapcli/training/lora.py ``describe``). ``checkpointing``: gradient checkpointing
+    record's correctness after the last step per seed, the mean answer loss on the
+    relearning records after the last step per seed (did the attack train?), and with
+    ``lora`` the adapters' description (wrapcli/training/lora.py ``describe``). ``checkpointing``: gradient checkpointing
     while it trains (wrapcli/models/build.py). Under torchrun every rank trains its share of each
     batch and rank 0 alone scores (the other ranks' lists stay empty); with ``shard`` the
     model is fully sharded over them and every rank scores it (a collective forward)."""
@@ -34,8 +35,9 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
     from wrapcli.textdata.userdata import load_tokenizer, text_data
     from wrapcli.training.loop import train
 
-    metric, loss, final = [], [], []
+    metric, loss, final, relearn_loss = [], [], [], []
     tok = load_tokenizer(path)
+    last_step = max(steps)
     train_set = held = adapters = None
     for k, seed in enumerate(seeds):
         progress = shifted(on_progress, k * cfg.steps)
@@ -59,19 +61,21 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
         data = replace(train_set, seed=seed)
         row_metric, row_loss, last = [], [], []
 
-        def record(model=model, held=held, row_metric=row_metric, row_loss=row_loss, last=last):
+        def record(model=model, held=held, row_metric=row_metric, row_loss=row_loss, last=last, final_step=False):
             recs = score_records(model, held, device)
             r = summarize(held, recs)
             row_metric.append(r["accuracy"])
             row_loss.append(r["loss"])
             last[:] = [float(x["correct"]) for x in recs]
+            if final_step:  # the relearning records themselves: did the attack train?
+                relearn_loss.append(summarize(train_set, score_records(model, train_set, device))["loss"])
             model.train()
 
         def on_step(step, metrics, record=record, progress=progress):
             if progress:
                 progress(step, metrics)
             if step in steps:
-                record()
+                record(final_step=step == last_step)
 
         if is_main():
             record()  # step 0
@@ -81,20 +85,20 @@ def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_pr
         final.append(last)
         del model, record, on_step  # the next seed's copy must not load beside this one
         gc.collect()
-    return metric, loss, final, adapters
+    return metric, loss, final, relearn_loss, adapters
 
 
 TRAINABLE = ("prompt", "choice")  # record kinds relearning trains on and scores
 
 
-def parse_lrs(lr: str | None, preset, lineage) -> tuple[list[float], str]:
+def parse_lrs(lr: str | None, preset, lineage, lora: bool = False) -> tuple[list[float], str]:
     """``--lr``: one value or a comma-separated grid (names or numbers); without it the
-    attacker's default grid (wrapcli/analyses/relearning.py)."""
+    attacker's default grid, LoRA's with ``lora`` (wrapcli/analyses/relearning.py)."""
     from wrapcli.analyses.relearning import lr_grid
     from wrapcli.training.presets import resolve_lr
 
     if lr is None:
-        return lr_grid(lineage)
+        return lr_grid(lineage, lora)
     values = []
     for part in lr.split(","):
         try:
@@ -132,6 +136,9 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
 
     if eval_data is None:
         raise UsageError("revive --data needs --eval-data: held-out records scored as the capability returns")
+    checkpoint.check_not_itself(ckpt_path, controls, "--control")
+    if reference is not None:
+        checkpoint.check_not_itself(ckpt_path, reference, "--reference")
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     margin = relearning.MARGIN if margin is None else margin
@@ -165,6 +172,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         ck = checkpoint.load(ckpt_path, device="cpu")
     start_recs = score_records(ck.model.to(device), held, device)
     start = summarize(held, start_recs)
+    relearn_start = summarize(train_set, score_records(ck.model, train_set, device))["loss"]
     ck.model.to("cpu")
     sha, lineage = ck.sha256, ck.lineage
     unchanged = [ck.model]  # the first curve trains this copy rather than loading another
@@ -180,12 +188,12 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         if not 0 < threshold <= 1:
             raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
         threshold_source = "--threshold"
-    lrs, lr_source = parse_lrs(lr, preset, lineage)
+    lrs, lr_source = parse_lrs(lr, preset, lineage, lora is not None)
     n_steps = steps or preset.reft_steps
     seed_list = list(range(seeds))
     n_eval = held.n_records
     named = [("revived", ckpt_path, sha), *[(f"control:{Path(c).name}", c, h) for c, h in zip(controls, shas)]]
-    grid_results, finals = [], []
+    grid_results, finals, relearn_loss = [], [], []
     with process_group(device):  # one process group for every curve under torchrun (re-joining races)
         for i, lr_value in enumerate(lrs):
             cfg = TrainConfig(steps=n_steps, batch_size=batch_size or preset.ft_batch_size, lr=lr_value,
@@ -194,7 +202,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
             models, final = [], []
             for j, (name, path, digest) in enumerate(named):
                 offset = (i * len(named) + j) * seeds * cfg.steps
-                metric, loss, last, adapters = run_text_curve(
+                metric, loss, last, trained_loss, adapters = run_text_curve(
                     path, data, eval_data, cfg, seed_list, set(grid), device, shifted(on_progress, offset), lora,
                     loaded=unchanged, checkpointing=checkpointing, shard=shard)
                 if not is_main():  # its lists are empty: rank 0 scores and summarises
@@ -206,6 +214,8 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
                     summary["recovered_fraction"] = [(m - start["accuracy"]) / span for m in summary["accuracy"]["mean"]]
                 models.append(summary)
                 final.append(np.mean(last, axis=0).tolist())  # (records,): mean over seeds
+                if j == 0:  # the model under audit: did the attack move it at this LR?
+                    relearn_loss.append((relearn_start, float(np.mean(trained_loss))))
             if not is_main():
                 continue
             grid_results.append(curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid,
@@ -220,7 +230,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         eligible=relearning.held_out([r["prompt"] for r in train_set.records], [r["prompt"] for r in held.records]),
         reference_correct=None if ref_recs is None else [r["correct"] for r in ref_recs],
         chance=[r["chance"] for r in start_recs] if held.choices is not None else None,
-        start=[r["correct"] for r in start_recs], margin=margin)
+        start=[r["correct"] for r in start_recs], margin=margin, relearn_loss=relearn_loss)
     chosen = lrs.index(crit["best_lr"]) if crit["best_lr"] is not None else int(np.argmax(
         [g["models"][0]["accuracy"]["mean"][-1] for g in grid_results]))
     return {
@@ -256,6 +266,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     from wrapcli.training.loop import TrainConfig
     from wrapcli.training.presets import resolve_lr
 
+    checkpoint.check_not_itself(ckpt_path, controls, "--control")
     ck = checkpoint.load(ckpt_path, device="cpu")
     spec = task_for(ck, task)
     component = single_component(spec, "revive", task)
