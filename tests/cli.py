@@ -46,3 +46,4 @@ def one_line_error(result, message: str, code: int = 1) -> None:
     assert result.exit_code == code, result.output
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("wrapcli: error:") and message in lines[0], lines
+    assert "unexpected failure" not in lines[0], lines

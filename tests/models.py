@@ -79,7 +79,7 @@ WORDS = "red green blue cyan pink gold gray jade".split()
 PAIRS = {w: WORDS[(i + 3) % len(WORDS)] for i, w in enumerate(WORDS)}
 
 
-def make_model_dir(path, arch="gpt2"):
+def make_model_dir(path, arch="gpt2", seed=0):
     """A tiny causal LM directory with a word-level tokenizer (no downloads)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -88,7 +88,7 @@ def make_model_dir(path, arch="gpt2"):
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
-    tiny_hf(arch, vocab_size=len(vocab)).save_pretrained(path)
+    tiny_hf(arch, vocab_size=len(vocab), seed=seed).save_pretrained(path)
     fast.save_pretrained(path)
     return path
 

@@ -19,6 +19,7 @@ from wrapcli.commands import probe as probe_cmd
 from wrapcli.commands import prune as prune_cmd
 from wrapcli.commands import revive as revive_cmd
 from wrapcli.commands import train as train_cmd
+from wrapcli.core.errors import UsageError
 
 app = typer.Typer(
     name="wrapcli",
@@ -38,6 +39,23 @@ def _version(value: bool) -> None:
     if value:
         print(f"wrapcli {__version__}")
         raise typer.Exit()
+
+
+def check_environment(threads: int | None) -> None:
+    """The settings wrapcli reads from the environment (and ``--threads``, which overrides
+    one of them), checked before any work: each bad value is a usage error naming it."""
+    import os
+
+    from wrapcli.core.runtime import check_threads, threads_setting
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch and not epoch.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970-01-01 UTC "
+                         "(the reproducible-builds convention), e.g. $(date +%s)")
+    if threads is not None:
+        check_threads(threads)
+    else:
+        threads_setting()
 
 
 @app.callback()
@@ -63,6 +81,15 @@ def main(
         os.environ["WRAPCLI_ALLOW_NONFINITE"] = "1"
     else:
         os.environ.pop("WRAPCLI_ALLOW_NONFINITE", None)
+    # wrapcli reads local files only: nothing may wait on a network (a hub name given as a
+    # model is refused as a missing path), here and in any process it starts
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    try:
+        check_environment(threads)
+    except UsageError as e:
+        print(f"wrapcli: error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
     if threads is not None:  # read by runtime.pin_threads, here and in any process it starts
         os.environ["WRAPCLI_THREADS"] = str(threads)
 

@@ -127,8 +127,16 @@ def bad(chain, tmp_path_factory):
     (d / "nan-report.json").write_text(json.dumps(nan))
     (d / "newer.json").write_text(json.dumps({**rep, "schema_version": 99}))
     (d / "probe-copy.json").write_text(json.dumps(rep))
+    (d / "probe-nolayers.json").write_text(json.dumps({**rep, "results": {**rep["results"], "layers": []}}))
     del rep["results"]["layers"][0]["margin"]
     (d / "malformed.json").write_text(json.dumps(rep))
+    run("prune", chain / "ft.safetensors", "--task", "count:a", "--k", "0,1", "--eval-size", "16", "--batches", "1",
+        "-q", "-o", d / "prune.json")
+    rep = json.loads((d / "prune.json").read_text())
+    row = rep["results"]["sweep"][1]["results"]["count:a"]["natural"]
+    row["accuracy"] = float("inf")
+    (d / "prune-inf.json").write_text(json.dumps(rep))
+    (d / "prune.json").unlink()
     (d / "probe.json").unlink()
     # a checkpoint of a newer checkpoint schema; lying metadata: a lineage that is no list,
     # an entry without kind, a fine-tune entry without its LR, a task that is a list
@@ -139,10 +147,12 @@ def bad(chain, tmp_path_factory):
                              ("lineage-nokind", "lineage", [{k: v for k, v in entry.items() if k != "kind"}]),
                              ("lineage-nolr", "lineage", [entry]),
                              ("lineage-badseed", "lineage", [{**entry, "seed": "zero"}]),
-                             ("task-list", "task", [1, 2])):
+                             ("task-list", "task", [1, 2]),
+                             ("task-types", "task", {**json.loads(meta["task"]), "window": "40"})):
         save_file(load_file(pt), d / f"{name}.safetensors", metadata={**meta, key: json.dumps(value)})
     (d / "deep.jsonl").write_text('{"prompt": ' + "[" * 100000 + "]" * 100000 + ', "answer": " x"}\n')
     (d / "surrogate.jsonl").write_text('{"prompt": "red \\ud800 maps to", "answer": " blue"}\n')
+    (d / "ft-copy.safetensors").write_bytes((chain / "ft.safetensors").read_bytes())
     make_model_dir(d / "hf-listside")
     (d / "hf-listside" / "wrapcli.json").write_text("[1, 2]")
     (d / "a-file").write_text("not a directory")
@@ -198,6 +208,26 @@ CASES = [
     (["finetune", "{d}/bert", "--data", "{d}/pairs.jsonl", "--steps", "2", "-q", "-o", "{d}/o"], 1, "not a causal language model"),
     (["eval", "{d}/hf-notok", "--data", "{d}/pairs.jsonl"], 1, "no tokenizer files"),
     (["eval", "{d}/missing.safetensors"], 1, "missing.safetensors: no such file"),
+    # a hub name is not a path: refused at once, never waited on (wrapcli never downloads)
+    (["eval", "gpt2", "--data", "{d}/pairs.jsonl"], 1, "gpt2: no such file or directory (wrapcli reads local"),
+    (["compare", "gpt2", "{ft}", "--task", "count:a", "-q"], 1, "gpt2: no such file or directory"),
+    (["revive", "{d}/hf", "--data", "{d}/pairs.jsonl", "--eval-data", "{d}/pairs.jsonl", "--reference", "Qwen/Qwen2-0.5B",
+      "--threshold", "0.5", "-q"], 1, "Qwen/Qwen2-0.5B: no such file or directory"),
+    # a metadata field of the wrong type, a report compare cannot read a row from
+    (["eval", "{d}/task-types.safetensors", "--task", "count:a", "--n", "8"], 1,
+     "task-types.safetensors: metadata 'task': field 'window' must be an integer, got '40'"),
+    (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/probe-nolayers.json", "-q"], 1,
+     "probe-nolayers.json: malformed wrapcli.probe report (results.layers: an empty list"),
+    (["compare", "{pt}", "{ft}", "--task", "count:a", "--n", "8", "--reports", "{d}/prune-inf.json", "-q"], 1,
+     "prune-inf.json: malformed wrapcli.prune report (results.sweep[1].results.count:a.natural.accuracy: inf is not"),
+    # the model under audit as its own control, reference or base to revert to
+    (["revive", "{ft}", "--task", "count:a", *TINY, "--control", "{ft}"], 2, "--control {ft}: is the checkpoint under audit"),
+    (["revive", "{d}/hf", "--data", "{d}/pairs.jsonl", "--eval-data", "{d}/pairs.jsonl", "--reference", "{d}/hf",
+      "--threshold", "0.5", "-q"], 2, "--reference {d}/hf: is the checkpoint under audit itself"),
+    (["prune", "{ft}", "--task", "count:a", "--k", "0,1", "--revert-to", "{c}/../{c_name}/ft.safetensors", "-q"], 2,
+     "is the checkpoint under audit itself"),
+    (["probe", "{ft}", "--target", "count:a", "--reference", "{d}/ft-copy.safetensors", "-q"], 2,
+     "a copy of the checkpoint under audit"),
     (["eval", "{d}/empty.safetensors"], 1, "empty.safetensors: file is empty"),
     (["eval", "{d}"], 1, "no config.json"),
     # -- absurd settings --------------------------------------------------------------------
@@ -349,7 +379,24 @@ def test_refused_with_one_line_and_nothing_changed(chain, bad, args, code, messa
     assert result.exit_code == code and len(lines) == 1, (result.exit_code, lines)
     assert lines[0].startswith("wrapcli: error:") and _fill([message], chain, bad)[0] in lines[0], lines
     assert "Traceback" not in result.output and "Error:" not in lines[0].removeprefix("wrapcli: error:"), lines
+    assert "unexpected failure" not in lines[0], lines
     assert snapshot(chain, bad) == before
+
+
+@pytest.mark.parametrize("env, args, message", [
+    ({"SOURCE_DATE_EPOCH": "yesterday"}, ["eval", "{pt}", "--n", "8"], "SOURCE_DATE_EPOCH='yesterday': expected whole seconds"),
+    ({"WRAPCLI_THREADS": "abc"}, ["eval", "{pt}", "--n", "8"], "WRAPCLI_THREADS: expected a whole number >= 1, got 'abc'"),
+    ({"WRAPCLI_THREADS": "100000"}, ["eval", "{pt}", "--n", "8"], "100000 threads, but this machine runs"),
+    ({}, ["--threads", "100000", "eval", "{pt}", "--n", "8"], "--threads / WRAPCLI_THREADS: 100000 threads"),
+])
+def test_settings_outside_the_cli_are_checked(chain, bad, env, args, message):
+    """The environment wrapcli reads (and --threads beyond what the machine runs) is a
+    usage error naming the variable, before any work."""
+    before = snapshot(chain, bad)
+    result = runner.invoke(args=_fill(args, chain, bad), env=env)
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (result.exit_code, lines)
+    assert "unexpected failure" not in lines[0] and snapshot(chain, bad) == before
 
 
 def test_the_corpus_is_large_enough():

@@ -185,3 +185,39 @@ def test_force_replaces_a_directory_wrapcli_did_not_write_but_never_one_holding_
                    "contains an input", 2)
     one_line_error(runner.invoke(app, ["train", "--preset", "smoke", "--force", "-o", str(tmp_path / "x.safetensors")]),
                    "--force applies to a directory output", 2)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real file system with no room (a 64 KiB tmpfs, 60 KB taken): needs root and mount,
+    which CI has; skipped with the reason elsewhere."""
+    import subprocess
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()[:120]})")
+    (mnt / "filler").write_bytes(b"\0" * 60_000)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("args, written", [
+    (["train", *TINY, "--steps", "2", "--eval-size", "16", "-o", "{full}/m.safetensors"], "{full}/m.safetensors"),
+    (["train", *TINY, "--steps", "4", "--eval-size", "16", "--save-every", "2", "-o", "{full}/m.safetensors"],
+     "{full}/m.safetensors.state"),
+    (["eval", "{pt}", "--n", "8", "-q", "-o", "{full}/r.json"], "{full}/r.json"),
+    (["export", "{pt}", "{full}/hf"], "{full}/hf"),
+])
+def test_a_full_disk_names_the_file_and_leaves_nothing(chain, full_disk, args, written):
+    """Every writer on a full disk: one line naming the file being written (no library
+    wording: safetensors says "Error while serializing: I/O error"), and nothing partial
+    left behind."""
+    fill = {"full": full_disk, "pt": chain / "pt.safetensors"}
+    result = runner.invoke(app, [a.format(**fill) for a in args])
+    one_line_error(result, f"cannot write {written.format(**fill)}: no space left on the device")
+    assert "serializ" not in result.stderr and "os error" not in result.stderr
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]

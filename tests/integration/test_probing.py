@@ -215,7 +215,8 @@ def test_probe_in_bf16_keeps_bf16_weights_and_reads_what_fp32_reads(tmp_path, mo
         return real(model, chunks, pick, device)
 
     monkeypatch.setattr(runs_probe, "layer_features", spy)
-    common = ["probe", model_dir, "--data", data, "--reference", model_dir, "--random-inits", "2", "--device", "cpu",
+    reference = make_model_dir(tmp_path / "ref", "llama", seed=1)  # not the model itself: that is refused
+    common = ["probe", model_dir, "--data", data, "--reference", reference, "--random-inits", "2", "--device", "cpu",
               "-q", "--json"]
     full = json.loads(run(*common).stdout)
     assert all(s == {torch.float32} for s in seen)

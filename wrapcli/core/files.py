@@ -189,9 +189,35 @@ def atomic_path(dest: str | Path, directory: bool = False, markers=None, force: 
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True) if directory else tmp.unlink(missing_ok=True)
+        reason = write_failure(e)
+        if reason:
+            raise WrapError(f"cannot write {dest}: {reason}") from None
         raise
+
+
+def write_failure(e: BaseException) -> str | None:
+    """Why writing failed, in words, when ``e`` is a failure of the file system (a full
+    disk, a quota, an I/O error), whether Python's own OSError or a library's error that
+    carries the OS error's number in its text (safetensors: "I/O error: No space left on
+    device (os error 28)"); None for anything else."""
+    import errno
+    import re
+
+    if isinstance(e, WrapError):
+        return None
+    number = e.errno if isinstance(e, OSError) else None
+    if number is None:
+        found = re.search(r"\(os error (\d+)\)", str(e))
+        number = int(found.group(1)) if found else None
+    if number is None:
+        return None
+    if number == errno.ENOSPC:
+        return "no space left on the device (nothing was left behind)"
+    if number == errno.EDQUOT:
+        return "disk quota exceeded (nothing was left behind)"
+    return f"{os.strerror(number).lower()} (nothing was left behind)"
 
 
 @contextlib.contextmanager
@@ -205,8 +231,11 @@ def _written_into(dest: Path):
         yield tmp
         with open(tmp, "rb") as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out)
-    except OSError as e:
-        raise WrapError(f"cannot write {dest}: {e.strerror}") from None
+    except BaseException as e:
+        reason = write_failure(e)
+        if reason:
+            raise WrapError(f"cannot write {dest}: {reason.removesuffix(' (nothing was left behind)')}") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

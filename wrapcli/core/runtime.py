@@ -45,7 +45,25 @@ def threads_setting() -> int | None:
         n = 0
     if n < 1:
         raise UsageError(f"--threads / {THREADS_ENV}: expected a whole number >= 1, got {raw!r}")
+    return check_threads(n)
+
+
+def check_threads(n: int) -> int:
+    """``n`` if the machine can run that many threads at once (more only contend, and an
+    absurd count fails inside the thread libraries)."""
+    cpus = machine_cpus()
+    if n > cpus:
+        raise UsageError(f"--threads / {THREADS_ENV}: {n} threads, but this machine runs {cpus} at once "
+                         "(more would only contend; give at most that)")
     return n
+
+
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def pin_threads() -> None:

@@ -54,7 +54,12 @@ class Checkpoint:
     def task_spec(self):
         from wrapcli.tasks.spec import TaskSpec
 
-        return TaskSpec.from_dict(self.task) if self.task else None
+        if not self.task:
+            return None
+        try:
+            return TaskSpec.from_dict(self.task)
+        except WrapError as e:
+            raise WrapError(f"{self.path}: metadata 'task': {str(e).removeprefix('invalid task: ')}") from None
 
 
 # -- saving -------------------------------------------------------------------------
@@ -541,7 +546,8 @@ def raise_no_safetensors(directory: Path) -> None:
 
 def check_file(path: Path) -> Path:
     if not path.exists():
-        raise WrapError(f"{path}: no such file")
+        raise WrapError(f"{path}: no such file or directory (wrapcli reads local checkpoints and never downloads: "
+                        "give the path of a .safetensors file or a model directory)")
     if not path.is_file():
         raise WrapError(f"{path}: not a file")
     with open(path, "rb") as f:
@@ -618,6 +624,22 @@ def lineage_entry(kind: str, parent_sha256, task: str, seed: int, final: dict, *
         "accuracy": {c: rows["natural"]["accuracy"] for c, rows in final.items() if "natural" in rows},
         **extra,
     }
+
+
+def check_not_itself(audited, others, option: str) -> None:
+    """Refuse a control, reference or revert-to model that is the checkpoint under audit
+    itself (the same file, or a copy with the same sha256): a comparison with itself
+    measures nothing."""
+    a = Path(audited)
+    for other in [others] if isinstance(others, (str, Path)) else others:
+        b = Path(other)
+        if not (a.exists() and b.exists()):
+            continue  # the load that follows names the missing path
+        if a.resolve() == b.resolve():
+            raise UsageError(f"{option} {other}: is the checkpoint under audit itself; give a model that differs")
+        if a.is_dir() == b.is_dir() and sha256(a) == sha256(b):
+            raise UsageError(f"{option} {other}: a copy of the checkpoint under audit {audited} (the same sha256); "
+                             "give a model that differs")
 
 
 def check_same_shapes(ref: Checkpoint, other: Checkpoint, ref_name: str, other_name: str) -> None:

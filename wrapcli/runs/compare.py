@@ -16,6 +16,29 @@ from wrapcli.verdicts.rules import Thresholds
 EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
 
 
+def nonfinite(value, path: str) -> list[str]:
+    """Every number in ``value`` (a report's results) that is not finite, by its field: JSON
+    readers accept Infinity and NaN, and no figure compare reads may be one."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{path}: {value} is not a finite number"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in nonfinite(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in nonfinite(v, f"{path}[{i}]")]
+    return []
+
+
+# the lists each kind of evidence needs at least one row of (compare takes the best row)
+NON_EMPTY = {"wrapcli.probe": ("layers",), "wrapcli.prune": ("sweep",), "wrapcli.revive": ("models",)}
+
+
+def empty_evidence(schema: str, results) -> list[str]:
+    if not isinstance(results, dict):
+        return []
+    return [f"results.{key}: an empty list (no row to read)" for key in NON_EMPTY.get(schema, ())
+            if isinstance(results.get(key), list) and not results[key]]
 
 
 def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
@@ -46,7 +69,7 @@ def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
         if not isinstance(version, int) or version < current:
             raise WrapError(f"{path}: made by an older wrapcli (results version {version}, this one reads "
                             f"{current}); run {schema.split('.')[1]} again")
-        problems = validate(rep)
+        problems = validate(rep) + nonfinite(rep.get("results"), "results") + empty_evidence(schema, rep.get("results"))
         if problems:
             raise WrapError(f"{path}: malformed {schema} report ({problems[0]}"
                             + (f", and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ")"))

@@ -206,6 +206,8 @@ def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 
     pin_threads()
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
+    if reference:
+        checkpoint.check_not_itself(ckpt_path, reference, "--reference")
     model = compiled.load_checkpoint(ckpt_path)
     operand = ct.operand_of(model.spec, target)
     ref = compiled.load_checkpoint(reference) if reference else None

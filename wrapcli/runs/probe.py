@@ -40,6 +40,8 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
     dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    if reference:
+        checkpoint.check_not_itself(ckpt_path, reference, "--reference")
     ck = checkpoint.load(ckpt_path, dtype=dtype, device=device, placement=placement)
     check_probe_memory(ck.config, n)
     ref = checkpoint.load(reference, dtype=dtype, device=device, placement=placement) if reference else None

@@ -59,6 +59,8 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
         raise UsageError("--spurious applies to built-in tasks, not to --data")
     if write and write_k is None:
         raise UsageError("-w needs --write-k (how many units to prune in the written checkpoint)")
+    if revert_to is not None:
+        checkpoint.check_not_itself(ckpt_path, revert_to, "--revert-to")
     ck = checkpoint.load(ckpt_path, device=device)
     adapter = Adapter(ck.model)
     source, reverted = None, None

@@ -163,11 +163,44 @@ class TaskSpec:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise WrapError(f"invalid task: unknown field(s) {sorted(unknown)}")
+        problems = [f"field {key!r} must be {words}, got {d[key]!r}"[:160] for key, (ok, words) in FIELD_TYPES.items()
+                    if key in d and not ok(d[key])]
+        if "components" not in d:
+            problems.insert(0, "field 'components' is missing")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise WrapError(f"invalid task: {problems[0]}{more}")
         d["components"] = parse_components(",".join(d["components"]))
         d["prior"] = tuple(sorted(d.get("prior", {"a": 1.0}).items()))
         if "spurious_operands" in d:
             d["spurious_operands"] = tuple(d["spurious_operands"])
         return cls(**d)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    import math
+
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _strings(v) -> bool:
+    return isinstance(v, list | tuple) and all(isinstance(x, str) for x in v)
+
+
+# what each field of a task read from a file (a checkpoint's metadata, a report) must hold
+FIELD_TYPES = {
+    "components": (lambda v: _strings(v) and len(v) > 0, "a non-empty list of strings"),
+    "prior": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(x) for k, x in v.items()),
+              "an object of operand: number"),
+    "window": (_is_int, "an integer"), "k": (_is_int, "an integer"), "offset": (_is_int, "an integer"),
+    "text_len": (_is_int, "an integer"), "spurious": (_is_number, "a number"),
+    "spurious_offset": (_is_int, "an integer"), "spurious_operands": (_strings, "a list of strings"),
+    "seed": (_is_int, "an integer"),
+}
 
 
 def parse_components(text: str) -> tuple[Component, ...]:
