@@ -142,3 +142,33 @@ def test_bf16_weights_score_close_to_fp32(arch, tmp_path):
                           for ll in json.loads(l)["loglikelihoods"]]
     worst = max(abs(a - b) for a, b in zip(lls["fp32"], lls["bf16"]))
     assert 0 < worst < 0.1, worst  # bf16 differs (the weights really are bf16), but only by rounding
+
+
+def test_compare_weighs_the_multiple_choice_view_of_a_free_form_capability(tmp_path):
+    """compare --view FREE=MC: a model taught to answer ' once' to every prompt loses the
+    free-form pairs; the verdict on the free-form task carries a view criterion whose
+    figures are the tuned model's choice accuracy on the multiple-choice twin minus chance
+    (read back from compare's own behaviour table), and the pair is in the report."""
+    d = tmp_path
+    make_model_dir(d / "m", "llama")
+    free = write_jsonl(d / "free.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+    mc = write_jsonl(d / "mc.jsonl", mc_records()[:-1])
+    train = ["--lr", "1e-2", "--batch-size", "8", "--device", "cpu", "-q"]
+    run("finetune", d / "m", "--data", free, "--steps", "60", *train, "-o", d / "knows")
+    write_jsonl(d / "refuse.jsonl", [{"prompt": f"{w} maps to", "answer": " once"} for w in PAIRS])
+    run("finetune", d / "knows", "--data", d / "refuse.jsonl", "--steps", "30", *train, "-o", d / "refuses")
+    out = json.loads(run("compare", d / "knows", d / "refuses", "--view", f"{free}={mc}", "--device", "cpu", "-q",
+                         "--json").stdout)["results"]
+    assert out["views"] == [{"free_form": str(free), "multiple_choice": str(mc)}]
+    assert set(out["behaviour"]) == {str(free), str(mc)}
+    (v,) = [v for v in out["verdicts"][str(d / "refuses")] if v["task"] == str(free)]
+    (view,) = [c for c in v["criteria"] if c["kind"] == "view"]
+    tuned_mc = out["behaviour"][str(mc)][str(d / "refuses")]
+    assert view["source"] == str(mc) and view["value"] == pytest.approx(tuned_mc["accuracy"] - tuned_mc["majority_baseline"])
+    assert v["criteria"][0]["kind"] == "behaviour" and v["criteria"][0]["outcome"] == "pass"  # the free-form view fell
+    assert v["label"] == {"pass": "wrapped", "fail": "suppressed", "unclear": "inconclusive"}[view["outcome"]]
+    # the order is free-form first, and a view names two JSONL files
+    one_line_error(runner.invoke(app, ["compare", str(d / "knows"), str(d / "refuses"), "--view", f"{mc}={free}",
+                                       "--device", "cpu", "-q"]), "needs prompt/answer records first", 2)
+    one_line_error(runner.invoke(app, ["compare", str(d / "knows"), str(d / "refuses"), "--view", str(free),
+                                       "--device", "cpu", "-q"]), "expected FREE.jsonl=MC.jsonl", 2)

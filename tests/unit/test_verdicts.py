@@ -135,7 +135,41 @@ def test_labels():
     assert out["settle"] == ["more"] and out["criteria"][0]["kind"] == "behaviour"
 
 
+@pytest.mark.parametrize("right, n, chance, outcome", [
+    (21, 40, 0.25, "pass"),     # 52.5% of 40 on four choices: Wilson's lower bound 37.5% clears 25% + 5 points
+    (10, 40, 0.25, "unclear"),  # at chance, but 40 records cannot show it within 5 points (upper bound 40%)
+    (400, 1600, 0.25, "fail"),  # at chance on many records: the upper bound 27.2% is under 30%
+    (13, 40, 0.25, "unclear"),
+])
+def test_the_multiple_choice_view_against_chance(right, n, chance, outcome):
+    """The issue's model: the free-form capitals fell to 0%, and four-way multiple choice of
+    the same capitals still picks the right city 52.5% of the time. Checked against Wilson's
+    interval computed here by hand."""
+    import math
+
+    c = verdicts.view({"accuracy": right / n, "n": n, "majority_baseline": chance}, TH, "mc.jsonl")
+    p, z = right / n, 1.959963984540054
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert c["ci95"] == pytest.approx([centre - half - chance, centre + half - chance])
+    assert c["kind"] == "view" and c["outcome"] == outcome and c["value"] == pytest.approx(p - chance)
+
+
+def test_a_view_that_shows_the_knowledge_makes_the_fall_wrapped():
+    """A passing multiple-choice view is positive evidence; a failing one shows only that
+    the format hides it too, and neither contradicts other evidence nor counts towards
+    removal."""
+    view = lambda out: {"kind": "view", "outcome": out, "text": "", "settle": None}  # noqa: E731
+    p = lambda out: {"kind": "probe", "outcome": out, "text": "", "settle": "more"}  # noqa: E731
+    v = lambda ev: verdicts.verdict("capitals.jsonl", BASE, FELL, ev, TH)  # noqa: E731
+    assert v([view("pass")])["label"] == "wrapped"
+    assert v([view("fail")])["label"] == "suppressed" and "multiple-choice view" in v([view("fail")])["reason"]
+    assert v([view("fail"), p("pass")])["label"] == "wrapped"
+    assert v([view("fail"), p("fail")])["label"] == "removed"
+    assert v([view("pass"), p("fail")])["label"] == "inconclusive"
+
+
 def test_thresholds_validated():
-    for bad in ({"drop": 0}, {"probe_margin": -0.1}, {"revive_speedup": 0.5}, {"min_seeds": 1}):
+    for bad in ({"drop": 0}, {"probe_margin": -0.1}, {"revive_speedup": 0.5}, {"min_seeds": 1}, {"view_margin": 1.0}):
         with pytest.raises(WrapError):
             Thresholds(**bad)

@@ -61,15 +61,20 @@ def cka_by_layer(base_features: list, other_features: list) -> list[dict]:
             for (layer, hook), x, y in zip(resid_layers(len(other_features) - 1), base_features, other_features)]
 
 
-def verdicts_by_checkpoint(names: list[str], canon: dict, evidence_by: dict, behaviour: dict, th: Thresholds) -> dict:
+def verdicts_by_checkpoint(names: list[str], canon: dict, evidence_by: dict, behaviour: dict, th: Thresholds,
+                           views: dict[str, str] | None = None) -> dict:
     """For every fine-tuned checkpoint (``names[1:]``; ``names[0]`` is the base), one
-    verdict per capability in ``canon`` from its behaviour and its evidence reports."""
+    verdict per capability in ``canon`` from its behaviour and its evidence reports;
+    ``views`` maps a free-form task to the multiple-choice task of the same facts, whose
+    accuracy over chance is one more criterion of the free-form task's verdict."""
     out = {}
     for name in names[1:]:
         per_task = {key: [] for key in canon}
         for rep in evidence_by[name]:
             key = evidence_task(rep, canon)
             per_task[key].append(gather(rep, key, behaviour[key][names[0]]["accuracy"], th))
+        for free, mc in (views or {}).items():
+            per_task[free].append(verdicts.view(behaviour[mc][name], th, mc))
         out[name] = [verdicts.verdict(key, behaviour[key][names[0]], behaviour[key][name], per_task[key], th)
                      for key in canon]
     return out

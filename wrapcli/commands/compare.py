@@ -20,6 +20,8 @@ EXAMPLE = """Example:
   wrapcli compare pt.safetensors ft.safetensors --task count:a --reports prune.json --reports probe.json -o audit.json --markdown audit.md
 
   wrapcli compare base/ tuned/ --task prompts.jsonl --fail-on wrapped   # exit 3 if wrapped
+
+  wrapcli compare base/ tuned/ --view capitals.jsonl=capitals-mc.jsonl   # free-form and multiple-choice views of one capability
 """
 
 
@@ -36,6 +38,8 @@ def compare(
     prune_gain: Annotated[float, typer.Option("--prune-gain", help="Pruned accuracy above max(unpruned, majority) that counts as restored (lower end of the interval).")] = Thresholds.prune_gain,
     revive_speedup: Annotated[float, typer.Option("--revive-speedup", help="Speed-up over the fastest control that counts as faster (lower end of the interval).")] = Thresholds.revive_speedup,
     min_seeds: Annotated[int, typer.Option("--min-seeds", help="reFT seeds a revive report needs before it counts for or against.")] = Thresholds.min_seeds,
+    view: Annotated[Optional[list[str]], typer.Option("--view", help="FREE.jsonl=MC.jsonl: the free-form and multiple-choice records of one capability; the free-form verdict then weighs whether the model still picks the right choice above chance (repeatable).")] = None,
+    view_margin: Annotated[float, typer.Option("--view-margin", help="--view: multiple-choice accuracy above chance that counts as still known (lower end of the interval).")] = Thresholds.view_margin,
     relearn_margin: Annotated[float, typer.Option("--relearn-margin", help="revive --data: held-out accuracy after relearning above the floor (chance, a control, or records the reference does not know) that counts as relearned.")] = Thresholds.relearn_margin,
     fail_on: Annotated[Optional[Literal["wrapped", "changed"]], typer.Option("--fail-on", help="wrapped or changed (anything not intact): exit 3 when a verdict matches.")] = None,
     markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write a readable audit here.")] = None,
@@ -66,7 +70,7 @@ def compare(
         dtypes = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
         dtype = dtype or dtypes[precision or "fp32"]
         precision = {v: k for k, v in dtypes.items()}[dtype]
-        th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin)
+        th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin, view_margin)
         if task and all(t.endswith(".jsonl") for t in task):
             refuse_given(ctx, ("n",), "to built-in tasks; a JSONL task scores every record")
         device = resolve_device(device)
@@ -85,10 +89,12 @@ def compare(
                 raise UsageError("compiled (Tracr) models are compared in fp32")
             if placed is not None:
                 raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
+            if view:
+                raise UsageError("--view pairs JSONL records; a compiled counter is compared on --task count:X")
             result = compiled_runs.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n)
         else:
             result = run.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
-                                 dtype=dtype, device=device, placement=placed)
+                                 dtype=dtype, device=device, placement=placed, views=view or [])
         con = stderr(quiet)
         for name, vs in result["verdicts"].items():
             for v in vs:
@@ -102,7 +108,9 @@ def compare(
             con.print(f"weights {w['a']} -> {w['b']}: relative change per layer: {changed or 'none'}")
         if markdown_out:
             write_text(markdown_out, audit.markdown(result))
-        inputs = list(ckpts) + list(reports or []) + [t for t in task or [] if t.endswith(".jsonl")]
+        files = [t for t in task or [] if t.endswith(".jsonl")]
+        files += [t for pair in result.get("views", []) for t in pair.values() if t not in files]
+        inputs = list(ckpts) + list(reports or []) + files
         envelope.write(envelope.envelope("compare", result, inputs=inputs, device=device, precision=precision), out, json_out)
         labels = {v["label"] for vs in result["verdicts"].values() for v in vs}
         if (fail_on == "wrapped" and "wrapped" in labels) or (fail_on == "changed" and labels - {"intact"}):

@@ -375,7 +375,7 @@ REVIVE = Obj({
     "device": F("str", "device"),
 })
 CRITERION = Obj({
-    "kind": F("str", "behaviour, probe, prune or revive"),
+    "kind": F("str", "behaviour, probe, prune, revive or view (the multiple-choice view of a free-form task)"),
     "statistic": F("str", "what value measures"),
     "value": F("float|null", "the statistic"),
     "ci95": F(ANY, "its interval [low, high] (Bonferroni-widened for probe layers and prune K), or null"),
@@ -407,7 +407,9 @@ COMPARE = Obj({
                          "prune_gain": F("float", "pruned gain over max(unpruned, majority)"),
                          "revive_speedup": F("float", "speed-up over the fastest control"),
                          "min_seeds": F("int", "reFT seeds a revival criterion needs"),
-                         "relearn_margin": F("float", "held-out accuracy over the floor after relearning (revive --data)")}),
+                         "relearn_margin": F("float", "held-out accuracy over the floor after relearning (revive --data)"),
+                         "view_margin": F("float", "multiple-choice accuracy over chance in a free-form task's "
+                                                   "multiple-choice view (--view)")}),
                    "the decision thresholds"),
     "weights": F(List(Obj({
         "a": F("str", "base"), "b": F("str", "other"),
@@ -444,6 +446,9 @@ COMPARE = Obj({
         "confidence": F("float", "interval level"),
         "text": F("str", "the verdict in words"),
     })), "checkpoint"), "one verdict per checkpoint and task"),
+    "views": F(List(Obj({"free_form": F("str", "prompt/answer records of the capability"),
+                         "multiple_choice": F("str", "multiple-choice records of the same facts")})),
+               "--view pairs: the free-form task's verdict carries a view criterion from the multiple-choice task"),
     "placement": PLACEMENT,
     "device": F("str", "device"),
 })

@@ -83,11 +83,13 @@ def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
 
 
 def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512, dtype="float32",
-            device="cpu", placement: dict | None = None) -> dict:
+            device="cpu", placement: dict | None = None, views=()) -> dict:
     """The audit's results for checkpoints ``paths`` (the first is the base). Weights are
     streamed tensor by tensor; for behaviour, CKA and KL one model at a time is in memory
     beside the base's kept activations (float16 features, float16 answer log-probs).
-    With ``placement`` (--device-map) each model is dispatched by accelerate."""
+    With ``placement`` (--device-map) each model is dispatched by accelerate. ``views``:
+    ``FREE=MC`` pairs of JSONL files, the free-form and multiple-choice views of one
+    capability (each also compared as a task of its own)."""
     from wrapcli.core.files import sha256
     from wrapcli.models import checkpoint
     from wrapcli.models.adapters import layer_features
@@ -98,6 +100,8 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         raise UsageError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
     from wrapcli.analyses.weightdiff import compare_weights
 
+    pairs = parse_views(views)
+    tasks = [*tasks, *[t for pair in pairs.items() for t in pair if t not in tasks]]
     names = [str(p) for p in paths]
     weights = [compare_weights(paths[0], p, device=device) for p in paths[1:]]  # streams; refuses mismatches first
     shas = {name: sha256(path) for name, path in zip(names, paths)}
@@ -130,7 +134,12 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
             other = layer_features(ck.model, views[0][1].chunks(), views[0][1].pick, device)
             representations[name] = cka_by_layer(base_features, other)
         del ck
-    verdict_by = verdicts_by_checkpoint(names, canon, evidence_by, behaviour, th)
+    for free, mc in pairs.items():
+        kinds = (behaviour[free][names[0]]["metric"], behaviour[mc][names[0]]["metric"])
+        if kinds != ("exact_match", "choice_accuracy"):
+            raise UsageError(f"--view {free}={mc}: needs prompt/answer records first and multiple-choice records "
+                             f"second, got {kinds[0].replace('_', ' ')} and {kinds[1].replace('_', ' ')}")
+    verdict_by = verdicts_by_checkpoint(names, canon, evidence_by, behaviour, th, pairs)
     return {
         "checkpoints": [{"path": n_, "sha256": shas[n_]} for n_ in names],
         "base": names[0],
@@ -141,9 +150,24 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         "representations": representations,
         "evidence": {k: [r["path"] for r in v] for k, v in evidence_by.items()},
         "verdicts": verdict_by,
+        "views": [{"free_form": free, "multiple_choice": mc} for free, mc in pairs.items()],
         **({"placement": {**placement, "modules": checkpoint.placed_on(base.model)}} if placement else {}),
         "device": device,
     }
+
+
+def parse_views(views) -> dict[str, str]:
+    """``--view FREE.jsonl=MC.jsonl`` pairs as {free-form file: multiple-choice file}."""
+    pairs: dict[str, str] = {}
+    for v in views:
+        free, eq, mc = v.partition("=")
+        if not eq or not free.endswith(".jsonl") or not mc.endswith(".jsonl") or free == mc:
+            raise UsageError(f"--view {v}: expected FREE.jsonl=MC.jsonl, the free-form and the multiple-choice "
+                             "records of one capability")
+        if free in pairs:
+            raise UsageError(f"--view {v}: {free} is given a view twice")
+        pairs[free] = mc
+    return pairs
 
 
 def _canonical(task: str, ck) -> tuple[str, dict]:

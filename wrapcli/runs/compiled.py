@@ -281,7 +281,7 @@ def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:
             representations[name] = cka_by_layer(base_features, ct.residual_features(m, ids))
     verdict_by = verdicts_by_checkpoint(names, canon, evidence_by, behaviour, th)
     return {"checkpoints": [{"path": n_, "sha256": shas[n_]} for n_ in names], "base": names[0],
-            "thresholds": th.to_dict(), "weights": weights, "behaviour": behaviour, "depth": {},
+            "thresholds": th.to_dict(), "weights": weights, "behaviour": behaviour, "depth": {}, "views": [],
             "representations": representations, "evidence": {k: [r["path"] for r in v] for k, v in evidence_by.items()},
             "verdicts": verdict_by, "device": "cpu"}
 

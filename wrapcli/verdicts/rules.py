@@ -18,7 +18,12 @@ baseline a sceptical reviewer would pick:
   (pruned - fine-tuned) / (base - fine-tuned) is reported beside it;
 - revive: the speed-up over the fastest control (geometric mean of steps to threshold,
   bootstrap over seeds), against ``revive_speedup``; fewer than ``min_seeds`` seeds, or
-  no control, is ``unclear``.
+  no control, is ``unclear``;
+- view: where a free-form capability has a multiple-choice view of the same facts
+  (``compare --view FREE=MC``), the fine-tuned model's choice accuracy minus chance
+  (Wilson interval), against ``view_margin``: a model that no longer says the answer but
+  still picks it among the choices has kept the knowledge (the conjugate-prompting idea
+  of Kotha et al. 2024, applied to the record format).
 
 One threshold per criterion is both the bar to pass and the line below which the effect
 is too small to matter, so each criterion can fail as well as pass: a threshold of 0
@@ -34,8 +39,9 @@ The label, per capability:
   the capability is present, as long as nothing clearly contradicts it. A failing prune
   is no contradiction: it shows the change is not localised in the K units swept, not
   that the capability is gone (``localised`` says which);
-- ``removed``: it fell and every probe and revival criterion failed (a prune cannot show
-  absence, so it does not count towards removal; a passing one contradicts it);
+- ``removed``: it fell and every probe and revival criterion failed (a prune or a
+  multiple-choice view cannot show absence, so neither counts towards removal; a passing
+  one contradicts it);
 - ``inconclusive``: the fall itself is unclear, the evidence disagrees (a pass and a
   fail), or nothing passed and something was unclear. The verdict names what would
   settle it (more examples, more seeds, a control, a longer run).
@@ -171,6 +177,19 @@ def revive(results: dict, th: Thresholds, source: str) -> dict:
     return c
 
 
+def view(mc: dict, th: Thresholds, source: str) -> dict:
+    """The multiple-choice view of a capability: does the fine-tuned model still pick the
+    right choice above chance (``mc``: its score on the multiple-choice file, with
+    ``majority_baseline`` = chance)?"""
+    acc, n, chance = mc["accuracy"], mc["n"], mc.get("majority_baseline") or 0.0
+    lo, hi = wilson(acc * n, n)
+    value = acc - chance
+    text = (f"multiple-choice view: the fine-tuned model picks the right choice {acc:.1%} of {n} records vs chance "
+            f"{chance:.1%}: {value:+.1%}, 95% [{lo - chance:+.1%}, {hi - chance:+.1%}]")
+    return criterion("view", "multiple-choice accuracy over chance", value, (lo - chance, hi - chance), th.view_margin,
+                     text, source, settle="more multiple-choice records")
+
+
 def relearn(r: dict, th: Thresholds, source: str) -> dict:
     """The relearning criterion, its outcome re-read against compare's ``relearn_margin``."""
     statistic = "held-out accuracy after relearning over the floor"
@@ -190,9 +209,12 @@ def verdict(task: str, base: dict, tuned: dict, evidence: list[dict], th: Thresh
     rests on the probe and revival evidence alone."""
     fall = behaviour(base, tuned, th)
     prunes = [c for c in evidence if c["kind"] == "prune"]
-    counted = [c for c in evidence if not (c["kind"] == "prune" and c["outcome"] == "fail")]
+    # a failing prune or multiple-choice view shows where the capability is not visible, not
+    # that it is gone: neither contradicts a pass nor counts towards removal
+    counted = [c for c in evidence if not (c["kind"] in ("prune", "view") and c["outcome"] == "fail")]
     outcomes = {c["outcome"] for c in counted}
-    others = [c["outcome"] for c in evidence if c["kind"] != "prune"]
+    others = [c["outcome"] for c in evidence if c["kind"] not in ("prune", "view")]
+    blind_view = any(c["kind"] == "view" and c["outcome"] == "fail" for c in evidence)
     localised = (True if any(c["outcome"] == "pass" for c in prunes)
                  else False if any(c["outcome"] == "fail" for c in prunes) else None)
     settle: list[str] = []
@@ -215,6 +237,10 @@ def verdict(task: str, base: dict, tuned: dict, evidence: list[dict], th: Thresh
     elif others and set(others) == {"fail"}:
         label, why = "removed", "every probe and revival criterion failed" + (
             "; pruning restored nothing either" if localised is False else "")
+    elif not counted and blind_view and localised is not False:
+        label, why = "suppressed", ("the multiple-choice view shows nothing above chance either, which does not "
+                                    "show the capability is gone; no probe or revive evidence given")
+        settle = ["give probe or revive evidence"]
     elif not others and localised is False:
         label, why = "inconclusive", ("pruning restored nothing, which shows the change is not localised, "
                                       "not that the capability is gone")

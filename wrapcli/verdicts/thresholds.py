@@ -17,12 +17,13 @@ class Thresholds:
     revive_speedup: float = 2.0  # speed-up over the fastest control that counts as revived faster
     min_seeds: int = 3  # reFT seeds a revival criterion needs to pass or fail
     relearn_margin: float = 0.05  # held-out accuracy over the floor that counts as relearned (revive --data)
+    view_margin: float = 0.05  # multiple-choice accuracy over chance that counts as still known (compare --view)
 
     def __post_init__(self) -> None:
         problems = []
         if not 0 < self.drop <= 1:
             problems.append(f"--drop must be in (0, 1], got {self.drop}")
-        for name in ("probe_margin", "prune_gain", "relearn_margin"):
+        for name in ("probe_margin", "prune_gain", "relearn_margin", "view_margin"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         if not self.revive_speedup >= 1:
