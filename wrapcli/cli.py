@@ -102,17 +102,18 @@ def main(
         raise typer.Exit(1)
 
 
-# Each command's help ends with its module's EXAMPLE (the epilog).
-app.command("train", epilog=train_cmd.EXAMPLE)(train_cmd.train)
-app.command("finetune", epilog=finetune_cmd.EXAMPLE)(finetune_cmd.finetune)
-app.command("revive", epilog=revive_cmd.EXAMPLE)(revive_cmd.revive)
-app.command("prune", epilog=prune_cmd.EXAMPLE)(prune_cmd.prune)
-app.command("probe", epilog=probe_cmd.EXAMPLE)(probe_cmd.probe)
-app.command("compare", epilog=compare_cmd.EXAMPLE)(compare_cmd.compare)
-app.command("eval", epilog=eval_cmd.EXAMPLE)(eval_cmd.eval_)
-app.command("export", epilog=export_cmd.EXAMPLE)(export_cmd.export)
-app.command("compile", epilog=compile_cmd.EXAMPLE)(compile_cmd.compile_)
-app.command("facts", epilog=facts_cmd.EXAMPLE)(facts_cmd.facts)
+# Each command's help ends with its module's EXAMPLE (the epilog); its SUMMARY is its line
+# in wrapcli --help.
+app.command("train", epilog=train_cmd.EXAMPLE, short_help=train_cmd.SUMMARY)(train_cmd.train)
+app.command("finetune", epilog=finetune_cmd.EXAMPLE, short_help=finetune_cmd.SUMMARY)(finetune_cmd.finetune)
+app.command("revive", epilog=revive_cmd.EXAMPLE, short_help=revive_cmd.SUMMARY)(revive_cmd.revive)
+app.command("prune", epilog=prune_cmd.EXAMPLE, short_help=prune_cmd.SUMMARY)(prune_cmd.prune)
+app.command("probe", epilog=probe_cmd.EXAMPLE, short_help=probe_cmd.SUMMARY)(probe_cmd.probe)
+app.command("compare", epilog=compare_cmd.EXAMPLE, short_help=compare_cmd.SUMMARY)(compare_cmd.compare)
+app.command("eval", epilog=eval_cmd.EXAMPLE, short_help=eval_cmd.SUMMARY)(eval_cmd.eval_)
+app.command("export", epilog=export_cmd.EXAMPLE, short_help=export_cmd.SUMMARY)(export_cmd.export)
+app.command("compile", epilog=compile_cmd.EXAMPLE, short_help=compile_cmd.SUMMARY)(compile_cmd.compile_)
+app.command("facts", epilog=facts_cmd.EXAMPLE, short_help=facts_cmd.SUMMARY)(facts_cmd.facts)
 
 
 # No option of wrapcli means anything past these: a count, size or seed beyond 2^31 - 1 is a
@@ -158,6 +159,37 @@ def _bounded(command):
     return command
 
 
+def _conventional(command):
+    """``command``'s help as a terminal user expects it: flags without a type (typer
+    shows ``<bool>``) and arguments as ``CKPT`` in the usage line."""
+    subs = list(getattr(command, "commands", {}).values())
+    for sub in [command, *subs]:
+        for param in sub.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+            elif param.param_type_name == "argument":  # typer writes {ckpt}
+                usage = param.name.upper() + ("..." if param.nargs != 1 else "")
+                param._usage_display_name = lambda usage=usage: usage
+        sub.get_help_option = _untyped(sub.get_help_option)
+    return command
+
+
+def _untyped(get_help_option):
+    """click makes the --help option when asked: it is a flag too."""
+    def made(ctx):
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return made
+
+
+def command_tree():
+    """The app as click runs it and users see it: bounded values, conventional help."""
+    return _conventional(_bounded(typer.main.get_command(app)))
+
+
 def entry(argv: list[str] | None = None) -> int:
     """Run wrapcli on ``argv`` (default: the command line) and return its exit code.
     typer's own usage errors (a bad option value, a missing argument, an unknown flag)
@@ -192,7 +224,7 @@ def entry(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
-        code = _bounded(typer.main.get_command(app)).main(args=argv, prog_name="wrapcli", standalone_mode=False)
+        code = command_tree().main(args=argv, prog_name="wrapcli", standalone_mode=False)
     except typer.Abort:  # click's Ctrl-C outside a command
         code = 128 + signal.SIGINT
     except TyperException as e:  # typer's vendored click: UsageError and its kin

@@ -5,23 +5,35 @@ from __future__ import annotations
 
 
 def markdown() -> str:
-    import typer
+    from wrapcli.cli import command_tree
 
-    from wrapcli.cli import app
-
-    group = typer.main.get_command(app)
+    group = command_tree()
     out = ["# Command reference", "",
            "Generated from the commands' `--help` by `python -m wrapcli.clidoc > docs/cli.md`; do not edit.",
            "Exit codes: 0 success, 1 runtime or data error, 2 usage error, 3 `compare --fail-on` matched.", "",
            "## wrapcli", "", " ".join(group.help.split()), "", *_table(group.params), ""]
     for name, cmd in group.commands.items():
-        args = " ".join(p.name.upper() + ("..." if p.nargs == -1 else "") for p in cmd.params if not _is_option(p))
+        args = " ".join(p._usage_display_name() for p in cmd.params if not _is_option(p))
         out += [f"## wrapcli {name}", "", f"`wrapcli {name} [OPTIONS] {args}`".replace("  ", " ").replace(" `", "`"), "",
                 cmd.help.strip(), "", *_table(cmd.params), ""]
-        examples = [line.strip() for line in (cmd.epilog or "").splitlines() if line.strip().startswith("wrapcli")]
+        examples = _examples(cmd.epilog or "")
         if examples:
             out += ["```sh", *examples, "```", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _examples(epilog: str) -> list[str]:
+    """The example commands of a help epilog, each with its continuation lines (a line
+    ending in a backslash goes on in the next)."""
+    out, going_on = [], False
+    for line in epilog.splitlines():
+        text = line.strip()
+        if text.startswith("wrapcli") or (going_on and text):
+            out.append(("    " if going_on else "") + text)
+            going_on = text.endswith("\\")
+        else:
+            going_on = False
+    return out
 
 
 def _is_option(param) -> bool:

@@ -190,3 +190,29 @@ def test_train_a_llama_through_the_cli(tmp_path):
         "-o", tmp_path / "l.safetensors")
     ck = checkpoint.load(tmp_path / "l.safetensors")
     assert ck.config.model_type == "llama" and ck.lineage[0]["steps"] == 3
+
+
+def test_help_reads_as_a_user_sees_it():
+    """``wrapcli --help`` and every command's --help, as the terminal shows them: no type
+    on a flag (typer's ``<bool>``), usage lines in the conventional form (``CKPT``, not
+    ``{ckpt}``), and every summary in ``wrapcli --help`` a whole sentence on its own."""
+    import typer
+
+    from wrapcli.cli import app, command_tree
+
+    names = sorted(typer.main.get_command(app).commands)  # from the app: a new command is read too
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert top.exit_code == 0 and "<bool>" not in top.output
+    summaries = {}
+    for line in top.output.splitlines():
+        cells = line.strip("│ ").split(None, 1)
+        if cells and cells[0] in names and len(cells) == 2:
+            summaries[cells[0]] = cells[1].strip()
+    assert sorted(summaries) == names, summaries
+    for name, text in summaries.items():
+        assert text[-1] in ".?" and text.count(".") + text.count("?") >= 1, (name, text)
+        assert text == command_tree().commands[name].short_help, (name, text)  # on one line, whole
+    for name in names:
+        out = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
+        usage = next(line for line in out.splitlines() if "Usage:" in line)
+        assert "<bool>" not in out and "{" not in usage and f"wrapcli {name} [OPTIONS]" in usage, (name, usage)

@@ -15,6 +15,7 @@ import typer
 from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet, refuse_given
 from wrapcli.verdicts.thresholds import Thresholds
 
+SUMMARY = "What did fine-tuning change, and is the capability gone or only wrapped?"  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli compare pt.safetensors ft.safetensors --task count:a --reports prune.json --reports probe.json -o audit.json --markdown audit.md

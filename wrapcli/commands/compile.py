@@ -9,6 +9,7 @@ import typer
 
 from wrapcli.commands._options import Debug, Out, Quiet
 
+SUMMARY = "Compile a RASP program with Tracr into a checkpoint the other commands read."  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   pip install 'wrapcli[compile]'

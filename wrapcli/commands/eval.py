@@ -21,6 +21,7 @@ import typer
 
 from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Precision, Quiet, refuse_given
 
+SUMMARY = "Accuracy on built-in tasks, or on your records for a Hugging Face directory."  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli eval pt.safetensors --task count:a --task count:b -o eval.json

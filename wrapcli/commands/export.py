@@ -8,6 +8,7 @@ import typer
 
 from wrapcli.commands._options import Debug, Force, Quiet
 
+SUMMARY = "Export a checkpoint to a directory that transformers opens."  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli export pt.safetensors pt_hf/

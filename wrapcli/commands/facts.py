@@ -10,6 +10,7 @@ import typer
 
 from wrapcli.commands._options import Debug, Force, Quiet, Seed
 
+SUMMARY = "Write a world of synthetic facts where an unlearning audit's answer is known."  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli facts world/ --seed 0

@@ -26,6 +26,7 @@ from wrapcli.commands._options import (
     Steps,
 )
 
+SUMMARY = "Fine-tune a checkpoint on a new task or on your records."  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli finetune pt.safetensors --task count:b --lr small -o ft_small.safetensors

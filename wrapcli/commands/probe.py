@@ -16,6 +16,7 @@ import typer
 
 from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet, Seed
 
+SUMMARY = "Is the capability still linearly decodable, layer by layer?"  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli probe ft.safetensors --target count:a --reference pt.safetensors -o probe.json

@@ -20,6 +20,7 @@ import typer
 
 from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Force, Json, Out, Precision, Quiet, Seed, refuse_given
 
+SUMMARY = "Does removing a handful of units bring the capability back?"  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli prune ft.safetensors --task count:a --also count:b --k 0,1,2,5,10,15,20 -o prune.json

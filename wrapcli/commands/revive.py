@@ -15,6 +15,7 @@ import typer
 
 from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Json, Out, Precision, Preset, Quiet, Steps, refuse_given
 
+SUMMARY = "Reverse fine-tune: does the capability come back faster than in models that never had it?"  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli revive ft.safetensors --task count:a --scratch --seeds 3 -o revive.json --plot revive.png

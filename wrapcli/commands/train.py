@@ -28,6 +28,7 @@ from wrapcli.commands._options import (
 from wrapcli.terminal.console import errors_as_exit, progress, stderr
 from wrapcli.terminal.tables import accuracy_table
 
+SUMMARY = "Pretrain on procedural tasks (counting, indexing, token lookup) or on your records."  # its line in wrapcli --help
 EXAMPLE = """Example:
 
   wrapcli train --task count --prior a=0.9,b=0.1 -o pt.safetensors --log pt.json
