@@ -159,6 +159,35 @@ def _bounded(command):
     return command
 
 
+# One name per concept: (command, old flag) -> the flag's name now. The old spelling still
+# works for one release, with a one-line note on stderr (docs/cli.md lists the renames).
+RENAMED = {
+    ("eval", "--n"): "--eval-size",  # examples per evaluation, as train, finetune, prune and revive say
+    ("probe", "--n"): "--eval-size",
+    ("compare", "--n"): "--eval-size",
+    ("revive", "--margin"): "--relearn-margin",  # compare's name for the same margin
+    ("train", "--k"): "--occurrence",  # --k is prune's list of K
+}
+
+
+def renamed(argv: list[str]) -> list[str]:
+    """``argv`` with each old option name of ``RENAMED`` replaced by its new one (a note on
+    stderr for each)."""
+    commands = {c.name for c in app.registered_commands}
+    out, command = [], None
+    for arg in argv:
+        if command is None and arg in commands:
+            command = arg
+        flag, eq, value = arg.partition("=")
+        new = RENAMED.get((command, flag)) if arg.startswith("--") else None
+        if new:
+            print(f"wrapcli: note: {command} {flag} is now {new}; the old name works until the next release",
+                  file=sys.stderr)
+            arg = new + eq + value
+        out.append(arg)
+    return out
+
+
 def _conventional(command):
     """``command``'s help as a terminal user expects it: flags without a type (typer
     shows ``<bool>``) and arguments as ``CKPT`` in the usage line."""
@@ -224,7 +253,8 @@ def entry(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
-        code = command_tree().main(args=argv, prog_name="wrapcli", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else list(argv)
+        code = command_tree().main(args=renamed(args), prog_name="wrapcli", standalone_mode=False)
     except typer.Abort:  # click's Ctrl-C outside a command
         code = 128 + signal.SIGINT
     except TyperException as e:  # typer's vendored click: UsageError and its kin

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def markdown() -> str:
-    from wrapcli.cli import command_tree
+    from wrapcli.cli import RENAMED, command_tree
 
     group = command_tree()
     out = ["# Command reference", "",
@@ -19,6 +19,9 @@ def markdown() -> str:
         examples = _examples(cmd.epilog or "")
         if examples:
             out += ["```sh", *examples, "```", ""]
+    out += ["## Renamed options", "", "One name per concept across commands; the old spelling still works for one release, "
+            "with a one-line note on stderr.", "", "| command | old | now |", "| --- | --- | --- |",
+            *[f"| {cmd} | `{old}` | `{new}` |" for (cmd, old), new in RENAMED.items()], ""]
     return "\n".join(out).rstrip() + "\n"
 
 

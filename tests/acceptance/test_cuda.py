@@ -39,8 +39,8 @@ def built(tmp_path_factory):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_train_and_eval_on_the_device_match_the_cpu(built, precision):
     pt = built / "pt.safetensors"
-    on = results("eval", pt, "--task", "count:a", "--n", "128", "--precision", precision, *ON)
-    cpu = results("eval", pt, "--task", "count:a", "--n", "128", "--precision", "fp32", "--device", "cpu", "-q")
+    on = results("eval", pt, "--task", "count:a", "--eval-size", "128", "--precision", precision, *ON)
+    cpu = results("eval", pt, "--task", "count:a", "--eval-size", "128", "--precision", "fp32", "--device", "cpu", "-q")
     tolerance = 0 if precision == "fp32" else 4  # bf16: a few argmax ties may flip
     for split, b in cpu["tasks"]["count:a"].items():
         a = on["tasks"]["count:a"][split]
@@ -60,7 +60,7 @@ def test_the_audit_commands_run_on_the_device(built, tmp_path):
     dev = results("prune", ft, "--task", "count:a", "--k", "0,1", "--eval-size", "32",
                   "--precision", "fp32", *ON)
     assert (dev["pruned"][0]["layer"], dev["pruned"][0]["index"]) == (cpu["pruned"][0]["layer"], cpu["pruned"][0]["index"])
-    pb = results("probe", ft, "--target", "count:a", "--n", "64", "--random-inits", "1", *ON)
+    pb = results("probe", ft, "--target", "count:a", "--eval-size", "64", "--random-inits", "1", *ON)
     assert pb["layers"]
     rv = results("revive", ft, "--task", "count:a", "--scratch", "--control", pt, "--seeds", "2", "--steps", "6",
                  "--eval-size", "16", "--preset", "smoke", *ON)
@@ -68,8 +68,8 @@ def test_the_audit_commands_run_on_the_device(built, tmp_path):
     cmp = results("compare", pt, ft, "--task", "count:a", *ON)
     assert cmp["behaviour"]
     run("export", ft, tmp_path / "hf", "-q")
-    hf = results("eval", tmp_path / "hf", "--task", "count:a", "--n", "64", "--precision", "fp32", *ON)
-    native = results("eval", ft, "--task", "count:a", "--n", "64", "--precision", "fp32", *ON)
+    hf = results("eval", tmp_path / "hf", "--task", "count:a", "--eval-size", "64", "--precision", "fp32", *ON)
+    native = results("eval", ft, "--task", "count:a", "--eval-size", "64", "--precision", "fp32", *ON)
     assert hf["tasks"]["count:a"] == native["tasks"]["count:a"]
 
 

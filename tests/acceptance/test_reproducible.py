@@ -26,7 +26,7 @@ def chain(root, threads=1):
     for args in steps:
         subprocess.run([*wrapcli, *args, *SETTINGS], check=True, env=env, cwd=root)
     subprocess.run([*wrapcli, "eval", "ft.safetensors", "--task", "count:a", "--task", "count:b",
-                    "--n", "64", "--device", "cpu", "-q", "-o", "eval.json"], check=True, env=env, cwd=root)
+                    "--eval-size", "64", "--device", "cpu", "-q", "-o", "eval.json"], check=True, env=env, cwd=root)
     report = json.loads((root / "eval.json").read_text())
     sha = {n: hashlib.sha256((root / n).read_bytes()).hexdigest() for n in ("pt.safetensors", "ft.safetensors")}
     return sha, report

@@ -64,7 +64,7 @@ def test_train_writes_checkpoint_and_log(pt):
 
 
 def test_eval_json(pt, tmp_path):
-    res = run("eval", pt, "--task", "count:a", "--task", "index:b", "--n", "40", "--json", "-q")
+    res = run("eval", pt, "--task", "count:a", "--task", "index:b", "--eval-size", "40", "--json", "-q")
     report = json.loads(res.stdout)
     assert report["schema"] == "wrapcli.eval"
     assert report["inputs"][0]["sha256"] and report["results"]["n"] == 40
@@ -76,7 +76,7 @@ def test_eval_json(pt, tmp_path):
     # accuracy is the per-answer accuracies weighted by their counts
     weighted = sum(v["n"] * v["accuracy"] for v in row["per_answer"].values()) / 40
     assert weighted == pytest.approx(row["accuracy"])
-    run("eval", pt, "--n", "20", "-o", tmp_path / "e.json", "-q")
+    run("eval", pt, "--eval-size", "20", "-o", tmp_path / "e.json", "-q")
     assert json.loads((tmp_path / "e.json").read_text())["results"]["tasks"]
 
 
@@ -88,7 +88,7 @@ def test_eval_matches_an_independent_forward(pt):
     from wrapcli.tasks.sequences import eval_batch
     from wrapcli.tasks.spec import Component
 
-    res = json.loads(run("eval", pt, "--task", "count:a", "--n", "64", "--precision", "fp32", "--json", "-q").stdout)
+    res = json.loads(run("eval", pt, "--task", "count:a", "--eval-size", "64", "--precision", "fp32", "--json", "-q").stdout)
     assert res["results"]["precision"] == "fp32"
     ck = checkpoint.load(pt)
     batch = eval_batch(ck.task_spec().replace(seed=0), Component("count", "a"), 64, None)
@@ -113,14 +113,14 @@ def test_bf16_evaluation_agrees_with_fp32_and_leaves_the_model_as_it_was(pt):
     assert (exact == fast).mean() >= 0.97
     assert ck.model.config._attn_implementation == "sdpa"
     assert type(ck.model.transformer.h[0].mlp.act).__name__ == "NewGELUActivation"
-    res = json.loads(run("eval", pt, "--task", "count:a", "--n", "64", "--precision", "bf16", "--json", "-q").stdout)
+    res = json.loads(run("eval", pt, "--task", "count:a", "--eval-size", "64", "--precision", "bf16", "--json", "-q").stdout)
     assert res["results"]["precision"] == "bf16"
 
 
 def test_export_round_trip(pt, tmp_path):
     run("export", pt, tmp_path / "hf", "-q")
-    a = json.loads(run("eval", pt, "--n", "30", "--json", "-q").stdout)["results"]["tasks"]
-    b = json.loads(run("eval", tmp_path / "hf", "--n", "30", "--json", "-q").stdout)["results"]["tasks"]
+    a = json.loads(run("eval", pt, "--eval-size", "30", "--json", "-q").stdout)["results"]["tasks"]
+    b = json.loads(run("eval", tmp_path / "hf", "--eval-size", "30", "--json", "-q").stdout)["results"]["tasks"]
     assert a == b
 
 
@@ -133,7 +133,7 @@ def test_unwritable_output_keeps_existing_file(pt, tmp_path):
     try:
         if os.access(ro, os.W_OK):
             pytest.skip("running as a user who can write anywhere (root)")
-        res = runner.invoke(app, ["eval", str(pt), "--n", "10", "-o", str(target)])
+        res = runner.invoke(app, ["eval", str(pt), "--eval-size", "10", "-o", str(target)])
         assert res.exit_code == 1 and "not writable" in res.stderr
         assert target.read_text() == "keep me"
     finally:
@@ -216,3 +216,30 @@ def test_help_reads_as_a_user_sees_it():
         out = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
         usage = next(line for line in out.splitlines() if "Usage:" in line)
         assert "<bool>" not in out and "{" not in usage and f"wrapcli {name} [OPTIONS]" in usage, (name, usage)
+
+
+@pytest.mark.parametrize("old, new, args", [
+    ("--n", "--eval-size", ["eval", "{pt}", "--task", "count:a", "{flag}", "8", "-q", "--json"]),
+    ("--n", "--eval-size", ["eval", "{pt}", "--task", "count:a", "{flag}=8", "-q", "--json"]),
+])
+def test_an_old_option_name_works_for_a_release_with_a_note(pt, old, new, args):
+    """A renamed option (wrapcli/cli.py RENAMED) is read as its new name, with one note on
+    stderr naming both, and gives the same report as the new name."""
+    fill = lambda flag: [a.format(pt=pt, flag=flag) for a in args]  # noqa: E731
+    before = runner.invoke(args=fill(old))
+    after = runner.invoke(args=fill(new))
+    assert before.exit_code == 0 and after.exit_code == 0, before.output
+    assert before.stderr.strip() == f"wrapcli: note: eval {old} is now {new}; the old name works until the next release"
+    a, b = (json.loads(r.stdout)["results"] for r in (before, after))
+    assert a == b and a["n"] == 8
+
+
+def test_every_rename_points_at_an_option_that_exists():
+    import typer
+
+    from wrapcli.cli import RENAMED, app
+
+    tree = typer.main.get_command(app)
+    for (command, old), new in RENAMED.items():
+        opts = {o for p in tree.commands[command].params for o in p.opts}
+        assert new in opts and old not in opts, (command, old, new)

@@ -52,7 +52,7 @@ def test_revive_with_controls(chain, tmp_path):
         for (lo, hi), mu in zip(m["accuracy"]["ci95"], mean):
             assert lo <= mu + 1e-12 and mu <= hi + 1e-12
     # the control at step 0 is the pretrained model itself: scored as eval scores it
-    ev = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--n", "16", "--json", "-q").stdout)
+    ev = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--eval-size", "16", "--json", "-q").stdout)
     assert res["models"][1]["accuracy"]["per_seed"][0][0] == ev["results"]["tasks"]["count:a"]["natural"]["accuracy"]
     # the speed-up follows from the curves' steps to threshold, computed here independently
     sp, rev = res["speedup"], res["models"][0]["steps_to_threshold"]["per_seed"]
@@ -73,7 +73,7 @@ def test_revive_with_controls(chain, tmp_path):
         f"revived_seed{s}{at}.safetensors" for s in (0, 1) for at in ("", "_step10", "_step5")]
     # the step-10 snapshot is the model the curve scored at step 10
     at10 = tmp_path / "kept" / "revived_seed1_step10.safetensors"
-    ev10 = json.loads(run("eval", at10, "--task", "count:a", "--n", "16", "--json", "-q").stdout)
+    ev10 = json.loads(run("eval", at10, "--task", "count:a", "--eval-size", "16", "--json", "-q").stdout)
     assert ev10["results"]["tasks"]["count:a"]["natural"]["accuracy"] == res["models"][0]["accuracy"]["per_seed"][1][3]
     assert checkpoint.load(at10).lineage[-1]["at_step"] == 10
 
@@ -93,7 +93,7 @@ def test_revive_plot_needs_the_extra(chain, tmp_path):
 
 def test_eval_conjugate_json(chain):
     rep = json.loads(run("eval", chain / "ft.safetensors", "--task", "count:a", "--task", "token",
-                         "--conjugate", "a:c,c:a", "--n", "20", "--json", "-q").stdout)["results"]
+                         "--conjugate", "a:c,c:a", "--eval-size", "20", "--json", "-q").stdout)["results"]
     assert rep["conjugate"]["mapping"] == {"a": "c", "b": "b", "c": "a"}
     assert set(rep["conjugate"]["tasks"]) == {"count:a", "token"}
 

@@ -26,7 +26,7 @@ def test_prune_sweep_json(chain, tmp_path):
     scores = [u["score"] for u in res["pruned"]]
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)
     # K=0 is the unpruned model: the same numbers eval reports
-    ev = json.loads(run("eval", chain / "ft.safetensors", "--task", "count:a", "--n", "16", "--json", "-q").stdout)
+    ev = json.loads(run("eval", chain / "ft.safetensors", "--task", "count:a", "--eval-size", "16", "--json", "-q").stdout)
     assert res["sweep"][0]["results"]["count:a"] == ev["results"]["tasks"]["count:a"]
 
 

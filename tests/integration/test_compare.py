@@ -46,12 +46,12 @@ def test_precision_is_the_dtype_the_models_run_in_and_dtype_its_old_name(tmp_pat
 
 def test_cli_with_tasks_reports_and_markdown(chain, tmp_path):
     pt, ft = chain / "pt.safetensors", chain / "ft.safetensors"
-    run("probe", ft, "--target", "count:a", "--n", "100", "--no-attention", "--device", "cpu", "-q",
+    run("probe", ft, "--target", "count:a", "--eval-size", "100", "--no-attention", "--device", "cpu", "-q",
         "-o", tmp_path / "probe.json")
     run("prune", ft, "--task", "count:a", "--unit", "head", "--k", "0,1", "--eval-size", "16", "--batch-size", "16",
         "--device", "cpu", "-q", "-o", tmp_path / "prune.json")
     md = tmp_path / "audit.md"
-    res = json.loads(run("compare", pt, ft, "--task", "count:a", "--task", "count:b", "--n", "64",
+    res = json.loads(run("compare", pt, ft, "--task", "count:a", "--task", "count:b", "--eval-size", "64",
                          "--reports", tmp_path / "probe.json", "--reports", tmp_path / "prune.json",
                          "--markdown", md, "--device", "cpu", "-q", "--json").stdout)["results"]
     assert set(res["behaviour"]) == {"count:a", "count:b"}
@@ -70,21 +70,21 @@ def test_cli_with_tasks_reports_and_markdown(chain, tmp_path):
     one_line_error(runner.invoke(app, ["compare", str(pt), str(pt), "--reports", str(tmp_path / "probe.json"),
                                        "--device", "cpu"]), "not among those compared")
     # and so is evidence about a task compare was not asked about
-    one_line_error(runner.invoke(app, ["compare", str(pt), str(ft), "--task", "count:b", "--n", "16",
+    one_line_error(runner.invoke(app, ["compare", str(pt), str(ft), "--task", "count:b", "--eval-size", "16",
                                        "--reports", str(tmp_path / "probe.json"), "--device", "cpu"]),
                    "evidence about count:a, but compare was given --task count:b")
     # and a report from before intervals existed
     old = json.loads((tmp_path / "probe.json").read_text())
     old["results_version"] = 1
     (tmp_path / "old.json").write_text(json.dumps(old))
-    one_line_error(runner.invoke(app, ["compare", str(pt), str(ft), "--task", "count:a", "--n", "16",
+    one_line_error(runner.invoke(app, ["compare", str(pt), str(ft), "--task", "count:a", "--eval-size", "16",
                                        "--reports", str(tmp_path / "old.json"), "--device", "cpu"]),
                    "run probe again")
 
 
 def test_fail_on_exit_codes(chain, monkeypatch):
     pt = str(chain / "pt.safetensors")
-    assert runner.invoke(app, ["compare", pt, pt, "--task", "count:a", "--n", "200", "--fail-on", "changed",
+    assert runner.invoke(app, ["compare", pt, pt, "--task", "count:a", "--eval-size", "200", "--fail-on", "changed",
                                "--device", "cpu", "-q"]).exit_code == 0  # identical: intact
     fake = {"verdicts": {"x": [{"label": "wrapped", "task": "count:a", "reason": "r", "criteria": [], "settle": []}]},
             "weights": []}

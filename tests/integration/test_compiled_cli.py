@@ -74,14 +74,14 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     assert all(len(c) == len(v["eval_steps"]) for m in v["models"] for c in m["accuracy"]["per_seed"])
 
     out = tmp_path / "probe.json"
-    run("probe", ft, "--target", "count:a", "--reference", counter, "--n", "200", "--random-inits", "2", "-q", "-o", out)
+    run("probe", ft, "--target", "count:a", "--reference", counter, "--eval-size", "200", "--random-inits", "2", "-q", "-o", out)
     pr = report(out)
     assert [l["hook"] for l in pr["layers"]] == ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     assert all("reference" in l and len(l["random_init"]["per_init"]) == 2 for l in pr["layers"])
 
     out = tmp_path / "audit.json"
     md = tmp_path / "audit.md"
-    run("compare", counter, ft, "--task", "count:a", "--task", "count:b", "--n", "64",
+    run("compare", counter, ft, "--task", "count:a", "--task", "count:b", "--eval-size", "64",
         *[x for f in ("prune.json", "probe.json", "revive.json") for x in ("--reports", tmp_path / f)],
         "-q", "--markdown", md, "-o", out)
     audit = report(out)
@@ -93,7 +93,7 @@ def test_finetune_prune_revive_and_eval_a_compiled_counter(counter, tmp_path):
     assert [r["hook"] for r in audit["representations"][str(ft)]][0] == "hook_embed"
 
     out = tmp_path / "eval.json"
-    run("eval", ft, "--task", "count:a", "--n", "64", "-q", "-o", out)
+    run("eval", ft, "--task", "count:a", "--eval-size", "64", "-q", "-o", out)
     att = report(out)["attention"]
     assert set(att) == {"natural", "C_Te=0", "C_Te=1"} and len(att["natural"]) == 4  # 2 layers x 2 heads
     assert all(sum(row[t] for t in ("BOS", "a", "b", "c")) == pytest.approx(1.0, abs=1e-4) for row in att["natural"])
@@ -159,7 +159,7 @@ def test_a_compiled_checkpoint_evaluates_and_prunes_with_no_jax(counter, tmp_pat
         "for name in ('jax', 'jaxlib', 'haiku', 'tracr'):\n"
         "    sys.modules[name] = None  # import fails\n"
         "from wrapcli.cli import entry\n"
-        f"assert entry(['eval', {str(counter)!r}, '--task', 'count:a', '--n', '32', '-q',"
+        f"assert entry(['eval', {str(counter)!r}, '--task', 'count:a', '--eval-size', '32', '-q',"
         f" '-o', {str(tmp_path / 'e.json')!r}]) == 0\n"
         f"assert entry(['prune', {str(counter)!r}, '--task', 'count:a', '--unit', 'weight', '--k', '0,1',"
         f" '--eval-size', '32', '-q', '-o', {str(tmp_path / 'p.json')!r}]) == 0\n"

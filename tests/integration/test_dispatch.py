@@ -76,7 +76,7 @@ def test_bad_dispatch_options(dirs, args, message):
 def test_a_wrapcli_file_is_not_dispatched(tmp_path):
     run("train", "--preset", "smoke", "--steps", "2", "--eval-size", "8", "--device", "cpu", "-q",
         "-o", tmp_path / "pt.safetensors")
-    one_line_error(runner.invoke(app, ["eval", str(tmp_path / "pt.safetensors"), "--n", "8", "-q", "--device-map",
+    one_line_error(runner.invoke(app, ["eval", str(tmp_path / "pt.safetensors"), "--eval-size", "8", "-q", "--device-map",
                                        "auto"]), "dispatch is for Hugging Face directories", 2)
 
 

@@ -47,7 +47,7 @@ def exported(request, tmp_path_factory):
 
 def test_eval_agrees_with_the_built_in_path(exported):
     d = exported
-    built_in = json.loads(run("eval", d / "ft.safetensors", "--task", "count:a", "--n", "64", "--precision", "fp32",
+    built_in = json.loads(run("eval", d / "ft.safetensors", "--task", "count:a", "--eval-size", "64", "--precision", "fp32",
                               "--device", "cpu", "-q", "--json").stdout)["results"]["tasks"]["count:a"]["natural"]
     text = json.loads(run("eval", d / "ft", "--data", d / "count_a.jsonl", "--device", "cpu", "-q",
                           "--json").stdout)["results"]["scores"]
@@ -57,7 +57,7 @@ def test_eval_agrees_with_the_built_in_path(exported):
 
 def test_compare_agrees_with_the_built_in_path(exported):
     d = exported
-    built_in = json.loads(run("compare", d / "pt.safetensors", d / "ft.safetensors", "--task", "count:a", "--n", "64",
+    built_in = json.loads(run("compare", d / "pt.safetensors", d / "ft.safetensors", "--task", "count:a", "--eval-size", "64",
                               "--device", "cpu", "-q", "--json").stdout)["results"]["behaviour"]["count:a"]
     text = json.loads(run("compare", d / "pt", d / "ft", "--task", d / "count_a.jsonl", "--device", "cpu", "-q",
                           "--json").stdout)["results"]

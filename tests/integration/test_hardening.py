@@ -27,10 +27,11 @@ def broken(chain, tmp_path_factory):
 
 
 def test_allow_nonfinite_loads_a_broken_model(broken):
-    result = runner.invoke(app, ["--allow-nonfinite", "eval", str(broken / "inf1.safetensors"), "--n", "8", "-q", "--json"])
+    result = runner.invoke(app, ["--allow-nonfinite", "eval", str(broken / "inf1.safetensors"), "--eval-size", "8", "-q",
+                                 "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["results"]["n"] == 8
     # the flag does not outlive the command that was given it
-    assert runner.invoke(app, ["eval", str(broken / "inf1.safetensors"), "--n", "8", "-q"]).exit_code == 1
+    assert runner.invoke(app, ["eval", str(broken / "inf1.safetensors"), "--eval-size", "8", "-q"]).exit_code == 1
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tmp_path):
@@ -128,7 +129,7 @@ def test_outputs_write_through_links_and_into_special_files(chain, tmp_path):
     target = tmp_path / "real.json"
     link = tmp_path / "link.json"
     link.symlink_to(target)
-    result = runner.invoke(app, ["eval", str(chain / "pt.safetensors"), "--n", "8", "-q", "-o", str(link)])
+    result = runner.invoke(app, ["eval", str(chain / "pt.safetensors"), "--eval-size", "8", "-q", "-o", str(link)])
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and json.loads(target.read_text())["schema"] == "wrapcli.eval"
     fifo = tmp_path / "pipe.json"
@@ -136,7 +137,7 @@ def test_outputs_write_through_links_and_into_special_files(chain, tmp_path):
     got = []
     reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
     reader.start()
-    result = runner.invoke(app, ["eval", str(chain / "pt.safetensors"), "--n", "8", "-q", "-o", str(fifo)])
+    result = runner.invoke(app, ["eval", str(chain / "pt.safetensors"), "--eval-size", "8", "-q", "-o", str(fifo)])
     reader.join(timeout=60)
     assert result.exit_code == 0, result.output
     assert fifo.is_fifo() and json.loads(got[0])["schema"] == "wrapcli.eval"
@@ -209,7 +210,7 @@ def full_disk(tmp_path):
     (["train", *TINY, "--steps", "2", "--eval-size", "16", "-o", "{full}/m.safetensors"], "{full}/m.safetensors"),
     (["train", *TINY, "--steps", "4", "--eval-size", "16", "--save-every", "2", "-o", "{full}/m.safetensors"],
      "{full}/m.safetensors.state"),
-    (["eval", "{pt}", "--n", "8", "-q", "-o", "{full}/r.json"], "{full}/r.json"),
+    (["eval", "{pt}", "--eval-size", "8", "-q", "-o", "{full}/r.json"], "{full}/r.json"),
     (["export", "{pt}", "{full}/hf"], "{full}/hf"),
 ])
 def test_a_full_disk_names_the_file_and_leaves_nothing(chain, full_disk, args, written):

@@ -92,7 +92,7 @@ def test_mean_last_k_skips_padding():
 def test_probe_cli_json(chain, tmp_path):
     out = tmp_path / "probe.json"
     run("probe", chain / "ft.safetensors", "--target", "count:a", "--reference", chain / "pt.safetensors",
-        "--n", "200", "--device", "cpu", "-q", "-o", out)
+        "--eval-size", "200", "--device", "cpu", "-q", "-o", out)
     res = json.loads(out.read_text())["results"]
     assert [(r["layer"], r["hook"]) for r in res["layers"]] == [
         (-1, "hook_embed"), (0, "blocks.0.hook_resid_post"), (1, "blocks.1.hook_resid_post")]
@@ -109,7 +109,7 @@ def test_probe_cli_json(chain, tmp_path):
     att = res["attention"]["model"]
     assert len(att) == 2 * 2 and all(0 <= r["a"] + r["b"] + r["c"] <= 1 + 1e-5 for r in att)
     other = json.loads(run("probe", chain / "ft.safetensors", "--target", "count:a", "--prompt", "count:b",
-                           "--n", "100", "--no-attention", "--device", "cpu", "-q", "--json").stdout)
+                           "--eval-size", "100", "--no-attention", "--device", "cpu", "-q", "--json").stdout)
     assert other["results"]["target"] == "count:a (on count:b prompts)"
 
 
@@ -166,7 +166,7 @@ def test_a_random_init_model_is_never_decodable(tmp_path, init_seed):
     model = build_model(build_config(ModelShape("gpt2", 4, 4, 128), vocab.VOCAB_SIZE, seq_len(48)), init_seed)
     spec = TaskSpec(components=parse_components("count"), prior=parse_prior("a=0.9,b=0.1"), text_len=48)
     checkpoint.save(tmp_path / "rand.safetensors", model, vocab=vocab.TOKENS, task=spec.to_dict())
-    res = json.loads(run("probe", tmp_path / "rand.safetensors", "--target", "count:a", "--n", "1200",
+    res = json.loads(run("probe", tmp_path / "rand.safetensors", "--target", "count:a", "--eval-size", "1200",
                          "--no-attention", "--device", "cpu", "-q", "--json").stdout)["results"]
     assert max(l["accuracy"] for l in res["layers"]) > max(l["majority_baseline"] for l in res["layers"]) + 0.2
     assert verdicts.probe(res, verdicts.Thresholds(), "probe.json")["outcome"] != "pass"
@@ -176,7 +176,7 @@ def test_a_random_init_model_is_never_decodable(tmp_path, init_seed):
     "args, code, message",
     [
         (["--target", "count"], 2, "fixed operand"),
-        (["--target", "count:a", "--n", "2"], 2, "--n"),
+        (["--target", "count:a", "--eval-size", "2"], 2, "--eval-size"),
         (["--data", "{one}"], 1, "at least two values"),
         (["--data", "{labelled}", "--position", "middle"], 2, "--position"),
         ([], 2, "give --target"),

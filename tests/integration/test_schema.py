@@ -24,7 +24,7 @@ def test_every_command_has_a_documented_results_schema():
 
 
 def test_validate_finds_every_problem_at_once(chain):
-    report = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--n", "8", "--device", "cpu",
+    report = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--eval-size", "8", "--device", "cpu",
                             "-q", "--json").stdout)
     assert schema.validate(report) == []
     bad = copy.deepcopy(report)
@@ -41,7 +41,7 @@ def test_validate_finds_every_problem_at_once(chain):
 
 
 def test_envelope_records_the_numerical_stack(chain):
-    env = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--n", "8", "--device", "cpu",
+    env = json.loads(run("eval", chain / "pt.safetensors", "--task", "count:a", "--eval-size", "8", "--device", "cpu",
                          "--precision", "fp32", "-q", "--json").stdout)
     assert env["precision"] == "fp32" and env["results_version"] == schema.RESULTS_VERSIONS["eval"]
     e = env["environment"]

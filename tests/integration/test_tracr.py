@@ -56,7 +56,7 @@ def test_eval_scores_a_compiled_counter_on_each_setting(tmp_path):
 
     out, report = tmp_path / "c.safetensors", tmp_path / "e.json"
     run("compile", "counter", "--max-len", "8", "-o", out)
-    run("eval", out, "--task", "count:a", "--task", "count:b", "--n", "300", "-o", report)
+    run("eval", out, "--task", "count:a", "--task", "count:b", "--eval-size", "300", "-o", report)
     tasks = json.loads(report.read_text())["results"]["tasks"]
     assert {s: r["accuracy"] for s, r in tasks["count:a"].items()} == {"natural": 1.0, "C_Te=0": 1.0, "C_Te=1": 1.0}
     assert tasks["count:b"]["C_Te=1"]["accuracy"] == 0.0  # it counts a, and there b = a + 1

@@ -36,7 +36,7 @@ def models(tmp_path_factory):
 
 def evidence(d, name, seeds=3, probe_n=1000):
     ckpt = d / f"{name}.safetensors"
-    run("probe", ckpt, "--target", "count:a", "--n", probe_n, "--no-attention", *CPU[:2], "-q",
+    run("probe", ckpt, "--target", "count:a", "--eval-size", probe_n, "--no-attention", *CPU[:2], "-q",
         "-o", d / f"probe-{name}-{probe_n}.json")
     run("prune", ckpt, "--task", "count:a", "--unit", "neuron", "--k", "0,1,2,4,8", "--eval-size", "1000",
         "--batch-size", "256", *CPU, "-o", d / f"prune-{name}.json")
@@ -45,7 +45,7 @@ def evidence(d, name, seeds=3, probe_n=1000):
 
 
 def compare(d, name, reports, n=500):
-    args = ["compare", d / "pt.safetensors", d / f"{name}.safetensors", "--task", "count:a", "--n", n, "--device", "cpu"]
+    args = ["compare", d / "pt.safetensors", d / f"{name}.safetensors", "--task", "count:a", "--eval-size", n, "--device", "cpu"]
     for r in reports:
         args += ["--reports", r]
     res = json.loads(run(*args, "-q", "--json").stdout)["results"]
@@ -83,7 +83,7 @@ def test_too_few_seeds_or_examples_is_inconclusive(models):
     assert v["label"] == "inconclusive" and c["revive"]["outcome"] == "unclear"
     assert any("--seeds 3" in s for s in v["settle"])
     few = models / "probe-wrapped-24.json"
-    run("probe", models / "wrapped.safetensors", "--target", "count:a", "--n", 24, "--no-attention", "--device", "cpu",
+    run("probe", models / "wrapped.safetensors", "--target", "count:a", "--eval-size", 24, "--no-attention", "--device", "cpu",
         "-q", "-o", few)
     v, c = compare(models, "wrapped", [few])
     assert v["label"] == "inconclusive" and c["probe"]["outcome"] == "unclear", v["text"]

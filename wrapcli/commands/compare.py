@@ -31,7 +31,7 @@ def compare(
     ckpts: Annotated[list[str], typer.Argument(help="Two or more checkpoints; the first is the base.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Capability to compare: a built-in task (count:a) or a prompt/answer JSONL file. Repeatable.")] = None,
     reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge (repeatable).")] = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Examples per built-in task.")] = 512,
+    n: Annotated[int, typer.Option("--eval-size", min=1, help="Examples per built-in task.")] = 512,
     precision: Annotated[Optional[Literal["fp32", "bf16", "fp16"]], typer.Option("--precision", help="fp32 (default), bf16 or fp16: the dtype the models are loaded and run in (bf16 and fp16 halve a large model's memory).")] = None,
     dtype: Annotated[Optional[Literal["float32", "bfloat16", "float16"]], typer.Option("--dtype", hidden=True, help="The old name of --precision.")] = None,
     drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed (its interval must clear it).")] = Thresholds.drop,

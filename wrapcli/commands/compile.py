@@ -14,7 +14,7 @@ EXAMPLE = """Example:
 
   pip install 'wrapcli[compile]'
   wrapcli compile counter -o counter.safetensors
-  wrapcli eval counter.safetensors --n 1000 -o counter_eval.json
+  wrapcli eval counter.safetensors --eval-size 1000 -o counter_eval.json
   wrapcli compile max-id --noise 0.001 --seed 1 -o maxid.safetensors
 """
 

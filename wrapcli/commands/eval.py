@@ -38,7 +38,7 @@ def eval_(
     ctx: typer.Context,
     ckpt: Annotated[str, typer.Argument(help="A wrapcli .safetensors checkpoint or HF directory.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Task(s) to evaluate; default: the checkpoint's own. Repeatable.")] = None,
-    n: Annotated[int, typer.Option("--n", help="Examples per evaluation set.")] = 1000,
+    n: Annotated[int, typer.Option("--eval-size", help="Examples per evaluation set.")] = 1000,
     data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL (exact match) or multiple-choice JSONL (choice accuracy, length-normalised too, and chance) instead of built-in tasks; CKPT is an HF directory with a tokenizer.")] = None,
     samples: Annotated[Optional[str], typer.Option("--samples", help="With --data: write one JSONL line per record (prompt, expected, predicted, correct, loss; for multiple choice each choice's log-likelihood).")] = None,
     conjugate: Annotated[Optional[str], typer.Option("--conjugate", help="Also evaluate with this invertible relabelling of a, b, c, e.g. a:c,c:a (answers mapped back).")] = None,
@@ -67,7 +67,7 @@ def eval_(
         from wrapcli.tasks.conjugate import parse_mapping
 
         if n < 1:
-            raise UsageError(f"--n must be >= 1, got {n}")
+            raise UsageError(f"--eval-size must be >= 1, got {n}")
         check_outputs(out, samples, inputs=[ckpt, data])
         check_format(out, "report", "-o")
         check_format(samples, "samples", "--samples")

@@ -35,7 +35,7 @@ def probe(
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt with this task instead of the target's own, e.g. count:b.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="JSONL of {text, label[, group]} instead of a built-in task (HF directory with tokenizer); records of one group stay on one side of the split.")] = None,
     position: Annotated[str, typer.Option("--position", help="With --data: last or mean-last-K (the paper's TinyStories probes: mean-last-10).")] = "last",
-    n: Annotated[int, typer.Option("--n", help="Examples (75% fit, 25% held out).")] = 2000,
+    n: Annotated[int, typer.Option("--eval-size", help="Examples to probe (75% fit, 25% held out).")] = 2000,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Probe this checkpoint too (e.g. the pretrained model).")] = None,
     attention: Annotated[bool, typer.Option("--attention/--no-attention", help="Summarise attention from <ans> onto a, b, c.")] = True,
     random_inits: Annotated[int, typer.Option("--random-inits", help="Randomly initialised models to probe as the baseline (the best of them per layer is the bar).")] = 3,
@@ -61,7 +61,7 @@ def probe(
         from wrapcli.terminal import tables
 
         if n < 8:
-            raise UsageError(f"--n must be >= 8, got {n}")
+            raise UsageError(f"--eval-size must be >= 8, got {n}")
         check_outputs(out, inputs=[ckpt, reference, data])
         check_format(out, "report", "-o")
         if data is not None and (target or prompt):

@@ -39,13 +39,13 @@ def revive(
     control: Annotated[Optional[list[str]], typer.Option("--control", help="A control checkpoint, trained identically (repeatable).")] = None,
     scratch: Annotated[bool, typer.Option("--scratch", help="Add a fresh initialisation of the same config as a control.")] = False,
     lr: Annotated[Optional[str], typer.Option("--lr", help="small, medium, large or a number (default: fine-tuning LR / 10 from the lineage). With --data a comma-separated grid, e.g. 1e-6,1e-5,1e-4 (default: the fine-tuning LR / 10 and x 1, else that grid); the criterion takes the best LR, Bonferroni-corrected.")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeats with different data and initialisation seeds (compare needs >= 3 to cite revival).")] = 3,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Repeats with different data and initialisation seeds (compare needs >= 3 to cite revival).")] = 3,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Accuracy that counts as revived (default: 0.9 x pretrained, else 0.9).")] = None,
     lora: Annotated[Optional[int], typer.Option("--lora", help="With --data: relearn with rank-R LoRA adapters (peft, the lora extra) instead of every weight: the weaker, cheaper attack.")] = None,
     lora_targets: Annotated[str, typer.Option("--lora-targets", help="With --lora: module names to adapt, comma-separated, or all-linear.")] = "all-linear",
     checkpointing: Annotated[bool, typer.Option("--checkpointing", help="With --data: gradient checkpointing (recompute activations in the backward pass): less memory on long records, about a third more compute.")] = False,
     fsdp: Annotated[bool, typer.Option("--fsdp", help="With --data, under torchrun: fully shard the weights, gradients and AdamW moments over the processes (torch FSDP) instead of replicating them.")] = False,
-    margin: Annotated[Optional[float], typer.Option("--margin", help="With --data: held-out accuracy above the floor that counts as relearned (default 0.05).")] = None,
+    margin: Annotated[Optional[float], typer.Option("--relearn-margin", help="With --data: held-out accuracy above the floor that counts as relearned (default 0.05; compare's option of the same name re-reads it).")] = None,
     preset: Preset = "cpu",
     steps: Steps = None,
     batch_size: BatchSize = None,
@@ -87,7 +87,7 @@ def revive(
         if data is not None and (scratch or save_dir):
             raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
                              "against a floor: give --reference (or --control DIR), not --scratch")
-        given = [f for f, v in (("--eval-data", eval_data), ("--reference", reference), ("--margin", margin),
+        given = [f for f, v in (("--eval-data", eval_data), ("--reference", reference), ("--relearn-margin", margin),
                                 ("--lora", lora), ("--checkpointing", checkpointing or None), ("--fsdp", fsdp or None))
                  if v is not None]
         if data is None and given:

@@ -50,7 +50,7 @@ def train(
     preset: Preset = "cpu",
     text_len: Annotated[Optional[int], typer.Option("--text-len", help="Terminals per text (default: preset).")] = None,
     window: Annotated[Optional[int], typer.Option("--window", help="Counting window O' (default: preset).")] = None,
-    k: Annotated[int, typer.Option("--k", min=1, help="Indexing: k-th occurrence.")] = 6,
+    k: Annotated[int, typer.Option("--occurrence", min=1, help="Indexing: ask for the k-th occurrence (the paper's k).")] = 6,
     offset: Annotated[int, typer.Option("--offset", min=1, help="Token task: positions before <eot>.")] = 40,
     arch: Annotated[Optional[Literal["gpt2", "llama"]], typer.Option("--arch", help="gpt2 or llama (default: preset).")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", help="n_layers (default: preset).")] = None,
@@ -136,7 +136,7 @@ def _train_text(out, data, tokenizer, eval_data, p, preset, given: dict, log, js
     if data is None or tokenizer is None:
         raise UsageError("train from your own records needs both --data and --tokenizer (--eval-data is optional)")
     refused = [flag for key, flag in BUILT_IN_ONLY.items() if given[key] is not None]
-    refused += [flag for key, flag, default in (("k", "--k", 6), ("offset", "--offset", 40)) if given[key] != default]
+    refused += [flag for key, flag, default in (("k", "--occurrence", 6), ("offset", "--offset", 40)) if given[key] != default]
     if refused:
         raise UsageError(f"{', '.join(refused)} apply to built-in tasks, not to --data")
     check_distinct([out, log], [data, tokenizer, eval_data])

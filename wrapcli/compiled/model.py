@@ -280,7 +280,7 @@ def evaluate(model, n: int, seed: int = 0, device: str = "cpu", operand: str | N
     also with (C_Te=1) and without (C_Te=0) the spurious feature."""
     spec = model.spec
     if n < 1:
-        raise UsageError(f"--n must be >= 1, got {n}")
+        raise UsageError(f"--eval-size must be >= 1, got {n}")
     if operand is None:
         inputs = sample_inputs(spec, n, seed)
         return {f"compiled:{spec.program}": {"natural": score(model, inputs, [target(spec, r) for r in inputs], device)}}

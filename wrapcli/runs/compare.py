@@ -200,9 +200,9 @@ class TaskView:
         from wrapcli.core.runtime import check_memory, shape_of
         from wrapcli.tasks.evaluation import check_eval_memory
 
-        check_eval_memory("--n", n, self.spec)
+        check_eval_memory("--eval-size", n, self.spec)
         layers, width, _, _ = shape_of(base.model.config)
-        check_memory("--n", n, 2 * n * (layers + 1) * width * 2, "the kept activations of two models")
+        check_memory("--eval-size", n, 2 * n * (layers + 1) * width * 2, "the kept activations of two models")
         self.comp = self.spec.eval_components()[0]
         self.n = n
         tokens = eval_batch(self.spec, self.comp, n, None).tokens

@@ -49,7 +49,7 @@ def eval_tasks(ckpt, tasks, n: int, seed: int, device: str, precision: str, mapp
     ck = checkpoint.load(ckpt, device=device, placement=placement)
     specs = [task_for(ck, t).replace(seed=seed) for t in tasks or [None]]
     for spec in specs:
-        check_eval_memory("--n", n, spec)
+        check_eval_memory("--eval-size", n, spec)
     results = {"checkpoint": str(ckpt), "eval_seed": seed, "n": n, "precision": precision, "tasks": {}}
     if placement is not None:
         results["placement"] = {**placement, "modules": checkpoint.placed_on(ck.model)}

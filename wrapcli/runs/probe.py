@@ -99,7 +99,7 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
 
 
 def check_probe_memory(config, n: int) -> None:
-    """Refuse an ``--n`` whose features would not fit in memory, before making any: one
+    """Refuse an ``--eval-size`` whose features would not fit in memory, before making any: one
     float32 row per example per layer (and the embedding), kept while the probes fit,
     with about as much again for the classifier's copies."""
     from wrapcli.core.runtime import available_memory
@@ -111,8 +111,8 @@ def check_probe_memory(config, n: int) -> None:
     need = 2 * 4 * n * (layers + 1) * width + n * (16 * min(positions, 1024) + 512)
     free = available_memory()
     if free is not None and need > free:
-        raise UsageError(f"--n {n}: the probe's features need about {need / 2**30:.1f} GiB, but "
-                         f"{free / 2**30:.1f} GiB of memory is available; use a smaller --n")
+        raise UsageError(f"--eval-size {n}: the probe's features need about {need / 2**30:.1f} GiB, but "
+                         f"{free / 2**30:.1f} GiB of memory is available; use a smaller --eval-size")
 
 
 def task_probe_data(ck, target, prompt, n, seed):

@@ -143,7 +143,7 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     margin = relearning.MARGIN if margin is None else margin
     if not 0 <= margin < 1:
-        raise UsageError(f"--margin must be in [0, 1), got {margin}")
+        raise UsageError(f"--relearn-margin must be in [0, 1), got {margin}")
     # Memory: one model at a time, in memory and on the device. The records need only the
     # checkpoint's config, and the controls and reference are checked against the shapes its
     # config gives (a meta-device build), so each of them is loaded, checked, scored and

@@ -49,7 +49,7 @@ def unexpected(e: BaseException) -> str:
 
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     if isinstance(e, MemoryError):
-        return "out of memory; try a smaller --n, --batch-size or model"
+        return "out of memory; try a smaller --eval-size, --batch-size or model"
     if isinstance(e, RecursionError):
         return "an input is nested too deeply to read"
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:

@@ -33,7 +33,7 @@ from wrapcli.core.files import sha256
 from wrapcli.models.build import context_length
 
 IGNORE = -100  # the label Hugging Face's loss skips
-MIN_PROBE_RECORDS = 8  # as probe --n
+MIN_PROBE_RECORDS = 8  # as probe --eval-size
 # Any of these makes a directory's tokenizer loadable (fast, sentencepiece, or BPE files).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 

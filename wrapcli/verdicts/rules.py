@@ -79,7 +79,7 @@ def behaviour(base: dict, tuned: dict, th: Thresholds) -> dict:
     return criterion("behaviour", "accuracy fall", drop, ci, th.drop,
                      f"accuracy {base['accuracy']:.1%} -> {tuned['accuracy']:.1%} "
                      f"(fall {drop:+.1%}, 95% [{ci[0]:+.1%}, {ci[1]:+.1%}], n = {base['n']} / {tuned['n']})",
-                     settle="evaluate on more examples (--n)")
+                     settle="evaluate on more examples (--eval-size)")
 
 
 def probe(results: dict, th: Thresholds, source: str) -> dict:
@@ -98,7 +98,7 @@ def probe(results: dict, th: Thresholds, source: str) -> dict:
             f"(paired, Bonferroni over {len(layers)} layers)")
     return criterion("probe", "probe accuracy over max(majority, random init)", m["value"], (lo, top),
                      th.probe_margin, text, source,
-                     settle="probe more examples (--n) or more random inits (--random-inits)",
+                     settle="probe more examples (--eval-size) or more random inits (--random-inits)",
                      layer=best["layer"], hook=best["hook"])
 
 
