@@ -16,7 +16,7 @@ TINY = ["--device", "cpu", "-q", "--eval-size", "16", "--batch-size", "32"]
 
 def test_prune_sweep_json(chain, tmp_path):
     out = tmp_path / "prune.json"
-    run("prune", chain / "ft.safetensors", "--task", "count:a", "--also", "count:b", "--k", "0,1,3",
+    run("prune", chain / "ft.safetensors", "--task", "count:a", "--also", "count:b", "--k", "0,1,3", "--unit", "neuron",
         *TINY, "-o", out)
     rep = json.loads(out.read_text())
     res = rep["results"]
@@ -59,7 +59,7 @@ def test_prune_hf_directory_on_user_data(tmp_path, arch):
     "args, message",
     [
         (["--task", "count:a", "--unit", "layer"], "'--unit': 'layer' is not one of"),
-        (["--task", "count:a", "--k", "0,999"], "more than the 256 neuron units"),
+        (["--task", "count:a", "--k", "0,999"], "more than the 576 row units"),
         (["--task", "count:a", "-w", "{d}/x.safetensors"], "--write-k"),
         ([], "give --task"),
     ],
@@ -130,3 +130,17 @@ def test_revert_to_a_model_of_another_shape_is_refused(chain, tmp_path):
         "-o", other)
     one_line_error(runner.invoke(app, ["prune", str(chain / "ft.safetensors"), "--task", "count:a", "--revert-to",
                                        str(other), *TINY]), "--revert-to", 1)
+
+
+def test_the_default_unit_is_the_papers_row(chain):
+    """prune without --unit prunes rows (one output feature of any linear map in the
+    blocks), the paper's unit: as many units as the blocks' linear maps have outputs."""
+    from wrapcli.models import checkpoint
+
+    res = json.loads(run("prune", chain / "ft.safetensors", "--task", "count:a", "--k", "0,1", *TINY,
+                         "--json").stdout)["results"]
+    model = checkpoint.load(chain / "ft.safetensors").model
+    rows = sum(p.shape[1] if "c_attn" in n or "c_fc" in n or "c_proj" in n else p.shape[0]
+               for n, p in model.named_parameters() if n.startswith("transformer.h.") and n.endswith(".weight")
+               and p.dim() == 2)
+    assert res["unit"] == "row" and res["n_units"] == rows

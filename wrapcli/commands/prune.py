@@ -41,7 +41,7 @@ def prune(
     task: Annotated[Optional[str], typer.Option("--task", help="The capability to restore, e.g. count:a: scored and evaluated.")] = None,
     also: Annotated[Optional[list[str]], typer.Option("--also", help="Other tasks to evaluate at each K, e.g. count:b (repeatable).")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL instead of a built-in task (HF directory with tokenizer).")] = None,
-    unit: Annotated[Literal["neuron", "head", "weight", "row"], typer.Option("--unit", help="neuron (MLP hidden unit), head, weight (single weight of an output projection) or row (the paper's unit: one output feature of any linear map in the blocks).")] = "neuron",
+    unit: Annotated[Optional[Literal["neuron", "head", "weight", "row"]], typer.Option("--unit", help="row (the default: the paper's unit, Jain et al. 2024 Sec. 5: one output feature of any linear map in the blocks), neuron (MLP hidden unit), head, or weight (single weight of an output projection; a compiled model's default).")] = None,
     spurious: Annotated[float, typer.Option("--spurious", help="Built-in tasks: share of the scoring strings that carry the spurious relation (0: saliency on C_Te = 0 inputs, 1: on C_Te = 1).")] = 0.0,
     revert_to: Annotated[Optional[str], typer.Option("--revert-to", help="Reset the selected units to this base model's values instead of zeroing them (same shapes): localises the fine-tune's change.")] = None,
     k: Annotated[str, typer.Option("--k", help="Comma-separated K values to sweep.")] = "0,1,2,5,10,15,20",
@@ -126,7 +126,7 @@ def prune(
 
             series = tables.prune_series(result)
             line_plot(plot, [r["k"] for r in result["sweep"]], series, "units pruned (K)",
-                      f"prune {result['task']} ({unit})", log_x=False)
+                      f"prune {result['task']} ({result['unit']})", log_x=False)
         report = reports.envelope("prune", result, inputs=[ckpt] + [f for f in (data, revert_to) if f], seed=seed,
                                   device=device,
                                   precision=result["precision"])

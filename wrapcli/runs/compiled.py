@@ -93,11 +93,12 @@ def finetune(*, parent, out, task: str, lr: str, spurious: float, recipe_args: d
 
 
 def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960, eval_n: int = 1000,
-          seed: int = 0, unit: str = "weight", revert_to=None) -> dict:
+          seed: int = 0, unit: str | None = None, revert_to=None) -> dict:
     """Zero the K units (single weights, the paper's unit for compiled models, or MLP
     neurons) with the highest weight x gradient on ``task``, or reset them to the
     ``revert_to`` model's values, and evaluate every task at each K (schema PRUNE)."""
     pin_threads()  # --threads: the same count gives the same bits
+    unit = unit or "weight"
     model = compiled.load_checkpoint(ckpt_path)
     source, reverted = None, None
     if revert_to is not None:

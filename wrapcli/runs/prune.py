@@ -34,7 +34,7 @@ def micro_batches(td, batches: list[list[int]]) -> list[list[int]]:
     return out
 
 
-def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 2, 5, 10, 15, 20),
+def prune(*, ckpt_path, task=None, also=(), data=None, kind=None, ks=(0, 1, 2, 5, 10, 15, 20),
           iterative=False, batches=1, batch_size=512, eval_size=512, seed=0, device="cpu",
           write=None, write_k=None, on_k=None, precision="fp32", revert_to=None, spurious=0.0,
           force=False) -> dict:
@@ -43,7 +43,8 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     With ``revert_to`` (the base model, same shapes) the selected units are reset to the
     base's values instead of zeroed: the fine-tune's change is undone there alone.
     ``spurious`` is the share of scoring strings (built-in tasks) that carry the spurious
-    relation: 0 scores on C_Te = 0 inputs, 1 on C_Te = 1 inputs."""
+    relation: 0 scores on C_Te = 0 inputs, 1 on C_Te = 1 inputs. ``kind`` None is the
+    paper's unit, a row (one output feature of a linear map)."""
     from wrapcli.models import checkpoint
     from wrapcli.models.checkpoint import lineage_entry
     from wrapcli.tasks.checks import task_for
@@ -51,6 +52,7 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind="neuron", ks=(0, 1, 
     from wrapcli.tasks.sequences import batch_for_step
     from wrapcli.training.batches import loss_on
 
+    kind = kind or "row"
     if batches < 1 or batch_size < 1:
         raise UsageError("--batches and --batch-size must be >= 1")
     if not 0 <= spurious <= 1:
