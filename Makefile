@@ -41,9 +41,10 @@ $(VENV)/.compile-extra: $(BIN)/wrapcli
 	$(BIN)/pip install -q --no-compile -e ".[compile]"
 	touch $@
 
-# The lora extra (peft) for --lora, the big extra (accelerate) for --device-map, and their tests.
+# The lora extra (peft) for --lora, the big extra (accelerate) for --device-map, and their
+# tests; the quant extra (bitsandbytes) for the test that checks quantize's NF4 against it.
 $(VENV)/.lora-extra: $(BIN)/wrapcli
-	$(BIN)/pip install -q --no-compile -e ".[lora,big]"
+	$(BIN)/pip install -q --no-compile -e ".[lora,big,quant]"
 	touch $@
 
 # Fast tier: ruff (lint, import order), then everything but tests marked slow.

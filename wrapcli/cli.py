@@ -17,6 +17,7 @@ from wrapcli.commands import facts as facts_cmd
 from wrapcli.commands import finetune as finetune_cmd
 from wrapcli.commands import probe as probe_cmd
 from wrapcli.commands import prune as prune_cmd
+from wrapcli.commands import quantize as quantize_cmd
 from wrapcli.commands import revive as revive_cmd
 from wrapcli.commands import train as train_cmd
 from wrapcli.core.errors import UsageError
@@ -114,6 +115,7 @@ app.command("eval", epilog=eval_cmd.EXAMPLE, short_help=eval_cmd.SUMMARY)(eval_c
 app.command("export", epilog=export_cmd.EXAMPLE, short_help=export_cmd.SUMMARY)(export_cmd.export)
 app.command("compile", epilog=compile_cmd.EXAMPLE, short_help=compile_cmd.SUMMARY)(compile_cmd.compile_)
 app.command("facts", epilog=facts_cmd.EXAMPLE, short_help=facts_cmd.SUMMARY)(facts_cmd.facts)
+app.command("quantize", epilog=quantize_cmd.EXAMPLE, short_help=quantize_cmd.SUMMARY)(quantize_cmd.quantize)
 
 
 # No option of wrapcli means anything past these: a count, size or seed beyond 2^31 - 1 is a

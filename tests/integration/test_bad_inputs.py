@@ -213,6 +213,10 @@ CASES = [
     (["compare", "gpt2", "{ft}", "--task", "count:a", "-q"], 1, "gpt2: no such file or directory"),
     (["revive", "{d}/hf", "--data", "{d}/pairs.jsonl", "--eval-data", "{d}/pairs.jsonl", "--reference", "Qwen/Qwen2-0.5B",
       "--threshold", "0.5", "-q"], 1, "Qwen/Qwen2-0.5B: no such file or directory"),
+    # the quantization attack: a scheme it cannot do, an output of the other form
+    (["quantize", "{ft}", "--scheme", "nf4", "--bits", "8", "-o", "{d}/q.safetensors"], 2, "NF4 is a 4-bit code book"),
+    (["quantize", "{d}/hf", "-o", "{d}/q.safetensors"], 2, "a Hugging Face directory is written as a directory"),
+    (["quantize", "gpt2", "-o", "{d}/q.safetensors"], 1, "gpt2: no such file or directory"),
     # a metadata field of the wrong type, a report compare cannot read a row from
     (["eval", "{d}/task-types.safetensors", "--task", "count:a", "--eval-size", "8"], 1,
      "task-types.safetensors: metadata 'task': field 'window' must be an integer, got '40'"),
@@ -400,5 +404,8 @@ def test_settings_outside_the_cli_are_checked(chain, bad, env, args, message):
 
 
 def test_the_corpus_is_large_enough():
-    assert len(CASES) >= 40 and {a[0] if not a[0].startswith("--") else a[2] for a, _, _ in CASES} >= {
-        "train", "finetune", "revive", "prune", "probe", "compare", "eval", "export"}
+    """At least one hostile row for every command of the app (a new command too)."""
+    from wrapcli.cli import app
+
+    commands = {c.name for c in app.registered_commands}
+    assert len(CASES) >= 40 and {a[0] if not a[0].startswith("--") else a[2] for a, _, _ in CASES} >= commands

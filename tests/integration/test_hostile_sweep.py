@@ -69,6 +69,7 @@ def _base(command: str, d) -> list[str]:
         "export": ["export", pt, d / "exported"],
         "compile": ["compile", "counter", "-o", d / "compiled.safetensors", "-q"],
         "facts": ["facts", d / "world", "-q"],
+        "quantize": ["quantize", ft, "-o", d / "quantized.safetensors", "-q"],
     }[command]
 
 

@@ -17,7 +17,8 @@ import math
 from dataclasses import dataclass
 
 ENVELOPE_VERSION = 2
-RESULTS_VERSIONS = {"train": 3, "finetune": 3, "eval": 3, "probe": 2, "prune": 3, "revive": 3, "compare": 3}
+RESULTS_VERSIONS = {"train": 3, "finetune": 3, "eval": 3, "probe": 2, "prune": 3, "revive": 3, "compare": 3,
+                    "quantize": 1}
 
 
 @dataclass(frozen=True)
@@ -456,7 +457,7 @@ COMPARE = Obj({
 # One entry of a checkpoint's lineage (wrapcli/models/checkpoint.py lineage_entry), checked when a
 # checkpoint is read. Open: keys it does not list are kept, so a newer wrapcli's entries load.
 LINEAGE_ENTRY = Obj({
-    "kind": F("str", "train, finetune, revive, prune or compile"),
+    "kind": F("str", "train, finetune, revive, prune, quantize or compile"),
     "parent_sha256": F("str|null", "sha256 of the checkpoint it was made from (null for a fresh model)"),
     "command": F(List("str"), "the command line as typed, one item per argument"),
     "seed": F("int", "seed of the step"),
@@ -481,6 +482,9 @@ LINEAGE_ENTRY = Obj({
     "operation": F("str", "prune: zero or revert", optional=True),
     "revert_to": F(ANY, "prune --revert-to: {path, sha256} of the base, else null", optional=True),
     "at_step": F("int", "revive --save-dir: the reverse fine-tuning step kept", optional=True),
+    "scheme": F("str", "quantize: rtn or nf4", optional=True),
+    "bits": F("int", "quantize: bits per weight", optional=True),
+    "group_size": F("int", "quantize: group (rtn) or block (nf4) size", optional=True),
     "noise": F("float", "compile: scale of the noise added to the weights", optional=True),
     "max_len": F("int", "compile: the compiled program's maximum length", optional=True),
 }, open=True)
@@ -493,8 +497,20 @@ def lineage_problems(lineage) -> list[str]:
     return problems
 
 
+QUANTIZE = Obj({
+    "checkpoint": F("str", "the checkpoint quantized"),
+    "written": F("str", "the de-quantized checkpoint written (-o)"),
+    "scheme": F("str", "rtn (round to nearest, absmax per group) or nf4 (bitsandbytes' NormalFloat code book)"),
+    "bits": F("int", "bits per weight"),
+    "group_size": F("int", "inputs per group of an output channel (rtn; 0 = the whole channel) or values per "
+                           "block of the flattened tensor (nf4)"),
+    "n_tensors": F("int", "weights quantized: every linear map in the blocks"),
+    "mean_relative_change": F("float", "mean over them of ||W' - W|| / ||W||"),
+    "tensors": F(List(Obj({"name": F("str", "parameter name"), "shape": F(List("int"), "its shape"),
+                           "relative_change": F("float", "||W' - W|| / ||W||")})), "one row per weight"),
+})
 RESULTS = {"train": TRAIN, "finetune": FINETUNE, "eval": EVAL, "probe": PROBE, "prune": PRUNE,
-           "revive": REVIVE, "compare": COMPARE}
+           "revive": REVIVE, "compare": COMPARE, "quantize": QUANTIZE}
 assert set(RESULTS) == set(RESULTS_VERSIONS)
 
 _PY = {"str": str, "int": int, "float": (int, float), "bool": bool, "null": type(None)}
