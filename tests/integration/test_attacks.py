@@ -80,3 +80,45 @@ def test_quantize_refuses_a_compiled_model_and_a_mismatched_output(chain, tmp_pa
     one_line_error(runner.invoke(app, ["quantize", str(chain / "ft.safetensors"), "-o", str(tmp_path / "qdir"), "-q"]),
                    "-o " + str(tmp_path / "qdir") + ": a Hugging Face directory is written as a directory", 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter.safetensors"]
+
+
+def test_in_context_examples_are_the_prompts_assembled_by_hand(tmp_path):
+    """eval --shots: with K demonstrations the record is scored on exactly the prompt a
+    hand-written assembly gives (K solved records of the pool, drawn with numpy's seeded
+    generator, never the record itself, each prompt + answer + a blank line), and the
+    accuracy per K equals plain eval of a file holding those prompts."""
+    import numpy as np
+
+    base = make_model_dir(tmp_path / "m", "llama")
+    rows = [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()]
+    data = write_jsonl(tmp_path / "forget.jsonl", rows)
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows[:5] + [{"prompt": "once upon", "answer": " red"}])
+    rep = json.loads(run("eval", base, "--data", data, "--shots", "0,2", "--shots-from", pool, "--seed", "3",
+                         "--samples", tmp_path / "s.jsonl", "-q", "--json").stdout)["results"]
+    zero, two = rep["shots"]["per_k"]
+    assert zero["k"] == 0 and zero["accuracy"] == rep["scores"]["accuracy"] and two["n"] == len(rows)
+    pool_rows = rows[:5] + [{"prompt": "once upon", "answer": " red"}]
+    samples = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    hand = []
+    for i, rec in enumerate(rows):
+        others = [p for p in pool_rows if p["prompt"] != rec["prompt"]]
+        picked = np.random.default_rng([3, i]).choice(len(others), size=2, replace=False)
+        prompt = "".join(others[j]["prompt"] + others[j]["answer"] + "\n\n" for j in picked) + rec["prompt"]
+        assert samples[i]["shots"]["2"]["prompt"] == prompt and samples[i]["shots"]["0"]["prompt"] == rec["prompt"]
+        assert rec["prompt"] + rec["answer"] not in prompt.removesuffix(rec["prompt"])  # never its own answer
+        hand.append({"prompt": prompt, "answer": rec["answer"]})
+    plain = json.loads(run("eval", base, "--data", write_jsonl(tmp_path / "hand.jsonl", hand), "-q",
+                           "--json").stdout)["results"]["scores"]
+    assert plain["accuracy"] == two["accuracy"] and plain["ci95"] == two["ci95"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shots", "3"], "--shots and --shots-from go together"),
+    (["--shots", "3,1", "--shots-from", "{pool}"], "strictly increasing"),
+    (["--shots", "9", "--shots-from", "{pool}"], "fewer than --shots 9"),
+])
+def test_in_context_examples_refusals(tmp_path, args, message):
+    base = make_model_dir(tmp_path / "m", "llama")
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()])
+    one_line_error(runner.invoke(app, ["eval", str(base), "--data", str(pool), *[a.format(pool=pool) for a in args],
+                                       "-q"]), message, 2)

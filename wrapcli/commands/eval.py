@@ -31,6 +31,9 @@ EXAMPLE = """Example:
   wrapcli eval tuned/ --data capitals.jsonl --samples samples.jsonl   # a Hugging Face directory
 
   wrapcli eval tuned/ --data quiz.jsonl   # multiple choice: {"prompt", "choices": [...], "answer": 2}
+
+  wrapcli eval unlearned/ --data forget.jsonl --shots 0,3,8 --shots-from other-facts.jsonl
+      # the in-context attack: 3 and 8 solved records of other facts before each question
 """
 
 
@@ -41,6 +44,8 @@ def eval_(
     n: Annotated[int, typer.Option("--eval-size", help="Examples per evaluation set.")] = 1000,
     data: Annotated[Optional[str], typer.Option("--data", help="Prompt/answer JSONL (exact match) or multiple-choice JSONL (choice accuracy, length-normalised too, and chance) instead of built-in tasks; CKPT is an HF directory with a tokenizer.")] = None,
     samples: Annotated[Optional[str], typer.Option("--samples", help="With --data: write one JSONL line per record (prompt, expected, predicted, correct, loss; for multiple choice each choice's log-likelihood).")] = None,
+    shots: Annotated[Optional[str], typer.Option("--shots", help="With --data: also score with K in-context examples before each prompt, for each K of a comma-separated list (an attack: Lynch et al. 2024); needs --shots-from.")] = None,
+    shots_from: Annotated[Optional[str], typer.Option("--shots-from", help="With --shots: prompt/answer (or multiple-choice) records to draw the demonstrations from, never the scored record itself; --seed orders the draw.")] = None,
     conjugate: Annotated[Optional[str], typer.Option("--conjugate", help="Also evaluate with this invertible relabelling of a, b, c, e.g. a:c,c:a (answers mapped back).")] = None,
     eval_seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the fixed evaluation sets (one default for every checkpoint, so all are scored on the same examples).")] = 0,
     device: Device = "auto",
@@ -65,29 +70,39 @@ def eval_(
         from wrapcli.report import envelope as reports
         from wrapcli.runs import eval as run
         from wrapcli.tasks.conjugate import parse_mapping
+        from wrapcli.textdata.shots import parse_shots
 
         if n < 1:
             raise UsageError(f"--eval-size must be >= 1, got {n}")
-        check_outputs(out, samples, inputs=[ckpt, data])
+        check_outputs(out, samples, inputs=[ckpt, data, shots_from])
         check_format(out, "report", "-o")
         check_format(samples, "samples", "--samples")
         placed = placement(device_map, max_memory)
         if data is not None:
             if task or conjugate:
                 raise UsageError("--data evaluates user records; --task and --conjugate are for built-in tasks")
-            refuse_given(ctx, ("n", "eval_seed"), "to built-in tasks; --data scores every record")
+            refuse_given(ctx, ("n",) if shots else ("n", "eval_seed"), "to built-in tasks; --data scores every record")
+            if (shots is None) != (shots_from is None):
+                raise UsageError("--shots and --shots-from go together (how many in-context examples, and from where)")
             device = resolve_device(device)
-            results, lines = run.eval_data(ckpt, data, device, resolve_precision(precision, device), placed)
+            results, lines = run.eval_data(ckpt, data, device, resolve_precision(precision, device), placed,
+                                           shots=parse_shots(shots) if shots else None, shots_from=shots_from,
+                                           seed=eval_seed)
             from wrapcli.terminal.tables import describe_scores
 
-            stderr(quiet).print(f"{ckpt} on {data}: {describe_scores(results['scores'])}")
+            con = stderr(quiet)
+            con.print(f"{ckpt} on {data}: {describe_scores(results['scores'])}")
+            for row in results.get("shots", {}).get("per_k", []):
+                con.print(f"  with {row['k']} in-context examples: {row['accuracy']:.1%} of {row['n']} "
+                          f"[{row['ci95'][0]:.1%}, {row['ci95'][1]:.1%}]")
             if samples:
                 write_text(samples, "".join(json.dumps(line) + "\n" for line in lines))
-            reports.write(reports.envelope("eval", results, inputs=[ckpt, data], device=results["device"],
+            reports.write(reports.envelope("eval", results, inputs=[ckpt, data, *([shots_from] if shots_from else [])],
+                                           seed=eval_seed if shots else None, device=results["device"],
                                            precision=results["precision"]), out, json_out)
             return
-        elif samples:
-            raise UsageError("--samples goes with --data")
+        elif samples or shots or shots_from:
+            raise UsageError("--samples, --shots and --shots-from go with --data")
         if checkpoint.is_compiled(ckpt):
             if placed is not None:
                 raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")

@@ -6,12 +6,15 @@ by its kind's metric, with one sample per record)."""
 from __future__ import annotations
 
 
-def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placement: dict | None = None
+def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placement: dict | None = None,
+              shots: list[int] | None = None, shots_from: str | None = None, seed: int = 0
               ) -> tuple[dict, list[dict]]:
     """Scores of a Hugging Face model on prompt/answer or multiple-choice records, and one
     sample per record. With ``precision`` bf16 the weights are loaded and kept in bf16
     (half the memory of fp32: an 8B model's weights take 16 GB), not autocast. With
-    ``placement`` the layers are dispatched over the devices, the CPU and disk."""
+    ``placement`` the layers are dispatched over the devices, the CPU and disk. With
+    ``shots`` (numbers of in-context examples, wrapcli/textdata/shots.py) the records are
+    also scored with that many demonstrations from ``shots_from`` before each prompt."""
     from wrapcli.models import checkpoint
     from wrapcli.textdata.textscore import score_records, summarize
     from wrapcli.textdata.userdata import load_tokenizer, text_data
@@ -33,9 +36,38 @@ def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placem
         lines.append(line)
     results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": precision,
                "scores": summarize(td, scored), "device": device}
+    if shots:
+        results["shots"] = score_with_shots(ck.model, tok, ckpt, data, device, shots, shots_from, seed, lines)
     if placement is not None:
         results["placement"] = {**placement, "modules": checkpoint.placed_on(ck.model)}
     return results, lines
+
+
+def score_with_shots(model, tok, ckpt, data, device, shots, shots_from, seed, lines) -> dict:
+    """Accuracy with K in-context examples before each prompt, for every K of ``shots``;
+    each sample line gets the prompt as scored and whether it was answered, per K."""
+    from functools import partial
+
+    from wrapcli.core.errors import UsageError
+    from wrapcli.textdata.shots import SEPARATOR, with_shots
+    from wrapcli.textdata.textscore import score_records, summarize
+    from wrapcli.textdata.userdata import read_records, text_data
+
+    pool_kind, pool, _ = read_records(shots_from)
+    if pool_kind == "text":
+        raise UsageError(f"--shots-from {shots_from}: text records have no answer to show; give prompt/answer or "
+                         "multiple-choice records")
+    per_k = []
+    for k in shots:
+        td = text_data(data, ckpt, model, 0, tokenizer=tok, kinds=("prompt", "choice"),
+                       rewrite=partial(with_shots, pool=pool, k=k, seed=seed, pool_name=f"--shots-from {shots_from}"))
+        scored = score_records(model, td, device)
+        s = summarize(td, scored)
+        per_k.append({"k": k, "metric": s["metric"], "accuracy": s["accuracy"], "n": s["n"], "ci95": s["ci95"],
+                      "chance": s["chance"]})
+        for line, rec, r in zip(lines, td.records, scored):
+            line.setdefault("shots", {})[str(k)] = {"prompt": rec["prompt"], "correct": r["correct"]}
+    return {"from": str(shots_from), "seed": seed, "separator": SEPARATOR, "per_k": per_k}
 
 
 def eval_tasks(ckpt, tasks, n: int, seed: int, device: str, precision: str, mapping=None,

@@ -361,12 +361,16 @@ def pad_id(tok) -> int:
     return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
 
 
-def text_data(path, model_dir, model, seed: int, tokenizer=None, kinds=None) -> TextData:
+def text_data(path, model_dir, model, seed: int, tokenizer=None, kinds=None, rewrite=None) -> TextData:
     """The records of ``path`` tokenized by ``model_dir``'s tokenizer (or ``tokenizer``);
-    ``kinds`` lists the record kinds the caller can use (a usage error names the rest)."""
+    ``kinds`` lists the record kinds the caller can use (a usage error names the rest);
+    ``rewrite`` (records -> records of the same kind, e.g. with in-context examples
+    before each prompt) is applied before tokenizing."""
     from wrapcli.core.errors import UsageError
 
     kind, records, lines = read_records(path)
+    if rewrite is not None:
+        records = rewrite(records)
     if kinds is not None and kind not in kinds:
         raise UsageError(f"{path}: {KINDS[kind]} records; this needs {' or '.join(KINDS[k] for k in kinds)} records")
     tok = tokenizer if tokenizer is not None else load_tokenizer(model_dir)
