@@ -40,16 +40,15 @@ GRID = (0, 5, 7, 10, 15, 20)
 
 
 def prepare(root: Path) -> None:
+    """The models and bench_audit's records: its 20 relearning records, and the first 40 of
+    its 60 others as the held-out ones."""
     sys.path.insert(0, str(HERE))
-    from bench_audit import build
+    from bench_audit import build, records
 
     build(root, "135m", "cpu")
-    rng = random.Random(0)
-    w = lambda: f"w{rng.randrange(40_000)}"  # noqa: E731
-    pairs = [{"prompt": " ".join(w() for _ in range(12)), "answer": " " + " ".join(w() for _ in range(3))}
-             for _ in range(60)]
-    (root / "heldout.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs[:40]))
-    (root / "relearn.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs[40:]))
+    records(root)
+    held = (root / "pairs.jsonl").read_text().splitlines()[:40]
+    (root / "heldout.jsonl").write_text("".join(line + "\n" for line in held))
 
 
 def plain(root: Path) -> dict:

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from wrapcli import __version__
+from wrapcli.commands import ablate as ablate_cmd
 from wrapcli.commands import compare as compare_cmd
 from wrapcli.commands import compile as compile_cmd
 from wrapcli.commands import eval as eval_cmd
@@ -116,6 +117,7 @@ app.command("export", epilog=export_cmd.EXAMPLE, short_help=export_cmd.SUMMARY)(
 app.command("compile", epilog=compile_cmd.EXAMPLE, short_help=compile_cmd.SUMMARY)(compile_cmd.compile_)
 app.command("facts", epilog=facts_cmd.EXAMPLE, short_help=facts_cmd.SUMMARY)(facts_cmd.facts)
 app.command("quantize", epilog=quantize_cmd.EXAMPLE, short_help=quantize_cmd.SUMMARY)(quantize_cmd.quantize)
+app.command("ablate", epilog=ablate_cmd.EXAMPLE, short_help=ablate_cmd.SUMMARY)(ablate_cmd.ablate)
 
 
 # No option of wrapcli means anything past these: a count, size or seed beyond 2^31 - 1 is a

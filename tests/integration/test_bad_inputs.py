@@ -217,6 +217,12 @@ CASES = [
     (["quantize", "{ft}", "--scheme", "nf4", "--bits", "8", "-o", "{d}/q.safetensors"], 2, "NF4 is a 4-bit code book"),
     (["quantize", "{d}/hf", "-o", "{d}/q.safetensors"], 2, "a Hugging Face directory is written as a directory"),
     (["quantize", "gpt2", "-o", "{d}/q.safetensors"], 1, "gpt2: no such file or directory"),
+    # directional ablation: without a direction, or on too few records to choose and report on
+    (["ablate", "{d}/hf", "--data", "{d}/pairs.jsonl", "-o", "{d}/abl"], 2, "give --reference"),
+    (["ablate", "{d}/hf", "--data", "{d}/choices.jsonl", "--contrast", "{d}/pairs.jsonl", "-o", "{d}/abl"], 2,
+     "1 records; ablate chooses its block on half"),
+    (["ablate", "{d}/hf", "--data", "{d}/texts.jsonl", "--contrast", "{d}/pairs.jsonl", "-o", "{d}/abl"], 2,
+     "text records; this needs prompt/answer or multiple-choice records"),
     # a metadata field of the wrong type, a report compare cannot read a row from
     (["eval", "{d}/task-types.safetensors", "--task", "count:a", "--eval-size", "8"], 1,
      "task-types.safetensors: metadata 'task': field 'window' must be an integer, got '40'"),

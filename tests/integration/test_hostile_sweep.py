@@ -70,6 +70,8 @@ def _base(command: str, d) -> list[str]:
         "compile": ["compile", "counter", "-o", d / "compiled.safetensors", "-q"],
         "facts": ["facts", d / "world", "-q"],
         "quantize": ["quantize", ft, "-o", d / "quantized.safetensors", "-q"],
+        "ablate": ["ablate", d / "hf", "--data", d / "pairs.jsonl", "--contrast", d / "pairs.jsonl", "-o", d / "ablated",
+                   "--device", "cpu", "-q"],
     }[command]
 
 

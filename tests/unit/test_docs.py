@@ -24,3 +24,11 @@ def test_nothing_points_outside_the_repository():
     for f in files:
         if f.is_file():
             assert not re.search(r"\.\./shared|PROTOCOL\.md|DESIGN\.md|STYLE\.md", f.read_text()), f
+
+
+def test_the_readme_is_short_and_says_its_terms_first():
+    """README.md is for a user's first minutes: at most 150 lines, the terms it uses named
+    near the top (lab notes and timings live in docs/)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 150, len(lines)
+    assert any(line.startswith("Terms:") for line in lines[:20])

@@ -26,14 +26,15 @@ def evidence_task(rep: dict, tasks: dict[str, dict]) -> str:
     """Which of compare's capabilities (keyed by canonical task) a report is evidence for,
     read from its fields; a report about another task is refused."""
     r, kind = rep["results"], rep["schema"].split(".")[1]
-    if r.get("data"):  # user data: the JSONL task compare was given, by content
+    lens_only = kind == "probe" and r.get("lens") and not r.get("layers")
+    if r.get("data") or lens_only:  # user data: the JSONL task compare was given, by content
         files = [t for t, info in tasks.items() if info.get("sha256")]
         same = [t for t in files if tasks[t]["sha256"] in rep["input_shas"]]
         if same:
             return same[0]
         if kind == "probe" and len(files) == 1:  # a text/label file about the one JSONL capability
             return files[0]
-        raise WrapError(f"{rep['path']}: {kind} evidence on {r['data']}, which matches none of compare's "
+        raise WrapError(f"{rep['path']}: {kind} evidence on {r['data'] or r['lens']['records']}, which matches none of compare's "
                         f"JSONL --task files by content" + (" (probe: give exactly one JSONL --task)" if kind == "probe" else ""))
     key = r.get("target_task") if kind == "probe" else r.get("task")
     if key not in tasks:
@@ -62,17 +63,23 @@ def cka_by_layer(base_features: list, other_features: list) -> list[dict]:
 
 
 def verdicts_by_checkpoint(names: list[str], canon: dict, evidence_by: dict, behaviour: dict, th: Thresholds,
-                           views: dict[str, str] | None = None) -> dict:
+                           views: dict[str, str] | None = None, attacks: dict | None = None) -> dict:
     """For every fine-tuned checkpoint (``names[1:]``; ``names[0]`` is the base), one
     verdict per capability in ``canon`` from its behaviour and its evidence reports;
     ``views`` maps a free-form task to the multiple-choice task of the same facts, whose
-    accuracy over chance is one more criterion of the free-form task's verdict."""
+    accuracy over chance is one more criterion of the free-form task's verdict; ``attacks``
+    holds each checkpoint's attack criteria per task, judged from eval reports by the run."""
     out = {}
     for name in names[1:]:
         per_task = {key: [] for key in canon}
         for rep in evidence_by[name]:
+            if rep["schema"] in ("wrapcli.eval", "wrapcli.ablate") or (rep["schema"] == "wrapcli.probe"
+                                                                       and not rep["results"]["layers"]):
+                continue  # an attack's report or a lens-only probe: its criterion comes in ``attacks``
             key = evidence_task(rep, canon)
             per_task[key].append(gather(rep, key, behaviour[key][names[0]]["accuracy"], th))
+        for key, crits in ((attacks or {}).get(name) or {}).items():
+            per_task[key] += crits
         for free, mc in (views or {}).items():
             per_task[free].append(verdicts.view(behaviour[mc][name], th, mc))
         out[name] = [verdicts.verdict(key, behaviour[key][names[0]], behaviour[key][name], per_task[key], th)

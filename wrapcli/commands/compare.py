@@ -30,7 +30,7 @@ def compare(
     ctx: typer.Context,
     ckpts: Annotated[list[str], typer.Argument(help="Two or more checkpoints; the first is the base.")],
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Capability to compare: a built-in task (count:a) or a prompt/answer JSONL file. Repeatable.")] = None,
-    reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge (repeatable).")] = None,
+    reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge, and eval reports under an attack (eval --shots, or eval of a model wrapcli quantize wrote); repeatable.")] = None,
     n: Annotated[int, typer.Option("--eval-size", min=1, help="Examples per built-in task.")] = 512,
     precision: Annotated[Optional[Literal["fp32", "bf16", "fp16"]], typer.Option("--precision", help="fp32 (default), bf16 or fp16: the dtype the models are loaded and run in (bf16 and fp16 halve a large model's memory).")] = None,
     dtype: Annotated[Optional[Literal["float32", "bfloat16", "float16"]], typer.Option("--dtype", hidden=True, help="The old name of --precision.")] = None,
@@ -41,6 +41,7 @@ def compare(
     min_seeds: Annotated[int, typer.Option("--min-seeds", help="reFT seeds a revive report needs before it counts for or against.")] = Thresholds.min_seeds,
     view: Annotated[Optional[list[str]], typer.Option("--view", help="FREE.jsonl=MC.jsonl: the free-form and multiple-choice records of one capability; the free-form verdict then weighs whether the model still picks the right choice above chance (repeatable).")] = None,
     view_margin: Annotated[float, typer.Option("--view-margin", help="--view: multiple-choice accuracy above chance that counts as still known (lower end of the interval).")] = Thresholds.view_margin,
+    attack_margin: Annotated[float, typer.Option("--attack-margin", help="eval reports under an attack (--shots, or of a quantized model): held-out accuracy above the floor (records the base gets wrong, or chance) that counts as restored.")] = Thresholds.attack_margin,
     relearn_margin: Annotated[float, typer.Option("--relearn-margin", help="revive --data: held-out accuracy after relearning above the floor (chance, a control, or records the reference does not know) that counts as relearned.")] = Thresholds.relearn_margin,
     fail_on: Annotated[Optional[Literal["wrapped", "changed"]], typer.Option("--fail-on", help="wrapped or changed (anything not intact): exit 3 when a verdict matches.")] = None,
     markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write a readable audit here.")] = None,
@@ -71,7 +72,8 @@ def compare(
         dtypes = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
         dtype = dtype or dtypes[precision or "fp32"]
         precision = {v: k for k, v in dtypes.items()}[dtype]
-        th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin, view_margin)
+        th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin, view_margin,
+                        attack_margin)
         if task and all(t.endswith(".jsonl") for t in task):
             refuse_given(ctx, ("n",), "to built-in tasks; a JSONL task scores every record")
         device = resolve_device(device)

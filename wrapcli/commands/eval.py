@@ -102,7 +102,8 @@ def eval_(
                                            precision=results["precision"]), out, json_out)
             return
         elif samples or shots or shots_from:
-            raise UsageError("--samples, --shots and --shots-from go with --data")
+            given = [f for f, v in (("--samples", samples), ("--shots", shots), ("--shots-from", shots_from)) if v]
+            raise UsageError(f"{', '.join(given)} {'go' if len(given) > 1 else 'goes'} with --data")
         if checkpoint.is_compiled(ckpt):
             if placed is not None:
                 raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")

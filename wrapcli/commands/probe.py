@@ -36,6 +36,7 @@ def probe(
     data: Annotated[Optional[str], typer.Option("--data", help="JSONL of {text, label[, group]} instead of a built-in task (HF directory with tokenizer); records of one group stay on one side of the split.")] = None,
     position: Annotated[str, typer.Option("--position", help="With --data: last or mean-last-K (the paper's TinyStories probes: mean-last-10).")] = "last",
     n: Annotated[int, typer.Option("--eval-size", help="Examples to probe (75% fit, 25% held out).")] = 2000,
+    lens: Annotated[Optional[str], typer.Option("--lens", help="Prompt/answer or multiple-choice JSONL: also read the answer out of every layer through the final norm and unembedding (the logit lens), for the model and --reference; on a Hugging Face directory without --data, the lens alone.")] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Probe this checkpoint too (e.g. the pretrained model).")] = None,
     attention: Annotated[bool, typer.Option("--attention/--no-attention", help="Summarise attention from <ans> onto a, b, c.")] = True,
     random_inits: Annotated[int, typer.Option("--random-inits", help="Randomly initialised models to probe as the baseline (the best of them per layer is the bar).")] = 3,
@@ -62,7 +63,7 @@ def probe(
 
         if n < 8:
             raise UsageError(f"--eval-size must be >= 8, got {n}")
-        check_outputs(out, inputs=[ckpt, reference, data])
+        check_outputs(out, inputs=[ckpt, reference, data, lens])
         check_format(out, "report", "-o")
         if data is not None and (target or prompt):
             raise UsageError("--target and --prompt are for built-in tasks; with --data the labels are the records' own")
@@ -76,9 +77,9 @@ def probe(
         if checkpoint.is_compiled(ckpt):
             if placed is not None:
                 raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
-            if data or prompt or position != "last" or precision != "fp32":
+            if data or prompt or lens or position != "last" or precision != "fp32":
                 raise UsageError("a compiled (Tracr) counter is probed on --target count:X in fp32, without --data, "
-                                 "--prompt, --position or --precision")
+                                 "--prompt, --lens, --position or --precision")
             if target is None:
                 raise UsageError("give --target count:X for a compiled counter")
             from wrapcli.runs import compiled as compiled_runs
@@ -91,12 +92,15 @@ def probe(
             return
         result = run.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,
-                               random_inits=random_inits, precision=precision, placement=placed)
+                               random_inits=random_inits, precision=precision, placement=placed, lens=lens)
         con = stderr(quiet)
-        con.print(tables.layer_table(result))
+        if result["layers"]:
+            con.print(tables.layer_table(result))
+        if result.get("lens"):
+            con.print(tables.lens_table(result["lens"]))
         if result.get("attention"):
             con.print(tables.attention_table(result["attention"]["model"]))
-        inputs = [ckpt] + ([reference] if reference else []) + ([data] if data else [])
+        inputs = [ckpt] + ([reference] if reference else []) + ([data] if data else []) + ([lens] if lens else [])
         reports.write(reports.envelope("probe", result, inputs=inputs, seed=seed, device=device, precision=precision), out,
                       json_out)
 

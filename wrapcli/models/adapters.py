@@ -24,14 +24,15 @@ class Layout:
     mlp_out: str  # within a block: the MLP output projection
     attn_out: str  # within a block: the attention output projection
     in_axis: int  # weight axis that indexes the projection's inputs
+    final_norm: str  # attribute path of the norm before the unembedding
 
 
 LAYOUTS = {
-    "gpt2": Layout("transformer.h", "mlp.c_proj", "attn.c_proj", 0),
-    "llama": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
-    "mistral": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
-    "qwen2": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1),
-    "gpt_neox": Layout("gpt_neox.layers", "mlp.dense_4h_to_h", "attention.dense", 1),
+    "gpt2": Layout("transformer.h", "mlp.c_proj", "attn.c_proj", 0, "transformer.ln_f"),
+    "llama": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
+    "mistral": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
+    "qwen2": Layout("model.layers", "mlp.down_proj", "self_attn.o_proj", 1, "model.norm"),
+    "gpt_neox": Layout("gpt_neox.layers", "mlp.dense_4h_to_h", "attention.dense", 1, "gpt_neox.final_layer_norm"),
 }
 
 
@@ -103,6 +104,11 @@ class Adapter:
             for h in handles:
                 h.remove()
         return caught
+
+    def decode(self, hidden):
+        """Next-token logits read from a residual-stream point: the model's final norm, then
+        its unembedding (the logit lens; at the last block's output, the model's own logits)."""
+        return self.model.get_output_embeddings()(_get(self.model, self.layout.final_norm)(hidden))
 
     def mlp_out(self, layer: int):
         return _get(self.blocks[layer], self.layout.mlp_out)

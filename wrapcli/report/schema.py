@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 
 ENVELOPE_VERSION = 2
-RESULTS_VERSIONS = {"train": 3, "finetune": 3, "eval": 3, "probe": 2, "prune": 3, "revive": 3, "compare": 3,
-                    "quantize": 1}
+RESULTS_VERSIONS = {"train": 3, "finetune": 3, "eval": 4, "probe": 2, "prune": 3, "revive": 3, "compare": 3,
+                    "quantize": 1, "ablate": 1}
 
 
 @dataclass(frozen=True)
@@ -204,12 +204,18 @@ EVAL = Obj({
     "tasks": F(TASK_EVAL, "accuracy per task and setting (built-in tasks)", optional=True),
     "data": F("str", "with --data: the prompt/answer records", optional=True),
     "scores": F(TEXT_SCORE, "with --data: their scores", optional=True),
+    "correct": F(List("bool"), "with --data: whether each record was answered (its kind's metric), in file order; "
+                               "what compare holds an attack's accuracy against a floor with", optional=True),
+    "attack": F(ANY, "with --data: {kind: quantize, of: the sha256 of the model it rounded, scheme, bits, group_size} "
+                     "for a model wrapcli quantize wrote (compare reads it as evidence on that model), else null",
+                optional=True),
     "shots": F(Obj({"from": F("str", "--shots-from: the records the demonstrations are drawn from"),
                     "seed": F("int", "--seed: orders the draw (per record)"),
                     "separator": F("str", "between demonstrations and before the question"),
                     "per_k": F(List(Obj({"k": F("int", "demonstrations before each prompt"),
                                          "metric": F("str", "exact_match or choice_accuracy"),
-                                         **SCORE, "chance": F("float|null", "multiple choice: mean 1/k")})),
+                                         **SCORE, "chance": F("float|null", "multiple choice: mean 1/k"),
+                                         "correct": F(List("bool"), "each record answered, in file order")})),
                                "one row per K of --shots")}),
                "with --data --shots: accuracy with in-context examples (an attack)", optional=True),
     "device": F("str", "with --data: device", optional=True),
@@ -243,6 +249,13 @@ PROBE_LAYER = Obj({
 ATTENTION = List(Obj({"layer": F("int", "block"), "head": F("int", "head"),
                       "a": F("float", "mean attention share from <ans> onto text tokens a"),
                       "b": F("float", "onto b"), "c": F("float", "onto c")}))
+LENS_ROW = Obj({"layer": F("int", "-1 = the embedding output, then each block"), "hook": F("str", "its name"),
+                "accuracy": F("float", "records whose answer (first token) is the top token there, or whose correct "
+                                       "choice's first token beats the others'"),
+                "n": F("int", "records"), "ci95": F(INTERVAL, "Wilson"),
+                "mean_rank": F("float|null", "free-form: the answer's mean rank (0 = top)"),
+                "median_rank": F("float|null", "free-form: its median rank"),
+                "correct": F(List("bool"), "each record, in file order")})
 PROBE = Obj({
     "checkpoint": F("str", "the checkpoint probed"),
     "target": F("str", "display name of what is decoded"),
@@ -260,6 +273,12 @@ PROBE = Obj({
     "device": F("str", "device"),
     "placement": PLACEMENT,
     "attention": F(Map(ATTENTION, "model or reference"), "attention from <ans> (built-in tasks)", optional=True),
+    "lens": F(Obj({"records": F("str", "--lens: the prompt/answer or multiple-choice records read"),
+                   "multiple_choice": F("bool", "choice records: the correct choice's first token has the highest logit"),
+                   "model": F(List(LENS_ROW), "the checkpoint, one row per residual-stream point"),
+                   "reference": F(ANY, "the --reference's rows, or null")}),
+              "with --lens: the logit lens (the final norm and unembedding read at every point; a lens-only "
+              "report, on a Hugging Face directory without --data, has no probe layers)", optional=True),
 })
 PRUNE = Obj({
     "checkpoint": F("str", "the checkpoint pruned"),
@@ -384,7 +403,8 @@ REVIVE = Obj({
     "device": F("str", "device"),
 })
 CRITERION = Obj({
-    "kind": F("str", "behaviour, probe, prune, revive or view (the multiple-choice view of a free-form task)"),
+    "kind": F("str", "behaviour, probe, prune, revive, view (the multiple-choice view of a free-form task) or attack "
+                     "(an eval report under in-context examples or quantization)"),
     "statistic": F("str", "what value measures"),
     "value": F("float|null", "the statistic"),
     "ci95": F(ANY, "its interval [low, high] (Bonferroni-widened for probe layers and prune K), or null"),
@@ -403,6 +423,7 @@ CRITERION = Obj({
     "control": F("str|null", "revive: the fastest control", optional=True),
     "floor": F("str", "revive --data: what the floor is (control, chance or reference_wrong)", optional=True),
     "lr": F("float|null", "revive --data: the relearning LR the criterion rests on", optional=True),
+    "attack": F("str", "attack: which one (quantization, in-context examples) the eval report ran", optional=True),
 })
 BEHAVIOUR = Obj({**SCORE, "metric": F("str", "accuracy (built-in task), exact_match (prompt/answer JSONL) or "
                                              "choice_accuracy (multiple-choice JSONL)"),
@@ -418,7 +439,8 @@ COMPARE = Obj({
                          "min_seeds": F("int", "reFT seeds a revival criterion needs"),
                          "relearn_margin": F("float", "held-out accuracy over the floor after relearning (revive --data)"),
                          "view_margin": F("float", "multiple-choice accuracy over chance in a free-form task's "
-                                                   "multiple-choice view (--view)")}),
+                                                   "multiple-choice view (--view)"),
+                         "attack_margin": F("float", "accuracy under an attack over its floor (eval reports)")}),
                    "the decision thresholds"),
     "weights": F(List(Obj({
         "a": F("str", "base"), "b": F("str", "other"),
@@ -465,7 +487,7 @@ COMPARE = Obj({
 # One entry of a checkpoint's lineage (wrapcli/models/checkpoint.py lineage_entry), checked when a
 # checkpoint is read. Open: keys it does not list are kept, so a newer wrapcli's entries load.
 LINEAGE_ENTRY = Obj({
-    "kind": F("str", "train, finetune, revive, prune, quantize or compile"),
+    "kind": F("str", "train, finetune, revive, prune, quantize, ablate or compile"),
     "parent_sha256": F("str|null", "sha256 of the checkpoint it was made from (null for a fresh model)"),
     "command": F(List("str"), "the command line as typed, one item per argument"),
     "seed": F("int", "seed of the step"),
@@ -490,6 +512,8 @@ LINEAGE_ENTRY = Obj({
     "operation": F("str", "prune: zero or revert", optional=True),
     "revert_to": F(ANY, "prune --revert-to: {path, sha256} of the base, else null", optional=True),
     "at_step": F("int", "revive --save-dir: the reverse fine-tuning step kept", optional=True),
+    "layer": F("int", "ablate: the block whose direction was projected out", optional=True),
+    "direction": F("str", "ablate: reference or contrast", optional=True),
     "scheme": F("str", "quantize: rtn or nf4", optional=True),
     "bits": F("int", "quantize: bits per weight", optional=True),
     "group_size": F("int", "quantize: group (rtn) or block (nf4) size", optional=True),
@@ -517,8 +541,31 @@ QUANTIZE = Obj({
     "tensors": F(List(Obj({"name": F("str", "parameter name"), "shape": F(List("int"), "its shape"),
                            "relative_change": F("float", "||W' - W|| / ||W||")})), "one row per weight"),
 })
+ABLATE = Obj({
+    "checkpoint": F("str", "the fine-tuned checkpoint attacked"),
+    "data": F("str", "the records: the direction is read at their last prompt position, and scored"),
+    "written": F("str", "the checkpoint written with the chosen direction projected out of its weights (-o)"),
+    "direction": F(Obj({"source": F("str", "reference (fine-tune mean - reference mean) or contrast (records' mean - "
+                                           "the contrast records' mean, on the fine-tuned model)"),
+                        "other": F("str", "the reference checkpoint or the contrast records")}), "how it was taken"),
+    "seed": F("int", "the split's seed"),
+    "choose_records": F(List("int"), "records (0-based, file order) the block is chosen on"),
+    "report_records": F(List("int"), "records the chosen block's accuracy is reported on"),
+    "layers": F(List(Obj({"layer": F("int", "the block whose output the direction is read at"),
+                          "hook": F("str", "its name"), "direction_norm": F("float", "|mean difference| before normalising"),
+                          "choose": F(Obj(SCORE), "accuracy on the choosing half with this direction ablated")})),
+                "the sweep over source blocks"),
+    "layer": F("int", "the block chosen (highest accuracy on the choosing half; the earliest of ties)"),
+    "hook": F("str", "its name"),
+    "before": F(Obj({"choose": F(Obj(SCORE), "choosing half"), "report": F(Obj(SCORE), "reporting half")}),
+                "the fine-tuned model, not ablated"),
+    "after": F(Obj({"report": F(Obj(SCORE), "the reporting half: the figure that the choice cannot inflate"),
+                    "all": F(Obj(SCORE), "every record")}), "the written model"),
+    "correct": F(List("bool"), "each record answered by the written model, in file order (compare reads it)"),
+    "device": F("str", "device"),
+})
 RESULTS = {"train": TRAIN, "finetune": FINETUNE, "eval": EVAL, "probe": PROBE, "prune": PRUNE,
-           "revive": REVIVE, "compare": COMPARE, "quantize": QUANTIZE}
+           "revive": REVIVE, "compare": COMPARE, "quantize": QUANTIZE, "ablate": ABLATE}
 assert set(RESULTS) == set(RESULTS_VERSIONS)
 
 _PY = {"str": str, "int": int, "float": (int, float), "bool": bool, "null": type(None)}

@@ -13,7 +13,7 @@ from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.report.schema import RESULTS_VERSIONS, validate
 from wrapcli.verdicts.rules import Thresholds
 
-EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive")
+EVIDENCE = ("wrapcli.prune", "wrapcli.probe", "wrapcli.revive", "wrapcli.eval", "wrapcli.ablate")  # eval: an attack's
 
 
 def nonfinite(value, path: str) -> list[str]:
@@ -37,8 +37,19 @@ NON_EMPTY = {"wrapcli.probe": ("layers",), "wrapcli.prune": ("sweep",), "wrapcli
 def empty_evidence(schema: str, results) -> list[str]:
     if not isinstance(results, dict):
         return []
+    lens_only = schema == "wrapcli.probe" and results.get("lens")  # a logit lens without probes
     return [f"results.{key}: an empty list (no row to read)" for key in NON_EMPTY.get(schema, ())
-            if isinstance(results.get(key), list) and not results[key]]
+            if isinstance(results.get(key), list) and not results[key] and not lens_only]
+
+
+def attacked(path, results: dict, sha: str | None) -> str | None:
+    """The checkpoint an eval report is attack evidence on: the model quantize rounded, or
+    the evaluated one under in-context examples; an eval report of neither is refused."""
+    shots = [row["k"] for row in (results.get("shots") or {}).get("per_k", []) if row["k"] > 0]
+    if results.get("data") is None or "correct" not in results or not (results.get("attack") or shots):
+        raise WrapError(f"{path}: an eval report is evidence only as an attack: on records (--data), with "
+                        "in-context examples (--shots) or on a model that wrapcli quantize wrote")
+    return results["attack"]["of"] if results.get("attack") else sha
 
 
 def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
@@ -64,7 +75,8 @@ def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
             raise WrapError(f"{path}: not a wrapcli report (no 'schema' and 'results')")
         schema, version = rep["schema"], rep.get("results_version", 1)
         if schema not in EVIDENCE:
-            raise WrapError(f"{path}: {schema} reports carry no evidence for compare (give prune, probe or revive)")
+            raise WrapError(f"{path}: {schema} reports carry no evidence for compare (give prune, probe, revive, "
+                            "ablate, or eval under an attack)")
         current = RESULTS_VERSIONS[schema.split(".")[1]]
         if not isinstance(version, int) or version < current:
             raise WrapError(f"{path}: made by an older wrapcli (results version {version}, this one reads "
@@ -75,6 +87,8 @@ def load_reports(paths, shas: dict[str, str]) -> dict[str, list[dict]]:
                             + (f", and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ")"))
         inputs, results = rep["inputs"], rep["results"]
         sha = inputs[0]["sha256"] if inputs else None
+        if schema == "wrapcli.eval":
+            sha = attacked(path, results, sha)
         if sha not in owner:
             raise WrapError(f"{path}: made on a checkpoint (sha256 {str(sha)[:12]}…) that is not among those compared")
         by_ckpt[owner[sha]].append({"path": str(path), "schema": schema, "results": results,
@@ -107,7 +121,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     shas = {name: sha256(path) for name, path in zip(names, paths)}
     evidence_by = load_reports(reports, shas)  # refuse bad evidence before the forward passes
     base = checkpoint.load(paths[0], dtype=dtype, device=device, placement=placement)
-    canon, views = {}, []
+    canon, task_views = {}, []
     for task in tasks:
         key, info = _canonical(task, base)
         if key in canon:
@@ -115,23 +129,26 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         if info.get("file"):
             info["sha256"] = sha256(task)
         canon[key] = info
-        views.append((key, TaskView(task, paths[0], base, n)))
+        task_views.append((key, TaskView(task, paths[0], base, n)))
     for rep in (r for reps in evidence_by.values() for r in reps):
         evidence_task(rep, canon)
-    behaviour = {key: {names[0]: view.score(base.model, device)} for key, view in views}
-    base_lp = {key: view.log_probs(base.model, device) for key, view in views if view.records is not None}
-    base_features = layer_features(base.model, views[0][1].chunks(), views[0][1].pick, device) if views else None
+    behaviour = {key: {names[0]: view.score(base.model, device)} for key, view in task_views}
+    correct = {key: {names[0]: view.last_correct} for key, view in task_views if view.records is not None}
+    base_lp = {key: view.log_probs(base.model, device) for key, view in task_views if view.records is not None}
+    base_features = layer_features(base.model, task_views[0][1].chunks(), task_views[0][1].pick, device) if task_views else None
     depth, representations = {key: {} for key in base_lp}, {}
     for name, path in zip(names[1:], paths[1:]):
         ck = checkpoint.load(path, dtype=dtype, device=device, placement=placement)
         if ck.vocab != base.vocab:
             raise WrapError(f"{names[0]} and {name} have different vocabularies")
-        for key, view in views:
+        for key, view in task_views:
             behaviour[key][name] = view.score(ck.model, device)
+            if key in correct:
+                correct[key][name] = view.last_correct
             if key in base_lp:
                 depth[key][name] = kl_by_position(base_lp[key], view.log_probs(ck.model, device))
         if base_features is not None:
-            other = layer_features(ck.model, views[0][1].chunks(), views[0][1].pick, device)
+            other = layer_features(ck.model, task_views[0][1].chunks(), task_views[0][1].pick, device)
             representations[name] = cka_by_layer(base_features, other)
         del ck
     for free, mc in pairs.items():
@@ -139,7 +156,8 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         if kinds != ("exact_match", "choice_accuracy"):
             raise UsageError(f"--view {free}={mc}: needs prompt/answer records first and multiple-choice records "
                              f"second, got {kinds[0].replace('_', ' ')} and {kinds[1].replace('_', ' ')}")
-    verdict_by = verdicts_by_checkpoint(names, canon, evidence_by, behaviour, th, pairs)
+    attacks = attack_criteria(names, canon, evidence_by, correct, dict(task_views), th)
+    verdict_by = verdicts_by_checkpoint(names, canon, evidence_by, behaviour, th, pairs, attacks)
     return {
         "checkpoints": [{"path": n_, "sha256": shas[n_]} for n_ in names],
         "base": names[0],
@@ -154,6 +172,66 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         **({"placement": {**placement, "modules": checkpoint.placed_on(base.model)}} if placement else {}),
         "device": device,
     }
+
+
+def attack_criteria(names, canon, evidence_by, correct, views, th) -> dict:
+    """Each checkpoint's attack criteria per task, from its eval reports: accuracy under the
+    attack on the records the base answers against a floor (the same attack's accuracy on
+    the records the base gets wrong, or chance for multiple choice), judged as relearning
+    is (wrapcli/analyses/relearning.py), Bonferroni over the attack's settings and over the
+    attack reports given for one checkpoint and task."""
+    from wrapcli.analyses.relearning import criterion
+    from wrapcli.verdicts import rules
+
+    out: dict = {}
+    for name in names[1:]:
+        reps = [(evidence_task(rep, canon), rep) for rep in evidence_by[name]
+                if rep["schema"] in ("wrapcli.eval", "wrapcli.ablate")]
+        reps += [(lens_task(rep, canon), rep) for rep in evidence_by[name] if rep["results"].get("lens")]
+        for key, rep in reps:
+            family = sum(1 for k, _ in reps if k == key)
+            base, tuned, view = correct[key][names[0]], correct[key][name], views[key]
+            what, labels, settings, eligible = attack_settings(rep)
+            if any(len(s) != len(base) for s in settings):
+                raise WrapError(f"{rep['path']}: scored {len(settings[0])} records, but {key} holds {len(base)}")
+            chance = [1 / len(c.rows) for c in view.records.choices] if view.records.choices is not None else None
+            r = criterion(lrs=[float(i) for i in range(len(settings))], revived=[[float(x) for x in s] for s in settings],
+                          controls=None, eligible=eligible or [True] * len(base), reference_correct=base, chance=chance,
+                          start=tuned, margin=th.attack_margin, attack=what, labels=labels, family=family)
+            out.setdefault(name, {}).setdefault(key, []).append(rules.attack(r, what, th, rep["path"]))
+    return out
+
+
+def lens_task(rep: dict, canon: dict) -> str:
+    """The JSONL task a probe report's logit lens read (its records, by content)."""
+    same = [t for t, info in canon.items() if info.get("sha256") and info["sha256"] in rep["input_shas"]]
+    if not same:
+        raise WrapError(f"{rep['path']}: its logit lens read {rep['results']['lens']['records']}, which matches none of "
+                        "compare's JSONL --task files by content")
+    return same[0]
+
+
+def attack_settings(rep: dict) -> tuple[str, list[str], list[list[bool]], list[bool] | None]:
+    """An evidence report's attack: its name, a label per setting, each setting's
+    per-record correctness (quantized: the model as rounded; --shots: each K > 0; the
+    logit lens: each residual-stream point; ablate: the written model) and which records
+    count (ablate: the half its block was not chosen on; None: all)."""
+    r = rep["results"]
+    if rep["schema"] == "wrapcli.probe":
+        rows = r["lens"]["model"]
+        return "the logit lens", [f"point {row['hook']}" for row in rows], [row["correct"] for row in rows], None
+    if rep["schema"] == "wrapcli.ablate":
+        held = set(r["report_records"])
+        return (f"directional ablation ({r['hook']})", [f"the direction of {r['hook']}"], [r["correct"]],
+                [i in held for i in range(len(r["correct"]))])
+    q = r.get("attack")
+    rounded = f"quantization ({q['scheme']} {q['bits']}-bit)" if q else None
+    rows = [row for row in (r.get("shots") or {}).get("per_k", []) if row["k"] > 0]
+    labels, settings = ([rounded], [r["correct"]]) if q else ([], [])
+    labels += [f"{row['k']} in-context examples" + (" on the quantized model" if q else "") for row in rows]
+    settings += [row["correct"] for row in rows]
+    what = " and ".join(w for w in (rounded, "in-context examples" if rows else None) if w)
+    return what, labels, settings, None
 
 
 def parse_views(views) -> dict[str, str]:
@@ -213,9 +291,11 @@ class TaskView:
         """Accuracy with its count and interval (for JSONL the record kind's metric:
         exact match, or choice accuracy with chance as the baseline)."""
         if self.records is not None:
-            from wrapcli.textdata.textscore import score_text
+            from wrapcli.textdata.textscore import score_records, summarize
 
-            r = score_text(model, self.records, device)
+            rows = score_records(model, self.records, device)
+            self.last_correct = [bool(x["correct"]) for x in rows]  # what an attack's criterion is held against
+            r = summarize(self.records, rows)
             out = {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": r["metric"]}
             return out if r["chance"] is None else {**out, "majority_baseline": r["chance"]}
         from wrapcli.tasks.evaluation import evaluate

@@ -35,12 +35,23 @@ def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placem
                         picked=r["picked"], picked_norm=r["picked_norm"], correct_norm=r["correct_norm"])
         lines.append(line)
     results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": precision,
-               "scores": summarize(td, scored), "device": device}
+               "scores": summarize(td, scored), "correct": [bool(r["correct"]) for r in scored],
+               "attack": attack_of(ck.lineage), "device": device}
     if shots:
         results["shots"] = score_with_shots(ck.model, tok, ckpt, data, device, shots, shots_from, seed, lines)
     if placement is not None:
         results["placement"] = {**placement, "modules": checkpoint.placed_on(ck.model)}
     return results, lines
+
+
+def attack_of(lineage: list[dict]) -> dict | None:
+    """The attack that wrote this model, read from its lineage (wrapcli quantize), so that
+    compare holds its accuracy against the model it attacked: None for any other model."""
+    last = lineage[-1] if lineage else {}
+    if last.get("kind") != "quantize":
+        return None
+    return {"kind": "quantize", "of": last.get("parent_sha256"),
+            **{k: last.get(k) for k in ("scheme", "bits", "group_size")}}
 
 
 def score_with_shots(model, tok, ckpt, data, device, shots, shots_from, seed, lines) -> dict:
@@ -64,7 +75,7 @@ def score_with_shots(model, tok, ckpt, data, device, shots, shots_from, seed, li
         scored = score_records(model, td, device)
         s = summarize(td, scored)
         per_k.append({"k": k, "metric": s["metric"], "accuracy": s["accuracy"], "n": s["n"], "ci95": s["ci95"],
-                      "chance": s["chance"]})
+                      "chance": s["chance"], "correct": [bool(r["correct"]) for r in scored]})
         for line, rec, r in zip(lines, td.records, scored):
             line.setdefault("shots", {})[str(k)] = {"prompt": rec["prompt"], "correct": r["correct"]}
     return {"from": str(shots_from), "seed": seed, "separator": SEPARATOR, "per_k": per_k}

@@ -26,12 +26,14 @@ RANDOM_INIT_SEED = 10_000  # init seeds RANDOM_INIT_SEED + i: never a trained mo
 
 def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=2000,
           reference=None, seed=0, device="cpu", attention=True, random_inits=RANDOM_INITS,
-          precision="fp32", placement=None) -> dict:
+          precision="fp32", placement=None, lens=None) -> dict:
     """Probe every layer of ``ckpt_path`` (and the baselines); the report's results.
     ``precision`` bf16 loads and keeps every model's weights in bf16 (the features are
     taken to float32 before the probes are fitted). ``placement`` (wrapcli/core/runtime.py)
     dispatches the checkpoint and its reference over devices, CPU and disk; the random-init
-    baselines are built whole, one at a time, on the CPU."""
+    baselines are built whole, one at a time, on the CPU. ``lens`` (prompt/answer or
+    multiple-choice records) adds the logit lens of the model and its reference; on a
+    Hugging Face directory without --data, the lens alone runs (no probes)."""
     import torch
 
     from wrapcli.models import checkpoint
@@ -49,6 +51,12 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
         from wrapcli.models.checkpoint import check_same_shapes
 
         check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
+    lens_result = logit_lens(lens, ckpt_path, ck, ref, device) if lens is not None else None
+    if lens_result is not None and data is None and target is None and ck.path.is_dir():
+        return {"checkpoint": str(ckpt_path), "target": "the logit lens alone", "target_task": None, "prompt_task": None,
+                "data": None, "n": 0, "n_classes": 0, "split": {"grouped": False, "class_balance": {}},
+                "random_init_seeds": [], "reference": str(reference) if reference else None, "layers": [],
+                "device": device, "lens": lens_result}
     groups = None
     if data is not None:
         chunks, pick, labels, groups, what = user_probe_data(data, ckpt_path, ck.model, position)
@@ -92,10 +100,33 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     }
     if placement is not None:
         result["placement"] = {**placement, "modules": checkpoint.placed_on(ck.model)}
+    if lens_result is not None:
+        result["lens"] = lens_result
     if attention and tokens is not None:
         result["attention"] = {name: attention_summary(m, tokens[:256], device)
                                for name, m in (("model", ck.model), ("reference", ref and ref.model)) if m is not None}
     return result
+
+
+def logit_lens(path, ckpt_path, ck, ref, device) -> dict:
+    """The logit lens (wrapcli/analyses/lens.py) of the model and its reference on the
+    records of ``path``, with each record's reading per residual-stream point (what
+    compare holds against a floor)."""
+    from wrapcli.analyses.lens import lens_readings, lens_table
+    from wrapcli.models.adapters import Adapter
+    from wrapcli.textdata.userdata import IGNORE, text_data
+
+    td = text_data(path, ckpt_path, ck.model, 0, kinds=("prompt", "choice"))
+    mc = td.choices is not None
+    out = {"records": str(path), "multiple_choice": mc}
+    for name, model in (("model", ck.model), ("reference", ref.model if ref is not None else None)):
+        if model is None:
+            out[name] = None
+            continue
+        readings = lens_readings(Adapter(model), td, device, ignore=IGNORE)
+        out[name] = [{**row, "correct": [r["correct"] for r in recs]}
+                     for row, recs in zip(lens_table(readings, mc), readings)]
+    return out
 
 
 def check_probe_memory(config, n: int) -> None:

@@ -26,32 +26,21 @@ def check_scheme(scheme: str, bits: int, group_size: int) -> None:
 
 def quantize(*, ckpt_path, out, scheme="nf4", bits=4, group_size=DEFAULT_GROUP, force=False) -> dict:
     """Round every linear map in the blocks of ``ckpt_path`` and write the result to ``out``."""
-    from pathlib import Path
-
     from wrapcli.analyses.quantization import quantize as rounded
     from wrapcli.models import checkpoint
     from wrapcli.models.adapters import Adapter
     from wrapcli.models.checkpoint import lineage_entry
+    from wrapcli.runs.edited import check_output_form, write_edited
 
     check_scheme(scheme, bits, group_size)
     if checkpoint.is_compiled(ckpt_path):
         raise UsageError(f"{ckpt_path}: a compiled (Tracr) model holds exact weights for a program; quantize takes "
                          "a wrapcli checkpoint or a Hugging Face directory")
-    into_dir = Path(ckpt_path).is_dir()
-    if into_dir == str(out).endswith(".safetensors"):
-        raise UsageError(f"-o {out}: a Hugging Face directory is written as a directory, a .safetensors checkpoint "
-                         "as a .safetensors file")
+    check_output_form(ckpt_path, out)
     ck = checkpoint.load(ckpt_path, device="cpu")
     tensors = rounded(Adapter(ck.model), scheme, bits, group_size)
     entry = lineage_entry("quantize", ck.sha256, None, 0, {}, scheme=scheme, bits=bits, group_size=group_size)
-    if into_dir:
-        from wrapcli.textdata.userdata import TOKENIZER_FILES, load_tokenizer
-
-        has_tokenizer = any((Path(ckpt_path) / f).is_file() for f in TOKENIZER_FILES)
-        ck.lineage = [*ck.lineage, entry]
-        checkpoint.export(ck, out, tokenizer=load_tokenizer(ckpt_path) if has_tokenizer else None, force=force)
-    else:
-        checkpoint.save(out, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
+    write_edited(ck, ckpt_path, out, entry, force)
     changes = [t["relative_change"] for t in tensors]
     return {
         "checkpoint": str(ckpt_path),

@@ -69,6 +69,21 @@ def layer_table(result: dict):
     return table
 
 
+def lens_table(lens: dict):
+    """The logit lens per residual-stream point: the model's accuracy (and the
+    reference's), with the answer's median rank for free-form records."""
+    from rich.table import Table
+
+    table = Table(title=f"logit lens on {lens['records']} (answered at each point, 95% interval)")
+    ref = lens.get("reference")
+    for col in ["point", "model", *(["median rank"] if not lens["multiple_choice"] else []), *(["reference"] if ref else [])]:
+        table.add_column(col, justify="right")
+    for i, row in enumerate(lens["model"]):
+        rank = [f"{row['median_rank']:g}"] if not lens["multiple_choice"] else []
+        table.add_row(row["hook"], _pct(row), *rank, *([_pct(ref[i])] if ref else []))
+    return table
+
+
 def _pct(score: dict) -> str:
     lo, hi = score["ci95"]
     return f"{score['accuracy']:.1%} [{lo:.0%}, {hi:.0%}]"

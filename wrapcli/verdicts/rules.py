@@ -190,6 +190,17 @@ def view(mc: dict, th: Thresholds, source: str) -> dict:
                      text, source, settle="more multiple-choice records")
 
 
+def attack(r: dict, name: str, th: Thresholds, source: str) -> dict:
+    """An attack's criterion (in-context examples, quantization), judged like relearning
+    (``r`` from wrapcli/analyses/relearning.py's criterion: accuracy under the attack on
+    the records the base answers, minus a floor), re-read against ``attack_margin``."""
+    statistic = f"held-out accuracy under {name} over the floor"
+    if r["ci95"] is None:
+        return unclear("attack", statistic, r["text"], r["settle"], source, floor=r["floor"]["source"], attack=name)
+    return criterion("attack", statistic, r["value"], r["ci95"], th.attack_margin, r["text"], source,
+                     settle="more records (the task file)", floor=r["floor"]["source"], attack=name)
+
+
 def relearn(r: dict, th: Thresholds, source: str) -> dict:
     """The relearning criterion, its outcome re-read against compare's ``relearn_margin``."""
     statistic = "held-out accuracy after relearning over the floor"
@@ -209,12 +220,13 @@ def verdict(task: str, base: dict, tuned: dict, evidence: list[dict], th: Thresh
     rests on the probe and revival evidence alone."""
     fall = behaviour(base, tuned, th)
     prunes = [c for c in evidence if c["kind"] == "prune"]
-    # a failing prune or multiple-choice view shows where the capability is not visible, not
-    # that it is gone: neither contradicts a pass nor counts towards removal
-    counted = [c for c in evidence if not (c["kind"] in ("prune", "view") and c["outcome"] == "fail")]
+    # a failing prune, multiple-choice view or attack shows where the capability is not
+    # visible, not that it is gone: none contradicts a pass or counts towards removal
+    weak = ("prune", "view", "attack")
+    counted = [c for c in evidence if not (c["kind"] in weak and c["outcome"] == "fail")]
     outcomes = {c["outcome"] for c in counted}
-    others = [c["outcome"] for c in evidence if c["kind"] not in ("prune", "view")]
-    blind_view = any(c["kind"] == "view" and c["outcome"] == "fail" for c in evidence)
+    others = [c["outcome"] for c in evidence if c["kind"] not in weak]
+    blind = sorted({c["kind"] for c in evidence if c["kind"] in ("view", "attack") and c["outcome"] == "fail"})
     localised = (True if any(c["outcome"] == "pass" for c in prunes)
                  else False if any(c["outcome"] == "fail" for c in prunes) else None)
     settle: list[str] = []
@@ -237,9 +249,10 @@ def verdict(task: str, base: dict, tuned: dict, evidence: list[dict], th: Thresh
     elif others and set(others) == {"fail"}:
         label, why = "removed", "every probe and revival criterion failed" + (
             "; pruning restored nothing either" if localised is False else "")
-    elif not counted and blind_view and localised is not False:
-        label, why = "suppressed", ("the multiple-choice view shows nothing above chance either, which does not "
-                                    "show the capability is gone; no probe or revive evidence given")
+    elif not counted and blind and localised is not False:
+        what = {"view": "the multiple-choice view shows nothing above chance", "attack": "the attacks restored nothing"}
+        label, why = "suppressed", (" and ".join(what[k] for k in blind) + ", which does not show the capability is "
+                                    "gone; no probe or revive evidence given")
         settle = ["give probe or revive evidence"]
     elif not others and localised is False:
         label, why = "inconclusive", ("pruning restored nothing, which shows the change is not localised, "
