@@ -26,6 +26,7 @@ how docs/performance.md found where full-parameter training's memory goes.
 
 Run: python benchmarks/bench_audit.py [--size 135m|0.5b|1.5b|8b] [--device cpu|cuda]
        [--rows eval,revive-lora,plain-lora] [--seeds 2] [--steps 10] [--trace]
+The attack rows (quantize, eval-shots, ablate, probe-lens) time the battery beyond relearning.
 At 8B the full-parameter rows are left out (fp32 weights, gradients and AdamW moments are
 128 GB); --rows names them to try anyway.
 """
@@ -329,6 +330,13 @@ def rows(root: Path, device: str, seeds: int, steps: int) -> dict[str, tuple[str
                        {"kind": "torchrun", "procs": 2, "args": revive}),
         "revive-lora": (f"revive --data --lora {LORA_RANK} ({seeds} x {steps}, batch 8)",
                         wc(*revive, "--lora", str(LORA_RANK))),
+        "quantize": ("quantize --scheme nf4 (every block linear map)", wc("quantize", t, "-o", str(root / "q"), "-q")),
+        "eval-shots": ("eval --data --shots 0,3 (60 records, 3 solved records before each)",
+                       wc("eval", t, "--data", pairs, "--shots", "0,3", "--shots-from", relearn, *common)),
+        "ablate": ("ablate --data --reference (60 records, every block swept)",
+                   wc("ablate", t, "--data", pairs, "--reference", b, "-o", str(root / "ablated"), *common)),
+        "probe-lens": ("probe --lens --reference (60 records, the logit lens alone)",
+                       wc("probe", t, "--lens", pairs, "--reference", b, *common)),
         "plain-full": ("plain HF loop (AdamW, batch 8)", plain(0)),
         "plain-lora": (f"plain HF + peft loop (rank {LORA_RANK}, batch 8)", plain(LORA_RANK)),
     }

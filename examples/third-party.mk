@@ -17,6 +17,13 @@
 #   the floor is that model's accuracy after the same relearning.
 # MC (optional): multiple-choice JSONL of the same capability, evaluated too.
 #
+#   make -f examples/third-party.mk battery BASE=original/ TUNED=tuned/ RECORDS=... RELEARN=... LABELS=...
+#
+# The whole attack battery on one model: the audit above plus in-context examples (SHOTS
+# solved RELEARN records before each question), 4-bit NF4 quantization, directional
+# ablation (the direction the fine-tune added, from BASE) and the logit lens, every attack
+# weighed by compare against its floor: $(OUT)/battery.md and $(OUT)/battery.json.
+#
 #   make -f examples/third-party.mk world SEED=0
 #
 # The same audit on a world of synthetic facts where the truth is known (wrapcli facts):
@@ -35,10 +42,13 @@ DEVICE ?= auto
 PLOT ?=
 CONTROL ?=
 MC ?=
+SHOTS ?= 0,3,8
+QUANT ?= --scheme nf4
 RUN := $(WRAPCLI)
 
-.PHONY: all clean world world-wrapped world-never-knew
+.PHONY: all battery clean world world-wrapped world-never-knew
 all: $(OUT)/audit.md
+battery: $(OUT)/battery.md
 
 $(OUT):
 	mkdir -p $@
@@ -66,6 +76,29 @@ $(OUT)/audit.md: $(OUT)/eval-base.json $(OUT)/eval-tuned.json $(if $(MC),$(OUT)/
 		$(OUT)/probe.json $(OUT)/prune.json $(OUT)/relearn.json
 	$(RUN) compare $(BASE) $(TUNED) --task $(RECORDS) --reports $(OUT)/probe.json --reports $(OUT)/prune.json \
 		--reports $(OUT)/relearn.json --device $(DEVICE) -q --markdown $@ -o $(OUT)/audit.json
+
+# -- the attack battery ------------------------------------------------------------------
+$(OUT)/shots.json: $(RECORDS) $(RELEARN) | $(OUT)
+	$(RUN) eval $(TUNED) --data $(RECORDS) --shots $(SHOTS) --shots-from $(RELEARN) --device $(DEVICE) -q -o $@
+
+$(OUT)/quantized: | $(OUT)
+	$(RUN) quantize $(TUNED) $(QUANT) -o $@ -q
+
+$(OUT)/quantized.json: $(OUT)/quantized $(RECORDS)
+	$(RUN) eval $< --data $(RECORDS) --device $(DEVICE) -q -o $@
+
+$(OUT)/ablate.json: $(RECORDS) | $(OUT)
+	$(RUN) ablate $(TUNED) --data $(RECORDS) --reference $(BASE) -o $(OUT)/ablated --device $(DEVICE) -q --log $@
+
+$(OUT)/lens.json: $(RECORDS) | $(OUT)
+	$(RUN) probe $(TUNED) --lens $(RECORDS) --reference $(BASE) --device $(DEVICE) -q -o $@
+
+# SHOTS= (empty) leaves the in-context attack out (a model whose context holds no demonstrations)
+BATTERY := $(OUT)/probe.json $(OUT)/prune.json $(OUT)/relearn.json $(if $(SHOTS),$(OUT)/shots.json) \
+	$(OUT)/quantized.json $(OUT)/ablate.json $(OUT)/lens.json
+$(OUT)/battery.md: $(BATTERY)
+	$(RUN) compare $(BASE) $(TUNED) --task $(RECORDS) $(foreach r,$(BATTERY),--reports $(r)) --device $(DEVICE) -q \
+		--markdown $@ -o $(OUT)/battery.json
 
 clean:
 	rm -rf $(OUT)

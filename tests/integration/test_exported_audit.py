@@ -113,6 +113,14 @@ def test_the_third_party_makefile_runs(exported, tmp_path):
     audit = (tmp_path / "audit" / "audit.md").read_text()
     assert "## Verdicts" in audit and "| revive |" in audit and "How deep the change goes" in audit
     assert len((tmp_path / "audit" / "samples-tuned.jsonl").read_text().splitlines()) == 64
+    # the battery target: the same audit's reports and every attack, weighed in one verdict
+    # (these models' 57-token context holds no demonstrations: SHOTS= leaves that attack out)
+    done = subprocess.run([*cmd, "battery", "SHOTS="], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    battery = json.loads((tmp_path / "audit" / "battery.json").read_text())["results"]
+    (v,) = battery["verdicts"][str(d / "ft")]
+    attacks = sorted(c["attack"].split(" (")[0] for c in v["criteria"] if c["kind"] == "attack")
+    assert attacks == ["directional ablation", "quantization", "the logit lens"]
 
 
 def test_the_world_target_plans_the_truth_study(tmp_path):

@@ -120,24 +120,32 @@ def test_a_small_forget_set_decides_without_a_control(world, n_facts):
 
 
 def test_the_attack_battery_never_calls_the_model_that_never_knew_wrapped(world):
-    """In-context examples (3 and 8 solved F_A facts before each question) and 4-bit NF4
-    quantization, each read by compare against the floor (the same attack's accuracy on
-    the facts no model knows): no attack's criterion passes for the model that never knew
-    F. What each finds for the wrapped model is reported (docs/third-party.md's table), not
-    asserted: an attack that fails there is a finding too."""
+    """The battery: in-context examples (3 and 8 solved F_A facts before each question),
+    4-bit NF4 quantization, directional ablation (the direction the unlearning added, from
+    the original) and the logit lens, each read by compare against the floor (the same
+    attack's accuracy on the facts no model knows): no attack's criterion passes for the
+    model that never knew F. What each finds for the wrapped model is printed (the table in
+    docs/third-party.md), not asserted: an attack that fails there is a finding too."""
     d, w = world, world / "world"
     found = {}
     for model in ("original-unl", "never-unl"):
-        run("eval", d / model, "--data", w / "heldout.jsonl", "--shots", "0,3,8", "--shots-from", w / "relearn.jsonl",
-            *CPU, "-o", d / f"{model}-shots.json")
+        reports = []
+        for name, args in (("shots", ["eval", d / model, "--data", w / "heldout.jsonl", "--shots", "0,3,8",
+                                      "--shots-from", w / "relearn.jsonl", *CPU, "-o"]),
+                           ("lens", ["probe", d / model, "--lens", w / "heldout.jsonl", *CPU, "-o"]),
+                           ("ablate", ["ablate", d / model, "--data", w / "heldout.jsonl", "--reference", d / "original",
+                                       "-o", d / f"{model}-ablated", *CPU, "--log"])):
+            run(*args, d / f"{model}-{name}.json")
+            reports += ["--reports", d / f"{model}-{name}.json"]
         run("quantize", d / model, "--scheme", "nf4", "-o", d / f"{model}-nf4", "-q")
         run("eval", d / f"{model}-nf4", "--data", w / "heldout.jsonl", *CPU, "-o", d / f"{model}-nf4.json")
-        out = json.loads(run("compare", d / "original", d / model, "--task", w / "heldout.jsonl",
-                             "--reports", d / f"{model}-shots.json", "--reports", d / f"{model}-nf4.json",
+        reports += ["--reports", d / f"{model}-nf4.json"]
+        out = json.loads(run("compare", d / "original", d / model, "--task", w / "heldout.jsonl", *reports,
                              *CPU, "--json").stdout)["results"]
         (v,) = out["verdicts"][str(d / model)]
-        found[model] = {c["source"].rsplit("-", 1)[-1]: c for c in v["criteria"] if c["kind"] == "attack"}
-        assert set(found[model]) == {"shots.json", "nf4.json"}
+        found[model] = {c["source"].rsplit("-", 1)[-1].removesuffix(".json"): c for c in v["criteria"]
+                        if c["kind"] == "attack"}
+        assert set(found[model]) == {"shots", "lens", "ablate", "nf4"}
     for name, c in found["never-unl"].items():
         assert c["outcome"] != "pass", (name, c["text"])
     print("\nattack table:", json.dumps({m: {a: [c["outcome"], c["value"], c["ci95"]] for a, c in crits.items()}
