@@ -78,26 +78,8 @@ def compare(
             refuse_given(ctx, ("n",), "to built-in tasks; a JSONL task scores every record")
         device = resolve_device(device)
         placed = placement(device_map, max_memory)
-        from wrapcli.models import checkpoint
-
-        compiled = [checkpoint.is_compiled(c) for c in ckpts]
-        if any(compiled) and not all(compiled):
-            raise UsageError("compare takes compiled (Tracr) checkpoints only beside other compiled ones")
-        if all(compiled):
-            from wrapcli.runs import compiled as compiled_runs
-
-            if any(t.endswith(".jsonl") for t in task or []):
-                raise UsageError("a compiled counter is compared on --task count:X, not on JSONL records")
-            if precision != "fp32":
-                raise UsageError("compiled (Tracr) models are compared in fp32")
-            if placed is not None:
-                raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
-            if view:
-                raise UsageError("--view pairs JSONL records; a compiled counter is compared on --task count:X")
-            result = compiled_runs.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n)
-        else:
-            result = run.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
-                                 dtype=dtype, device=device, placement=placed, views=view or [])
+        result = run.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
+                             dtype=dtype, device=device, placement=placed, views=view or [])
         con = stderr(quiet)
         for name, vs in result["verdicts"].items():
             for v in vs:

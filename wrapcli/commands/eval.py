@@ -66,7 +66,6 @@ def eval_(
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs, write_text
         from wrapcli.core.runtime import placement, resolve_device, resolve_precision
-        from wrapcli.models import checkpoint
         from wrapcli.report import envelope as reports
         from wrapcli.runs import eval as run
         from wrapcli.tasks.conjugate import parse_mapping
@@ -104,29 +103,16 @@ def eval_(
         elif samples or shots or shots_from:
             given = [f for f, v in (("--samples", samples), ("--shots", shots), ("--shots-from", shots_from)) if v]
             raise UsageError(f"{', '.join(given)} {'go' if len(given) > 1 else 'goes'} with --data")
-        if checkpoint.is_compiled(ckpt):
-            if placed is not None:
-                raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
-            if conjugate:
-                raise UsageError("--conjugate is for the built-in tasks, not compiled (Tracr) models")
-            device = resolve_device(device)
-            results = run.eval_compiled(ckpt, task, n, eval_seed, device)
-            con = stderr(quiet)
-            con.print(accuracy_table(results["tasks"], f"{ckpt}"))
-            for setting in ("C_Te=0", "C_Te=1") if "attention" in results else ():
-                con.print(attention_table(results["attention"][setting],
-                                          f"attention from the answer position ({setting}), share"))
-            reports.write(reports.envelope("eval", results, inputs=[ckpt], device=device, precision="fp32"), out,
-                          json_out)
-            return
         mapping = parse_mapping(conjugate) if conjugate is not None else None
         device = resolve_device(device)
-        results = run.eval_tasks(ckpt, task, n, eval_seed, device, resolve_precision(precision, device), mapping,
-                                 placed)
+        results = run.evaluate(ckpt, tasks=task, n=n, seed=eval_seed, device=device,
+                               precision=resolve_precision(precision, device), mapping=mapping, placement=placed)
         con = stderr(quiet)
         con.print(accuracy_table(results["tasks"], f"{ckpt}"))
-        if mapping:
+        if results.get("conjugate"):
             con.print(accuracy_table(results["conjugate"]["tasks"], f"{ckpt}, conjugate prompts {conjugate}"))
+        for setting in ("C_Te=0", "C_Te=1") if "attention" in results else ():
+            con.print(attention_table(results["attention"][setting], f"attention from the answer position ({setting}), share"))
         report = reports.envelope("eval", results, inputs=[ckpt], seed=eval_seed, device=device,
                                   precision=results["precision"])
         reports.write(report, out, json_out)

@@ -71,25 +71,8 @@ def probe(
             raise UsageError("--position goes with --data")
         device = resolve_device(device)
         from wrapcli.core.runtime import placement
-        from wrapcli.models import checkpoint
 
         placed = placement(device_map, max_memory)
-        if checkpoint.is_compiled(ckpt):
-            if placed is not None:
-                raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
-            if data or prompt or lens or position != "last" or precision != "fp32":
-                raise UsageError("a compiled (Tracr) counter is probed on --target count:X in fp32, without --data, "
-                                 "--prompt, --lens, --position or --precision")
-            if target is None:
-                raise UsageError("give --target count:X for a compiled counter")
-            from wrapcli.runs import compiled as compiled_runs
-
-            result = compiled_runs.probe(ckpt_path=ckpt, target=target, reference=reference, n=n, seed=seed,
-                                         random_inits=random_inits)
-            stderr(quiet).print(tables.layer_table(result))
-            reports.write(reports.envelope("probe", result, inputs=[ckpt] + ([reference] if reference else []),
-                                           seed=seed, device="cpu", precision="fp32"), out, json_out)
-            return
         result = run.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,
                                random_inits=random_inits, precision=precision, placement=placed, lens=lens)
@@ -101,7 +84,7 @@ def probe(
         if result.get("attention"):
             con.print(tables.attention_table(result["attention"]["model"]))
         inputs = [ckpt] + ([reference] if reference else []) + ([data] if data else []) + ([lens] if lens else [])
-        reports.write(reports.envelope("probe", result, inputs=inputs, seed=seed, device=device, precision=precision), out,
-                      json_out)
+        reports.write(reports.envelope("probe", result, inputs=inputs, seed=seed, device=result["device"],
+                                       precision=precision), out, json_out)
 
 

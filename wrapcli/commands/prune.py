@@ -99,27 +99,12 @@ def prune(
         if plot:
             require_matplotlib()
         device = resolve_device(device)
-        from wrapcli.models import checkpoint
-
-        if checkpoint.is_compiled(ckpt):
-            from wrapcli.runs import compiled as compiled_runs
-
-            if unit in ("head", "row") or data or write or iterative or spurious:
-                raise UsageError("a compiled (Tracr) model is pruned by single weights or MLP neurons (--unit "
-                                 "weight or neuron), without --data, -w, --iterative or --spurious")
-            if revert_to is not None and not checkpoint.is_compiled(revert_to):
-                raise UsageError(f"--revert-to {revert_to}: a compiled model reverts to another compiled model")
-            if task is None:
-                raise UsageError("give --task count:X for a compiled counter")
-            result = compiled_runs.prune(ckpt_path=ckpt, task=task, also=also or [], ks=ks, n=batch_size,
-                                         eval_n=eval_size, seed=seed, unit=unit, revert_to=revert_to)
-        else:
-            result = run.prune(
-                ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
-                iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
-                seed=seed, device=device, write=write, write_k=write_k,
-                precision=resolve_precision(precision, device), revert_to=revert_to, spurious=spurious, force=force,
-            )
+        result = run.prune(
+            ckpt_path=ckpt, task=task, also=also or [], data=data, kind=unit, ks=ks,
+            iterative=iterative, batches=batches, batch_size=batch_size, eval_size=eval_size,
+            seed=seed, device=device, write=write, write_k=write_k,
+            precision=resolve_precision(precision, device), revert_to=revert_to, spurious=spurious, force=force,
+        )
         stderr(quiet).print(tables.sweep_table(result))
         if plot:
             from wrapcli.terminal.plots import line_plot

@@ -42,6 +42,23 @@ def empty_evidence(schema: str, results) -> list[str]:
             if isinstance(results.get(key), list) and not results[key] and not lens_only]
 
 
+def compare_compiled(paths, tasks, reports, th, n, compiled: list[bool], **given) -> dict:
+    """Compiled (Tracr) counters compared, after what they cannot take is refused."""
+    from wrapcli.runs import compiled as compiled_runs
+
+    if not all(compiled):
+        raise UsageError("compare takes compiled (Tracr) checkpoints only beside other compiled ones")
+    if any(t.endswith(".jsonl") for t in tasks):
+        raise UsageError("a compiled counter is compared on --task count:X, not on JSONL records")
+    if given["dtype"] != "float32":
+        raise UsageError("compiled (Tracr) models are compared in fp32")
+    if given["placement"] is not None:
+        raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
+    if given["views"]:
+        raise UsageError("--view pairs JSONL records; a compiled counter is compared on --task count:X")
+    return compiled_runs.compare(paths=paths, tasks=list(tasks), reports=list(reports), th=th, n=n)
+
+
 def attacked(path, results: dict, sha: str | None) -> str | None:
     """The checkpoint an eval report is attack evidence on: the model quantize rounded, or
     the evaluated one under in-context examples; an eval report of neither is refused."""
@@ -110,6 +127,9 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
 
     if len(paths) < 2:
         raise WrapError("compare needs at least two checkpoints (the first is the base)")
+    compiled = [checkpoint.is_compiled(c) for c in paths]
+    if any(compiled):
+        return compare_compiled(paths, tasks, reports, th, n, compiled, dtype=dtype, placement=placement, views=views)
     if dtype not in ("float32", "bfloat16", "float16"):
         raise UsageError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
     from wrapcli.analyses.weightdiff import compare_weights

@@ -6,6 +6,23 @@ by its kind's metric, with one sample per record)."""
 from __future__ import annotations
 
 
+def evaluate(ckpt: str, *, tasks=None, n: int = 1000, seed: int = 0, device: str = "cpu", precision: str = "fp32",
+             mapping=None, placement: dict | None = None) -> dict:
+    """Accuracy on built-in tasks of a wrapcli or a compiled (Tracr) checkpoint: the one
+    place that tells the two apart (the records of a Hugging Face directory are
+    ``eval_data``)."""
+    from wrapcli.core.errors import UsageError
+    from wrapcli.models import checkpoint
+
+    if not checkpoint.is_compiled(ckpt):
+        return eval_tasks(ckpt, tasks, n, seed, device, precision, mapping, placement)
+    if placement is not None:
+        raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
+    if mapping:
+        raise UsageError("--conjugate is for the built-in tasks, not compiled (Tracr) models")
+    return eval_compiled(ckpt, tasks, n, seed, device)
+
+
 def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placement: dict | None = None,
               shots: list[int] | None = None, shots_from: str | None = None, seed: int = 0
               ) -> tuple[dict, list[dict]]:

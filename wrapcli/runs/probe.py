@@ -39,6 +39,10 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     from wrapcli.models import checkpoint
     from wrapcli.models.build import build_model
 
+    if checkpoint.is_compiled(ckpt_path):
+        return probe_compiled(ckpt_path, target, reference, n, seed, random_inits,
+                              given=dict(data=data, prompt=prompt, lens=lens, placement=placement,
+                                         position=position != "last", precision=precision != "fp32"))
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
     dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
@@ -106,6 +110,21 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
         result["attention"] = {name: attention_summary(m, tokens[:256], device)
                                for name, m in (("model", ck.model), ("reference", ref and ref.model)) if m is not None}
     return result
+
+
+def probe_compiled(ckpt_path, target, reference, n, seed, random_inits, given: dict) -> dict:
+    """A compiled (Tracr) counter's probes, after the options it cannot take are refused."""
+    from wrapcli.runs import compiled as compiled_runs
+
+    if given["placement"] is not None:
+        raise UsageError("--device-map is for Hugging Face directories, not compiled (Tracr) models")
+    if any(v for k, v in given.items() if k != "placement"):
+        raise UsageError("a compiled (Tracr) counter is probed on --target count:X in fp32, without --data, "
+                         "--prompt, --lens, --position or --precision")
+    if target is None:
+        raise UsageError("give --target count:X for a compiled counter")
+    return compiled_runs.probe(ckpt_path=ckpt_path, target=target, reference=reference, n=n, seed=seed,
+                               random_inits=random_inits)
 
 
 def logit_lens(path, ckpt_path, ck, ref, device) -> dict:

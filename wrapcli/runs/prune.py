@@ -34,6 +34,25 @@ def micro_batches(td, batches: list[list[int]]) -> list[list[int]]:
     return out
 
 
+def prune_compiled(ckpt_path, task, also, ks, n, eval_n, seed, unit, revert_to, refused: bool) -> dict:
+    """A compiled (Tracr) counter pruned by single weights or MLP neurons, after the options
+    it cannot take are refused."""
+    from wrapcli.models import checkpoint
+    from wrapcli.runs import compiled as compiled_runs
+
+    if unit in ("head", "row") or refused:
+        raise UsageError("a compiled (Tracr) model is pruned by single weights or MLP neurons (--unit "
+                         "weight or neuron), without --data, -w, --iterative or --spurious")
+    if revert_to is not None and not checkpoint.is_compiled(revert_to):
+        raise UsageError(f"--revert-to {revert_to}: a compiled model reverts to another compiled model")
+    if revert_to is not None:
+        checkpoint.check_not_itself(ckpt_path, revert_to, "--revert-to")
+    if task is None:
+        raise UsageError("give --task count:X for a compiled counter")
+    return compiled_runs.prune(ckpt_path=ckpt_path, task=task, also=also, ks=ks, n=n, eval_n=eval_n, seed=seed,
+                               unit=unit, revert_to=revert_to)
+
+
 def prune(*, ckpt_path, task=None, also=(), data=None, kind=None, ks=(0, 1, 2, 5, 10, 15, 20),
           iterative=False, batches=1, batch_size=512, eval_size=512, seed=0, device="cpu",
           write=None, write_k=None, on_k=None, precision="fp32", revert_to=None, spurious=0.0,
@@ -52,6 +71,9 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind=None, ks=(0, 1, 2, 5
     from wrapcli.tasks.sequences import batch_for_step
     from wrapcli.training.batches import loss_on
 
+    if checkpoint.is_compiled(ckpt_path):
+        return prune_compiled(ckpt_path, task, also, ks, batch_size, eval_size, seed, kind, revert_to,
+                              refused=bool(data or write or iterative or spurious))
     kind = kind or "row"
     if batches < 1 or batch_size < 1:
         raise UsageError("--batches and --batch-size must be >= 1")
