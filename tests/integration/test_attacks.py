@@ -82,14 +82,15 @@ def test_quantize_refuses_a_compiled_model_and_a_mismatched_output(chain, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter.safetensors"]
 
 
-def test_in_context_examples_are_the_prompts_assembled_by_hand(tmp_path):
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+def test_in_context_examples_are_the_prompts_assembled_by_hand(arch, tmp_path):
     """eval --shots: with K demonstrations the record is scored on exactly the prompt a
     hand-written assembly gives (K solved records of the pool, drawn with numpy's seeded
     generator, never the record itself, each prompt + answer + a blank line), and the
     accuracy per K equals plain eval of a file holding those prompts."""
     import numpy as np
 
-    base = make_model_dir(tmp_path / "m", "llama")
+    base = make_model_dir(tmp_path / "m", arch)
     rows = [{"prompt": f"{w} maps to", "answer": f" {v}"} for w, v in PAIRS.items()]
     data = write_jsonl(tmp_path / "forget.jsonl", rows)
     pool = write_jsonl(tmp_path / "pool.jsonl", rows[:5] + [{"prompt": "once upon", "answer": " red"}])

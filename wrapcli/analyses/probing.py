@@ -26,6 +26,8 @@ from wrapcli.models.adapters import resid_layers
 SOLVER = "newton-cg"
 
 
+RANDOM_INIT_SEED = 10_000  # random-init baselines use seeds RANDOM_INIT_SEED + i: never a trained model's own seed
+
 def split(labels: np.ndarray, seed: int = 0, test_frac: float = 0.25, groups=None):
     """Held-out split shared by every model a probe report compares: ``(train, test)``
     index arrays. With ``groups`` every group stays on one side (paired records, such as

@@ -201,8 +201,7 @@ def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 
     the compiled model), its probes (schema PROBE)."""
     import torch
 
-    from wrapcli.analyses.probing import against_baselines, class_balance, probe_layers, split
-    from wrapcli.runs.probe import RANDOM_INIT_SEED
+    from wrapcli.analyses.probing import RANDOM_INIT_SEED, against_baselines, class_balance, probe_layers, split
 
     pin_threads()
     if random_inits < 1:
@@ -244,7 +243,7 @@ def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:
     from wrapcli.analyses.audit import cka_by_layer, evidence_task, verdicts_by_checkpoint
     from wrapcli.analyses.weightdiff import compare_weights
     from wrapcli.core.files import sha256
-    from wrapcli.runs.compare import load_reports
+    from wrapcli.runs.evidence import load_reports
     from wrapcli.verdicts.rules import Thresholds
 
     pin_threads()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.analyses.probing import against_baselines, attention_summary, class_balance, probe_layers, split
+from wrapcli.analyses.probing import RANDOM_INIT_SEED, against_baselines, attention_summary, class_balance, probe_layers, split
 from wrapcli.core.errors import UsageError
 from wrapcli.models.adapters import last_positions, layer_features, token_chunks
 from wrapcli.models.build import context_length
@@ -21,7 +21,6 @@ PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetu
 RANDOM_INITS = 3
 
 
-RANDOM_INIT_SEED = 10_000  # init seeds RANDOM_INIT_SEED + i: never a trained model's own seed
 
 
 def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=2000,
