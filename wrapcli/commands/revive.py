@@ -72,7 +72,6 @@ def revive(
         from wrapcli.runs import revive as run
         from wrapcli.terminal import tables
         from wrapcli.terminal.plots import line_plot, require_matplotlib
-        from wrapcli.training import presets
 
         check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])
         check_format(out, "report", "-o")
@@ -109,34 +108,16 @@ def revive(
         if plot:
             require_matplotlib()
         device = resolve_device(device)
-        p = presets.get(preset)
-        from wrapcli.compiled import training as compiled_training
-        from wrapcli.models import checkpoint
-
-        is_compiled = checkpoint.is_compiled(ckpt)
-        if is_compiled and (data or control or save_dir):
-            raise UsageError("a compiled (Tracr) model is revived on --task against --scratch, without --data, "
-                             "--control or --save-dir")
-        n_lrs = len(run.parse_lrs(lr, p, checkpoint.read_lineage(ckpt))[0]) if data is not None else 1
-        runs = seeds * (1 + len(control or []) + int(scratch)) * n_lrs
-        per_run = steps or (compiled_training.Recipe.steps if is_compiled else p.reft_steps)
-        with progress(runs * per_run, "revive", quiet) as on_progress:  # the runs count every curve's steps in turn
-            common = dict(ckpt_path=ckpt, controls=control or [], lr=lr, preset=p, steps=steps,
-                          batch_size=batch_size, seeds=seeds, threshold=threshold, device=device,
-                          precision=precision, on_progress=on_progress)
-            if is_compiled:
-                from wrapcli.runs import compiled as compiled_runs
-
-                result = compiled_runs.revive(ckpt_path=ckpt, task=task, scratch=scratch, lr=lr, seeds=seeds,
-                                              threshold=threshold, on_progress=on_progress,
-                                              recipe_args={"steps": steps, "batch_size": batch_size,
-                                                           "eval_size": eval_size})
-            elif data is not None:
-                result = run.revive_text(data=data, eval_data=eval_data, reference=reference, margin=margin,
-                                         lora=lora_spec, checkpointing=checkpointing, shard=fsdp, **common)
-            else:
-                result = run.revive(task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
-                                        keep_every=keep_every, **common)
+        total = run.planned_steps(ckpt_path=ckpt, data=data, lr=lr, preset=preset, steps=steps, seeds=seeds,
+                                  n_controls=len(control or []), scratch=scratch, save_dir=save_dir,
+                                  lora=lora is not None)
+        with progress(total, "revive", quiet) as on_progress:  # every curve's steps in turn
+            result = run.revive_checkpoint(
+                ckpt_path=ckpt, task=task, data=data, preset=preset, scratch=scratch, eval_data=eval_data,
+                reference=reference, margin=margin, lora=lora_spec, checkpointing=checkpointing, shard=fsdp,
+                eval_size=eval_size, save_dir=save_dir, keep_every=keep_every, controls=control or [], lr=lr,
+                steps=steps, batch_size=batch_size, seeds=seeds, threshold=threshold, device=device,
+                precision=precision, on_progress=on_progress)
         if result is None:  # another rank than 0 under torchrun: rank 0 reports
             return
         con = stderr(quiet)

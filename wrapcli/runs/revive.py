@@ -113,6 +113,48 @@ def parse_lrs(lr: str | None, preset, lineage, lora: bool = False) -> tuple[list
     return values, f"--lr {lr}"
 
 
+def planned_steps(*, ckpt_path, data, lr, preset: str, steps, seeds, n_controls: int, scratch: bool, save_dir,
+                  lora: bool) -> int:
+    """Every curve's steps in turn (the progress bar's length), after refusing what a
+    compiled (Tracr) model cannot take."""
+    from wrapcli.compiled.training import Recipe
+    from wrapcli.models import checkpoint
+    from wrapcli.training import presets
+
+    p = presets.get(preset)
+    compiled = checkpoint.is_compiled(ckpt_path)
+    if compiled and (data or n_controls or save_dir):
+        raise UsageError("a compiled (Tracr) model is revived on --task against --scratch, without --data, "
+                         "--control or --save-dir")
+    n_lrs = len(parse_lrs(lr, p, checkpoint.read_lineage(ckpt_path), lora)[0]) if data is not None else 1
+    per_run = steps or (Recipe.steps if compiled else p.reft_steps)
+    return seeds * (1 + n_controls + int(scratch)) * n_lrs * per_run
+
+
+def revive_checkpoint(*, ckpt_path, task, data, preset: str, scratch=False, eval_data=None, reference=None,
+                      margin=None, lora=None, checkpointing=False, shard=False, eval_size=None, save_dir=None,
+                      keep_every=None, **common) -> dict | None:
+    """Reverse fine-tuning of any checkpoint: a compiled (Tracr) counter with the paper's
+    recipe, the relearning test on user records (``data``), or a built-in task."""
+    from wrapcli.models import checkpoint
+    from wrapcli.training import presets
+
+    if checkpoint.is_compiled(ckpt_path):
+        from wrapcli.runs import compiled as compiled_runs
+
+        return compiled_runs.revive(ckpt_path=ckpt_path, task=task, scratch=scratch, lr=common["lr"],
+                                    seeds=common["seeds"], threshold=common["threshold"],
+                                    on_progress=common["on_progress"],
+                                    recipe_args={"steps": common["steps"], "batch_size": common["batch_size"],
+                                                 "eval_size": eval_size})
+    common["preset"] = presets.get(preset)
+    if data is not None:
+        return revive_text(ckpt_path=ckpt_path, data=data, eval_data=eval_data, reference=reference, margin=margin,
+                           lora=lora, checkpointing=checkpointing, shard=shard, **common)
+    return revive(ckpt_path=ckpt_path, task=task, scratch=scratch, eval_size=eval_size, save_dir=save_dir,
+                  keep_every=keep_every, **common)
+
+
 def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, preset, steps=None,
                 batch_size=None, seeds=MIN_SEEDS, threshold=None, device="cpu", precision="auto",
                 margin=None, lora=None, checkpointing=False, shard=False, on_progress=None) -> dict:
