@@ -143,3 +143,12 @@ def test_the_tests_architectures_are_the_ones_wrapcli_reads():
     from models import ARCHS
 
     assert sorted(ARCHS) == sorted(LAYOUTS)
+
+
+def test_commands_do_not_decide_what_a_run_decides():
+    """A command parses and prints: the kind of model (checkpoint), the compiled models and
+    the presets are the runs' to read, so no command imports them."""
+    decided = ("wrapcli.models.checkpoint", "wrapcli.compiled", "wrapcli.training.presets")
+    bad = sorted((a, b) for a, b in edges() if a.startswith("wrapcli.commands.")
+                 and any(b == d or b.startswith(d + ".") for d in decided))
+    assert bad == []

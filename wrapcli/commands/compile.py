@@ -34,47 +34,15 @@ def compile_(
     from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli.compiled import compiling
-        from wrapcli.compiled import model as compiled
-        from wrapcli.core.errors import UsageError, WrapError
+        from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs
-        from wrapcli.models import checkpoint
-        from wrapcli.models.checkpoint import lineage_entry
+        from wrapcli.runs.compile import compile_checkpoint
 
         if out is None or out == "-":
             raise UsageError("give the checkpoint to write with -o FILE.safetensors")
         check_outputs(out)
         check_format(out, "checkpoint", "-o")
-        compiling.require_tracr()
-        assembled, output_name = compiling.compile_program(program, max_len)
-        model = compiling.to_torch(program, assembled, output_name, max_len)
-        mismatches = agreement(model, assembled, 200)
-        if mismatches:
-            raise WrapError(f"the torch model disagrees with Tracr on {mismatches} of 200 inputs (a wrapcli bug)")
-        if noise:
-            compiling.add_noise(model, noise, seed)
-        # what the compiled program scores after the noise: revive's default threshold (0.9 x it)
-        task = "count:a" if program == "counter" else None
-        final = compiled.evaluate(model, 1000, seed=0, operand="a") if task else {}
-        entry = lineage_entry("compile", None, task or program, seed, final, noise=noise, max_len=max_len)
-        checkpoint.save_compiled(out, model, lineage=[entry])
-        spec = model.spec
-        stderr(quiet).print(f"wrote {out}: {spec.n_layers} layers, {spec.n_heads} head(s), width {spec.d_model}, "
-                            f"MLP {spec.d_mlp}, {len(spec.output_values)} output values"
+        shape = compile_checkpoint(program=program, out=out, max_len=max_len, noise=noise, seed=seed)
+        stderr(quiet).print(f"wrote {out}: {shape['n_layers']} layers, {shape['n_heads']} head(s), width "
+                            f"{shape['d_model']}, MLP {shape['d_mlp']}, {shape['n_outputs']} output values"
                             + (f", noise N(0, {noise:g})" if noise else ""))
-
-
-def agreement(model, assembled, n: int) -> int:
-    """Inputs (of ``n`` random ones) on which the torch model's decoded outputs differ
-    from Tracr's."""
-    import torch
-
-    from wrapcli.compiled import compiling
-    from wrapcli.compiled import model as compiled
-
-    inputs = compiled.sample_inputs(model.spec, n, seed=12345)
-    _, decoded = compiling.tracr_outputs(assembled, inputs)
-    with torch.inference_mode():
-        ours = model(torch.as_tensor(compiled.encode(model.spec, inputs)))[:, 1:].argmax(-1)
-    values = model.spec.output_values
-    return sum([values[i] for i in row] != want for row, want in zip(ours.tolist(), decoded))

@@ -38,18 +38,9 @@ def facts(
     from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        import json
+        from wrapcli.runs.facts import write_world
+        from wrapcli.tasks.facts import WorldSpec
 
-        from wrapcli.core.files import atomic_path
-        from wrapcli.models.checkpoint import vocab_tokenizer
-        from wrapcli.tasks.facts import WorldSpec, world
-
-        w = world(WorldSpec(seed, retain, relearn, heldout, unseen, values, choices))
-        with atomic_path(out, directory=True, markers=("world.json",), force=force) as tmp:
-            for name, records in w["files"].items():
-                (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-            vocab_tokenizer(w["vocab"]).save_pretrained(str(tmp / "tokenizer"))
-            (tmp / "world.json").write_text(json.dumps({"spec": w["spec"], "sets": w["sets"],
-                                                        "files": {k: len(v) for k, v in w["files"].items()}}, indent=1))
-        counts = ", ".join(f"{k} {len(v)}" for k, v in w["files"].items())
-        stderr(quiet).print(f"wrote {out}/: {counts} records; tokenizer/ ({len(w['vocab'])} words)")
+        w = write_world(out, WorldSpec(seed, retain, relearn, heldout, unseen, values, choices), force=force)
+        counts = ", ".join(f"{k} {n}" for k, n in w["files"].items())
+        stderr(quiet).print(f"wrote {out}/: {counts} records; tokenizer/ ({w['vocab']} words)")

@@ -83,10 +83,7 @@ def finetune(
         from wrapcli.core.files import check_distinct, check_format, check_outputs
         from wrapcli.report import envelope as reports
         from wrapcli.runs.train import finetune as run
-        from wrapcli.runs.train import finetune_text
-        from wrapcli.training import presets
-
-        p = presets.get(preset)
+        from wrapcli.runs.train import finetune_text, planned_steps
         quiet = quiet or not is_main()  # under torchrun, rank 0 reports
         con = stderr(quiet)
         started = time.time()
@@ -96,9 +93,9 @@ def finetune(
         check_outputs(log)
         check_format(log, "report", "--log")
         check_format(out, "checkpoint", "-o")
-        from wrapcli.models import checkpoint
+        from wrapcli.runs.train import takes_sgd_recipe
 
-        if checkpoint.is_compiled(ckpt):
+        if takes_sgd_recipe(ckpt):
             _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log,
                                json_out, quiet, con,
                                refused=(("--data", data), ("--mix", mix), ("--loss", loss), ("--resume", resume),
@@ -130,9 +127,9 @@ def finetune(
             if lora is not None:
                 spec = LoraSpec(lora, lora_targets)
                 require_peft()
-            with progress(steps or p.ft_steps, "finetune", quiet) as update:
+            with progress(planned_steps("finetune", preset, steps), "finetune", quiet) as update:
                 result = finetune_text(
-                    parent=ckpt, out=out, data=data, eval_data=eval_data, preset=p, lr=lr,
+                    parent=ckpt, out=out, data=data, eval_data=eval_data, preset=preset, lr=lr,
                     steps=steps, batch_size=batch_size, eval_every=eval_every, resume=resume,
                     save_every=save_every, seed=seed, device=device, precision=precision, on_step=update,
                     lora=spec, adapter_only=adapter_only, force=force, checkpointing=checkpointing, shard=fsdp,
@@ -153,9 +150,9 @@ def finetune(
             if is_main():
                 reports.write(report, log, json_out)
             return
-        with progress(steps or p.ft_steps, "finetune", quiet) as update:
+        with progress(planned_steps("finetune", preset, steps), "finetune", quiet) as update:
             result = run(
-                parent=ckpt, out=out, task=task, preset=p, lr=lr, spurious=spurious,
+                parent=ckpt, out=out, task=task, preset=preset, lr=lr, spurious=spurious,
                 spurious_offset=spurious_offset, mix=mix, steps=steps, batch_size=batch_size,
                 loss=loss, eval_every=eval_every, eval_size=eval_size, resume=resume,
                 save_every=save_every, seed=seed, device=device, precision=precision, on_step=update,
@@ -187,7 +184,9 @@ def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_ev
     if task is None:
         raise UsageError("give --task count:X for a compiled counter")
     args = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every, "eval_size": eval_size}
-    with progress(steps or 10_000, "finetune", quiet) as update:
+    from wrapcli.runs.train import planned_steps
+
+    with progress(planned_steps("finetune", "cpu", steps, parent=ckpt), "finetune", quiet) as update:
         result = compiled_runs.finetune(parent=ckpt, out=out, task=task, lr=lr, spurious=spurious, recipe_args=args,
                                         seed=seed, on_progress=update)
     con.print(accuracy_table(result["final_eval"], f"{out}: after fine-tuning at lr={result['train']['lr']:g} (SGD)"))

@@ -82,12 +82,10 @@ def train(
         from wrapcli.core.distributed import is_main
         from wrapcli.core.files import check_distinct, check_format, check_outputs
         from wrapcli.report import envelope as reports
-        from wrapcli.runs.train import pretrain
-        from wrapcli.training import presets
+        from wrapcli.runs.train import planned_steps, pretrain
 
-        p = presets.get(preset)
         if data is not None or tokenizer is not None or eval_data is not None:
-            _train_text(out, data, tokenizer, eval_data, p, preset, locals(), log, json_out, quiet)
+            _train_text(out, data, tokenizer, eval_data, preset, locals(), log, json_out, quiet)
             return
         if force:
             from wrapcli.core.errors import UsageError
@@ -101,9 +99,9 @@ def train(
         quiet = quiet or not is_main()  # under torchrun, rank 0 reports
         con = stderr(quiet)
         started = time.time()
-        with progress(steps or p.steps, "train", quiet) as update:
+        with progress(planned_steps("train", preset, steps), "train", quiet) as update:
             result = pretrain(
-                out=out, task=task, preset=p, prior=prior, text_len=text_len, window=window,
+                out=out, task=task, preset=preset, prior=prior, text_len=text_len, window=window,
                 k=k, offset=offset, arch=arch, layers=layers, heads=heads, d_model=d_model,
                 steps=steps, batch_size=batch_size, lr=lr, loss=loss, eval_every=eval_every,
                 eval_size=eval_size, resume=resume, save_every=save_every, seed=seed,
@@ -125,13 +123,13 @@ BUILT_IN_ONLY = {"task": "--task", "prior": "--prior", "text_len": "--text-len",
                  "eval_size": "--eval-size"}
 
 
-def _train_text(out, data, tokenizer, eval_data, p, preset, given: dict, log, json_out, quiet) -> None:
+def _train_text(out, data, tokenizer, eval_data, preset, given: dict, log, json_out, quiet) -> None:
     """``train --data``: a fresh model trained from scratch on the user's records."""
     from wrapcli.core.distributed import is_main
     from wrapcli.core.errors import UsageError
     from wrapcli.core.files import check_distinct, check_format, check_outputs
     from wrapcli.report import envelope as reports
-    from wrapcli.runs.train import pretrain_text
+    from wrapcli.runs.train import planned_steps, pretrain_text
 
     if data is None or tokenizer is None:
         raise UsageError("train from your own records needs both --data and --tokenizer (--eval-data is optional)")
@@ -146,8 +144,8 @@ def _train_text(out, data, tokenizer, eval_data, p, preset, given: dict, log, js
     started = time.time()
     args = {k: given[k] for k in ("arch", "layers", "heads", "d_model", "steps", "batch_size", "lr", "eval_every",
                                   "resume", "save_every", "seed", "device", "precision", "force")}
-    with progress(given["steps"] or p.steps, "train", quiet) as update:
-        result = pretrain_text(out=out, data=data, tokenizer=tokenizer, eval_data=eval_data, preset=p,
+    with progress(planned_steps("train", preset, given["steps"]), "train", quiet) as update:
+        result = pretrain_text(out=out, data=data, tokenizer=tokenizer, eval_data=eval_data, preset=preset,
                                on_step=update, **args)
     result["preset"] = preset
     result["wall_s"] = time.time() - started

@@ -18,6 +18,7 @@ from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
 from wrapcli.tasks.sequences import seq_len
 from wrapcli.tasks.spec import TaskSpec, parse_components, parse_prior
 from wrapcli.textdata.userdata import pad_id
+from wrapcli.training import presets
 from wrapcli.training.batches import TaskData
 from wrapcli.training.loop import TrainConfig, train
 from wrapcli.training.presets import Preset, resolve_lr
@@ -35,17 +36,41 @@ def _pick(value, default):
     return default if value is None else value
 
 
+def planned_steps(kind: str, preset: str, steps: int | None, parent=None) -> int:
+    """How many optimizer steps a train or finetune run takes (the progress bar's length):
+    ``--steps``, else the preset's (a compiled parent: the paper's SGD recipe)."""
+    if steps:
+        return steps
+    if parent is not None and checkpoint.is_compiled(parent):
+        from wrapcli.compiled.training import Recipe
+
+        return Recipe.steps
+    p = presets.get(preset)
+    return p.steps if kind == "train" else p.ft_steps
+
+
+def takes_sgd_recipe(parent) -> bool:
+    """Whether fine-tuning ``parent`` follows the paper's SGD recipe for compiled (Tracr)
+    models (wrapcli/compiled/training.py) instead of the preset's AdamW run."""
+    return checkpoint.is_compiled(parent)
+
+
+def _preset(preset: str | Preset) -> Preset:
+    return presets.get(preset) if isinstance(preset, str) else preset
+
+
 def state_path(out: str) -> Path:
     """Where a run writing ``out`` keeps its resumable state."""
     return Path(f"{out}.state")
 
 
-def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=None, k=6,
+def pretrain(*, out, task, preset: str | Preset, prior=None, text_len=None, window=None, k=6,
              offset=40, arch=None, layers=None, heads=None, d_model=None, steps=None,
              batch_size=None, lr=None, loss=None, eval_every=None, eval_size=None,
              resume=False, save_every=None, seed=0, device="auto", precision="auto",
              on_step=None) -> dict:
     """Pretrain a fresh model; writes the checkpoint ``out`` and returns the results."""
+    preset = _preset(preset)  # a preset's name or the preset
     _check_out(out)
     device = resolve_device(device)
     spec = TaskSpec(
@@ -85,7 +110,7 @@ def pretrain(*, out, task, preset: Preset, prior=None, text_len=None, window=Non
     }
 
 
-def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
+def finetune(*, parent, out, task, preset: str | Preset, lr="medium", spurious=0.0,
              spurious_offset=1, mix=0.0, steps=None, batch_size=None, loss=None,
              eval_every=None, eval_size=None, resume=False, save_every=None, seed=0,
              device="auto", precision="auto", on_step=None) -> dict:
@@ -94,6 +119,7 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
     Evaluates the fine-tuning operand(s) and the parent's pretraining operands, each
     without (C_Te=0) and with (C_Te=1) the spurious feature, during and after training.
     """
+    preset = _preset(preset)  # a preset's name or the preset
     from wrapcli.tasks.checks import task_for
     from wrapcli.training.loop import Evaluation
 
@@ -135,7 +161,7 @@ def finetune(*, parent, out, task, preset: Preset, lr="medium", spurious=0.0,
     }
 
 
-def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medium",
+def finetune_text(*, parent, out, data, eval_data=None, preset: str | Preset, lr="medium",
                   steps=None, batch_size=None, eval_every=None, resume=False, save_every=None,
                   seed=0, device="auto", precision="auto", on_step=None, lora=None, adapter_only=False,
                   force=False, checkpointing=False, shard=False) -> dict:
@@ -144,6 +170,7 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     ``lora`` (a LoraSpec) only low-rank adapters train, merged into the written weights,
     or written alone (peft's adapter directory) with ``adapter_only``. ``shard``: fully
     sharded over torchrun's processes (wrapcli/core/distributed.py)."""
+    preset = _preset(preset)  # a preset's name or the preset
     from wrapcli.textdata.userdata import load_tokenizer
 
     _check_out_dir(out, force)
@@ -159,13 +186,14 @@ def finetune_text(*, parent, out, data, eval_data=None, preset: Preset, lr="medi
     return {**result, "parent": {"path": str(parent), "sha256": ck.sha256}, "lr_preset": lr_name}
 
 
-def pretrain_text(*, out, data, tokenizer, preset: Preset, arch=None, layers=None, heads=None, d_model=None,
+def pretrain_text(*, out, data, tokenizer, preset: str | Preset, arch=None, layers=None, heads=None, d_model=None,
                   steps=None, batch_size=None, lr=None, eval_every=None, eval_data=None, resume=False,
                   save_every=None, seed=0, device="auto", precision="auto", on_step=None, force=False) -> dict:
     """Train a fresh model of the preset's shape (or the given one) from scratch on user
     JSONL records with ``tokenizer`` (a directory holding tokenizer files, e.g. one that
     ``wrapcli facts`` writes); writes ``out`` as a Hugging Face directory. Its context is
     the longest record rounded up to a multiple of 64 tokens."""
+    preset = _preset(preset)  # a preset's name or the preset
     from wrapcli.models.checkpoint import Checkpoint
     from wrapcli.textdata.userdata import encode, load_tokenizer, read_jsonl
 
