@@ -93,6 +93,7 @@ def test_the_whole_audit_runs_through_data_files(exported):
     assert probe["n"] == 200 and len(probe["layers"]) == 3 and "reference" in probe["layers"][0]
 
 
+@pytest.mark.slow  # two minutes of the examples' Makefile: the slow tier (docs/testing.md)
 def test_the_third_party_makefile_runs(exported, tmp_path):
     """examples/third-party.mk end to end on the exported models (base pt, tuned ft)."""
     import shutil
