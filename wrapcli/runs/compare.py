@@ -39,15 +39,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
     shas = {name: sha256(path) for name, path in zip(names, paths)}
     evidence_by = load_reports(reports, shas)  # refuse bad evidence before the forward passes
     base = checkpoint.load(paths[0], dtype=dtype, device=device, placement=placement)
-    canon, task_views = {}, []
-    for task in tasks:
-        key, info = _canonical(task, base)
-        if key in canon:
-            raise UsageError(f"--task {task} is given twice")
-        if info.get("file"):
-            info["sha256"] = sha256(task)
-        canon[key] = info
-        task_views.append((key, TaskView(task, paths[0], base, n)))
+    canon, task_views = capabilities(tasks, paths[0], base, n)
     for rep in (r for reps in evidence_by.values() for r in reps):
         evidence_task(rep, canon)
     behaviour = {key: {names[0]: view.score(base.model, device)} for key, view in task_views}
@@ -69,11 +61,7 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
             other = layer_features(ck.model, task_views[0][1].chunks(), task_views[0][1].pick, device)
             representations[name] = cka_by_layer(base_features, other)
         del ck
-    for free, mc in pairs.items():
-        kinds = (behaviour[free][names[0]]["metric"], behaviour[mc][names[0]]["metric"])
-        if kinds != ("exact_match", "choice_accuracy"):
-            raise UsageError(f"--view {free}={mc}: needs prompt/answer records first and multiple-choice records "
-                             f"second, got {kinds[0].replace('_', ' ')} and {kinds[1].replace('_', ' ')}")
+    check_views(pairs, behaviour, names[0])
     attacks = attack_criteria(names, canon, evidence_by, correct, dict(task_views), th)
     verdict_by = verdicts_by_checkpoint(names, canon, evidence_by, behaviour, th, pairs, attacks)
     return {
@@ -90,6 +78,32 @@ def compare(*, paths, tasks=(), reports=(), th: Thresholds = Thresholds(), n=512
         **({"placement": {**placement, "modules": checkpoint.placed_on(base.model)}} if placement else {}),
         "device": device,
     }
+
+
+def capabilities(tasks, base_path, base, n: int) -> tuple[dict, list]:
+    """Each --task's key (its component, or its JSONL path with the file's sha256) and its
+    fixed examples (a TaskView), refusing a task given twice."""
+    from wrapcli.core.files import sha256
+
+    canon, task_views = {}, []
+    for task in tasks:
+        key, info = _canonical(task, base)
+        if key in canon:
+            raise UsageError(f"--task {task} is given twice")
+        if info.get("file"):
+            info["sha256"] = sha256(task)
+        canon[key] = info
+        task_views.append((key, TaskView(task, base_path, base, n)))
+    return canon, task_views
+
+
+def check_views(pairs: dict, behaviour: dict, base: str) -> None:
+    """A --view pairs prompt/answer records (first) with multiple-choice ones (second)."""
+    for free, mc in pairs.items():
+        kinds = (behaviour[free][base]["metric"], behaviour[mc][base]["metric"])
+        if kinds != ("exact_match", "choice_accuracy"):
+            raise UsageError(f"--view {free}={mc}: needs prompt/answer records first and multiple-choice records "
+                             f"second, got {kinds[0].replace('_', ' ')} and {kinds[1].replace('_', ' ')}")
 
 
 def compare_compiled(paths, tasks, reports, th, n, compiled: list[bool], **given) -> dict:
