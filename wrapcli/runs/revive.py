@@ -165,16 +165,53 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     relearning criterion (wrapcli/analyses/relearning.py) holds the held-out records' accuracy
     against a floor that a model without the knowledge could reach; with ``reference``
     (the original model) also the recovered fraction at every step."""
-    from pathlib import Path
-
     from wrapcli.analyses import relearning
-    from wrapcli.core.distributed import is_main, process_group, world
-    from wrapcli.core.runtime import resolve_precision
+    from wrapcli.core.distributed import is_main, world
+
+    margin = check_text_args(ckpt_path, eval_data, controls, reference, seeds, margin)
+    ref = score_references(ckpt_path, data, eval_data, controls, reference, device)
+    threshold, threshold_source = text_threshold(threshold, ref.original)
+    lrs, lr_source = parse_lrs(lr, preset, ref.lineage, lora is not None)
+    grid_results, finals, relearn_loss, adapters = relearning_curves(
+        ref, lrs, lr_source, threshold, threshold_source, ckpt_path=ckpt_path, data=data, eval_data=eval_data,
+        controls=controls, preset=preset, steps=steps, batch_size=batch_size, seeds=seeds, device=device,
+        precision=precision, lora=lora, checkpointing=checkpointing, shard=shard, on_progress=on_progress)
+    if not is_main():  # under torchrun: the other ranks trained their shares; rank 0 reports
+        return None
+    crit = relearning.criterion(
+        # with several controls, the floor at each LR is the one that relearned most (the hardest bar)
+        lrs=lrs, revived=[f[0] for f in finals],
+        controls=[max(f[1:], key=lambda c: float(np.mean(c))) for f in finals] if controls else None,
+        eligible=relearning.held_out([r["prompt"] for r in ref.train_set.records], [r["prompt"] for r in ref.held.records]),
+        reference_correct=None if ref.ref_recs is None else [r["correct"] for r in ref.ref_recs],
+        chance=[r["chance"] for r in ref.start_recs] if ref.held.choices is not None else None,
+        start=[r["correct"] for r in ref.start_recs], margin=margin, relearn_loss=relearn_loss)
+    chosen = lrs.index(crit["best_lr"]) if crit["best_lr"] is not None else int(np.argmax(
+        [g["models"][0]["accuracy"]["mean"][-1] for g in grid_results]))
+    start, original = ref.start, ref.original
+    return {
+        "task": None,
+        "data": str(data),
+        "eval_data": str(eval_data),
+        "metric": start["metric"],
+        "reference": None if reference is None else {
+            "path": str(reference), "metric": original["metric"], "accuracy": original["accuracy"],
+            "n": original["n"], "ci95": original["ci95"]},
+        "start": {"accuracy": start["accuracy"], "n": start["n"], "ci95": start["ci95"]},
+        **grid_results[chosen],
+        "lr_grid": [{"lr": g["lr"], "models": g["models"], "speedup": g["speedup"]} for g in grid_results],
+        "relearning": crit,
+        "lora": adapters,
+        "checkpointing": checkpointing,
+        "processes": world().size,
+        "fsdp": shard,
+    }
+
+
+def check_text_args(ckpt_path, eval_data, controls, reference, seeds, margin) -> float:
+    """revive --data's usage errors before any work; the margin, resolved."""
+    from wrapcli.analyses import relearning
     from wrapcli.models import checkpoint
-    from wrapcli.models.checkpoint import check_same_signature
-    from wrapcli.textdata.textscore import score_records, summarize
-    from wrapcli.textdata.userdata import text_data
-    from wrapcli.training.loop import TrainConfig
 
     if eval_data is None:
         raise UsageError("revive --data needs --eval-data: held-out records scored as the capability returns")
@@ -186,11 +223,23 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     margin = relearning.MARGIN if margin is None else margin
     if not 0 <= margin < 1:
         raise UsageError(f"--relearn-margin must be in [0, 1), got {margin}")
-    # Memory: one model at a time, in memory and on the device. The records need only the
-    # checkpoint's config, and the controls and reference are checked against the shapes its
-    # config gives (a meta-device build), so each of them is loaded, checked, scored and
-    # dropped before the checkpoint itself is loaded; the checkpoint's copy then trains the
-    # first curve and each later curve loads its own.
+    return margin
+
+
+def score_references(ckpt_path, data, eval_data, controls, reference, device) -> SimpleNamespace:
+    """The records, the controls checked, the reference and the fine-tuned model scored
+    before any relearning, one model in memory at a time.
+
+    The records need only the checkpoint's config, and the controls and reference are
+    checked against the shapes its config gives (a meta-device build), so each of them is
+    loaded, checked, scored and dropped before the checkpoint itself is loaded; the
+    checkpoint's copy then trains the first curve (``unchanged``) and each later curve loads
+    its own."""
+    from wrapcli.models import checkpoint
+    from wrapcli.models.checkpoint import check_same_signature
+    from wrapcli.textdata.textscore import score_records, summarize
+    from wrapcli.textdata.userdata import text_data
+
     plan = checkpoint.planned(ckpt_path) if (controls or reference is not None) else None
     ck = None if plan else checkpoint.load(ckpt_path, device="cpu")
     config, shapes = plan if plan else (ck.model.config, checkpoint.signature(ck))
@@ -213,29 +262,45 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
     if ck is None:
         ck = checkpoint.load(ckpt_path, device="cpu")
     start_recs = score_records(ck.model.to(device), held, device)
-    start = summarize(held, start_recs)
-    relearn_start = summarize(train_set, score_records(ck.model, train_set, device))["loss"]
+    out = SimpleNamespace(held=held, train_set=train_set, shas=shas, original=original, ref_recs=ref_recs,
+                          start_recs=start_recs, start=summarize(held, start_recs),
+                          relearn_start=summarize(train_set, score_records(ck.model, train_set, device))["loss"],
+                          sha=ck.sha256, lineage=ck.lineage)
     ck.model.to("cpu")
-    sha, lineage = ck.sha256, ck.lineage
-    unchanged = [ck.model]  # the first curve trains this copy rather than loading another
-    adapters = None
-    del ck
-    if threshold is None:
-        if original is None:
-            raise UsageError("give --threshold (accuracy that counts as relearned) or --reference "
-                             "(the original model: the threshold is then 0.9 x its accuracy)")
-        threshold, threshold_source = 0.9 * original["accuracy"], (
-            f"0.9 x the reference's {original['metric'].replace('_', ' ')} {original['accuracy']:.3f}")
-    else:
+    out.unchanged = [ck.model]  # the first curve trains this copy rather than loading another
+    return out
+
+
+def text_threshold(threshold, original) -> tuple[float, str]:
+    """The accuracy that counts as relearned: --threshold, or 0.9 x the reference's."""
+    if threshold is not None:
         if not 0 < threshold <= 1:
             raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
-        threshold_source = "--threshold"
-    lrs, lr_source = parse_lrs(lr, preset, lineage, lora is not None)
+        return threshold, "--threshold"
+    if original is None:
+        raise UsageError("give --threshold (accuracy that counts as relearned) or --reference "
+                         "(the original model: the threshold is then 0.9 x its accuracy)")
+    return 0.9 * original["accuracy"], (
+        f"0.9 x the reference's {original['metric'].replace('_', ' ')} {original['accuracy']:.3f}")
+
+
+def relearning_curves(ref, lrs, lr_source, threshold, threshold_source, *, ckpt_path, data, eval_data, controls,
+                      preset, steps, batch_size, seeds, device, precision, lora, checkpointing, shard,
+                      on_progress) -> tuple[list, list, list, dict | None]:
+    """The curves of the fine-tuned model and each control at every LR of the grid: each
+    LR's curves result, each model's per-record correctness after the last step, the
+    relearning records' loss before and after (the model under audit), and the adapters."""
+    from pathlib import Path
+
+    from wrapcli.core.distributed import is_main, process_group
+    from wrapcli.core.runtime import resolve_precision
+    from wrapcli.training.loop import TrainConfig
+
     n_steps = steps or preset.reft_steps
     seed_list = list(range(seeds))
-    n_eval = held.n_records
-    named = [("revived", ckpt_path, sha), *[(f"control:{Path(c).name}", c, h) for c, h in zip(controls, shas)]]
-    grid_results, finals, relearn_loss = [], [], []
+    named = [("revived", ckpt_path, ref.sha), *[(f"control:{Path(c).name}", c, h) for c, h in zip(controls, ref.shas)]]
+    grid_results, finals, relearn_loss, adapters = [], [], [], None
+    start = ref.start["accuracy"]
     with process_group(device):  # one process group for every curve under torchrun (re-joining races)
         for i, lr_value in enumerate(lrs):
             cfg = TrainConfig(steps=n_steps, batch_size=batch_size or preset.ft_batch_size, lr=lr_value,
@@ -246,52 +311,23 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
                 offset = (i * len(named) + j) * seeds * cfg.steps
                 metric, loss, last, trained_loss, adapters = run_text_curve(
                     path, data, eval_data, cfg, seed_list, set(grid), device, shifted(on_progress, offset), lora,
-                    loaded=unchanged, checkpointing=checkpointing, shard=shard)
+                    loaded=ref.unchanged, checkpointing=checkpointing, shard=shard)
                 if not is_main():  # its lists are empty: rank 0 scores and summarises
                     continue
-                summary = Curve(name, str(path), digest, metric).summary(grid, threshold, n_eval)
+                summary = Curve(name, str(path), digest, metric).summary(grid, threshold, ref.held.n_records)
                 summary["loss"] = {"per_seed": loss, "mean": np.mean(loss, axis=0).tolist()}
-                if original is not None and original["accuracy"] > start["accuracy"]:
-                    span = original["accuracy"] - start["accuracy"]
-                    summary["recovered_fraction"] = [(m - start["accuracy"]) / span for m in summary["accuracy"]["mean"]]
+                if ref.original is not None and ref.original["accuracy"] > start:
+                    span = ref.original["accuracy"] - start
+                    summary["recovered_fraction"] = [(m - start) / span for m in summary["accuracy"]["mean"]]
                 models.append(summary)
                 final.append(np.mean(last, axis=0).tolist())  # (records,): mean over seeds
                 if j == 0:  # the model under audit: did the attack move it at this LR?
-                    relearn_loss.append((relearn_start, float(np.mean(trained_loss))))
-            if not is_main():
-                continue
-            grid_results.append(curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list, grid,
-                                              models, device))
-            finals.append(final)
-    if not is_main():  # under torchrun: the other ranks trained their shares; rank 0 reports
-        return None
-    crit = relearning.criterion(
-        # with several controls, the floor at each LR is the one that relearned most (the hardest bar)
-        lrs=lrs, revived=[f[0] for f in finals],
-        controls=[max(f[1:], key=lambda c: float(np.mean(c))) for f in finals] if controls else None,
-        eligible=relearning.held_out([r["prompt"] for r in train_set.records], [r["prompt"] for r in held.records]),
-        reference_correct=None if ref_recs is None else [r["correct"] for r in ref_recs],
-        chance=[r["chance"] for r in start_recs] if held.choices is not None else None,
-        start=[r["correct"] for r in start_recs], margin=margin, relearn_loss=relearn_loss)
-    chosen = lrs.index(crit["best_lr"]) if crit["best_lr"] is not None else int(np.argmax(
-        [g["models"][0]["accuracy"]["mean"][-1] for g in grid_results]))
-    return {
-        "task": None,
-        "data": str(data),
-        "eval_data": str(eval_data),
-        "metric": start["metric"],
-        "reference": None if reference is None else {
-            "path": str(reference), "metric": original["metric"], "accuracy": original["accuracy"],
-            "n": original["n"], "ci95": original["ci95"]},
-        "start": {"accuracy": start["accuracy"], "n": start["n"], "ci95": start["ci95"]},
-        **grid_results[chosen],
-        "lr_grid": [{"lr": g["lr"], "models": g["models"], "speedup": g["speedup"]} for g in grid_results],
-        "relearning": crit,
-        "lora": adapters,
-        "checkpointing": checkpointing,
-        "processes": world().size,
-        "fsdp": shard,
-    }
+                    relearn_loss.append((ref.relearn_start, float(np.mean(trained_loss))))
+            if is_main():
+                grid_results.append(curves_result(threshold, threshold_source, lr_value, lr_source, cfg, seed_list,
+                                                  grid, models, device))
+                finals.append(final)
+    return grid_results, finals, relearn_loss, adapters
 
 
 def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, steps=None,
