@@ -105,19 +105,13 @@ def main(
 
 
 # Each command's help ends with its module's EXAMPLE (the epilog); its SUMMARY is its line
-# in wrapcli --help.
-app.command("train", epilog=train_cmd.EXAMPLE, short_help=train_cmd.SUMMARY)(train_cmd.train)
-app.command("finetune", epilog=finetune_cmd.EXAMPLE, short_help=finetune_cmd.SUMMARY)(finetune_cmd.finetune)
-app.command("revive", epilog=revive_cmd.EXAMPLE, short_help=revive_cmd.SUMMARY)(revive_cmd.revive)
-app.command("prune", epilog=prune_cmd.EXAMPLE, short_help=prune_cmd.SUMMARY)(prune_cmd.prune)
-app.command("probe", epilog=probe_cmd.EXAMPLE, short_help=probe_cmd.SUMMARY)(probe_cmd.probe)
-app.command("compare", epilog=compare_cmd.EXAMPLE, short_help=compare_cmd.SUMMARY)(compare_cmd.compare)
-app.command("eval", epilog=eval_cmd.EXAMPLE, short_help=eval_cmd.SUMMARY)(eval_cmd.eval_)
-app.command("export", epilog=export_cmd.EXAMPLE, short_help=export_cmd.SUMMARY)(export_cmd.export)
-app.command("compile", epilog=compile_cmd.EXAMPLE, short_help=compile_cmd.SUMMARY)(compile_cmd.compile_)
-app.command("facts", epilog=facts_cmd.EXAMPLE, short_help=facts_cmd.SUMMARY)(facts_cmd.facts)
-app.command("quantize", epilog=quantize_cmd.EXAMPLE, short_help=quantize_cmd.SUMMARY)(quantize_cmd.quantize)
-app.command("ablate", epilog=ablate_cmd.EXAMPLE, short_help=ablate_cmd.SUMMARY)(ablate_cmd.ablate)
+# in wrapcli --help. The order is the order of wrapcli --help.
+COMMANDS = ((train_cmd, "train", "train"), (finetune_cmd, "finetune", "finetune"), (revive_cmd, "revive", "revive"),
+            (prune_cmd, "prune", "prune"), (probe_cmd, "probe", "probe"), (compare_cmd, "compare", "compare"),
+            (eval_cmd, "eval", "eval_"), (export_cmd, "export", "export"), (compile_cmd, "compile", "compile_"),
+            (facts_cmd, "facts", "facts"), (quantize_cmd, "quantize", "quantize"), (ablate_cmd, "ablate", "ablate"))
+for module, name, function in COMMANDS:
+    app.command(name, epilog=module.EXAMPLE, short_help=module.SUMMARY)(getattr(module, function))
 
 
 # No option of wrapcli means anything past these: a count, size or seed beyond 2^31 - 1 is a

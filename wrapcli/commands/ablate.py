@@ -41,14 +41,12 @@ def ablate(
     from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli.core.files import check_distinct, check_format, check_outputs
+        from wrapcli.core.files import check_model_outputs
         from wrapcli.core.runtime import resolve_device
         from wrapcli.report import envelope as reports
         from wrapcli.runs import ablate as run
 
-        check_distinct([out, log], [ckpt, data, reference, contrast])
-        check_outputs(log)
-        check_format(log, "report", "--log")
+        check_model_outputs(out, log, [ckpt, data, reference, contrast])
         device = resolve_device(device)
         result = run.ablate(ckpt_path=ckpt, data=data, out=out, reference=reference, contrast=contrast, device=device,
                             seed=seed, force=force)

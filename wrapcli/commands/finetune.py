@@ -80,7 +80,7 @@ def finetune(
     with errors_as_exit(debug):
         from wrapcli.core.distributed import is_main
         from wrapcli.core.errors import UsageError
-        from wrapcli.core.files import check_distinct, check_format, check_outputs
+        from wrapcli.core.files import check_format, check_model_outputs
         from wrapcli.report import envelope as reports
         from wrapcli.runs.train import finetune as run
         from wrapcli.runs.train import finetune_text, planned_steps
@@ -89,9 +89,7 @@ def finetune(
         started = time.time()
         if (task is None) == (data is None):
             raise UsageError("give exactly one of --task (built-in task) or --data (user JSONL)")
-        check_distinct([out, log], [ckpt, data, eval_data])
-        check_outputs(log)
-        check_format(log, "report", "--log")
+        check_model_outputs(out, log, [ckpt, data, eval_data])
         check_format(out, "checkpoint", "-o")
         from wrapcli.runs.train import takes_sgd_recipe
 

@@ -39,13 +39,11 @@ def quantize(
     from wrapcli.terminal.console import errors_as_exit, stderr
 
     with errors_as_exit(debug):
-        from wrapcli.core.files import check_distinct, check_format, check_outputs
+        from wrapcli.core.files import check_model_outputs
         from wrapcli.report import envelope as reports
         from wrapcli.runs import quantize as run
 
-        check_distinct([out, log], [ckpt])
-        check_outputs(log)
-        check_format(log, "report", "--log")
+        check_model_outputs(out, log, [ckpt])
         result = run.quantize(ckpt_path=ckpt, out=out, scheme=scheme, bits=bits,
                               group_size=run.DEFAULT_GROUP if group_size is None else group_size, force=force)
         stderr(quiet).print(f"{result['scheme']} {result['bits']}-bit, groups of {result['group_size'] or 'a channel'}: "

@@ -80,7 +80,7 @@ def train(
     """
     with errors_as_exit(debug):
         from wrapcli.core.distributed import is_main
-        from wrapcli.core.files import check_distinct, check_format, check_outputs
+        from wrapcli.core.files import check_format, check_model_outputs
         from wrapcli.report import envelope as reports
         from wrapcli.runs.train import planned_steps, pretrain
 
@@ -92,9 +92,7 @@ def train(
 
             raise UsageError("--force applies to a directory output (train --data); a checkpoint file is replaced anyway")
         task = task or "count"
-        check_distinct([out, log])
-        check_outputs(log)  # --log is checked before the work, not after it
-        check_format(log, "report", "--log")
+        check_model_outputs(out, log)
         check_format(out, "checkpoint", "-o")
         quiet = quiet or not is_main()  # under torchrun, rank 0 reports
         con = stderr(quiet)
@@ -127,7 +125,7 @@ def _train_text(out, data, tokenizer, eval_data, preset, given: dict, log, json_
     """``train --data``: a fresh model trained from scratch on the user's records."""
     from wrapcli.core.distributed import is_main
     from wrapcli.core.errors import UsageError
-    from wrapcli.core.files import check_distinct, check_format, check_outputs
+    from wrapcli.core.files import check_model_outputs
     from wrapcli.report import envelope as reports
     from wrapcli.runs.train import planned_steps, pretrain_text
 
@@ -137,9 +135,7 @@ def _train_text(out, data, tokenizer, eval_data, preset, given: dict, log, json_
     refused += [flag for key, flag, default in (("k", "--occurrence", 6), ("offset", "--offset", 40)) if given[key] != default]
     if refused:
         raise UsageError(f"{', '.join(refused)} apply to built-in tasks, not to --data")
-    check_distinct([out, log], [data, tokenizer, eval_data])
-    check_outputs(log)
-    check_format(log, "report", "--log")
+    check_model_outputs(out, log, [data, tokenizer, eval_data])
     quiet = quiet or not is_main()
     started = time.time()
     args = {k: given[k] for k in ("arch", "layers", "heads", "d_model", "steps", "batch_size", "lr", "eval_every",

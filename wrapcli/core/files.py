@@ -59,6 +59,14 @@ KNOWN_SUFFIXES = {".json", ".jsonl", ".md", ".markdown", ".png", ".pdf", ".svg",
                   ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npz", ".h5"}
 
 
+def check_model_outputs(out, log, inputs=()) -> None:
+    """A run that writes a model (-o) and a report (--log): neither is an input or the
+    other, and the report's place and name are checked before the work, not after it."""
+    check_distinct([out, log], inputs)
+    check_outputs(log)
+    check_format(log, "report", "--log")
+
+
 def check_format(path, kind: str, option: str) -> None:
     """Refuse (usage error) an output whose name contradicts what is written there
     (``-w pw.bin`` for safetensors, ``-o r.safetensors`` for a JSON report), and ``-``
