@@ -19,10 +19,39 @@ def markdown() -> str:
         examples = _examples(cmd.epilog or "")
         if examples:
             out += ["```sh", *examples, "```", ""]
+    out += _option_names(group)
     out += ["## Renamed options", "", "One name per concept across commands; the old spelling still works for one release, "
             "with a one-line note on stderr.", "", "| command | old | now |", "| --- | --- | --- |",
             *[f"| {cmd} | `{old}` | `{new}` |" for (cmd, old), new in RENAMED.items()], ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def option_names(group) -> dict[str, dict]:
+    """Every visible option name: the commands that take it and, where it takes a fixed set
+    of values, that set (one name, one meaning: a test checks each set is the same in every
+    command)."""
+    import typing
+
+    names: dict[str, dict] = {}
+    for cmd_name, cmd in group.commands.items():
+        for p in cmd.params:
+            if not _is_option(p) or getattr(p, "hidden", False):
+                continue
+            row = names.setdefault(p.opts[-1], {"commands": [], "choices": set()})
+            row["commands"].append(cmd_name)
+            annotation = p.type_descriptor.annotation
+            if typing.get_origin(annotation) is typing.Union:  # Optional[Literal[...]]
+                annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+            if typing.get_origin(annotation) is typing.Literal:
+                row["choices"].add(typing.get_args(annotation))
+    return dict(sorted(names.items()))
+
+
+def _option_names(group) -> list[str]:
+    rows = [f"| `{name}` | {', '.join(' / '.join(c) for c in sorted(row['choices'])) or '–'} | {', '.join(row['commands'])} |"
+            for name, row in option_names(group).items() if len(row["commands"]) > 1]
+    return ["## Option names", "", "Each option shared by several commands, the values it takes and where; a name "
+            "means one thing everywhere.", "", "| option | values | commands |", "| --- | --- | --- |", *rows, ""]
 
 
 def _examples(epilog: str) -> list[str]:

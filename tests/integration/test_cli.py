@@ -249,3 +249,25 @@ def test_every_rename_points_at_an_option_that_exists():
     for (command, old), new in RENAMED.items():
         opts = {o for p in tree.commands[command].params for o in p.opts}
         assert new in opts and old not in opts, (command, old, new)
+
+
+def test_one_option_name_takes_one_set_of_values():
+    """An option shared by several commands takes the same fixed values in each (the
+    --precision vocabulary above all): a name means one thing everywhere (docs/cli.md's
+    option-name table is generated from the same walk)."""
+    from wrapcli.cli import command_tree
+    from wrapcli.clidoc import option_names
+
+    names = option_names(command_tree())
+    assert len(names["--precision"]["commands"]) >= 7
+    for name, row in names.items():
+        assert len(row["choices"]) <= 1, (name, row)
+    assert names["--precision"]["choices"] == {("auto", "fp32", "bf16", "fp16")}
+
+
+@pytest.mark.parametrize("command", [["eval", "{pt}", "--task", "count:a"], ["prune", "{pt}", "--task", "count:a"]])
+def test_an_autocast_command_refuses_fp16_in_one_line(pt, command):
+    result = runner.invoke(args=[a.format(pt=pt) for a in command] + ["--precision", "fp16", "-q"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("wrapcli: error: --precision fp16: this command computes in fp32 or bf16 "
+                                     "(fp16 loads the weights in compare and probe only)")

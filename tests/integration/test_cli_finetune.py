@@ -130,7 +130,7 @@ def _other_config(tmp_path):
         (
             ["finetune", "{ft}", "--task", "count:b", "--precision", "fp16", "-o", "{d}/x.safetensors"],
             2,
-            "'--precision': 'fp16' is not one of",
+            "--precision fp16: this command computes in fp32 or bf16",
         ),
         (["revive", "{ft}", "--task", "count"], 2, "fixed operand"),
         (["revive", "{pt}", "--task", "count:a"], 1, "pass --lr"),

@@ -226,5 +226,5 @@ def test_probe_in_bf16_keeps_bf16_weights_and_reads_what_fp32_reads(tmp_path, mo
     assert half["precision"] == "bf16" and full["precision"] == "fp32"
     for a, b in zip(full["results"]["layers"], half["results"]["layers"]):
         assert abs(a["accuracy"] - b["accuracy"]) <= 0.2  # 16 test records: at most 3 flip on rounding
-    one_line_error(runner.invoke(app, ["probe", str(model_dir), "--data", str(data), "--precision", "fp16"]),
+    one_line_error(runner.invoke(app, ["probe", str(model_dir), "--data", str(data), "--precision", "fp8"]),
                    "'--precision'", code=2)

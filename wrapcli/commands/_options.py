@@ -27,7 +27,9 @@ EvalSize = Annotated[Optional[int], typer.Option("--eval-size", min=1, help="Exa
 Log = Annotated[Optional[str], typer.Option("--log", "--log-file", help="Write the JSON run report here (--log-file under torchrun, whose own parser takes --log).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT.state if it exists.")]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=1, help="Steps between resumable states (default: every 60 s).")]
-Precision = Annotated[Literal["auto", "fp32", "bf16"], typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16 autocast (faster on AMX CPUs, other numbers).")]
+# One --precision vocabulary (wrapcli/core/runtime.py PRECISIONS); the help says what each command does with it.
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Annotated[PrecisionName, typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16 autocast (faster on AMX CPUs, other numbers); fp16 is refused here.")]
 
 
 def refuse_given(ctx: typer.Context, params: tuple[str, ...], why: str) -> None:

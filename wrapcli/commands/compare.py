@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet, refuse_given
+from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, PrecisionName, Quiet, refuse_given
 from wrapcli.verdicts.thresholds import Thresholds
 
 SUMMARY = "What did fine-tuning change, and is the capability gone or only wrapped?"  # its line in wrapcli --help
@@ -32,7 +32,7 @@ def compare(
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Capability to compare: a built-in task (count:a) or a prompt/answer JSONL file. Repeatable.")] = None,
     reports: Annotated[Optional[list[str]], typer.Option("--reports", help="prune / probe / revive reports to merge, and eval reports under an attack (eval --shots, or eval of a model wrapcli quantize wrote); repeatable.")] = None,
     n: Annotated[int, typer.Option("--eval-size", min=1, help="Examples per built-in task.")] = 512,
-    precision: Annotated[Optional[Literal["fp32", "bf16", "fp16"]], typer.Option("--precision", help="fp32 (default), bf16 or fp16: the dtype the models are loaded and run in (bf16 and fp16 halve a large model's memory).")] = None,
+    precision: Annotated[Optional[PrecisionName], typer.Option("--precision", help="fp32 (default), bf16 or fp16 (auto: bf16 on CUDA, fp32 on CPU): the dtype the models are loaded and run in (bf16 and fp16 halve a large model's memory).")] = None,
     dtype: Annotated[Optional[Literal["float32", "bfloat16", "float16"]], typer.Option("--dtype", hidden=True, help="The old name of --precision.")] = None,
     drop: Annotated[float, typer.Option("--drop", help="Accuracy fall that counts as suppressed (its interval must clear it).")] = Thresholds.drop,
     probe_margin: Annotated[float, typer.Option("--probe-margin", help="Probe accuracy above max(majority, best random init) that counts as decodable (lower end of the interval).")] = Thresholds.probe_margin,
@@ -60,7 +60,7 @@ def compare(
         from wrapcli.analyses import audit
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs, write_text
-        from wrapcli.core.runtime import placement, resolve_device
+        from wrapcli.core.runtime import DTYPES, placement, resolve_device, resolve_precision
         from wrapcli.report import envelope
         from wrapcli.runs import compare as run
 
@@ -69,14 +69,14 @@ def compare(
         check_format(markdown_out, "markdown", "--markdown")
         if precision and dtype:
             raise UsageError("give --precision (or its old name --dtype), not both")
-        dtypes = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-        dtype = dtype or dtypes[precision or "fp32"]
-        precision = {v: k for k, v in dtypes.items()}[dtype]
         th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin, view_margin,
                         attack_margin)
         if task and all(t.endswith(".jsonl") for t in task):
             refuse_given(ctx, ("n",), "to built-in tasks; a JSONL task scores every record")
         device = resolve_device(device)
+        old = {v: k for k, v in DTYPES.items()}.get(dtype or "")
+        precision = resolve_precision(old or precision or "fp32", device, ("fp32", "bf16", "fp16"))
+        dtype = DTYPES[precision]
         placed = placement(device_map, max_memory)
         result = run.compare(paths=ckpts, tasks=task or [], reports=reports or [], th=th, n=n,
                              dtype=dtype, device=device, placement=placed, views=view or [])

@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, Quiet, Seed
+from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, PrecisionName, Quiet, Seed
 
 SUMMARY = "Is the capability still linearly decodable, layer by layer?"  # its line in wrapcli --help
 EXAMPLE = """Example:
@@ -44,7 +44,7 @@ def probe(
     device: Device = "auto",
     device_map: DeviceMap = None,
     max_memory: MaxMemory = None,
-    precision: Annotated[Literal["fp32", "bf16"], typer.Option("--precision", help="fp32, or bf16: the weights (and random-init baselines) loaded and kept in bf16, half the memory; the features round differently.")] = "fp32",
+    precision: Annotated[PrecisionName, typer.Option("--precision", help="fp32 (default), bf16 or fp16 (auto: bf16 on CUDA, fp32 on CPU): the dtype the weights (and random-init baselines) are loaded and kept in; bf16 and fp16 halve the memory, the features round differently.")] = "fp32",
     out: Out = None,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -70,8 +70,9 @@ def probe(
         if data is None and position != "last":
             raise UsageError("--position goes with --data")
         device = resolve_device(device)
-        from wrapcli.core.runtime import placement
+        from wrapcli.core.runtime import placement, resolve_precision
 
+        precision = resolve_precision(precision, device, ("fp32", "bf16", "fp16"))
         placed = placement(device_map, max_memory)
         result = run.probe(ckpt_path=ckpt, target=target, prompt=prompt, data=data, position=position,
                                n=n, reference=reference, seed=seed, device=device, attention=attention,

@@ -21,17 +21,23 @@ from pathlib import Path
 
 from wrapcli.core.errors import UsageError, WrapError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+# One vocabulary for every --precision; each command says which it computes in (autocast
+# commands fp32 or bf16; compare and probe also load weights in fp16).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 THREADS_ENV = "WRAPCLI_THREADS"
 
 
-def resolve_precision(name: str, device: str) -> str:
-    """``auto`` -> bf16 on CUDA, fp32 on CPU; fp32 and bf16 as given."""
+def resolve_precision(name: str, device: str, allowed: tuple[str, ...] = ("fp32", "bf16")) -> str:
+    """``auto`` -> bf16 on CUDA, fp32 on CPU; the others as given, if the command computes
+    in them (``allowed``): autocast runs fp32 or bf16, never fp16 without a loss scaler."""
     if name not in PRECISIONS:
         raise UsageError(f"--precision: unknown precision {name!r} (known: {', '.join(PRECISIONS)})")
-    if name != "auto":
-        return name
-    return "bf16" if device.startswith("cuda") else "fp32"
+    resolved = name if name != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
+    if resolved not in allowed:
+        raise UsageError(f"--precision {name}: this command computes in {' or '.join(allowed)} "
+                         "(fp16 loads the weights in compare and probe only)")
+    return resolved
 
 
 def threads_setting() -> int | None:

@@ -27,7 +27,7 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
           reference=None, seed=0, device="cpu", attention=True, random_inits=RANDOM_INITS,
           precision="fp32", placement=None, lens=None) -> dict:
     """Probe every layer of ``ckpt_path`` (and the baselines); the report's results.
-    ``precision`` bf16 loads and keeps every model's weights in bf16 (the features are
+    ``precision`` bf16 (fp16) loads and keeps every model's weights in bf16 (fp16) (the features are
     taken to float32 before the probes are fitted). ``placement`` (wrapcli/core/runtime.py)
     dispatches the checkpoint and its reference over devices, CPU and disk; the random-init
     baselines are built whole, one at a time, on the CPU. ``lens`` (prompt/answer or
@@ -44,7 +44,9 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
                                          position=position != "last", precision=precision != "fp32"))
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
-    dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    from wrapcli.core.runtime import DTYPES
+
+    dtype = DTYPES[precision]
     if reference:
         checkpoint.check_not_itself(ckpt_path, reference, "--reference")
     ck = checkpoint.load(ckpt_path, dtype=dtype, device=device, placement=placement)
