@@ -289,7 +289,8 @@ PRUNE = Obj({
     "operation": F("str", "zero (units set to 0) or revert (units reset to revert_to's values)"),
     "revert_to": F(ANY, "{path, sha256} of the base the units were reset to, or null"),
     "scoring_spurious": F("float|null", "built-in tasks: share of scoring strings with the spurious relation "
-                                        "(0: saliency on C_Te = 0 inputs); null for --data", optional=True),
+                                        "(0: saliency on C_Te = 0 inputs); null for --data and compiled counters "
+                                        "(scored on natural inputs)"),
     "iterative": F("bool", "re-scored after every removal"),
     "n_units": F("int", "units of that kind in the model"),
     "batches": F("int", "scoring passes"),

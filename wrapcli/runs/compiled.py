@@ -126,10 +126,11 @@ def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960,
     pruned = [{"layer": ct.layer_of(u["param"]), "kind": "neuron" if unit == "neuron" else f"weight:{u['param']}",
                "index": u["index"], "score": u["score"]} for u in units[: max(ks)]]
     n_units = model.spec.n_layers * model.spec.d_mlp if unit == "neuron" else sum(p.numel() for p in model.parameters())
-    return {"checkpoint": str(ckpt_path), "task": task, "data": None, "also": list(also), "unit": unit,
-            "iterative": False, "n_units": n_units, "batches": 1,
-            "batch_size": n, "pruned": pruned, "sweep": sweep, "written": None, "precision": "fp32",
-            "device": "cpu", "operation": "revert" if reverted else "zero", "revert_to": reverted}
+    from wrapcli.runs.prune import prune_result
+
+    return prune_result(ckpt_path, task=task, data=None, also=also, kind=unit, iterative=False, n_units=n_units,
+                        batches=1, batch_size=n, pruned=pruned, sweep=sweep, written=None, precision="fp32",
+                        device="cpu", reverted=reverted, scoring_spurious=None)
 
 
 def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, threshold: float | None,

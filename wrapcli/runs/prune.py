@@ -65,16 +65,35 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind=None, ks=(0, 1, 2, 5
     relation: 0 scores on C_Te = 0 inputs, 1 on C_Te = 1 inputs. ``kind`` None is the
     paper's unit, a row (one output feature of a linear map)."""
     from wrapcli.models import checkpoint
-    from wrapcli.models.checkpoint import lineage_entry
-    from wrapcli.tasks.checks import task_for
-    from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
-    from wrapcli.tasks.sequences import batch_for_step
-    from wrapcli.training.batches import loss_on
 
     if checkpoint.is_compiled(ckpt_path):
         return prune_compiled(ckpt_path, task, also, ks, batch_size, eval_size, seed, kind, revert_to,
                               refused=bool(data or write or iterative or spurious))
     kind = kind or "row"
+    check_prune_args(batches, batch_size, spurious, data, write, write_k)
+    if revert_to is not None:
+        checkpoint.check_not_itself(ckpt_path, revert_to, "--revert-to")
+    ck = checkpoint.load(ckpt_path, device=device)
+    adapter = Adapter(ck.model)
+    source, reverted = revert_source(ck, ckpt_path, revert_to, kind, device)
+    if data is not None:
+        target, scoring, loss_fn, evaluate_fn = text_scoring(ck, ckpt_path, data, seed, batches, batch_size, device)
+    else:
+        target, scoring, loss_fn, evaluate_fn = task_scoring(ck, task, also, seed, spurious, batches, batch_size,
+                                                             eval_size, device, precision)
+    order, rows = sweep(adapter, list(ks) + ([write_k] if write_k else []), kind, scoring,
+                        loss_fn, evaluate_fn, iterative, on_k, source)
+    if write:
+        write_pruned(ck, adapter, order[:write_k], write, target=target, seed=seed, kind=kind, source=source,
+                     reverted=reverted, tokenizer_from=ckpt_path if data is not None else None, force=force)
+    return prune_result(ckpt_path, task=None if data is not None else target, data=data, also=also, kind=kind,
+                        iterative=iterative, n_units=total_units(adapter, kind), batches=batches,
+                        batch_size=batch_size, pruned=[u.to_dict() for u in order], sweep=rows,
+                        written={"path": str(write), "k": write_k} if write else None, precision=precision,
+                        device=device, reverted=reverted, scoring_spurious=spurious if data is None else None)
+
+
+def check_prune_args(batches, batch_size, spurious, data, write, write_k) -> None:
     if batches < 1 or batch_size < 1:
         raise UsageError("--batches and --batch-size must be >= 1")
     if not 0 <= spurious <= 1:
@@ -83,103 +102,122 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind=None, ks=(0, 1, 2, 5
         raise UsageError("--spurious applies to built-in tasks, not to --data")
     if write and write_k is None:
         raise UsageError("-w needs --write-k (how many units to prune in the written checkpoint)")
-    if revert_to is not None:
-        checkpoint.check_not_itself(ckpt_path, revert_to, "--revert-to")
-    ck = checkpoint.load(ckpt_path, device=device)
-    adapter = Adapter(ck.model)
-    source, reverted = None, None
-    if revert_to is not None:
-        from wrapcli.analyses.pruning import scored_weights
-        from wrapcli.models.checkpoint import check_same_shapes
 
-        base = checkpoint.load(revert_to, device=device)
-        check_same_shapes(ck, base, str(ckpt_path), f"--revert-to {revert_to}")
-        source = {n: w.detach() for n, w in scored_weights(Adapter(base.model), kind).items()}
-        reverted = {"path": str(revert_to), "sha256": base.sha256}
-        del base
-    if data is not None:
-        from wrapcli.textdata.textscore import score_text
-        from wrapcli.textdata.userdata import text_data
 
-        # saliency from the loss on the answers (the correct choices); the sweep scores the
-        # record kind's metric (exact match, or choice accuracy)
-        td = text_data(data, ckpt_path, ck.model, seed, kinds=("prompt", "choice"))
-        import torch
+def revert_source(ck, ckpt_path, revert_to, kind, device) -> tuple[dict | None, dict | None]:
+    """The base's values of every scored weight (what a reverted unit is reset to) and the
+    base's path and hash for the report; (None, None) without ``revert_to``."""
+    if revert_to is None:
+        return None, None
+    from wrapcli.analyses.pruning import scored_weights
+    from wrapcli.models import checkpoint
 
-        from wrapcli.textdata.userdata import IGNORE, answer_logits
+    base = checkpoint.load(revert_to, device=device)
+    checkpoint.check_same_shapes(ck, base, str(ckpt_path), f"--revert-to {revert_to}")
+    source = {n: w.detach() for n, w in scored_weights(Adapter(base.model), kind).items()}
+    return source, {"path": str(revert_to), "sha256": base.sha256}
 
-        micro = micro_batches(td, [td.indices(i, batch_size) for i in range(batches)])
-        scored = sum(sum(l != IGNORE for l in td.examples[i][1][1:]) for chunk in micro for i in chunk)
-        scoring = [td.collate(chunk, device) for chunk in micro]
 
-        def loss_fn(model, batch):  # this micro-batch's share of the mean over every scored token
-            logits, target, _, _ = answer_logits(model, batch)
-            return torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum") * len(scoring) / scored
+def text_scoring(ck, ckpt_path, data, seed, batches, batch_size, device):
+    """The user's records: saliency from the loss on the answers (the correct choices),
+    in micro-batches; the sweep scores the record kind's metric (exact match, or choice
+    accuracy). Returns (target, scoring batches, loss_fn, evaluate_fn)."""
+    import torch
 
-        def evaluate_fn(model):
-            return {"data": score_text(model, td, device)}
+    from wrapcli.textdata.textscore import score_text
+    from wrapcli.textdata.userdata import IGNORE, answer_logits, text_data
 
-        target = f"data:{data}"
-    else:
-        if task is None:
-            raise UsageError("give --task (built-in task) or --data (prompt/answer JSONL)")
-        spec = task_for(ck, task).replace(seed=seed)
-        specs = [spec] + [task_for(ck, t) for t in also]
-        from wrapcli.core.runtime import check_batch_memory
-        from wrapcli.tasks.evaluation import check_eval_memory
-        from wrapcli.tasks.sequences import seq_len
+    td = text_data(data, ckpt_path, ck.model, seed, kinds=("prompt", "choice"))
+    micro = micro_batches(td, [td.indices(i, batch_size) for i in range(batches)])
+    scored = sum(sum(l != IGNORE for l in td.examples[i][1][1:]) for chunk in micro for i in chunk)
+    scoring = [td.collate(chunk, device) for chunk in micro]
 
-        check_batch_memory("--batch-size", batch_size, ck.config, seq_len(spec.text_len))
+    def loss_fn(model, batch):  # this micro-batch's share of the mean over every scored token
+        logits, target, _, _ = answer_logits(model, batch)
+        return torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum") * len(scoring) / scored
+
+    def evaluate_fn(model):
+        return {"data": score_text(model, td, device)}
+
+    return f"data:{data}", scoring, loss_fn, evaluate_fn
+
+
+def task_scoring(ck, task, also, seed, spurious, batches, batch_size, eval_size, device, precision):
+    """A built-in task: saliency from the answer loss on ``batches`` fresh batches (with
+    ``spurious`` of them carrying the spurious relation); the sweep evaluates the task and
+    ``also``. Returns (target, scoring batches, loss_fn, evaluate_fn)."""
+    import torch
+
+    from wrapcli.core.runtime import check_batch_memory
+    from wrapcli.tasks.checks import task_for
+    from wrapcli.tasks.evaluation import EVAL_SEED, check_eval_memory, evaluate
+    from wrapcli.tasks.sequences import batch_for_step, seq_len
+    from wrapcli.training.batches import loss_on
+
+    if task is None:
+        raise UsageError("give --task (built-in task) or --data (prompt/answer JSONL)")
+    spec = task_for(ck, task).replace(seed=seed)
+    specs = [spec] + [task_for(ck, t) for t in also]
+    check_batch_memory("--batch-size", batch_size, ck.config, seq_len(spec.text_len))
+    for s in specs:
+        check_eval_memory("--eval-size", eval_size, s)
+    scoring_spec = spec.replace(spurious=spurious)
+    scoring = [torch.as_tensor(batch_for_step(scoring_spec, i, batch_size, PRUNE_STREAM).tokens, device=device)
+               for i in range(batches)]
+
+    def loss_fn(model, tokens):
+        return loss_on(model, tokens, "answer")
+
+    def evaluate_fn(model):
+        out = {}
         for s in specs:
-            check_eval_memory("--eval-size", eval_size, s)
-        scoring_spec = spec.replace(spurious=spurious)
-        scoring = [batch_for_step(scoring_spec, i, batch_size, PRUNE_STREAM).tokens for i in range(batches)]
-        import torch
+            out.update(evaluate(model, s.replace(seed=EVAL_SEED), eval_size, device, precision=precision))
+        return out
 
-        scoring = [torch.as_tensor(t, device=device) for t in scoring]
+    return spec.name, scoring, loss_fn, evaluate_fn
 
-        def loss_fn(model, tokens):
-            return loss_on(model, tokens, "answer")
 
-        def evaluate_fn(model):
-            out = {}
-            for s in specs:
-                out.update(evaluate(model, s.replace(seed=EVAL_SEED), eval_size, device, precision=precision))
-            return out
+def write_pruned(ck, adapter, units, path, *, target, seed, kind, source, reverted, tokenizer_from, force) -> None:
+    """Zero (or revert) ``units`` in the loaded model and write it with its lineage entry: a
+    Hugging Face model stays one, tokenizer included (read from ``tokenizer_from``)."""
+    from wrapcli.models import checkpoint
 
-        target = spec.name
-    order, rows = sweep(adapter, list(ks) + ([write_k] if write_k else []), kind, scoring,
-                        loss_fn, evaluate_fn, iterative, on_k, source)
-    if write:
-        for unit in order[:write_k]:
-            zero(adapter, unit, source)
-        entry = lineage_entry("prune", ck.sha256, target, seed, {}, unit=kind, k=write_k,
-                              units=[u.to_dict() for u in order[:write_k]],
-                              operation="revert" if reverted else "zero", revert_to=reverted)
-        if ck.path.is_dir():  # a Hugging Face model stays one, tokenizer included
-            from wrapcli.textdata.userdata import load_tokenizer
+    for unit in units:
+        zero(adapter, unit, source)
+    entry = checkpoint.lineage_entry("prune", ck.sha256, target, seed, {}, unit=kind, k=len(units),
+                                     units=[u.to_dict() for u in units],
+                                     operation="revert" if reverted else "zero", revert_to=reverted)
+    if ck.path.is_dir():
+        from wrapcli.textdata.userdata import load_tokenizer
 
-            ck.lineage = [*ck.lineage, entry]
-            tokenizer = load_tokenizer(ckpt_path) if data is not None else None
-            checkpoint.export(ck, write, tokenizer=tokenizer, force=force)
-        else:
-            checkpoint.save(write, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
+        ck.lineage = [*ck.lineage, entry]
+        tokenizer = load_tokenizer(tokenizer_from) if tokenizer_from is not None else None
+        checkpoint.export(ck, path, tokenizer=tokenizer, force=force)
+    else:
+        checkpoint.save(path, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
+
+
+def prune_result(ckpt_path, *, task, data, also, kind, iterative, n_units, batches, batch_size, pruned, sweep,
+                 written, precision, device, reverted, scoring_spurious) -> dict:
+    """The report's results (schema PRUNE), for built-in and compiled models alike.
+    ``scoring_spurious`` is None where the scoring strings are not drawn by share: the
+    user's records, or a compiled counter's natural inputs."""
     return {
         "checkpoint": str(ckpt_path),
-        "task": None if data is not None else target,
+        "task": task,
         "data": str(data) if data is not None else None,
         "also": list(also),
         "unit": kind,
         "iterative": iterative,
-        "n_units": total_units(adapter, kind),
+        "n_units": n_units,
         "batches": batches,
         "batch_size": batch_size,
-        "pruned": [u.to_dict() for u in order],
-        "sweep": rows,
-        "written": {"path": str(write), "k": write_k} if write else None,
+        "pruned": pruned,
+        "sweep": sweep,
+        "written": written,
         "precision": precision,
         "device": device,
         "operation": "revert" if reverted else "zero",
         "revert_to": reverted,
-        "scoring_spurious": spurious if data is None else None,
+        "scoring_spurious": scoring_spurious,
     }
