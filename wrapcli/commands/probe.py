@@ -10,7 +10,7 @@ that and the majority (paired bootstrap interval over the held-out rows), and th
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Optional
 
 import typer
 

@@ -111,15 +111,20 @@ def available_memory() -> int | None:
     return None
 
 
-def check_memory(option: str, value: int, need: int, what: str) -> None:
-    """Refuse (usage error) a size option whose memory, estimated before anything is
-    allocated, exceeds what is available now, naming the option and the memory."""
-    from wrapcli.core.errors import UsageError
-
+def refuse_short_memory(need: int, message, error=WrapError) -> None:
+    """Every memory refusal: raise ``error(message(need_gib, free_gib))`` when ``need``
+    bytes, estimated before anything is allocated, exceed what is available now."""
     free = available_memory()
     if free is not None and need > free:
-        raise UsageError(f"{option} {value}: {what} would need about {need / 2**30:.1f} GiB, but "
-                         f"{free / 2**30:.1f} GiB of memory is available; use a smaller {option}")
+        raise error(message(f"{need / 2**30:.1f}", f"{free / 2**30:.1f}"))
+
+
+def check_memory(option: str, value: int, need: int, what: str) -> None:
+    """Refuse (usage error) a size option whose memory exceeds what is available now,
+    naming the option and the memory."""
+    refuse_short_memory(need, lambda need_gib, free_gib: (
+        f"{option} {value}: {what} would need about {need_gib} GiB, but {free_gib} GiB of memory is available; "
+        f"use a smaller {option}"), UsageError)
 
 
 def shape_of(config) -> tuple[int, int, int, int]:

@@ -363,12 +363,10 @@ def check_weights(path, config, found: dict, names: bool = True) -> None:
             raise WrapError(f"{path}: tensor {tied[0]} is missing from the weights "
                             "(it would be initialised at random)")
     need = 2 * 4 * sum(p.numel() for p in skeleton.parameters())  # fp32 tensors + model
-    from wrapcli.core.runtime import available_memory
+    from wrapcli.core.runtime import refuse_short_memory
 
-    free = available_memory()
-    if free is not None and need > free:
-        raise WrapError(f"{path}: loading needs about {need / 2**30:.1f} GiB in float32, "
-                        f"but only {free / 2**30:.1f} GiB of memory is available")
+    refuse_short_memory(need, lambda need_gib, free_gib: (
+        f"{path}: loading needs about {need_gib} GiB in float32, but only {free_gib} GiB of memory is available"))
 
 
 def _check_index(path: Path, shards: list[Path], found: dict) -> None:

@@ -202,7 +202,7 @@ def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 
     the compiled model), its probes (schema PROBE)."""
     import torch
 
-    from wrapcli.analyses.probing import RANDOM_INIT_SEED, against_baselines, class_balance, probe_layers, split
+    from wrapcli.analyses.probing import RANDOM_INIT_SEED, against_baselines, probe_layers, split
 
     pin_threads()
     if random_inits < 1:
@@ -228,12 +228,11 @@ def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 
 
     layers = against_baselines(curve(model), [curve(fresh(s)) for s in init_seeds],
                                curve(ref) if ref is not None else None)
-    return {"checkpoint": str(ckpt_path), "target": target, "target_task": target, "prompt_task": target,
-            "data": None, "n": int(n), "n_classes": int(len(np.unique(labels))),
-            "split": {"grouped": False,
-                      "class_balance": {side: class_balance(labels[ix]) for side, ix in (("train", train), ("test", test))}},
-            "random_init_seeds": init_seeds, "reference": str(reference) if reference else None,
-            "layers": layers, "device": "cpu"}
+    from wrapcli.runs.probe import probe_result
+
+    return probe_result(ckpt_path, what=target, data=None, labels=labels, split_=(train, test, False),
+                        init_seeds=init_seeds, reference=reference, layers=layers, device="cpu",
+                        target_task=target, prompt_task=target)
 
 
 def compare(*, paths, tasks=(), reports=(), th=None, n: int = 512) -> dict:

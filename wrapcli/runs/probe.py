@@ -33,10 +33,7 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     baselines are built whole, one at a time, on the CPU. ``lens`` (prompt/answer or
     multiple-choice records) adds the logit lens of the model and its reference; on a
     Hugging Face directory without --data, the lens alone runs (no probes)."""
-    import torch
-
     from wrapcli.models import checkpoint
-    from wrapcli.models.build import build_model
 
     if checkpoint.is_compiled(ckpt_path):
         return probe_compiled(ckpt_path, target, reference, n, seed, random_inits,
@@ -58,14 +55,11 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
         check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
     lens_result = logit_lens(lens, ckpt_path, ck, ref, device) if lens is not None else None
     if lens_result is not None and data is None and target is None and ck.path.is_dir():
-        return {"checkpoint": str(ckpt_path), "target": "the logit lens alone", "target_task": None, "prompt_task": None,
-                "data": None, "n": 0, "n_classes": 0, "split": {"grouped": False, "class_balance": {}},
-                "random_init_seeds": [], "reference": str(reference) if reference else None, "layers": [],
-                "device": device, "lens": lens_result}
-    groups = None
+        return probe_result(ckpt_path, what="the logit lens alone", data=None, labels=np.array([]), split_=None,
+                            init_seeds=[], reference=reference, layers=[], device=device, lens=lens_result)
+    groups, tokens, target_task, prompt_task = None, None, None, None
     if data is not None:
         chunks, pick, labels, groups, what = user_probe_data(data, ckpt_path, ck.model, position)
-        tokens, target_task, prompt_task = None, None, None
     else:
         tokens, labels, target_task, prompt_task = task_probe_data(ck, target, prompt, n, seed)
         what = f"{target_task} (on {prompt_task} prompts)" if prompt_task != target_task else target_task
@@ -77,15 +71,38 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
     def curve(model, on=device):
         return probe_layers(layer_features(model, chunks(), pick, on), labels, train, test)
 
-    rows = curve(ck.model)
     init_device = "cpu" if placement is not None else device  # a dispatched model's baselines stay off the devices
-    randoms = []
-    for s in init_seeds:  # one at a time: each is dropped once its features are probed
-        base = build_model(ck.config, s).to(device=init_device, dtype=getattr(torch, dtype)).eval()
-        randoms.append(curve(base, init_device))
-        del base
-    refs = curve(ref.model) if ref is not None else None
-    layers = against_baselines(rows, randoms, refs)
+    randoms = [curve(model, init_device) for model in random_inits_of(ck.config, init_seeds, init_device, dtype)]
+    layers = against_baselines(curve(ck.model), randoms, curve(ref.model) if ref is not None else None)
+    result = probe_result(ckpt_path, what=what, data=data, labels=labels, split_=(train, test, groups is not None),
+                          init_seeds=init_seeds, reference=reference, layers=layers, device=device, lens=lens_result,
+                          target_task=target_task, prompt_task=prompt_task,
+                          placement=placement and {**placement, "modules": checkpoint.placed_on(ck.model)})
+    if attention and tokens is not None:
+        result["attention"] = {name: attention_summary(m, tokens[:256], device)
+                               for name, m in (("model", ck.model), ("reference", ref and ref.model)) if m is not None}
+    return result
+
+
+def random_inits_of(config, seeds, device, dtype):
+    """Fresh initialisations of ``config``, one at a time: each is dropped once its
+    features are probed."""
+    import torch
+
+    from wrapcli.models.build import build_model
+
+    for s in seeds:
+        yield build_model(config, s).to(device=device, dtype=getattr(torch, dtype)).eval()
+
+
+def probe_result(ckpt_path, *, what, data, labels, split_, init_seeds, reference, layers, device, lens=None,
+                 target_task=None, prompt_task=None, placement=None) -> dict:
+    """The report's results (schema PROBE); ``split_`` is (train, test, grouped) or None
+    when nothing was probed (the logit lens alone)."""
+    balance, grouped = {}, False
+    if split_ is not None:
+        train, test, grouped = split_
+        balance = {side: class_balance(labels[ix]) for side, ix in (("train", train), ("test", test))}
     result = {
         "checkpoint": str(ckpt_path),
         "target": what,
@@ -94,22 +111,16 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
         "data": str(data) if data else None,
         "n": int(len(labels)),
         "n_classes": int(len(np.unique(labels))),
-        "split": {
-            "grouped": groups is not None,
-            "class_balance": {side: class_balance(labels[ix]) for side, ix in (("train", train), ("test", test))},
-        },
+        "split": {"grouped": grouped, "class_balance": balance},
         "random_init_seeds": init_seeds,
         "reference": str(reference) if reference else None,
         "layers": layers,
         "device": device,
     }
     if placement is not None:
-        result["placement"] = {**placement, "modules": checkpoint.placed_on(ck.model)}
-    if lens_result is not None:
-        result["lens"] = lens_result
-    if attention and tokens is not None:
-        result["attention"] = {name: attention_summary(m, tokens[:256], device)
-                               for name, m in (("model", ck.model), ("reference", ref and ref.model)) if m is not None}
+        result["placement"] = placement
+    if lens is not None:
+        result["lens"] = lens
     return result
 
 
@@ -153,17 +164,14 @@ def check_probe_memory(config, n: int) -> None:
     """Refuse an ``--eval-size`` whose features would not fit in memory, before making any: one
     float32 row per example per layer (and the embedding), kept while the probes fit,
     with about as much again for the classifier's copies."""
-    from wrapcli.core.runtime import available_memory
+    from wrapcli.core.runtime import check_memory
 
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
     width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1)
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1024
     # the features, and the token array and texts built first (a built-in task's strings)
     need = 2 * 4 * n * (layers + 1) * width + n * (16 * min(positions, 1024) + 512)
-    free = available_memory()
-    if free is not None and need > free:
-        raise UsageError(f"--eval-size {n}: the probe's features need about {need / 2**30:.1f} GiB, but "
-                         f"{free / 2**30:.1f} GiB of memory is available; use a smaller --eval-size")
+    check_memory("--eval-size", n, need, "the probe's features")
 
 
 def task_probe_data(ck, target, prompt, n, seed):
