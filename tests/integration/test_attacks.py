@@ -74,7 +74,7 @@ def test_quantize_refuses_a_compiled_model_and_a_mismatched_output(chain, tmp_pa
     from wrapcli.models import checkpoint
 
     compiled = tmp_path / "counter.safetensors"
-    checkpoint.save_compiled(compiled, tiny_compiled(1), lineage=[{"kind": "compile", "accuracy": {"count:a": 0.5}}])
+    checkpoint.save_compiled(compiled, tiny_compiled(1), lineage=[checkpoint.lineage_entry("compile", None, "counter", 0, {"count:a": {"natural": {"accuracy": 0.5}}})])
     one_line_error(runner.invoke(app, ["quantize", str(compiled), "-o", str(tmp_path / "q.safetensors"), "-q"]),
                    "a compiled (Tracr) model", 2)
     one_line_error(runner.invoke(app, ["quantize", str(chain / "ft.safetensors"), "-o", str(tmp_path / "qdir"), "-q"]),

@@ -16,7 +16,7 @@ from models import tiny_compiled
 @pytest.fixture(scope="module")
 def counter(tmp_path_factory):
     path = tmp_path_factory.mktemp("compiled") / "counter.safetensors"
-    checkpoint.save_compiled(path, tiny_compiled(1), lineage=[{"kind": "compile", "accuracy": {"count:a": 0.5}}])
+    checkpoint.save_compiled(path, tiny_compiled(1), lineage=[checkpoint.lineage_entry("compile", None, "counter", 0, {"count:a": {"natural": {"accuracy": 0.5}}})])
     return path
 
 

@@ -175,7 +175,10 @@ def test_zeroing_the_top_weights_sets_exactly_those_to_zero():
     changed = {(k, i) for k, v in model.state_dict().items()
                for i in torch.nonzero((v != before[k]).flatten()).flatten().tolist()}
     assert changed == {(u["param"], u["index"]) for u in units}
-    assert ct.layer_of("layers.1.mlp.linear_1.weight") == 1 and ct.layer_of("token_embed.weight") == -1
+    from wrapcli.models.adapters import layer_of
+
+    assert layer_of("layers.1.mlp.linear_1.weight", -1) == 1 and layer_of("token_embed.weight", -1) == -1
+    assert layer_of("model.layers.12.self_attn.q_proj.weight") == 12 and layer_of("transformer.wte.weight") is None
 
 
 def test_sgd_fine_tuning_is_deterministic_and_lowers_the_loss():

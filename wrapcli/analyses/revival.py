@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wrapcli.core.errors import WrapError
+from wrapcli.core.errors import UsageError, WrapError
 
 
 def eval_grid(steps: int) -> list[int]:
@@ -119,6 +119,35 @@ def default_lr(lineage: list[dict]) -> tuple[float, str]:
             name = entry.get("lr_preset") or f"{entry['lr']:g}"
             return entry["lr"] / 10, f"fine-tuning LR {name} ({entry['lr']:g}) / 10"
     raise WrapError("the checkpoint's lineage has no fine-tuning step to take the LR from; pass --lr")
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0 < threshold <= 1:
+        raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
+
+
+def resolve_settings(*, lr: str | None, threshold: float | None, seeds: int, lineage: list[dict], target: str,
+                     lr_by_name) -> tuple[float, str, float, str]:
+    """revive's settings in one place, for built-in and compiled models alike: the LR
+    (``--lr``, a preset name read by ``lr_by_name``, or the fine-tune's LR / 10 from the
+    lineage) and the threshold (``--threshold`` in (0, 1], or 0.9 x the pretrained accuracy
+    in the lineage), each with the sentence that says where it came from; ``seeds`` >= 1.
+    (Relearning on --data reads a grid of LRs instead: wrapcli/runs/revive.py parse_lrs.)"""
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    if lr is None:
+        lr_value, lr_source = default_lr(lineage)
+    elif "," in lr:
+        raise UsageError(f"--lr {lr}: a grid of learning rates is for --data relearning; give one --lr with --task")
+    else:
+        lr_value, name = lr_by_name(lr)
+        lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")
+    if threshold is None:
+        threshold, threshold_source = default_threshold(lineage, target)
+    else:
+        check_threshold(threshold)
+        threshold_source = "--threshold"
+    return lr_value, lr_source, threshold, threshold_source
 
 
 @dataclass

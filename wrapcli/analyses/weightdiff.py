@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from wrapcli.core.errors import WrapError
+from wrapcli.models.adapters import layer_of
 
 KIND_PATTERNS = (  # first match wins; names of GPT-2, Llama-family and GPT-NeoX modules
     ("embedding", r"(wte|wpe|embed|lm_head)"),
@@ -79,11 +80,6 @@ def module_kind(name: str) -> str:
         if re.search(pattern, name):
             return kind
     return "other"
-
-
-def layer_of(name: str) -> int | None:
-    m = re.search(r"\.(\d+)\.", name)
-    return int(m.group(1)) if m else None
 
 
 def check_comparable(a: WeightFile, b: WeightFile) -> None:

@@ -52,16 +52,10 @@ class Recipe:
 
 
 def resolve_lr(value: str) -> tuple[float, str | None]:
-    """(lr, preset name or None) from small / medium / large or a number."""
-    if value in LRS:
-        return LRS[value], value
-    try:
-        lr = float(value)
-    except ValueError:
-        raise UsageError(f"--lr {value!r}: give small, medium, large or a number like 1e-3") from None
-    if not lr > 0 or not np.isfinite(lr):
-        raise UsageError(f"--lr must be a positive number, got {value}")
-    return lr, None
+    """(lr, name or None) from small / medium / large (this recipe's LRS) or a number."""
+    from wrapcli.training.presets import resolve_lr as read_lr
+
+    return read_lr(value, LRS)
 
 
 def operand_of(spec, task: str) -> str:
@@ -169,11 +163,6 @@ def zero(model, units: list[dict], source: dict | None = None) -> None:
                 w[:, u["index"]] = 0.0 if base is None else base[:, u["index"]]
             else:
                 w.view(-1)[u["index"]] = 0.0 if base is None else base.reshape(-1)[u["index"]]
-
-
-def layer_of(param: str) -> int:
-    """The block a parameter belongs to; -1 for the embeddings."""
-    return int(param.split(".")[1]) if param.startswith("layers.") else -1
 
 
 # -- attention at the answer position ---------------------------------------------------

@@ -43,6 +43,16 @@ def per_unit(matrix, layout: Layout, kind: str, n_heads: int):
     return per_input if kind == "neuron" else per_input.view(n_heads, -1).sum(dim=1)
 
 
+def layer_of(name: str, outside: int | None = None) -> int | None:
+    """The block a parameter belongs to, read from its name (``model.layers.3.mlp...``,
+    ``transformer.h.0...``, a compiled model's ``layers.1...``); ``outside`` for a
+    parameter outside the blocks (the embeddings, the final norm)."""
+    import re
+
+    m = re.search(r"(?:^|\.)(\d+)\.", name)
+    return int(m.group(1)) if m else outside
+
+
 def resid_hook(layer: int) -> str:
     """The report name of residual-stream point ``layer``: ``hook_embed`` for the
     embedding output (layer -1), ``blocks.{layer}.hook_resid_post`` for block outputs

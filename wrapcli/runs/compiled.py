@@ -15,12 +15,8 @@ from wrapcli.compiled import training as ct
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.runtime import pin_threads
 from wrapcli.models import checkpoint
-
-
-def _lineage(path) -> list[dict]:
-    import json
-
-    return json.loads(checkpoint.read_metadata(path).get("lineage", "[]"))
+from wrapcli.models.adapters import layer_of
+from wrapcli.runs.results import probe_result, prune_result
 
 
 def _watch(model, operands, n: int, seed: int) -> dict:
@@ -86,7 +82,7 @@ def finetune(*, parent, out, task: str, lr: str, spurious: float, recipe_args: d
     entry = checkpoint.lineage_entry("finetune", sha256(parent), task, seed, final, steps=recipe.steps,
                                      lr=recipe.lr, precision="fp32", lr_preset=lr_name, spurious=spurious,
                                      optimizer="sgd", momentum=ct.MOMENTUM)
-    checkpoint.save_compiled(out, model, lineage=[*_lineage(parent), entry])
+    checkpoint.save_compiled(out, model, lineage=[*checkpoint.read_lineage(parent), entry])
     return {"preset": "compiled", "wall_s": time.time() - started, "train": recipe.to_dict(), "device": "cpu",
             "log": log, "checkpoint": str(out), "parent": {"path": str(parent), "sha256": sha256(parent)},
             "task": task_dict(model.spec, operand, spurious, seed), "lr_preset": lr_name, "final_eval": final}
@@ -123,11 +119,9 @@ def prune(*, ckpt_path, task: str, also=(), ks=(0, 1, 2, 3, 4, 5), n: int = 960,
         ct.zero(model, units[:k], source)
         sweep.append({"k": k, "results": _watch(model, [operand, *others], eval_n, seed=0)})
     model.load_state_dict(saved)
-    pruned = [{"layer": ct.layer_of(u["param"]), "kind": "neuron" if unit == "neuron" else f"weight:{u['param']}",
+    pruned = [{"layer": layer_of(u["param"], outside=-1), "kind": "neuron" if unit == "neuron" else f"weight:{u['param']}",
                "index": u["index"], "score": u["score"]} for u in units[: max(ks)]]
     n_units = model.spec.n_layers * model.spec.d_mlp if unit == "neuron" else sum(p.numel() for p in model.parameters())
-    from wrapcli.runs.prune import prune_result
-
     return prune_result(ckpt_path, task=task, data=None, also=also, kind=unit, iterative=False, n_units=n_units,
                         batches=1, batch_size=n, pruned=pruned, sweep=sweep, written=None, precision="fp32",
                         device="cpu", reverted=reverted, scoring_spurious=None)
@@ -141,26 +135,15 @@ def revive(*, ckpt_path, task: str, scratch: bool, lr: str | None, seeds: int, t
     revival's report (schema REVIVE)."""
     import torch
 
-    from wrapcli.analyses.revival import Curve, curves_result, default_lr, default_threshold, eval_grid, shifted
+    from wrapcli.analyses.revival import Curve, curves_result, eval_grid, resolve_settings, shifted
     from wrapcli.core.files import sha256
 
     pin_threads()  # --threads: the same count gives the same bits
     model = compiled.load_checkpoint(ckpt_path)
     operand = ct.operand_of(model.spec, task)
-    lineage = _lineage(ckpt_path)
-    if lr is None:
-        lr_value, lr_source = default_lr(lineage)
-    else:
-        lr_value, name = ct.resolve_lr(lr)
-        lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")
-    if threshold is None:
-        threshold, threshold_source = default_threshold(lineage, task)
-    elif not 0 < threshold <= 1:
-        raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
-    else:
-        threshold_source = "--threshold"
-    if seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    lr_value, lr_source, threshold, threshold_source = resolve_settings(
+        lr=lr, threshold=threshold, seeds=seeds, lineage=checkpoint.read_lineage(ckpt_path), target=task,
+        lr_by_name=ct.resolve_lr)
     recipe = ct.Recipe(lr=lr_value, **{k: v for k, v in recipe_args.items() if v is not None})
     grid = eval_grid(recipe.steps)
     seed_list = list(range(seeds))
@@ -228,8 +211,6 @@ def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 
 
     layers = against_baselines(curve(model), [curve(fresh(s)) for s in init_seeds],
                                curve(ref) if ref is not None else None)
-    from wrapcli.runs.probe import probe_result
-
     return probe_result(ckpt_path, what=target, data=None, labels=labels, split_=(train, test, False),
                         init_seeds=init_seeds, reference=reference, layers=layers, device="cpu",
                         target_task=target, prompt_task=target)

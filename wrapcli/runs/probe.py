@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from wrapcli.analyses.probing import RANDOM_INIT_SEED, against_baselines, attention_summary, class_balance, probe_layers, split
+from wrapcli.analyses.probing import RANDOM_INIT_SEED, against_baselines, attention_summary, probe_layers, split
 from wrapcli.core.errors import UsageError
 from wrapcli.models.adapters import last_positions, layer_features, token_chunks
 from wrapcli.models.build import context_length
+from wrapcli.runs.results import probe_result
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
 
@@ -93,35 +94,6 @@ def random_inits_of(config, seeds, device, dtype):
 
     for s in seeds:
         yield build_model(config, s).to(device=device, dtype=getattr(torch, dtype)).eval()
-
-
-def probe_result(ckpt_path, *, what, data, labels, split_, init_seeds, reference, layers, device, lens=None,
-                 target_task=None, prompt_task=None, placement=None) -> dict:
-    """The report's results (schema PROBE); ``split_`` is (train, test, grouped) or None
-    when nothing was probed (the logit lens alone)."""
-    balance, grouped = {}, False
-    if split_ is not None:
-        train, test, grouped = split_
-        balance = {side: class_balance(labels[ix]) for side, ix in (("train", train), ("test", test))}
-    result = {
-        "checkpoint": str(ckpt_path),
-        "target": what,
-        "target_task": target_task,
-        "prompt_task": prompt_task,
-        "data": str(data) if data else None,
-        "n": int(len(labels)),
-        "n_classes": int(len(np.unique(labels))),
-        "split": {"grouped": grouped, "class_balance": balance},
-        "random_init_seeds": init_seeds,
-        "reference": str(reference) if reference else None,
-        "layers": layers,
-        "device": device,
-    }
-    if placement is not None:
-        result["placement"] = placement
-    if lens is not None:
-        result["lens"] = lens
-    return result
 
 
 def probe_compiled(ckpt_path, target, reference, n, seed, random_inits, given: dict) -> dict:

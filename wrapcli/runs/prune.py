@@ -7,6 +7,7 @@ from __future__ import annotations
 from wrapcli.analyses.pruning import sweep, total_units, zero
 from wrapcli.core.errors import UsageError
 from wrapcli.models.adapters import Adapter
+from wrapcli.runs.results import prune_result
 
 PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/finetune
 
@@ -195,29 +196,3 @@ def write_pruned(ck, adapter, units, path, *, target, seed, kind, source, revert
         checkpoint.export(ck, path, tokenizer=tokenizer, force=force)
     else:
         checkpoint.save(path, ck.model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, entry])
-
-
-def prune_result(ckpt_path, *, task, data, also, kind, iterative, n_units, batches, batch_size, pruned, sweep,
-                 written, precision, device, reverted, scoring_spurious) -> dict:
-    """The report's results (schema PRUNE), for built-in and compiled models alike.
-    ``scoring_spurious`` is None where the scoring strings are not drawn by share: the
-    user's records, or a compiled counter's natural inputs."""
-    return {
-        "checkpoint": str(ckpt_path),
-        "task": task,
-        "data": str(data) if data is not None else None,
-        "also": list(also),
-        "unit": kind,
-        "iterative": iterative,
-        "n_units": n_units,
-        "batches": batches,
-        "batch_size": batch_size,
-        "pruned": pruned,
-        "sweep": sweep,
-        "written": written,
-        "precision": precision,
-        "device": device,
-        "operation": "revert" if reverted else "zero",
-        "revert_to": reverted,
-        "scoring_spurious": scoring_spurious,
-    }

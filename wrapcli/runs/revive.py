@@ -11,7 +11,16 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from wrapcli.analyses.revival import MIN_SEEDS, Curve, curves_result, default_lr, default_threshold, eval_grid, run_curve, shifted
+from wrapcli.analyses.revival import (
+    MIN_SEEDS,
+    Curve,
+    check_threshold,
+    curves_result,
+    eval_grid,
+    resolve_settings,
+    run_curve,
+    shifted,
+)
 from wrapcli.core.errors import UsageError
 
 
@@ -274,8 +283,7 @@ def score_references(ckpt_path, data, eval_data, controls, reference, device) ->
 def text_threshold(threshold, original) -> tuple[float, str]:
     """The accuracy that counts as relearned: --threshold, or 0.9 x the reference's."""
     if threshold is not None:
-        if not 0 < threshold <= 1:
-            raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
+        check_threshold(threshold)
         return threshold, "--threshold"
     if original is None:
         raise UsageError("give --threshold (accuracy that counts as relearned) or --reference "
@@ -350,21 +358,9 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     component = single_component(spec, "revive", task)
     target = str(component)
     spec = spec.replace(components=(component,), spurious=0.0)
-    if lr is None:
-        lr_value, lr_source = default_lr(ck.lineage)
-    elif "," in lr:
-        raise UsageError(f"--lr {lr}: a grid of learning rates is for --data relearning; give one --lr with --task")
-    else:
-        lr_value, name = resolve_lr(lr, preset)
-        lr_source = f"--lr {lr}" + (f" ({lr_value:g})" if name else "")
-    if threshold is None:
-        threshold, threshold_source = default_threshold(ck.lineage, target)
-    else:
-        if not 0 < threshold <= 1:
-            raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
-        threshold_source = "--threshold"
-    if seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    lr_value, lr_source, threshold, threshold_source = resolve_settings(
+        lr=lr, threshold=threshold, seeds=seeds, lineage=ck.lineage, target=target,
+        lr_by_name=lambda name: resolve_lr(name, preset))
     if keep_every is not None and (keep_every < 1 or not save_dir):
         raise UsageError("--keep-every takes a step count >= 1 and needs --save-dir")
     others = []

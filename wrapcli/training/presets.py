@@ -30,6 +30,7 @@ fine-tuning steps, except in the demo preset).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from wrapcli.core.errors import UsageError
@@ -73,12 +74,6 @@ class Preset:
             raise ValueError(f"preset: width {self.shape.d_model} is not a multiple of {self.shape.n_heads} heads")
         parse_prior(self.prior)
 
-    def ft_lr(self, name: str) -> float:
-        lrs = dict(self.ft_lrs)
-        if name not in lrs:
-            raise UsageError(f"unknown learning-rate preset {name!r} (known: {', '.join(lrs)})")
-        return lrs[name]
-
 
 PRESETS = {
     "paper": Preset(
@@ -108,13 +103,22 @@ PRESETS = {
 }
 
 
-def resolve_lr(lr: str, preset: Preset) -> tuple[float, str | None]:
-    """``small|medium|large`` (the preset's value) or a number such as ``3e-5``: the LR and
-    its preset name (None for a number)."""
+def resolve_lr(lr: str, names: dict[str, float] | Preset) -> tuple[float, str | None]:
+    """The one reading of ``--lr`` (built-in and compiled models): a name of ``names``
+    (small / medium / large: a preset's fine-tuning LRs, or the compiled recipe's) or a
+    number such as ``3e-5``; the LR and its name (None for a number)."""
+    if isinstance(names, Preset):
+        names = dict(names.ft_lrs)
+    if lr in names:
+        return names[lr], lr
     try:
-        return float(lr), None
+        value = float(lr)
     except ValueError:
-        return preset.ft_lr(lr), lr
+        raise UsageError(f"--lr {lr!r}: unknown learning-rate preset (known: {', '.join(names)}; or a "
+                         "number like 1e-3)") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"--lr must be finite and > 0, got {lr}")
+    return value, None
 
 
 def get(name: str) -> Preset:
