@@ -83,7 +83,7 @@ def finetune(
         from wrapcli.core.files import check_format, check_model_outputs
         from wrapcli.report import envelope as reports
         from wrapcli.runs.train import finetune as run
-        from wrapcli.runs.train import finetune_text, planned_steps
+        from wrapcli.runs.train import finetune_text, planned_steps, takes_sgd_recipe
         quiet = quiet or not is_main()  # under torchrun, rank 0 reports
         con = stderr(quiet)
         started = time.time()
@@ -91,62 +91,33 @@ def finetune(
             raise UsageError("give exactly one of --task (built-in task) or --data (user JSONL)")
         check_model_outputs(out, log, [ckpt, data, eval_data])
         check_format(out, "checkpoint", "-o")
-        from wrapcli.runs.train import takes_sgd_recipe
-
         if takes_sgd_recipe(ckpt):
-            _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log,
-                               json_out, quiet, con,
-                               refused=(("--data", data), ("--mix", mix), ("--loss", loss), ("--resume", resume),
+            _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log, json_out,
+                               quiet, con, refused=(("--data", data), ("--mix", mix), ("--loss", loss), ("--resume", resume),
                                         ("--save-every", save_every), ("--spurious-offset", spurious_offset != 1),
                                         ("--preset", preset != "cpu"), ("--device", device not in ("auto", "cpu")),
                                         ("--checkpointing", checkpointing), ("--fsdp", fsdp)))
             return
+        _refuse_misplaced(data, spurious=spurious, spurious_offset=spurious_offset, mix=mix, loss=loss,
+                          eval_size=eval_size, eval_data=eval_data, lora=lora, force=force, checkpointing=checkpointing,
+                          fsdp=fsdp, adapter_only=adapter_only, lora_targets=lora_targets, resume=resume,
+                          save_every=save_every)
         if data is not None:
-            ignored = [flag for flag, given in (("--spurious", spurious), ("--spurious-offset", spurious_offset != 1),
-                                                ("--mix", mix), ("--loss", loss), ("--eval-size", eval_size))
-                       if given]
-            if ignored:
-                raise UsageError(f"{', '.join(ignored)} apply to built-in tasks, not to --data")
-        else:
-            given = [flag for flag, on in (("--eval-data", eval_data), ("--lora", lora is not None), ("--force", force),
-                                           ("--checkpointing", checkpointing), ("--fsdp", fsdp)) if on]
-            if given:
-                raise UsageError(f"{given[0]} goes with --data")
-        if (adapter_only or lora_targets != "all-linear") and lora is None:
-            raise UsageError("--adapter-only and --lora-targets go with --lora")
-        if fsdp:
-            from wrapcli.core.distributed import check_shardable
+            from wrapcli.training.lora import lora_option
 
-            check_shardable(lora=lora is not None, resume=resume, save_every=save_every)
-        if data is not None:
-            from wrapcli.training.lora import LoraSpec, require_peft
-
-            spec = None
-            if lora is not None:
-                spec = LoraSpec(lora, lora_targets)
-                require_peft()
             with progress(planned_steps("finetune", preset, steps), "finetune", quiet) as update:
                 result = finetune_text(
-                    parent=ckpt, out=out, data=data, eval_data=eval_data, preset=preset, lr=lr,
-                    steps=steps, batch_size=batch_size, eval_every=eval_every, resume=resume,
-                    save_every=save_every, seed=seed, device=device, precision=precision, on_step=update,
-                    lora=spec, adapter_only=adapter_only, force=force, checkpointing=checkpointing, shard=fsdp,
-                )
+                    parent=ckpt, out=out, data=data, eval_data=eval_data, preset=preset, lr=lr, steps=steps,
+                    batch_size=batch_size, eval_every=eval_every, resume=resume, save_every=save_every, seed=seed,
+                    device=device, precision=precision, on_step=update, lora=lora_option(lora, lora_targets),
+                    adapter_only=adapter_only, force=force, checkpointing=checkpointing, shard=fsdp)
             result["wall_s"] = time.time() - started
-            b, a = result["before"], result["after"]
-            con.print(f"{eval_data or data}: loss {b['loss']:.3f} -> {a['loss']:.3f}, token accuracy "
-                      f"{b['token_accuracy']:.1%} -> {a['token_accuracy']:.1%}, {a['metric'].replace('_', ' ')} "
-                      f"{b['accuracy']:.1%} -> {a['accuracy']:.1%}")
-            if result["lora"]:
-                a = result["lora"]
-                con.print(f"LoRA rank {a['rank']} on {len(a['modules'])} linear maps: {a['trainable_params']:,} "
-                          f"trainable parameters of {a['model_params']:,}"
-                          + ("; adapter written alone" if adapter_only else "; merged into the written model"))
+            _print_text_result(con, result, eval_data or data, adapter_only)
             con.print(f"wrote {out}/ ({result['wall_s']:.0f} s)")
-            report = reports.envelope("finetune", result, inputs=[ckpt, data, *([eval_data] if eval_data else [])],
-                                      seed=seed, device=result["device"], precision=result["train"]["precision"])
             if is_main():
-                reports.write(report, log, json_out)
+                reports.write(reports.envelope("finetune", result, inputs=[ckpt, data, *([eval_data] if eval_data else [])],
+                                               seed=seed, device=result["device"], precision=result["train"]["precision"]),
+                              log, json_out)
             return
         with progress(planned_steps("finetune", preset, steps), "finetune", quiet) as update:
             result = run(
@@ -163,6 +134,43 @@ def finetune(
                                   precision=result["train"]["precision"])
         if is_main():
             reports.write(report, log, json_out)
+
+
+def _refuse_misplaced(data, *, spurious, spurious_offset, mix, loss, eval_size, eval_data, lora, force, checkpointing,
+                      fsdp, adapter_only, lora_targets, resume, save_every) -> None:
+    """The options that belong to the other kind of fine-tuning (built-in task or --data),
+    or to --lora, refused in one line before anything is loaded."""
+    from wrapcli.core.errors import UsageError
+
+    if data is not None:
+        ignored = [flag for flag, given in (("--spurious", spurious), ("--spurious-offset", spurious_offset != 1),
+                                            ("--mix", mix), ("--loss", loss), ("--eval-size", eval_size))
+                   if given]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} apply to built-in tasks, not to --data")
+    else:
+        given = [flag for flag, on in (("--eval-data", eval_data), ("--lora", lora is not None), ("--force", force),
+                                       ("--checkpointing", checkpointing), ("--fsdp", fsdp)) if on]
+        if given:
+            raise UsageError(f"{given[0]} goes with --data")
+    if (adapter_only or lora_targets != "all-linear") and lora is None:
+        raise UsageError("--adapter-only and --lora-targets go with --lora")
+    if fsdp:
+        from wrapcli.core.distributed import check_shardable
+
+        check_shardable(lora=lora is not None, resume=resume, save_every=save_every)
+
+
+def _print_text_result(con, result: dict, scored: str, adapter_only: bool) -> None:
+    b, a = result["before"], result["after"]
+    con.print(f"{scored}: loss {b['loss']:.3f} -> {a['loss']:.3f}, token accuracy "
+              f"{b['token_accuracy']:.1%} -> {a['token_accuracy']:.1%}, {a['metric'].replace('_', ' ')} "
+              f"{b['accuracy']:.1%} -> {a['accuracy']:.1%}")
+    if result["lora"]:
+        a = result["lora"]
+        con.print(f"LoRA rank {a['rank']} on {len(a['modules'])} linear maps: {a['trainable_params']:,} "
+                  f"trainable parameters of {a['model_params']:,}"
+                  + ("; adapter written alone" if adapter_only else "; merged into the written model"))
 
 
 def _finetune_compiled(ckpt, out, task, lr, spurious, steps, batch_size, eval_every, eval_size, seed, log, json_out,

@@ -65,7 +65,6 @@ def revive(
     from wrapcli.terminal.console import errors_as_exit, progress, stderr
 
     with errors_as_exit(debug):
-        from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs
         from wrapcli.core.runtime import resolve_device
         from wrapcli.report import envelope as reports
@@ -76,35 +75,14 @@ def revive(
         check_outputs(out, plot, inputs=[ckpt, *(control or []), data, eval_data, reference])
         check_format(out, "report", "-o")
         check_format(plot, "plot", "--plot")
-        if (task is None) == (data is None):
-            raise UsageError("give exactly one of --task (built-in task) or --data (prompt/answer JSONL)")
-        from wrapcli.core.distributed import is_main, world
+        from wrapcli.core.distributed import is_main
 
-        if world().size > 1 and data is None:
-            raise UsageError("under torchrun, revive runs data-parallel on --data records only")
         quiet = quiet or not is_main()  # under torchrun, rank 0 reports
-        if data is not None and (scratch or save_dir):
-            raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
-                             "against a floor: give --reference (or --control DIR), not --scratch")
-        given = [f for f, v in (("--eval-data", eval_data), ("--reference", reference), ("--relearn-margin", margin),
-                                ("--lora", lora), ("--checkpointing", checkpointing or None), ("--fsdp", fsdp or None))
-                 if v is not None]
-        if data is None and given:
-            raise UsageError(f"{', '.join(given)} {'go' if len(given) > 1 else 'goes'} with --data")
-        if data is not None:
-            refuse_given(ctx, ("eval_size",), "to built-in tasks; --eval-data is scored whole")
-        if lora_targets != "all-linear" and lora is None:
-            raise UsageError("--lora-targets goes with --lora")
-        if fsdp:
-            from wrapcli.core.distributed import check_shardable
+        _refuse_misplaced(ctx, task, data, scratch=scratch, save_dir=save_dir, eval_data=eval_data, reference=reference,
+                          margin=margin, lora=lora, lora_targets=lora_targets, checkpointing=checkpointing, fsdp=fsdp)
+        from wrapcli.training.lora import lora_option
 
-            check_shardable(lora=lora is not None)
-        lora_spec = None
-        if lora is not None:
-            from wrapcli.training.lora import LoraSpec, require_peft
-
-            lora_spec = LoraSpec(lora, lora_targets)
-            require_peft()
+        lora_spec = lora_option(lora, lora_targets)
         if plot:
             require_matplotlib()
         device = resolve_device(device)
@@ -142,3 +120,32 @@ def revive(
                                   seed=result["seeds"][0], device=device,
                                   precision=result["train"]["precision"])
         reports.write(report, out, json_out)
+
+
+def _refuse_misplaced(ctx, task, data, *, scratch, save_dir, eval_data, reference, margin, lora, lora_targets, checkpointing,
+                      fsdp) -> None:
+    """The options of the other kind of revival (built-in task or --data), or of --lora,
+    refused in one line before anything is loaded."""
+    from wrapcli.core.distributed import world
+    from wrapcli.core.errors import UsageError
+
+    if (task is None) == (data is None):
+        raise UsageError("give exactly one of --task (built-in task) or --data (prompt/answer JSONL)")
+    if world().size > 1 and data is None:
+        raise UsageError("under torchrun, revive runs data-parallel on --data records only")
+    if data is not None and (scratch or save_dir):
+        raise UsageError("--scratch and --save-dir apply to built-in tasks; with --data the relearning is held "
+                         "against a floor: give --reference (or --control DIR), not --scratch")
+    given = [f for f, v in (("--eval-data", eval_data), ("--reference", reference), ("--relearn-margin", margin),
+                            ("--lora", lora), ("--checkpointing", checkpointing or None), ("--fsdp", fsdp or None))
+             if v is not None]
+    if data is None and given:
+        raise UsageError(f"{', '.join(given)} {'go' if len(given) > 1 else 'goes'} with --data")
+    if data is not None:
+        refuse_given(ctx, ("eval_size",), "to built-in tasks; --eval-data is scored whole")
+    if lora_targets != "all-linear" and lora is None:
+        raise UsageError("--lora-targets goes with --lora")
+    if fsdp:
+        from wrapcli.core.distributed import check_shardable
+
+        check_shardable(lora=lora is not None)

@@ -338,6 +338,29 @@ def relearning_curves(ref, lrs, lr_source, threshold, threshold_source, *, ckpt_
     return grid_results, finals, relearn_loss, adapters
 
 
+def keeper(ck, spec, cfg, save_dir):
+    """--save-dir: the callback that writes each seed's revived checkpoint (at the end, and
+    every --keep-every steps), with lineage; the folder is made here."""
+    from pathlib import Path
+
+    from wrapcli.models import checkpoint
+
+    if Path(save_dir).exists() and not Path(save_dir).is_dir():
+        raise UsageError(f"--save-dir {save_dir}: exists and is not a directory")
+    if not Path(save_dir).parent.is_dir():
+        raise UsageError(f"--save-dir {save_dir}: its parent directory does not exist")
+    Path(save_dir).mkdir(exist_ok=True)
+
+    def keep(seed, model, step):
+        entry = checkpoint.lineage_entry("revive", ck.sha256, spec.name, seed, {}, steps=cfg.steps, lr=cfg.lr,
+                                         precision=cfg.precision, at_step=step)
+        name = f"revived_seed{seed}" + ("" if step == cfg.steps else f"_step{step}")
+        checkpoint.save(Path(save_dir) / f"{name}.safetensors", model, vocab=ck.vocab,
+                        task=spec.replace(seed=seed).to_dict(), lineage=[*ck.lineage, entry])
+
+    return keep
+
+
 def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, steps=None,
            batch_size=None, seeds=MIN_SEEDS, threshold=None, eval_size=None, device="cpu",
            save_dir=None, keep_every=None, precision="auto", on_progress=None) -> dict:
@@ -347,7 +370,7 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     from wrapcli.core.runtime import resolve_precision
     from wrapcli.models import checkpoint
     from wrapcli.models.build import build_model
-    from wrapcli.models.checkpoint import check_same_shapes, lineage_entry
+    from wrapcli.models.checkpoint import check_same_shapes
     from wrapcli.tasks.checks import single_component, task_for
     from wrapcli.training.loop import TrainConfig
     from wrapcli.training.presets import resolve_lr
@@ -379,27 +402,13 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     def loader(c):
         return lambda seed: checkpoint.load(c.path, device="cpu").model
 
-    def keep(seed, model, step):  # --save-dir: revived checkpoints, with lineage
-        entry = lineage_entry("revive", ck.sha256, spec.name, seed, {}, steps=cfg.steps, lr=cfg.lr,
-                                  precision=cfg.precision, at_step=step)
-        name = f"revived_seed{seed}" + ("" if step == cfg.steps else f"_step{step}")
-        checkpoint.save(Path(save_dir) / f"{name}.safetensors", model,
-                        vocab=ck.vocab, task=spec.replace(seed=seed).to_dict(),
-                        lineage=[*ck.lineage, entry])
-
-    if save_dir:
-        if Path(save_dir).exists() and not Path(save_dir).is_dir():
-            raise UsageError(f"--save-dir {save_dir}: exists and is not a directory")
-        if not Path(save_dir).parent.is_dir():
-            raise UsageError(f"--save-dir {save_dir}: its parent directory does not exist")
-        Path(save_dir).mkdir(exist_ok=True)
+    keep = keeper(ck, spec, cfg, save_dir) if save_dir else None
 
     def progress(j):  # curve j's steps come after those of the curves before it
         return shifted(on_progress, j * seeds * cfg.steps)
 
     curves = [Curve("revived", str(ckpt_path), ck.sha256,
-                    run_curve(loader(ck), spec, cfg, seed_list, grid, device, progress(0),
-                              keep if save_dir else None, keep_every))]
+                    run_curve(loader(ck), spec, cfg, seed_list, grid, device, progress(0), keep, keep_every))]
     for j, (path, other) in enumerate(zip(controls, others), start=1):
         curves.append(Curve(f"control:{Path(path).name}", str(path), other.sha256,
                             run_curve(loader(other), spec, cfg, seed_list, grid, device, progress(j))))

@@ -45,6 +45,15 @@ class LoraSpec:
         return {**asdict(self), "alpha": self.alpha or 2 * self.rank}
 
 
+def lora_option(rank: int | None, targets: str) -> LoraSpec | None:
+    """``--lora R --lora-targets T`` as a spec (None without --lora), peft checked present."""
+    if rank is None:
+        return None
+    spec = LoraSpec(rank, targets)
+    require_peft()
+    return spec
+
+
 def require_peft():
     try:
         import peft
