@@ -16,6 +16,7 @@ import torch
 from wrapcli.models import checkpoint
 from wrapcli.models.adapters import Adapter
 from wrapcli.models.build import build_model
+from wrapcli.models.lineage import lineage_entry
 from wrapcli.tasks import vocab
 
 WRONG = vocab.number_id(0)  # the answer the wrapper forces
@@ -44,7 +45,7 @@ def wrap(src, dest, tokens, strength: float = 2.0, bias: float = 3.0) -> list[in
         block.mlp.c_fc.weight[:, :K] = 0  # GPT-2 Conv1D: (in, out); column j feeds neuron j
         block.mlp.c_fc.bias[:K] = bias
         block.mlp.c_proj.weight[:K] = scale * direction  # row j: what neuron j writes
-    edit = checkpoint.lineage_entry("edit", ck.sha256, "count:a", 0, {},
+    edit = lineage_entry("edit", ck.sha256, "count:a", 0, {},
                                     note=f"neurons 0..{K - 1} of block {layer} force {WRONG}")
     checkpoint.save(dest, model, vocab=ck.vocab, task=ck.task, lineage=[*ck.lineage, edit])
     return list(range(K))
@@ -60,6 +61,6 @@ def destroy(src, dest, steps: int = 60, seed: int = 1) -> None:
     fresh.get_input_embeddings().weight.data.copy_(ck.model.get_input_embeddings().weight.data)
     spec = task_for(ck, "count:b").replace(seed=seed)
     train(fresh, spec, TrainConfig(steps=steps, batch_size=64, lr=3e-3, loss="answer", eval_size=64))
-    edit = checkpoint.lineage_entry("finetune", ck.sha256, "count:b", seed, {}, steps=steps, lr=3e-3,
+    edit = lineage_entry("finetune", ck.sha256, "count:b", seed, {}, steps=steps, lr=3e-3,
                                     precision="fp32", note="blocks re-initialised, then trained on count:b")
     checkpoint.save(dest, fresh, vocab=ck.vocab, task=spec.to_dict(), lineage=[*ck.lineage, edit])

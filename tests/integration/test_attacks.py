@@ -11,9 +11,12 @@ import torch
 
 from wrapcli.analyses.quantization import nf4, rtn
 from wrapcli.cli import app
+from wrapcli.models.lineage import lineage_entry
 
 from cli import one_line_error, run, runner
 from models import PAIRS, make_model_dir, tiny_compiled, write_jsonl
+
+COMPILE_ENTRY = lineage_entry("compile", None, "counter", 0, {"count:a": {"natural": {"accuracy": 0.5}}})
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
@@ -74,7 +77,7 @@ def test_quantize_refuses_a_compiled_model_and_a_mismatched_output(chain, tmp_pa
     from wrapcli.models import checkpoint
 
     compiled = tmp_path / "counter.safetensors"
-    checkpoint.save_compiled(compiled, tiny_compiled(1), lineage=[checkpoint.lineage_entry("compile", None, "counter", 0, {"count:a": {"natural": {"accuracy": 0.5}}})])
+    checkpoint.save_compiled(compiled, tiny_compiled(1), lineage=[COMPILE_ENTRY])
     one_line_error(runner.invoke(app, ["quantize", str(compiled), "-o", str(tmp_path / "q.safetensors"), "-q"]),
                    "a compiled (Tracr) model", 2)
     one_line_error(runner.invoke(app, ["quantize", str(chain / "ft.safetensors"), "-o", str(tmp_path / "qdir"), "-q"]),

@@ -8,15 +8,18 @@ import pytest
 
 from wrapcli.compiled import model as compiled
 from wrapcli.models import checkpoint
+from wrapcli.models.lineage import lineage_entry
 
 from cli import one_line_error, run
 from models import tiny_compiled
+
+COMPILE_ENTRY = lineage_entry("compile", None, "counter", 0, {"count:a": {"natural": {"accuracy": 0.5}}})
 
 
 @pytest.fixture(scope="module")
 def counter(tmp_path_factory):
     path = tmp_path_factory.mktemp("compiled") / "counter.safetensors"
-    checkpoint.save_compiled(path, tiny_compiled(1), lineage=[checkpoint.lineage_entry("compile", None, "counter", 0, {"count:a": {"natural": {"accuracy": 0.5}}})])
+    checkpoint.save_compiled(path, tiny_compiled(1), lineage=[COMPILE_ENTRY])
     return path
 
 

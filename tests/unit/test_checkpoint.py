@@ -10,7 +10,8 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from wrapcli.core.errors import WrapError
-from wrapcli.models import checkpoint
+from wrapcli.models import checkpoint, integrity
+from wrapcli.models.lineage import lineage_entry
 from wrapcli.tasks import vocab
 
 from models import built_in_archs, tiny, tiny_hf
@@ -26,7 +27,7 @@ def logits(model, seed=0):
 def test_round_trip_gives_identical_logits(tmp_path, arch):
     model = tiny(arch).eval()
     path = tmp_path / "m.safetensors"
-    lineage = [checkpoint.lineage_entry("train", None, "count:a", 0, {}, steps=1, lr=1e-3, precision="fp32")]
+    lineage = [lineage_entry("train", None, "count:a", 0, {}, steps=1, lr=1e-3, precision="fp32")]
     checkpoint.save(path, model, vocab=vocab.TOKENS, task={"x": 1}, lineage=lineage)
     ck = checkpoint.load(path)
     saved, loaded = model.state_dict(), ck.model.state_dict()
@@ -149,7 +150,7 @@ def test_weights_not_matching_config(tmp_path):
 def test_the_lineage_is_checked_against_its_schema(tmp_path):
     """A lineage entry missing a field, or with a field of the wrong type, is one line
     naming it; keys the schema does not list (a newer wrapcli's) are kept."""
-    good = checkpoint.lineage_entry("finetune", "ab" * 32, "count:b", 0, {}, steps=10, lr=1e-3, precision="fp32")
+    good = lineage_entry("finetune", "ab" * 32, "count:b", 0, {}, steps=10, lr=1e-3, precision="fp32")
     model = tiny()
     cases = [
         ([{k: v for k, v in good.items() if k != "seed"}], "lineage[0].seed: missing"),
@@ -191,8 +192,8 @@ def test_a_converting_load_reads_tensors_rather_than_mapping_the_file(tmp_path, 
 
 
 def test_the_finite_check_sees_every_chunk():
-    t = torch.zeros(2 * checkpoint.FINITE_CHUNK + 5)
-    checkpoint._refuse_nonfinite("m", "w", t)
+    t = torch.zeros(2 * integrity.FINITE_CHUNK + 5)
+    integrity.refuse_nonfinite("m", "w", t)
     t[-1] = float("inf")  # in the last, short chunk
     with pytest.raises(WrapError, match="w has 1 non-finite"):
-        checkpoint._refuse_nonfinite("m", "w", t)
+        integrity.refuse_nonfinite("m", "w", t)

@@ -32,7 +32,7 @@ class WeightFile:
     def __init__(self, path):
         from safetensors import safe_open
 
-        from wrapcli.models.checkpoint import check_file, raise_no_safetensors
+        from wrapcli.models.integrity import check_file, raise_no_safetensors
 
         self.path = Path(path)
         if self.path.is_dir():

@@ -148,7 +148,8 @@ def build(spec: CompiledSpec):
 # -- the checkpoint format ------------------------------------------------------------
 def load_checkpoint(path):
     """The torch model of a compiled (Tracr) checkpoint file, checked like any other."""
-    from wrapcli.models.checkpoint import check_finite, read_metadata
+    from wrapcli.models.checkpoint import read_metadata
+    from wrapcli.models.integrity import check_finite
 
     path = Path(path)
     meta = read_metadata(path)

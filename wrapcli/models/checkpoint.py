@@ -26,9 +26,21 @@ from pathlib import Path
 
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.files import atomic_path, sha256
+from wrapcli.models.integrity import (
+    SHAPES,
+    check_file,
+    check_finite,
+    check_finite_files,
+    check_index,
+    check_weights,
+    checked_metadata,
+    header_tensors,
+    json_metadata,
+    raise_no_safetensors,
+    short_error,
+)
 
 SCHEMA = "1"
-PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")  # zip, pickle 2-5
 SIDE_FILE = "wrapcli.json"  # synthetic metadata kept beside an exported HF directory
 
 
@@ -123,7 +135,7 @@ def read_metadata(path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for bad headers
-        raise WrapError(f"{path}: not a valid safetensors file ({_short(e)})") from None
+        raise WrapError(f"{path}: not a valid safetensors file ({short_error(e)})") from None
     if "wrapcli_schema" in meta and meta["wrapcli_schema"] != SCHEMA:
         raise WrapError(f"{path}: a wrapcli checkpoint of schema {meta['wrapcli_schema'][:20]!r}; this wrapcli reads "
                         f"schema {SCHEMA}")
@@ -158,9 +170,9 @@ def load(path, dtype: str = "float32", device: str = "cpu", placement: dict | No
         model=model,
         path=path,
         sha256=sha256(path),
-        vocab=_json(meta, "vocab", path),
-        task=_json(meta, "task", path),
-        lineage=_json(meta, "lineage", path) or [],
+        vocab=json_metadata(meta, "vocab", path),
+        task=json_metadata(meta, "task", path),
+        lineage=json_metadata(meta, "lineage", path) or [],
     )
 
 
@@ -170,7 +182,7 @@ def read_lineage(path) -> list[dict]:
     path = Path(path)
     if path.is_dir():
         return read_side(path).get("lineage") or []
-    return _json(read_metadata(path), "lineage", path) or []
+    return json_metadata(read_metadata(path), "lineage", path) or []
 
 
 def read_side(directory: Path) -> dict:
@@ -186,7 +198,7 @@ def read_side(directory: Path) -> dict:
     if not isinstance(extra, dict):
         raise WrapError(f"{side}: must hold a JSON object (vocab, task, lineage)")
     for key in SHAPES:
-        _checked(key, extra.get(key), side)
+        checked_metadata(key, extra.get(key), side)
     return extra
 
 
@@ -207,46 +219,6 @@ def save_compiled(path, model, lineage=()) -> None:
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
         canonical_header(tmp)
-
-
-def check_finite(model, path) -> None:
-    """Refuse a model with a NaN or Inf weight, naming the first such tensor, unless the
-    user asked for broken models (``wrapcli --allow-nonfinite``)."""
-    import os
-
-    if os.environ.get("WRAPCLI_ALLOW_NONFINITE") == "1":
-        return
-    for name, t in model.state_dict().items():
-        _refuse_nonfinite(path, name, t)
-
-
-# torch.isfinite builds temporaries the size of its input (a float |x| among them): on a
-# 0.5B model's 545 MB embedding that was half the weights again at load (docs/performance.md)
-FINITE_CHUNK = 1 << 22
-
-
-def _refuse_nonfinite(path, name: str, t) -> None:
-    import torch
-
-    if t.is_floating_point() and not all(torch.isfinite(c).all() for c in t.detach().reshape(-1).split(FINITE_CHUNK)):
-        bad = int((~torch.isfinite(t)).sum())
-        raise WrapError(f"{path}: tensor {name} has {bad} non-finite value(s) (NaN or Inf); "
-                        "wrapcli --allow-nonfinite loads it anyway")
-
-
-def _check_finite_files(path: Path, shards: list[Path]) -> None:
-    """check_finite on the weight files, one tensor at a time (for a dispatched model, whose
-    offloaded weights stay on disk)."""
-    import os
-
-    from safetensors import safe_open
-
-    if os.environ.get("WRAPCLI_ALLOW_NONFINITE") == "1":
-        return
-    for shard in shards:
-        with safe_open(str(shard), framework="pt") as f:
-            for name in f.keys():
-                _refuse_nonfinite(path, name, f.get_tensor(name))
 
 
 def placed_on(model) -> dict[str, int] | None:
@@ -271,18 +243,18 @@ def _model_from_file(path: Path, meta: dict, dtype: str, device: str):
         cfg = json.loads(meta["config"])
         config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     except Exception as e:
-        raise WrapError(f"{path}: unreadable model config in metadata ({_short(e)})") from None
-    check_weights(path, config, _header_tensors([path]))
+        raise WrapError(f"{path}: unreadable model config in metadata ({short_error(e)})") from None
+    check_weights(path, config, header_tensors([path]))
     try:
         tensors = load_file(str(path))
     except Exception as e:
-        raise WrapError(f"{path}: cannot read tensors ({_short(e)})") from None
+        raise WrapError(f"{path}: cannot read tensors ({short_error(e)})") from None
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
-    tied = _json(meta, "tied", path) or {}
+    tied = json_metadata(meta, "tied", path) or {}
     try:
         missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as e:  # shape mismatches (check_weights names them first)
-        raise WrapError(f"{path}: weights do not match the config ({_short(e)})") from None
+        raise WrapError(f"{path}: weights do not match the config ({short_error(e)})") from None
     missing = [m for m in missing if m not in tied]
     if missing or unexpected:
         first = (missing or unexpected)[0]
@@ -292,103 +264,6 @@ def _model_from_file(path: Path, meta: dict, dtype: str, device: str):
             f"{len(unexpected)} unexpected; first {kind}: {first})"
         )
     return model.to(device=device, dtype=getattr(torch, dtype)).eval()
-
-
-# safetensors dtype names of floating-point weights; integers, bools and 8-bit floats are refused
-FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
-
-
-def _header_tensors(files) -> dict[str, tuple[str, tuple, Path]]:
-    """``{name: (dtype, shape, file)}`` from safetensors headers, reading no tensor data."""
-    from safetensors import safe_open
-
-    found = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt") as f:
-                for name in f.keys():
-                    part = f.get_slice(name)
-                    found[name] = (str(part.get_dtype()), tuple(part.get_shape()), Path(file))
-        except Exception as e:
-            raise WrapError(f"{file}: not a valid safetensors file ({_short(e)})") from None
-    return found
-
-
-def check_weights(path, config, found: dict, names: bool = True) -> None:
-    """Refuse, before any model is built, weights that the config does not describe: every
-    parameter present (a tied pair needs one of its names) with the config's shape, a
-    floating-point dtype, nothing left over, and a size that fits in memory. The model is
-    laid out on the meta device, so a config that claims a huge model costs nothing.
-
-    ``names=False`` (Hugging Face directories): transformers renames some tensors between
-    file and module (GPT-NeoX's ``embed_out`` is ``lm_head``), so names that do not match
-    are left to its own loading report, which ``_load_hf_dir`` then refuses."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    try:
-        with torch.device("meta"):
-            skeleton = AutoModelForCausalLM.from_config(config)
-    except Exception as e:
-        raise WrapError(f"{path}: config does not describe a causal language model ({_short(e)})") from None
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    prefix = getattr(skeleton, "base_model_prefix", "") or ""
-
-    def canonical(name: str) -> str | None:  # HF files may drop or add the base model's prefix
-        for cand in (name, f"{prefix}.{name}", name[len(prefix) + 1:] if name.startswith(prefix + ".") else None):
-            if cand in expected:
-                return cand
-        return None
-
-    present, renamed = set(), False
-    for name, (dt, shape, file) in sorted(found.items()):
-        if dt not in FLOAT_DTYPES:
-            raise WrapError(f"{file}: tensor {name} is stored as {dt}; model weights must be floating point "
-                            f"({', '.join(FLOAT_DTYPES)})")
-        key = canonical(name)
-        if key is None:
-            if not names:
-                renamed = True
-                continue
-            raise WrapError(f"{file}: tensor {name} is not part of the model that the config describes")
-        if shape != expected[key]:
-            raise WrapError(f"{file}: tensor {name} has shape {list(shape)} but the config implies "
-                            f"{list(expected[key])}")
-        present.add(key)
-    groups: dict[int, list[str]] = {}
-    for name, p in skeleton.named_parameters(remove_duplicate=False):
-        groups.setdefault(id(p), []).append(name)
-    for tied in groups.values():
-        if not renamed and not present.intersection(tied):
-            raise WrapError(f"{path}: tensor {tied[0]} is missing from the weights "
-                            "(it would be initialised at random)")
-    need = 2 * 4 * sum(p.numel() for p in skeleton.parameters())  # fp32 tensors + model
-    from wrapcli.core.runtime import refuse_short_memory
-
-    refuse_short_memory(need, lambda need_gib, free_gib: (
-        f"{path}: loading needs about {need_gib} GiB in float32, but only {free_gib} GiB of memory is available"))
-
-
-def _check_index(path: Path, shards: list[Path], found: dict) -> None:
-    """A sharded directory's index must put every tensor in the shard that holds it."""
-    index = path / "model.safetensors.index.json"
-    if not index.is_file():
-        if len(shards) > 1:
-            raise WrapError(f"{path}: {len(shards)} weight shards but no model.safetensors.index.json")
-        return
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-        assert isinstance(weight_map, dict)
-    except (ValueError, KeyError, TypeError, AssertionError):
-        raise WrapError(f"{index}: not a safetensors index (no 'weight_map' object)") from None
-    for name, shard in sorted(weight_map.items()):
-        if name not in found:
-            raise WrapError(f"{index}: lists tensor {name}, which no shard holds")
-        if found[name][2].name != shard:
-            raise WrapError(f"{index}: puts tensor {name} in {shard}, but {found[name][2].name} holds it")
-    for name, (_, _, file) in sorted(found.items()):
-        if name not in weight_map:
-            raise WrapError(f"{index}: does not list tensor {name} (in {file.name})")
 
 
 def _load_hf_dir(path: Path, dtype: str, device: str, placement: dict | None = None) -> Checkpoint:
@@ -405,8 +280,8 @@ def _load_hf_dir(path: Path, dtype: str, device: str, placement: dict | None = N
         raise_no_safetensors(path)
     for shard in shards:
         check_file(shard)
-    found = _header_tensors(sorted(shards))
-    _check_index(path, shards, found)
+    found = header_tensors(sorted(shards))
+    check_index(path, shards, found)
     check_weights(path, _hf_config(path), found, names=False)
     dispatch = {}
     if placement is not None:
@@ -414,7 +289,7 @@ def _load_hf_dir(path: Path, dtype: str, device: str, placement: dict | None = N
         import shutil
         import tempfile
 
-        _check_finite_files(path, sorted(shards))  # offloaded weights are not in memory to check
+        check_finite_files(path, sorted(shards))  # offloaded weights are not in memory to check
         folder = tempfile.mkdtemp(prefix="wrapcli-offload-")
         atexit.register(shutil.rmtree, folder, True)
         dispatch = {"device_map": placement["device_map"], "max_memory": placement["max_memory"],
@@ -426,7 +301,7 @@ def _load_hf_dir(path: Path, dtype: str, device: str, placement: dict | None = N
                 dtype=getattr(torch, dtype), attn_implementation="sdpa", output_loading_info=True, **dispatch,
             )
     except Exception as e:
-        raise WrapError(f"{path}: cannot load Hugging Face model ({_short(e)})") from None
+        raise WrapError(f"{path}: cannot load Hugging Face model ({short_error(e)})") from None
     # transformers fills a missing tensor with random values and only warns: refuse instead
     for kind in ("missing_keys", "mismatched_keys", "unexpected_keys"):
         keys = sorted(str(k) for k in info.get(kind) or ())
@@ -484,7 +359,7 @@ def _hf_config(path: Path):
     try:
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as e:
-        raise WrapError(f"{path / 'config.json'}: unreadable config ({_short(e)})") from None
+        raise WrapError(f"{path / 'config.json'}: unreadable config ({short_error(e)})") from None
     archs = list(getattr(config, "architectures", None) or [])
     causal = ("ForCausalLM", "LMHeadModel")
     if archs and not any(a.endswith(causal) for a in archs):
@@ -529,128 +404,6 @@ def vocab_tokenizer(vocab: list[str]):
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
-# -- checks -------------------------------------------------------------------------
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
-
-def raise_no_safetensors(directory: Path) -> None:
-    """A model directory without safetensors weights, naming any pickled weights in it."""
-    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    hint = (f" It holds pickled weights ({', '.join(pickles)}), which wrapcli never opens: convert them "
-            "where you trust them, e.g. AutoModelForCausalLM.from_pretrained(d).save_pretrained(d, "
-            "safe_serialization=True)." if pickles else "")
-    raise WrapError(f"{directory}: no .safetensors weights in the directory.{hint}")
-
-
-def check_file(path: Path) -> Path:
-    if not path.exists():
-        raise WrapError(f"{path}: no such file or directory (wrapcli reads local checkpoints and never downloads: "
-                        "give the path of a .safetensors file or a model directory)")
-    if not path.is_file():
-        raise WrapError(f"{path}: not a file")
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if not head:
-        raise WrapError(f"{path}: file is empty")
-    # safetensors starts with a little-endian u64 header length, then "{"; that length's
-    # first byte can be 0x80, so only a file that is NOT such a header is sniffed as pickle.
-    header_len = int.from_bytes(head[:8], "little")
-    plausible = len(head) == 9 and head[8:9] == b"{" and 8 + header_len <= path.stat().st_size
-    if not plausible and head.startswith(PICKLE_MAGIC):
-        raise WrapError(
-            f"{path}: this is a pickle (torch.save) file; wrapcli never unpickles untrusted "
-            "weights — convert it to .safetensors where you trust it"
-        )
-    return path
-
-
-def _json(meta: dict, key: str, path: Path):
-    if key not in meta:
-        return None
-    try:
-        value = json.loads(meta[key])
-    except (ValueError, RecursionError):
-        raise WrapError(f"{path}: metadata {key!r} is not valid JSON") from None
-    return _checked(key, value, path)
-
-
-# what each piece of wrapcli metadata must be (a lying or damaged file gets one line)
-SHAPES = {"vocab": (list, str, "a list of strings"), "task": (dict, None, "an object"),
-          "lineage": (list, dict, "a list of objects")}
-
-
-def _checked(key: str, value, path: Path):
-    """``value`` if it has the shape wrapcli metadata ``key`` must have (None passes)."""
-    if value is None or key not in SHAPES:
-        return value
-    outer, inner, words = SHAPES[key]
-    if not isinstance(value, outer) or (inner and not all(isinstance(v, inner) for v in value)):
-        raise WrapError(f"{path}: metadata {key!r} must be {words}")
-    if key == "lineage":
-        from wrapcli.report.schema import lineage_problems
-
-        problems = lineage_problems(value)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise WrapError(f"{path}: malformed lineage: {problems[0]}{more}")
-    return value
-
-
-def _short(e: Exception) -> str:
-    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-
-
-# -- lineage and controls -----------------------------------------------------------
-def lineage_entry(kind: str, parent_sha256, task: str, seed: int, final: dict, *, steps: int | None = None,
-                  lr: float | None = None, precision: str | None = None, **extra) -> dict:
-    """One lineage record (docs/checkpoint-format.md); ``accuracy`` keeps the natural-set
-    accuracy per component so later steps (revive's threshold) know what the model could
-    do. ``steps``, ``lr`` and ``precision`` describe a training step; a prune has none."""
-    from wrapcli import __version__
-    from wrapcli.report import envelope as reports
-
-    training = {"steps": steps, "lr": lr, "precision": precision} if steps is not None else {}
-    return {
-        "kind": kind,
-        "parent_sha256": parent_sha256,
-        "command": reports.command_line(),
-        "seed": seed,
-        **training,
-        "task": task,
-        "wrapcli_version": __version__,
-        "created": reports.now(),
-        "accuracy": {c: rows["natural"]["accuracy"] for c, rows in final.items() if "natural" in rows},
-        **extra,
-    }
-
-
-def check_not_itself(audited, others, option: str) -> None:
-    """Refuse a control, reference or revert-to model that is the checkpoint under audit
-    itself (the same file, or a copy with the same sha256): a comparison with itself
-    measures nothing."""
-    a = Path(audited)
-    for other in [others] if isinstance(others, (str, Path)) else others:
-        b = Path(other)
-        if not (a.exists() and b.exists()):
-            continue  # the load that follows names the missing path
-        if a.resolve() == b.resolve():
-            raise UsageError(f"{option} {other}: is the checkpoint under audit itself; give a model that differs")
-        if a.is_dir() == b.is_dir() and sha256(a) == sha256(b):
-            raise UsageError(f"{option} {other}: a copy of the checkpoint under audit {audited} (the same sha256); "
-                             "give a model that differs")
-
-
-def check_same_shapes(ref: Checkpoint, other: Checkpoint, ref_name: str, other_name: str) -> None:
-    """Refuse a control or reference whose parameters differ in name or shape, or whose
-    vocabulary differs, naming the first difference."""
-    check_same_signature(signature(ref), signature(other), ref_name, other_name)
-
-
-def signature(ck: Checkpoint) -> tuple[dict, list | None]:
-    """What ``check_same_shapes`` compares: parameter name -> shape, and the vocabulary."""
-    return {k: tuple(v.shape) for k, v in ck.model.state_dict().items()}, ck.vocab
-
-
 def planned(path) -> tuple[object, tuple[dict, list | None]] | None:
     """A Hugging Face directory's config and ``signature`` without loading its weights (the
     model built from the config on the meta device), or None when it has no config.json
@@ -667,13 +420,3 @@ def planned(path) -> tuple[object, tuple[dict, list | None]] | None:
     return config, ({k: tuple(v.shape) for k, v in model.state_dict().items()}, read_side(path).get("vocab"))
 
 
-def check_same_signature(ref: tuple, other: tuple, ref_name: str, other_name: str) -> None:
-    (a, vocab_a), (b, vocab_b) = ref, other
-    for k in sorted(set(a) | set(b)):
-        if a.get(k) != b.get(k):
-            raise WrapError(
-                f"{other_name} does not match {ref_name}: parameter {k} is "
-                f"{a.get(k, 'absent')} vs {b.get(k, 'absent')}"
-            )
-    if vocab_a != vocab_b:
-        raise WrapError(f"{other_name} has a different vocabulary from {ref_name}")

@@ -485,7 +485,7 @@ COMPARE = Obj({
     "device": F("str", "device"),
 })
 # -- checkpoint metadata ----------------------------------------------------------------
-# One entry of a checkpoint's lineage (wrapcli/models/checkpoint.py lineage_entry), checked when a
+# One entry of a checkpoint's lineage (wrapcli/models/lineage.py lineage_entry), checked when a
 # checkpoint is read. Open: keys it does not list are kept, so a newer wrapcli's entries load.
 LINEAGE_ENTRY = Obj({
     "kind": F("str", "train, finetune, revive, prune, quantize, ablate or compile"),

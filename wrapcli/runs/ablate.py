@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from wrapcli.core.errors import UsageError
+from wrapcli.models.lineage import check_not_itself, check_same_shapes, lineage_entry
 
 
 def halves(n: int, seed: int) -> tuple[list[int], list[int]]:
@@ -36,7 +37,7 @@ def other_means(ck, ckpt_path, td, reference, contrast, device) -> list:
         contrasted = text_data(contrast, ckpt_path, ck.model, 0, kinds=("prompt", "choice"))
         return answer_means(Adapter(ck.model), contrasted, device, ignore=IGNORE)
     ref = checkpoint.load(reference, device=device)
-    checkpoint.check_same_shapes(ck, ref, str(ckpt_path), f"--reference {reference}")
+    check_same_shapes(ck, ref, str(ckpt_path), f"--reference {reference}")
     return answer_means(Adapter(ref.model), td, device, ignore=IGNORE)
 
 
@@ -62,7 +63,6 @@ def ablate(*, ckpt_path, data, out, reference=None, contrast=None, device="cpu",
     from wrapcli.analyses.ablation import answer_means, directions, orthogonalize
     from wrapcli.models import checkpoint
     from wrapcli.models.adapters import Adapter
-    from wrapcli.models.checkpoint import lineage_entry
     from wrapcli.runs.edited import check_output_form, write_edited
     from wrapcli.textdata.textscore import score_records
     from wrapcli.textdata.userdata import IGNORE, text_data
@@ -71,7 +71,7 @@ def ablate(*, ckpt_path, data, out, reference=None, contrast=None, device="cpu",
         raise UsageError("give --reference (the direction: the fine-tune's mean minus the reference's) or --contrast "
                          "(the records' mean minus the contrast records' mean on the fine-tuned model)")
     if reference is not None:
-        checkpoint.check_not_itself(ckpt_path, reference, "--reference")
+        check_not_itself(ckpt_path, reference, "--reference")
     check_output_form(ckpt_path, out)
     ck = checkpoint.load(ckpt_path, device=device)
     td = text_data(data, ckpt_path, ck.model, 0, kinds=("prompt", "choice"))

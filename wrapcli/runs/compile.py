@@ -5,6 +5,7 @@ Tracr's own outputs, add the noise, evaluate and write the checkpoint with its l
 from __future__ import annotations
 
 from wrapcli.core.errors import WrapError
+from wrapcli.models.lineage import lineage_entry
 
 CHECKED_INPUTS = 200  # random inputs the torch model must decode as Tracr does before it is written
 
@@ -14,7 +15,6 @@ def compile_checkpoint(*, program: str, out, max_len: int, noise: float, seed: i
     from wrapcli.compiled import compiling
     from wrapcli.compiled import model as compiled
     from wrapcli.models import checkpoint
-    from wrapcli.models.checkpoint import lineage_entry
 
     compiling.require_tracr()
     assembled, output_name = compiling.compile_program(program, max_len)

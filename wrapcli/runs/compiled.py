@@ -16,6 +16,7 @@ from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.core.runtime import pin_threads
 from wrapcli.models import checkpoint
 from wrapcli.models.adapters import layer_of
+from wrapcli.models.lineage import check_not_itself, lineage_entry
 from wrapcli.runs.results import probe_result, prune_result
 
 
@@ -79,7 +80,7 @@ def finetune(*, parent, out, task: str, lr: str, spurious: float, recipe_args: d
     ct.train(model, operand, recipe, seed, spurious, on_eval=on_eval,
              eval_steps=sorted(set(steps) | {recipe.steps}), on_step=on_step)
     final = _watch(model, watched, 1000, seed=1)
-    entry = checkpoint.lineage_entry("finetune", sha256(parent), task, seed, final, steps=recipe.steps,
+    entry = lineage_entry("finetune", sha256(parent), task, seed, final, steps=recipe.steps,
                                      lr=recipe.lr, precision="fp32", lr_preset=lr_name, spurious=spurious,
                                      optimizer="sgd", momentum=ct.MOMENTUM)
     checkpoint.save_compiled(out, model, lineage=[*checkpoint.read_lineage(parent), entry])
@@ -191,7 +192,7 @@ def probe(*, ckpt_path, target: str, reference=None, n: int = 2000, seed: int = 
     if random_inits < 1:
         raise UsageError(f"--random-inits must be >= 1, got {random_inits}")
     if reference:
-        checkpoint.check_not_itself(ckpt_path, reference, "--reference")
+        check_not_itself(ckpt_path, reference, "--reference")
     model = compiled.load_checkpoint(ckpt_path)
     operand = ct.operand_of(model.spec, target)
     ref = compiled.load_checkpoint(reference) if reference else None

@@ -10,6 +10,7 @@ from wrapcli.analyses.probing import RANDOM_INIT_SEED, against_baselines, attent
 from wrapcli.core.errors import UsageError
 from wrapcli.models.adapters import last_positions, layer_features, token_chunks
 from wrapcli.models.build import context_length
+from wrapcli.models.lineage import check_not_itself, check_same_shapes
 from wrapcli.runs.results import probe_result
 
 PROBE_STREAM = 8  # training-stream id of the probe data: unseen by train/finetune
@@ -46,12 +47,11 @@ def probe(*, ckpt_path, target=None, prompt=None, data=None, position="last", n=
 
     dtype = DTYPES[precision]
     if reference:
-        checkpoint.check_not_itself(ckpt_path, reference, "--reference")
+        check_not_itself(ckpt_path, reference, "--reference")
     ck = checkpoint.load(ckpt_path, dtype=dtype, device=device, placement=placement)
     check_probe_memory(ck.config, n)
     ref = checkpoint.load(reference, dtype=dtype, device=device, placement=placement) if reference else None
     if ref is not None:
-        from wrapcli.models.checkpoint import check_same_shapes
 
         check_same_shapes(ck, ref, str(ckpt_path), f"reference {reference}")
     lens_result = logit_lens(lens, ckpt_path, ck, ref, device) if lens is not None else None

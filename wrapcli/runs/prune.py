@@ -7,6 +7,7 @@ from __future__ import annotations
 from wrapcli.analyses.pruning import sweep, total_units, zero
 from wrapcli.core.errors import UsageError
 from wrapcli.models.adapters import Adapter
+from wrapcli.models.lineage import check_not_itself, check_same_shapes, lineage_entry
 from wrapcli.runs.results import prune_result
 
 PRUNE_STREAM = 7  # training-stream id of the scoring batches: unseen by train/finetune
@@ -47,7 +48,7 @@ def prune_compiled(ckpt_path, task, also, ks, n, eval_n, seed, unit, revert_to, 
     if revert_to is not None and not checkpoint.is_compiled(revert_to):
         raise UsageError(f"--revert-to {revert_to}: a compiled model reverts to another compiled model")
     if revert_to is not None:
-        checkpoint.check_not_itself(ckpt_path, revert_to, "--revert-to")
+        check_not_itself(ckpt_path, revert_to, "--revert-to")
     if task is None:
         raise UsageError("give --task count:X for a compiled counter")
     return compiled_runs.prune(ckpt_path=ckpt_path, task=task, also=also, ks=ks, n=n, eval_n=eval_n, seed=seed,
@@ -73,7 +74,7 @@ def prune(*, ckpt_path, task=None, also=(), data=None, kind=None, ks=(0, 1, 2, 5
     kind = kind or "row"
     check_prune_args(batches, batch_size, spurious, data, write, write_k)
     if revert_to is not None:
-        checkpoint.check_not_itself(ckpt_path, revert_to, "--revert-to")
+        check_not_itself(ckpt_path, revert_to, "--revert-to")
     ck = checkpoint.load(ckpt_path, device=device)
     adapter = Adapter(ck.model)
     source, reverted = revert_source(ck, ckpt_path, revert_to, kind, device)
@@ -114,7 +115,7 @@ def revert_source(ck, ckpt_path, revert_to, kind, device) -> tuple[dict | None, 
     from wrapcli.models import checkpoint
 
     base = checkpoint.load(revert_to, device=device)
-    checkpoint.check_same_shapes(ck, base, str(ckpt_path), f"--revert-to {revert_to}")
+    check_same_shapes(ck, base, str(ckpt_path), f"--revert-to {revert_to}")
     source = {n: w.detach() for n, w in scored_weights(Adapter(base.model), kind).items()}
     return source, {"path": str(revert_to), "sha256": base.sha256}
 
@@ -185,7 +186,7 @@ def write_pruned(ck, adapter, units, path, *, target, seed, kind, source, revert
 
     for unit in units:
         zero(adapter, unit, source)
-    entry = checkpoint.lineage_entry("prune", ck.sha256, target, seed, {}, unit=kind, k=len(units),
+    entry = lineage_entry("prune", ck.sha256, target, seed, {}, unit=kind, k=len(units),
                                      units=[u.to_dict() for u in units],
                                      operation="revert" if reverted else "zero", revert_to=reverted)
     if ck.path.is_dir():

@@ -6,6 +6,7 @@ results (schema QUANTIZE)."""
 from __future__ import annotations
 
 from wrapcli.core.errors import UsageError
+from wrapcli.models.lineage import lineage_entry
 
 DEFAULT_GROUP = 64  # the group (RTN) or block (NF4) size of the quantization attacks in the field
 
@@ -29,7 +30,6 @@ def quantize(*, ckpt_path, out, scheme="nf4", bits=4, group_size=DEFAULT_GROUP, 
     from wrapcli.analyses.quantization import quantize as rounded
     from wrapcli.models import checkpoint
     from wrapcli.models.adapters import Adapter
-    from wrapcli.models.checkpoint import lineage_entry
     from wrapcli.runs.edited import check_output_form, write_edited
 
     check_scheme(scheme, bits, group_size)

@@ -22,6 +22,7 @@ from wrapcli.analyses.revival import (
     shifted,
 )
 from wrapcli.core.errors import UsageError
+from wrapcli.models.lineage import check_not_itself, check_same_shapes, check_same_signature, lineage_entry, signature
 
 
 def run_text_curve(path, train_path, eval_path, cfg, seeds, steps, device, on_progress=None, lora=None,
@@ -220,13 +221,12 @@ def revive_text(*, ckpt_path, data, eval_data, controls=(), reference=None, lr, 
 def check_text_args(ckpt_path, eval_data, controls, reference, seeds, margin) -> float:
     """revive --data's usage errors before any work; the margin, resolved."""
     from wrapcli.analyses import relearning
-    from wrapcli.models import checkpoint
 
     if eval_data is None:
         raise UsageError("revive --data needs --eval-data: held-out records scored as the capability returns")
-    checkpoint.check_not_itself(ckpt_path, controls, "--control")
+    check_not_itself(ckpt_path, controls, "--control")
     if reference is not None:
-        checkpoint.check_not_itself(ckpt_path, reference, "--reference")
+        check_not_itself(ckpt_path, reference, "--reference")
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     margin = relearning.MARGIN if margin is None else margin
@@ -245,26 +245,25 @@ def score_references(ckpt_path, data, eval_data, controls, reference, device) ->
     checkpoint's copy then trains the first curve (``unchanged``) and each later curve loads
     its own."""
     from wrapcli.models import checkpoint
-    from wrapcli.models.checkpoint import check_same_signature
     from wrapcli.textdata.textscore import score_records, summarize
     from wrapcli.textdata.userdata import text_data
 
     plan = checkpoint.planned(ckpt_path) if (controls or reference is not None) else None
     ck = None if plan else checkpoint.load(ckpt_path, device="cpu")
-    config, shapes = plan if plan else (ck.model.config, checkpoint.signature(ck))
+    config, shapes = plan if plan else (ck.model.config, signature(ck))
     records_of = SimpleNamespace(config=config)  # all text_data reads of the model
     held = text_data(eval_data, ckpt_path, records_of, 0, kinds=TRAINABLE)
     train_set = text_data(data, ckpt_path, records_of, 0, kinds=TRAINABLE)  # a bad file is refused before any work
     shas = []
     for path in controls:
         other = checkpoint.load(path, device="cpu")
-        check_same_signature(shapes, checkpoint.signature(other), str(ckpt_path), f"control {path}")
+        check_same_signature(shapes, signature(other), str(ckpt_path), f"control {path}")
         shas.append(other.sha256)
         del other
     original, ref_recs = None, None
     if reference is not None:
         ref = checkpoint.load(reference, device="cpu")
-        check_same_signature(shapes, checkpoint.signature(ref), str(ckpt_path), f"reference {reference}")
+        check_same_signature(shapes, signature(ref), str(ckpt_path), f"reference {reference}")
         ref_recs = score_records(ref.model.to(device), held, device)
         original = summarize(held, ref_recs)
         del ref
@@ -352,7 +351,7 @@ def keeper(ck, spec, cfg, save_dir):
     Path(save_dir).mkdir(exist_ok=True)
 
     def keep(seed, model, step):
-        entry = checkpoint.lineage_entry("revive", ck.sha256, spec.name, seed, {}, steps=cfg.steps, lr=cfg.lr,
+        entry = lineage_entry("revive", ck.sha256, spec.name, seed, {}, steps=cfg.steps, lr=cfg.lr,
                                          precision=cfg.precision, at_step=step)
         name = f"revived_seed{seed}" + ("" if step == cfg.steps else f"_step{step}")
         checkpoint.save(Path(save_dir) / f"{name}.safetensors", model, vocab=ck.vocab,
@@ -370,12 +369,11 @@ def revive(*, ckpt_path, task, controls=(), scratch=False, lr=None, preset, step
     from wrapcli.core.runtime import resolve_precision
     from wrapcli.models import checkpoint
     from wrapcli.models.build import build_model
-    from wrapcli.models.checkpoint import check_same_shapes
     from wrapcli.tasks.checks import single_component, task_for
     from wrapcli.training.loop import TrainConfig
     from wrapcli.training.presets import resolve_lr
 
-    checkpoint.check_not_itself(ckpt_path, controls, "--control")
+    check_not_itself(ckpt_path, controls, "--control")
     ck = checkpoint.load(ckpt_path, device="cpu")
     spec = task_for(ck, task)
     component = single_component(spec, "revive", task)

@@ -12,7 +12,7 @@ from wrapcli.core.files import check_replaceable, check_writable
 from wrapcli.core.runtime import resolve_device, resolve_precision
 from wrapcli.models import checkpoint
 from wrapcli.models.build import ModelShape, build_config, build_model, enable_checkpointing
-from wrapcli.models.checkpoint import lineage_entry
+from wrapcli.models.lineage import lineage_entry
 from wrapcli.tasks import vocab
 from wrapcli.tasks.evaluation import EVAL_SEED, evaluate
 from wrapcli.tasks.sequences import seq_len
