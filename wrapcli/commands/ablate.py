@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, Force, Json, Log, Quiet, Seed
+from wrapcli.commands._options import Debug, Device, Fields, Force, Json, Log, Quiet, Seed, Split, Template
 
 SUMMARY = "Project out the direction fine-tuning added: does the capability come back?"  # its line in wrapcli --help
 EXAMPLE = """Example:
@@ -30,6 +30,9 @@ def ablate(
     reference: Annotated[Optional[str], typer.Option("--reference", help="The model before fine-tuning: the direction is the fine-tune's mean minus its mean.")] = None,
     contrast: Annotated[Optional[str], typer.Option("--contrast", help="Without --reference: records whose mean (on the fine-tuned model) is subtracted from --data's.")] = None,
     seed: Seed = 0,
+    fields: Fields = None,
+    split: Split = None,
+    template: Template = "raw",
     device: Device = "auto",
     log: Log = None,
     force: Force = False,
@@ -39,8 +42,9 @@ def ablate(
 ) -> None:
     """Project the fine-tune's direction out of the residual stream and write the model."""
     from wrapcli.terminal.console import errors_as_exit, stderr
+    from wrapcli.textdata.sources import reading
 
-    with errors_as_exit(debug):
+    with errors_as_exit(debug), reading(fields, split, template):
         from wrapcli.core.files import check_model_outputs
         from wrapcli.core.runtime import resolve_device
         from wrapcli.report import envelope as reports

@@ -12,7 +12,20 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, PrecisionName, Quiet, refuse_given
+from wrapcli.commands._options import (
+    Debug,
+    Device,
+    DeviceMap,
+    Fields,
+    Json,
+    MaxMemory,
+    Out,
+    PrecisionName,
+    Quiet,
+    Split,
+    Template,
+    refuse_given,
+)
 from wrapcli.verdicts.thresholds import Thresholds
 
 SUMMARY = "What did fine-tuning change, and is the capability gone or only wrapped?"  # its line in wrapcli --help
@@ -45,6 +58,9 @@ def compare(
     relearn_margin: Annotated[float, typer.Option("--relearn-margin", help="revive --data: held-out accuracy after relearning above the floor (chance, a control, or records the reference does not know) that counts as relearned.")] = Thresholds.relearn_margin,
     fail_on: Annotated[Optional[Literal["wrapped", "changed"]], typer.Option("--fail-on", help="wrapped or changed (anything not intact): exit 3 when a verdict matches.")] = None,
     markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write a readable audit here.")] = None,
+    fields: Fields = None,
+    split: Split = None,
+    template: Template = "raw",
     device: Device = "auto",
     device_map: DeviceMap = None,
     max_memory: MaxMemory = None,
@@ -55,8 +71,9 @@ def compare(
 ) -> None:
     """What did fine-tuning change, where — and is the capability gone or only wrapped?"""
     from wrapcli.terminal.console import errors_as_exit, stderr
+    from wrapcli.textdata.sources import is_record_file, reading
 
-    with errors_as_exit(debug):
+    with errors_as_exit(debug), reading(fields, split, template):
         from wrapcli.analyses import audit
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs, write_text
@@ -71,7 +88,7 @@ def compare(
             raise UsageError("give --precision (or its old name --dtype), not both")
         th = Thresholds(drop, probe_margin, prune_gain, revive_speedup, min_seeds, relearn_margin, view_margin,
                         attack_margin)
-        if task and all(t.endswith(".jsonl") for t in task):
+        if task and all(is_record_file(t) for t in task):
             refuse_given(ctx, ("n",), "to built-in tasks; a JSONL task scores every record")
         device = resolve_device(device)
         old = {v: k for k, v in DTYPES.items()}.get(dtype or "")
@@ -93,7 +110,7 @@ def compare(
             con.print(f"weights {w['a']} -> {w['b']}: relative change per layer: {changed or 'none'}")
         if markdown_out:
             write_text(markdown_out, audit.markdown(result))
-        files = [t for t in task or [] if t.endswith(".jsonl")]
+        files = [t for t in task or [] if is_record_file(t)]
         files += [t for pair in result.get("views", []) for t in pair.values() if t not in files]
         inputs = list(ckpts) + list(reports or []) + files
         envelope.write(envelope.envelope("compare", result, inputs=inputs, device=device, precision=precision), out, json_out)

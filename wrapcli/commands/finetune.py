@@ -13,6 +13,7 @@ from wrapcli.commands._options import (
     Device,
     EvalEvery,
     EvalSize,
+    Fields,
     Force,
     Json,
     Log,
@@ -23,7 +24,9 @@ from wrapcli.commands._options import (
     Resume,
     SaveEvery,
     Seed,
+    Split,
     Steps,
+    Template,
 )
 
 SUMMARY = "Fine-tune a checkpoint on a new task or on your records."  # its line in wrapcli --help
@@ -65,6 +68,9 @@ def finetune(
     resume: Resume = False,
     save_every: SaveEvery = None,
     seed: Seed = 0,
+    fields: Fields = None,
+    split: Split = None,
+    template: Template = "raw",
     device: Device = "auto",
     precision: Precision = "auto",
     force: Force = False,
@@ -76,8 +82,9 @@ def finetune(
     (C_Te=1) and without (C_Te=0) the spurious feature."""
     from wrapcli.terminal.console import errors_as_exit, progress, stderr
     from wrapcli.terminal.tables import accuracy_table
+    from wrapcli.textdata.sources import reading
 
-    with errors_as_exit(debug):
+    with errors_as_exit(debug), reading(fields, split, template):
         from wrapcli.core.distributed import is_main
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_model_outputs

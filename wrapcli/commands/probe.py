@@ -14,7 +14,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import Debug, Device, DeviceMap, Json, MaxMemory, Out, PrecisionName, Quiet, Seed
+from wrapcli.commands._options import (
+    Debug,
+    Device,
+    DeviceMap,
+    Fields,
+    Json,
+    MaxMemory,
+    Out,
+    PrecisionName,
+    Quiet,
+    Seed,
+    Split,
+    Template,
+)
 
 SUMMARY = "Is the capability still linearly decodable, layer by layer?"  # its line in wrapcli --help
 EXAMPLE = """Example:
@@ -41,6 +54,9 @@ def probe(
     attention: Annotated[bool, typer.Option("--attention/--no-attention", help="Summarise attention from <ans> onto a, b, c.")] = True,
     random_inits: Annotated[int, typer.Option("--random-inits", help="Randomly initialised models to probe as the baseline (the best of them per layer is the bar).")] = 3,
     seed: Seed = 0,
+    fields: Fields = None,
+    split: Split = None,
+    template: Template = "raw",
     device: Device = "auto",
     device_map: DeviceMap = None,
     max_memory: MaxMemory = None,
@@ -52,8 +68,9 @@ def probe(
 ) -> None:
     """Is the capability still linearly decodable, layer by layer?"""
     from wrapcli.terminal.console import errors_as_exit, stderr
+    from wrapcli.textdata.sources import reading
 
-    with errors_as_exit(debug):
+    with errors_as_exit(debug), reading(fields, split, template):
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_format, check_outputs
         from wrapcli.core.runtime import resolve_device

@@ -18,7 +18,22 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Force, Json, Out, Precision, Quiet, Seed, refuse_given
+from wrapcli.commands._options import (
+    BatchSize,
+    Debug,
+    Device,
+    EvalSize,
+    Fields,
+    Force,
+    Json,
+    Out,
+    Precision,
+    Quiet,
+    Seed,
+    Split,
+    Template,
+    refuse_given,
+)
 
 SUMMARY = "Does removing a handful of units bring the capability back?"  # its line in wrapcli --help
 EXAMPLE = """Example:
@@ -53,6 +68,9 @@ def prune(
     write_k: Annotated[Optional[int], typer.Option("--write-k", help="Units pruned in the written checkpoint.")] = None,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Draw accuracy vs K to this image (needs matplotlib: the plot extra).")] = None,
     seed: Seed = 0,
+    fields: Fields = None,
+    split: Split = None,
+    template: Template = "raw",
     device: Device = "auto",
     precision: Precision = "auto",
     force: Force = False,
@@ -63,8 +81,9 @@ def prune(
 ) -> None:
     """Does removing a handful of units bring the capability back? Sweep K, report accuracy."""
     from wrapcli.terminal.console import errors_as_exit, stderr
+    from wrapcli.textdata.sources import reading
 
-    with errors_as_exit(debug):
+    with errors_as_exit(debug), reading(fields, split, template):
         from wrapcli.core.errors import UsageError
         from wrapcli.core.files import check_distinct, check_format, check_outputs, check_writable
         from wrapcli.core.runtime import resolve_device, resolve_precision

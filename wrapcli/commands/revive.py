@@ -13,7 +13,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from wrapcli.commands._options import BatchSize, Debug, Device, EvalSize, Json, Out, Precision, Preset, Quiet, Steps, refuse_given
+from wrapcli.commands._options import (
+    BatchSize,
+    Debug,
+    Device,
+    EvalSize,
+    Fields,
+    Json,
+    Out,
+    Precision,
+    Preset,
+    Quiet,
+    Split,
+    Steps,
+    Template,
+    refuse_given,
+)
 
 SUMMARY = "Reverse fine-tune: does the capability come back faster than in models that never had it?"  # its line in wrapcli --help
 EXAMPLE = """Example:
@@ -53,6 +68,9 @@ def revive(
     plot: Annotated[Optional[str], typer.Option("--plot", help="Draw the curves to this image (needs matplotlib: the plot extra).")] = None,
     save_dir: Annotated[Optional[str], typer.Option("--save-dir", help="Keep each seed's revived checkpoint here (revived_seedS.safetensors).")] = None,
     keep_every: Annotated[Optional[int], typer.Option("--keep-every", min=1, help="With --save-dir, also keep a checkpoint every N steps (revived_seedS_stepN.safetensors).")] = None,
+    fields: Fields = None,
+    split: Split = None,
+    template: Template = "raw",
     device: Device = "auto",
     precision: Precision = "auto",
     out: Out = None,
@@ -63,8 +81,9 @@ def revive(
     """Reverse fine-tune on the pretraining task: how many steps until the capability returns,
     against controls that never had it?"""
     from wrapcli.terminal.console import errors_as_exit, progress, stderr
+    from wrapcli.textdata.sources import reading
 
-    with errors_as_exit(debug):
+    with errors_as_exit(debug), reading(fields, split, template):
         from wrapcli.core.files import check_format, check_outputs
         from wrapcli.core.runtime import resolve_device
         from wrapcli.report import envelope as reports

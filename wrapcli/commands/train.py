@@ -13,6 +13,7 @@ from wrapcli.commands._options import (
     Device,
     EvalEvery,
     EvalSize,
+    Fields,
     Force,
     Json,
     Log,
@@ -23,10 +24,13 @@ from wrapcli.commands._options import (
     Resume,
     SaveEvery,
     Seed,
+    Split,
     Steps,
+    Template,
 )
 from wrapcli.terminal.console import errors_as_exit, progress, stderr
 from wrapcli.terminal.tables import accuracy_table
+from wrapcli.textdata.sources import reading
 
 SUMMARY = "Pretrain on procedural tasks (counting, indexing, token lookup) or on your records."  # its line in wrapcli --help
 EXAMPLE = """Example:
@@ -66,6 +70,9 @@ def train(
     resume: Resume = False,
     save_every: SaveEvery = None,
     seed: Seed = 0,
+    fields: Fields = None,
+    split: Split = None,
+    template: Template = "raw",
     device: Device = "auto",
     precision: Precision = "auto",
     force: Force = False,
@@ -78,7 +85,7 @@ def train(
     The operand prior decides how often pretraining asks about each operand, which is
     what later decides whether fine-tuning can reuse the capability.
     """
-    with errors_as_exit(debug):
+    with errors_as_exit(debug), reading(fields, split, template):
         from wrapcli.core.distributed import is_main
         from wrapcli.core.files import check_format, check_model_outputs
         from wrapcli.report import envelope as reports

@@ -202,7 +202,12 @@ EVAL = Obj({
     "n": F("int", "examples per set (built-in tasks) or records (--data)"),
     "precision": F("str", "resolved precision"),
     "tasks": F(TASK_EVAL, "accuracy per task and setting (built-in tasks)", optional=True),
-    "data": F("str", "with --data: the prompt/answer records", optional=True),
+    "data": F("str", "with --data: the prompt/answer records (lm-eval:NAME for --lm-eval-task NAME)", optional=True),
+    "source": F(Obj({"fields": F(Map("str", "record key"), "--fields: the column(s) of each record key ({} as written)"),
+                     "split": F("str|null", "--split"), "template": F("str", "--template: raw or letters"),
+                     "include_path": F("str|null", "--include-path (lm-eval task YAMLs)"),
+                     "sha256": F("str", "the record file's hash (an lm-eval task: its records' as JSON)")}),
+                "with --data or --lm-eval-task: how the records were read", optional=True),
     "scores": F(TEXT_SCORE, "with --data: their scores", optional=True),
     "correct": F(List("bool"), "with --data: whether each record was answered (its kind's metric), in file order; "
                                "what compare holds an attack's accuracy against a floor with", optional=True),

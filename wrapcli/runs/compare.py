@@ -8,6 +8,7 @@ from __future__ import annotations
 from wrapcli.analyses.audit import cka_by_layer, evidence_task, kl_by_position, verdicts_by_checkpoint
 from wrapcli.core.errors import UsageError, WrapError
 from wrapcli.runs.evidence import load_reports
+from wrapcli.textdata.sources import is_record_file
 from wrapcli.verdicts.rules import Thresholds
 
 
@@ -112,7 +113,7 @@ def compare_compiled(paths, tasks, reports, th, n, compiled: list[bool], **given
 
     if not all(compiled):
         raise UsageError("compare takes compiled (Tracr) checkpoints only beside other compiled ones")
-    if any(t.endswith(".jsonl") for t in tasks):
+    if any(is_record_file(t) for t in tasks):
         raise UsageError("a compiled counter is compared on --task count:X, not on JSONL records")
     if given["dtype"] != "float32":
         raise UsageError("compiled (Tracr) models are compared in fp32")
@@ -188,7 +189,7 @@ def parse_views(views) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for v in views:
         free, eq, mc = v.partition("=")
-        if not eq or not free.endswith(".jsonl") or not mc.endswith(".jsonl") or free == mc:
+        if not eq or not is_record_file(free) or not is_record_file(mc) or free == mc:
             raise UsageError(f"--view {v}: expected FREE.jsonl=MC.jsonl, the free-form and the multiple-choice "
                              "records of one capability")
         if free in pairs:
@@ -199,7 +200,7 @@ def parse_views(views) -> dict[str, str]:
 
 def _canonical(task: str, ck) -> tuple[str, dict]:
     """The key evidence is matched on: the component (count:a) or the JSONL path."""
-    if task.endswith(".jsonl"):
+    if is_record_file(task):
         return task, {"file": True}
     from wrapcli.tasks.checks import single_component, task_for
 
@@ -212,7 +213,7 @@ class TaskView:
 
     def __init__(self, task: str, base_path, base, n: int):
         self.records = None
-        if task.endswith(".jsonl"):
+        if is_record_file(task):
             from wrapcli.models.adapters import last_positions
             from wrapcli.textdata.userdata import text_data
 

@@ -24,14 +24,16 @@ def evaluate(ckpt: str, *, tasks=None, n: int = 1000, seed: int = 0, device: str
 
 
 def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placement: dict | None = None,
-              shots: list[int] | None = None, shots_from: str | None = None, seed: int = 0
-              ) -> tuple[dict, list[dict]]:
+              shots: list[int] | None = None, shots_from: str | None = None, seed: int = 0,
+              samples_format: str = "wrapcli") -> tuple[dict, list[dict]]:
     """Scores of a Hugging Face model on prompt/answer or multiple-choice records, and one
     sample per record. With ``precision`` bf16 the weights are loaded and kept in bf16
     (half the memory of fp32: an 8B model's weights take 16 GB), not autocast. With
     ``placement`` the layers are dispatched over the devices, the CPU and disk. With
     ``shots`` (numbers of in-context examples, wrapcli/textdata/shots.py) the records are
-    also scored with that many demonstrations from ``shots_from`` before each prompt."""
+    also scored with that many demonstrations from ``shots_from`` before each prompt.
+    ``samples_format`` lm-eval gives the samples in lm-evaluation-harness's own format
+    (wrapcli/textdata/samples.py)."""
     from wrapcli.models import checkpoint
     from wrapcli.textdata.textscore import score_records, summarize
     from wrapcli.textdata.userdata import load_tokenizer, text_data
@@ -51,8 +53,14 @@ def eval_data(ckpt: str, data: str, device: str, precision: str = "fp32", placem
             line.update(choices=rec["choices"], answer=rec["answer"], loglikelihoods=r["loglikelihoods"],
                         picked=r["picked"], picked_norm=r["picked_norm"], correct_norm=r["correct_norm"])
         lines.append(line)
-    results = {"checkpoint": str(ckpt), "data": str(data), "n": len(records), "precision": precision,
-               "scores": summarize(td, scored), "correct": [bool(r["correct"]) for r in scored],
+    if samples_format == "lm-eval":
+        from wrapcli.textdata.samples import lm_eval_line
+
+        lines = [lm_eval_line(i, rec, r) for i, (rec, r) in enumerate(zip(records, scored))]
+    from wrapcli.textdata.sources import describe
+
+    results = {"checkpoint": str(ckpt), "data": str(data), "source": describe(data), "n": len(records),
+               "precision": precision, "scores": summarize(td, scored), "correct": [bool(r["correct"]) for r in scored],
                "attack": attack_of(ck.lineage), "device": device}
     if shots:
         results["shots"] = score_with_shots(ck.model, tok, ckpt, data, device, shots, shots_from, seed, lines)

@@ -55,7 +55,8 @@ def record_results(data: TextData, rows: list[dict]) -> list[dict]:
         normed = [ll / n for ll, n in zip(lls, c.chars)]
         picked_norm = max(range(len(lls)), key=lambda j: normed[j])
         gold = rows[c.rows[c.answer]]
-        out.append({**gold, "loglikelihoods": lls, "picked": picked, "picked_norm": picked_norm,
+        greedy = [rows[i]["correct_tokens"] == rows[i]["n_tokens"] for i in c.rows]  # lm-eval's is_greedy
+        out.append({**gold, "loglikelihoods": lls, "greedy": greedy, "picked": picked, "picked_norm": picked_norm,
                     "correct": picked == c.answer, "correct_norm": picked_norm == c.answer,
                     "chance": 1 / len(c.rows)})
     return out

@@ -29,41 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from wrapcli.core.errors import WrapError
-from wrapcli.core.files import sha256
 from wrapcli.models.build import context_length
+from wrapcli.textdata.sources import digest, rows
 
 IGNORE = -100  # the label Hugging Face's loss skips
 MIN_PROBE_RECORDS = 8  # as probe --eval-size
 # Any of these makes a directory's tokenizer loadable (fast, sentencepiece, or BPE files).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-
-
-def json_lines(path):
-    """``(line number, object)`` for every non-blank line of a JSONL file."""
-    path = Path(path)
-    if not path.is_file():
-        raise WrapError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise WrapError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as e:
-                raise WrapError(f"{path}:{n}: not valid JSON ({e})") from None
-            except RecursionError:
-                raise WrapError(f"{path}:{n}: nested too deeply to be a record") from None
-            if not isinstance(rec, dict):
-                raise WrapError(f"{path}:{n}: expected a JSON object")
-            try:
-                json.dumps(rec, ensure_ascii=False).encode("utf-8")
-            except UnicodeEncodeError:
-                raise WrapError(f"{path}:{n}: holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
-            yield n, rec
 
 
 KINDS = {"prompt": "prompt/answer", "choice": "multiple-choice", "text": "text"}
@@ -77,9 +49,10 @@ def read_jsonl(path) -> tuple[str, list[dict]]:
 
 
 def read_records(path) -> tuple[str, list[dict], list[int]]:
-    """``read_jsonl``, and the line number of each record."""
+    """``read_jsonl`` for a record file of any format (wrapcli/textdata/sources.py), and
+    the line (row) number of each record."""
     records, kinds, lines = [], set(), []
-    for n, rec in json_lines(path):
+    for n, rec in rows(path):
         if "choices" in rec:
             _check_choice(path, n, rec)
             kind, fields = "choice", ("prompt",)
@@ -115,6 +88,10 @@ def _check_choice(path, n: int, rec: dict) -> None:
     if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
         raise WrapError(f"{path}:{n}: 'answer' must be the index of the correct choice (0 to {len(choices) - 1}), "
                         f"got {answer!r}")
+    lengths = rec.get("choice_lengths")
+    if lengths is not None and (not isinstance(lengths, list) or len(lengths) != len(choices)
+                                or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in lengths)):
+        raise WrapError(f"{path}:{n}: 'choice_lengths' must be a positive integer per choice")
 
 
 def read_labelled(path) -> tuple[list[str], list[str], list[str] | None]:
@@ -123,7 +100,7 @@ def read_labelled(path) -> tuple[list[str], list[str], list[str] | None]:
     (1 and "1" and true are not three classes); ``group`` (optional, on every record or
     none) keeps related records on one side of the probe's held-out split."""
     texts, labels, groups, lines, types = [], [], [], [], set()
-    for n, rec in json_lines(path):
+    for n, rec in rows(path):
         if not isinstance(rec.get("text"), str) or "label" not in rec:
             raise WrapError(f"{path}:{n}: needs 'text' (a string) and 'label'")
         label = rec["label"]
@@ -197,13 +174,15 @@ class TooLong(WrapError):
 
 def continuation(tokenizer, prompt: str, answer: str, max_len: int) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` of ``prompt + answer`` with labels IGNORE outside the answer's
-    tokens (the answer tokenized as the prompt's continuation, as lm-evaluation-harness
-    scores a choice)."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    tokens, split as lm-evaluation-harness splits a (context, continuation) pair: the
+    prompt's trailing whitespace moves to the answer, the whole text is tokenized, and
+    the answer is what follows the prompt's own tokens."""
+    context = prompt.rstrip()
+    prompt_ids = tokenizer(context, add_special_tokens=True)["input_ids"]
     full = tokenizer(prompt + answer, add_special_tokens=True)["input_ids"]
     if len(full) > max_len:
         raise TooLong(f"{len(full)} tokens, more than the model's context of {max_len}")
-    n_prompt = len(prompt_ids) if full[: len(prompt_ids)] == prompt_ids else len(prompt_ids) - 1
+    n_prompt = len(prompt_ids)
     labels = [IGNORE] * n_prompt + full[n_prompt:]
     return full, labels
 
@@ -248,7 +227,8 @@ def choice_sets(records: list[dict]) -> list[ChoiceSet]:
     out, row = [], 0
     for rec in records:
         k = len(rec["choices"])
-        out.append(ChoiceSet(tuple(range(row, row + k)), rec["answer"], tuple(len(c) for c in rec["choices"])))
+        chars = rec.get("choice_lengths") or [len(c) for c in rec["choices"]]
+        out.append(ChoiceSet(tuple(range(row, row + k)), rec["answer"], tuple(chars)))
         row += k
     return out
 
@@ -377,7 +357,7 @@ def text_data(path, model_dir, model, seed: int, tokenizer=None, kinds=None, rew
     max_len = context_length(model.config) or 1024
     groups = [rec.get("group") for rec in records] if any("group" in rec for rec in records) else None
     examples = encode(kind, records, tok, max_len, where=lambda i: f"{path}:{lines[i]}")
-    return TextData(examples, pad_id(tok), seed, f"{kind}:{sha256(path)}",
+    return TextData(examples, pad_id(tok), seed, f"{kind}:{digest(path)}",
                     choices=choice_sets(records) if kind == "choice" else None, groups=groups, records=records)
 
 
