@@ -42,9 +42,11 @@ $(VENV)/.compile-extra: $(BIN)/wrapcli
 	touch $@
 
 # The lora extra (peft) for --lora, the big extra (accelerate) for --device-map, and their
-# tests; the quant extra (bitsandbytes) for the test that checks quantize's NF4 against it.
+# tests; the quant extra (bitsandbytes) for the test that checks quantize's NF4 against it;
+# the data (pyarrow) and lmeval (lm-evaluation-harness) extras for parquet records and lm-eval
+# tasks, and the test that holds wrapcli's scores against lm-eval's own.
 $(VENV)/.lora-extra: $(BIN)/wrapcli
-	$(BIN)/pip install -q --no-compile -e ".[lora,big,quant]"
+	$(BIN)/pip install -q --no-compile -e ".[lora,big,quant,data,lmeval]"
 	touch $@
 
 # Fast tier: ruff (lint, import order), then everything but tests marked slow.
