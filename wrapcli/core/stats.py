@@ -5,10 +5,14 @@
   approximation it stays inside [0, 1] and keeps its coverage near 0% and 100%, where
   counting accuracies often sit.
 - A difference of two accuracies on different examples gets Newcombe's hybrid score
-  interval (Newcombe 1998, method 10), built from the two Wilson intervals; on the same
-  examples (a probe against its baselines on one held-out split) a paired bootstrap over
-  the examples, which is far tighter: two models that agree on every example differ by
-  exactly 0, where the unpaired interval would still be several points wide.
+  interval (Newcombe 1998, method 10), built from the two Wilson intervals. On the same
+  examples (a base and its fine-tune on one record file, compare's behaviour criterion)
+  it gets Newcombe's interval for paired proportions (Newcombe 1998b, method 10: the two
+  Wilson intervals combined with the correlation of the pairs), which is far tighter: two
+  models that agree on every example differ by exactly 0, where the unpaired interval
+  would still be several points wide. A probe against its baselines on one held-out split
+  uses a paired bootstrap over the examples, as does a ratio of paired differences (the
+  recovered fraction of relearning).
 - A mean over seeds gets a Student-t interval; a ratio of steps over seeds (revival
   speed-up) gets a percentile bootstrap of the ratio of geometric means, with a fixed
   resampling seed so the same report gives the same interval.
@@ -65,6 +69,49 @@ def difference(p1: float, n1: int, p2: float, n2: int, confidence: float = CONFI
     l2, u2 = wilson(p2 * n2, n2, confidence)
     d = p1 - p2
     return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def paired_newcombe(a_correct, b_correct, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """mean(a) - mean(b) for 0/1 outcomes on the same examples, and Newcombe's interval for
+    a difference of paired proportions (1998b, method 10): with a = both right, b = only
+    the first, c = only the second, d = neither, the two marginal Wilson intervals are
+    combined through phi, the correlation of the pairs, taken as 0 when a margin is empty
+    and shrunk by n/2 when positive (Newcombe's correction)."""
+    x = np.asarray(a_correct, dtype=bool)
+    y = np.asarray(b_correct, dtype=bool)
+    n = len(x)
+    both, first, second = int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum())
+    neither = n - both - first - second
+    p1, p2 = (both + first) / n, (both + second) / n
+    l1, u1 = wilson(both + first, n, confidence)
+    l2, u2 = wilson(both + second, n, confidence)
+    margins = (both + first) * (second + neither) * (both + second) * (first + neither)
+    cross = both * neither - first * second
+    phi = 0.0
+    if margins > 0:
+        phi = ((cross - n / 2) if cross > n / 2 else min(cross, 0)) / math.sqrt(margins)
+    d1, d2 = p1 - l1, u2 - p2
+    e1, e2 = u1 - p1, p2 - l2
+    lower = math.sqrt(max(0.0, d1 * d1 + d2 * d2 - 2 * phi * d1 * d2))
+    upper = math.sqrt(max(0.0, e1 * e1 + e2 * e2 - 2 * phi * e1 * e2))
+    return p1 - p2, p1 - p2 - lower, p1 - p2 + upper
+
+
+def paired_ratio(numerator_pairs, denominator_pairs, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean(a) - mean(b)) / (mean(c) - mean(d)) over the same examples, each given as
+    per-example (a, b) and (c, d) arrays, with a percentile bootstrap that resamples the
+    examples (every array with the same draw); resamples whose denominator is 0 are left
+    out. The recovered fraction of relearning is one: (after - start) / (original - start)."""
+    a, b = (np.asarray(v, dtype=np.float64) for v in numerator_pairs)
+    c, d = (np.asarray(v, dtype=np.float64) for v in denominator_pairs)
+    num, den = a - b, c - d
+    point = float(num.mean() / den.mean())
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    idx = rng.integers(0, len(num), (BOOTSTRAP_DRAWS, len(num)))
+    top, bottom = num[idx].mean(1), den[idx].mean(1)
+    ratios = top[bottom != 0] / bottom[bottom != 0]
+    lo, hi = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return point, float(lo), float(hi)
 
 
 def paired_difference(a_correct, b_correct, confidence: float = CONFIDENCE) -> tuple[float, float, float]:

@@ -332,6 +332,12 @@ CURVE = Obj({
                    "mean": F(List("float"), "mean over seeds")}), "with --data", optional=True),
     "recovered_fraction": F(List("float"), "with --data and --reference: (accuracy - fine-tuned's) / "
                                            "(reference's - fine-tuned's) of the mean curve, per step", optional=True),
+    "recovered_final": F(Obj({"value": F("float", "the recovered fraction after the last step (records' mean over "
+                                                  "seeds)"),
+                              "ci95": F(List("float"), "its interval"),
+                              "interval": F("str", "how: a paired bootstrap over the held-out records (the fine-tune, "
+                                                   "the reference and the relearned model scored on the same ones)")}),
+                         "with --data and --reference", optional=True),
 })
 SPEEDUP = Obj({
     "status": F("str", "compared (value set), not_revived (a seed missed the threshold), already_there (at the "
@@ -430,11 +436,16 @@ CRITERION = Obj({
     "floor": F("str", "revive --data: what the floor is (control, chance or reference_wrong)", optional=True),
     "lr": F("float|null", "revive --data: the relearning LR the criterion rests on", optional=True),
     "attack": F("str", "attack: which one (quantization, in-context examples) the eval report ran", optional=True),
+    "interval": F("str", "behaviour: Newcombe paired (the same examples, per-example outcomes known) or Newcombe "
+                         "independent", optional=True),
 })
 BEHAVIOUR = Obj({**SCORE, "metric": F("str", "accuracy (built-in task), exact_match (prompt/answer JSONL) or "
                                              "choice_accuracy (multiple-choice JSONL)"),
                  "majority_baseline": F("float", "built-in tasks: the most common answer's share; multiple choice: "
-                                                 "chance (mean 1/k)", optional=True)})
+                                                 "chance (mean 1/k)", optional=True),
+                 "correct": F(List("bool"), "each example's outcome, in order (the same examples for every checkpoint: "
+                                            "the behaviour criterion's interval is paired); absent for compiled counters",
+                              optional=True)})
 COMPARE = Obj({
     "checkpoints": F(List(Obj({"path": F("str", "checkpoint"), "sha256": F("str", "hash")})), "compared; first = base"),
     "base": F("str", "the base checkpoint"),

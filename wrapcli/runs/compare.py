@@ -246,13 +246,15 @@ class TaskView:
             rows = score_records(model, self.records, device)
             self.last_correct = [bool(x["correct"]) for x in rows]  # what an attack's criterion is held against
             r = summarize(self.records, rows)
-            out = {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": r["metric"]}
+            out = {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": r["metric"],
+                   "correct": self.last_correct}
             return out if r["chance"] is None else {**out, "majority_baseline": r["chance"]}
-        from wrapcli.tasks.evaluation import evaluate
+        from wrapcli.tasks.evaluation import score
+        from wrapcli.tasks.sequences import eval_batch
 
-        r = evaluate(model, self.spec.fixed(self.comp), self.n, device, ("natural",))[str(self.comp)]["natural"]
+        r = score(model, eval_batch(self.spec.fixed(self.comp), self.comp, self.n, None), device, keep_correct=True)
         return {"accuracy": r["accuracy"], "n": r["n"], "ci95": r["ci95"], "metric": "accuracy",
-                "majority_baseline": r["majority_baseline"]}
+                "majority_baseline": r["majority_baseline"], "correct": r["correct"]}
 
     def chunks(self, size: int = 32):
         """``(input_ids, attention_mask)`` batches for the CKA features."""

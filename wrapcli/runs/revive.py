@@ -291,6 +291,18 @@ def text_threshold(threshold, original) -> tuple[float, str]:
         f"0.9 x the reference's {original['metric'].replace('_', ' ')} {original['accuracy']:.3f}")
 
 
+def recovered_final(after, ref) -> dict:
+    """The recovered fraction after the last step, (after - start) / (reference - start)
+    on the held-out records, with a paired bootstrap interval over the records: the three
+    accuracies are on the same records, so each resample draws the same records for all."""
+    from wrapcli.core.stats import paired_ratio
+
+    start = [float(r["correct"]) for r in ref.start_recs]
+    original = [float(r["correct"]) for r in ref.ref_recs]
+    value, lo, hi = paired_ratio((after, start), (original, start))
+    return {"value": value, "ci95": [lo, hi], "interval": "paired bootstrap over the held-out records"}
+
+
 def relearning_curves(ref, lrs, lr_source, threshold, threshold_source, *, ckpt_path, data, eval_data, controls,
                       preset, steps, batch_size, seeds, device, precision, lora, checkpointing, shard,
                       on_progress) -> tuple[list, list, list, dict | None]:
@@ -326,6 +338,7 @@ def relearning_curves(ref, lrs, lr_source, threshold, threshold_source, *, ckpt_
                 if ref.original is not None and ref.original["accuracy"] > start:
                     span = ref.original["accuracy"] - start
                     summary["recovered_fraction"] = [(m - start) / span for m in summary["accuracy"]["mean"]]
+                    summary["recovered_final"] = recovered_final(np.mean(last, axis=0), ref)
                 models.append(summary)
                 final.append(np.mean(last, axis=0).tolist())  # (records,): mean over seeds
                 if j == 0:  # the model under audit: did the attack move it at this LR?

@@ -45,9 +45,11 @@ def predict(model, tokens: np.ndarray, device="cpu", chunk: int = 512, precision
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
-def score(model, batch: Batch, device="cpu", conjugate: dict | None = None, precision: str = "fp32") -> dict:
+def score(model, batch: Batch, device="cpu", conjugate: dict | None = None, precision: str = "fp32",
+          keep_correct: bool = False) -> dict:
     """Accuracy, majority baseline and per-answer breakdown on one batch; with a
-    ``conjugate`` relabelling the model sees s(prompt) and its answer is mapped back."""
+    ``conjugate`` relabelling the model sees s(prompt) and its answer is mapped back;
+    with ``keep_correct`` each example's outcome too (for paired comparisons)."""
     if conjugate:
         from wrapcli.tasks.conjugate import relabel, unmap
 
@@ -60,11 +62,12 @@ def score(model, batch: Batch, device="cpu", conjugate: dict | None = None, prec
         rows = batch.answer == a
         per_answer[vocab.TOKENS[a]] = proportion(int(correct[rows].sum()), int(rows.sum()))
     majority = Counter(batch.answer.tolist()).most_common(1)[0][1] / len(batch.answer)
-    return {
+    out = {
         **proportion(int(correct.sum()), len(correct)),
         "majority_baseline": float(majority),
         "per_answer": per_answer,
     }
+    return {**out, "correct": correct.tolist()} if keep_correct else out
 
 
 def check_eval_memory(option: str, n: int, spec: TaskSpec) -> None:

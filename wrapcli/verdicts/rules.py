@@ -50,7 +50,7 @@ The label, per capability:
 from __future__ import annotations
 
 from wrapcli.core.errors import WrapError
-from wrapcli.core.stats import CONFIDENCE, difference, family_confidence, wilson
+from wrapcli.core.stats import CONFIDENCE, difference, family_confidence, paired_newcombe, wilson
 from wrapcli.verdicts.thresholds import Thresholds
 
 LABELS = ("intact", "wrapped", "removed", "suppressed", "inconclusive")
@@ -73,13 +73,20 @@ def unclear(kind: str, statistic: str, text: str, settle: str, source: str | Non
 
 
 def behaviour(base: dict, tuned: dict, th: Thresholds) -> dict:
-    """Fall in accuracy from ``base`` to ``tuned`` (each ``{accuracy, n}``)."""
+    """Fall in accuracy from ``base`` to ``tuned`` (each ``{accuracy, n}``, and ``correct``
+    per example where both were scored on the same examples: the interval is then
+    Newcombe's for paired proportions, else his hybrid score interval for independent ones)."""
     drop = base["accuracy"] - tuned["accuracy"]
-    ci = difference(base["accuracy"], base["n"], tuned["accuracy"], tuned["n"])
+    paired = base.get("correct") is not None and len(base["correct"]) == len(tuned.get("correct") or ())
+    if paired:
+        _, lo, hi = paired_newcombe(base["correct"], tuned["correct"])
+        ci, how = (lo, hi), "paired"
+    else:
+        ci, how = difference(base["accuracy"], base["n"], tuned["accuracy"], tuned["n"]), "independent"
     return criterion("behaviour", "accuracy fall", drop, ci, th.drop,
                      f"accuracy {base['accuracy']:.1%} -> {tuned['accuracy']:.1%} "
-                     f"(fall {drop:+.1%}, 95% [{ci[0]:+.1%}, {ci[1]:+.1%}], n = {base['n']} / {tuned['n']})",
-                     settle="evaluate on more examples (--eval-size)")
+                     f"(fall {drop:+.1%}, 95% [{ci[0]:+.1%}, {ci[1]:+.1%}] {how}, n = {base['n']} / {tuned['n']})",
+                     settle="evaluate on more examples (--eval-size)", interval=f"Newcombe {how}")
 
 
 def probe(results: dict, th: Thresholds, source: str) -> dict:
