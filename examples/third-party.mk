@@ -24,6 +24,15 @@
 # ablation (the direction the fine-tune added, from BASE) and the logit lens, every attack
 # weighed by compare against its floor: $(OUT)/battery.md and $(OUT)/battery.json.
 #
+#   make -f examples/third-party.mk BASE=original/ TUNED="unlearned-a/ unlearned-b/" RECORDS=... RELEARN=... LABELS=...
+#   make -f examples/third-party.mk family TUNED_LIST=checkpoints.txt ...    # one directory per line
+#
+# A family of fine-tuned checkpoints against one base and one set of records: each member's
+# audit (FAMILY_TARGET=all, or battery) in its own folder OUT/NAME (NAME: the directory's
+# name), resumable, the members side by side with make -j; then OUT/family.md and
+# OUT/family.json (examples/family.py): every member's verdict, its criteria with their
+# intervals, which passes survive Bonferroni over the family, and the wall time spent.
+#
 #   make -f examples/third-party.mk world SEED=0
 #
 # The same audit on a world of synthetic facts where the truth is known (wrapcli facts):
@@ -44,60 +53,88 @@ CONTROL ?=
 MC ?=
 SHOTS ?= 0,3,8
 QUANT ?= --scheme nf4
-RUN := $(WRAPCLI)
+# RUN: a launcher prefix for every wrapcli job (docs/cluster.md), e.g. RUN='srun --ntasks=1 --cpus-per-task=1'
+RUN ?=
+WC := $(RUN) $(WRAPCLI)
 
-.PHONY: all battery clean world world-wrapped world-never-knew
-all: $(OUT)/audit.md
+PYTHON ?= python3
+HERE := $(dir $(firstword $(MAKEFILE_LIST)))
+TUNED_LIST ?=
+MEMBERS := $(strip $(TUNED) $(if $(TUNED_LIST),$(shell cat $(TUNED_LIST))))
+FAMILY_TARGET ?= all
+
+.PHONY: all battery clean family world world-wrapped world-never-knew FORCE
+all: $(if $(word 2,$(MEMBERS)),family,$(OUT)/audit.md)
 battery: $(OUT)/battery.md
+
+# -- a family of checkpoints: one sub-make per member, then one table ------------------
+member_name = $(notdir $(patsubst %/,%,$(1)))
+MEMBER_DIRS := $(foreach m,$(MEMBERS),$(OUT)/$(call member_name,$(m)))
+ifneq ($(words $(sort $(MEMBER_DIRS))),$(words $(MEMBER_DIRS)))
+$(error two TUNED directories share a name: $(MEMBERS))
+endif
+
+family: $(OUT)/family.md
+
+define MEMBER_RULE
+$(OUT)/$(call member_name,$(1))/done: FORCE
+	@mkdir -p $$(@D) && date +%s > $$(@D)/.started
+	$$(MAKE) -f $(firstword $(MAKEFILE_LIST)) $(FAMILY_TARGET) TUNED=$(1) TUNED_LIST= OUT=$$(@D)
+	@echo $$$$(( $$$$(date +%s) - $$$$(cat $$(@D)/.started) )) >> $$(@D)/cost_s && touch $$@
+endef
+$(foreach m,$(MEMBERS),$(eval $(call MEMBER_RULE,$(m))))
+
+$(OUT)/family.md: $(addsuffix /done,$(MEMBER_DIRS))
+	$(PYTHON) $(HERE)family.py $(OUT)/family $(MEMBER_DIRS) > /dev/null
 
 $(OUT):
 	mkdir -p $@
 
 $(OUT)/eval-%.json: | $(OUT)
-	$(RUN) eval $(if $(filter base,$*),$(BASE),$(TUNED)) --data $(RECORDS) --samples $(OUT)/samples-$*.jsonl \
+	$(WC) eval $(if $(filter base,$*),$(BASE),$(TUNED)) --data $(RECORDS) --samples $(OUT)/samples-$*.jsonl \
 		--device $(DEVICE) -q -o $@
 
 $(OUT)/probe.json: $(LABELS) | $(OUT)
-	$(RUN) probe $(TUNED) --data $(LABELS) --reference $(BASE) --position mean-last-10 --device $(DEVICE) -q -o $@
+	$(WC) probe $(TUNED) --data $(LABELS) --reference $(BASE) --position mean-last-10 --device $(DEVICE) -q -o $@
 
 $(OUT)/prune.json: $(RECORDS) | $(OUT)
-	$(RUN) prune $(TUNED) --data $(RECORDS) --unit neuron --k $(PRUNE_K) --device $(DEVICE) -q -o $@
+	$(WC) prune $(TUNED) --data $(RECORDS) --unit neuron --k $(PRUNE_K) --device $(DEVICE) -q -o $@
 
 $(OUT)/relearn.json: $(RELEARN) $(RECORDS) | $(OUT)
-	$(RUN) revive $(TUNED) --data $(RELEARN) --eval-data $(RECORDS) --reference $(BASE) \
+	$(WC) revive $(TUNED) --data $(RELEARN) --eval-data $(RECORDS) --reference $(BASE) \
 		$(if $(CONTROL),--control $(CONTROL)) --lr $(LR) --steps $(STEPS) --batch-size $(BATCH) --seeds $(SEEDS) \
 		$(if $(PLOT),--plot $(OUT)/relearn.png) --device $(DEVICE) -q -o $@
 
 $(OUT)/eval-mc-%.json: | $(OUT)
-	$(RUN) eval $(if $(filter base,$*),$(BASE),$(TUNED)) --data $(MC) --samples $(OUT)/samples-mc-$*.jsonl \
+	$(WC) eval $(if $(filter base,$*),$(BASE),$(TUNED)) --data $(MC) --samples $(OUT)/samples-mc-$*.jsonl \
 		--device $(DEVICE) -q -o $@
 
 $(OUT)/audit.md: $(OUT)/eval-base.json $(OUT)/eval-tuned.json $(if $(MC),$(OUT)/eval-mc-base.json $(OUT)/eval-mc-tuned.json) \
 		$(OUT)/probe.json $(OUT)/prune.json $(OUT)/relearn.json
-	$(RUN) compare $(BASE) $(TUNED) --task $(RECORDS) --reports $(OUT)/probe.json --reports $(OUT)/prune.json \
+	$(WC) compare $(BASE) $(TUNED) --task $(RECORDS) --reports $(OUT)/probe.json --reports $(OUT)/prune.json \
 		--reports $(OUT)/relearn.json --device $(DEVICE) -q --markdown $@ -o $(OUT)/audit.json
 
 # -- the attack battery ------------------------------------------------------------------
 $(OUT)/shots.json: $(RECORDS) $(RELEARN) | $(OUT)
-	$(RUN) eval $(TUNED) --data $(RECORDS) --shots $(SHOTS) --shots-from $(RELEARN) --device $(DEVICE) -q -o $@
+	$(WC) eval $(TUNED) --data $(RECORDS) --shots $(SHOTS) --shots-from $(RELEARN) --device $(DEVICE) -q -o $@
 
 $(OUT)/quantized: | $(OUT)
-	$(RUN) quantize $(TUNED) $(QUANT) -o $@ -q
+	$(WC) quantize $(TUNED) $(QUANT) -o $@ -q
 
 $(OUT)/quantized.json: $(OUT)/quantized $(RECORDS)
-	$(RUN) eval $< --data $(RECORDS) --device $(DEVICE) -q -o $@
+	$(WC) eval $< --data $(RECORDS) --device $(DEVICE) -q -o $@
 
 $(OUT)/ablate.json: $(RECORDS) | $(OUT)
-	$(RUN) ablate $(TUNED) --data $(RECORDS) --reference $(BASE) -o $(OUT)/ablated --device $(DEVICE) -q --log $@
+	$(WC) ablate $(TUNED) --data $(RECORDS) --reference $(BASE) -o $(OUT)/ablated --device $(DEVICE) -q --log $@
 
 $(OUT)/lens.json: $(RECORDS) | $(OUT)
-	$(RUN) probe $(TUNED) --lens $(RECORDS) --reference $(BASE) --device $(DEVICE) -q -o $@
+	$(WC) probe $(TUNED) --lens $(RECORDS) --reference $(BASE) --device $(DEVICE) -q -o $@
 
 # SHOTS= (empty) leaves the in-context attack out (a model whose context holds no demonstrations)
 BATTERY := $(OUT)/probe.json $(OUT)/prune.json $(OUT)/relearn.json $(if $(SHOTS),$(OUT)/shots.json) \
 	$(OUT)/quantized.json $(OUT)/ablate.json $(OUT)/lens.json
 $(OUT)/battery.md: $(BATTERY)
-	$(RUN) compare $(BASE) $(TUNED) --task $(RECORDS) $(foreach r,$(BATTERY),--reports $(r)) --device $(DEVICE) -q \
+	$(WC) compare $(BASE) $(TUNED) --task $(RECORDS) $(foreach r,$(BATTERY),--reports $(r)) --device $(DEVICE) -q \
 		--markdown $@ -o $(OUT)/battery.json
 
 clean:
@@ -116,16 +153,16 @@ world: world-wrapped world-never-knew
 
 $(W)/pretrain.jsonl:
 	mkdir -p $(WORLD)
-	$(RUN) facts $(W) --seed $(SEED) -q
+	$(WC) facts $(W) --seed $(SEED) -q
 
 $(WORLD)/original: $(W)/pretrain.jsonl
-	$(RUN) train --data $(W)/pretrain.jsonl --tokenizer $(W)/tokenizer $(SHAPE) --seed $(SEED) --device $(DEVICE) -q -o $@
+	$(WC) train --data $(W)/pretrain.jsonl --tokenizer $(W)/tokenizer $(SHAPE) --seed $(SEED) --device $(DEVICE) -q -o $@
 
 $(WORLD)/never: $(W)/pretrain.jsonl
-	$(RUN) train --data $(W)/pretrain-without.jsonl --tokenizer $(W)/tokenizer $(SHAPE) --seed $(SEED) --device $(DEVICE) -q -o $@
+	$(WC) train --data $(W)/pretrain-without.jsonl --tokenizer $(W)/tokenizer $(SHAPE) --seed $(SEED) --device $(DEVICE) -q -o $@
 
 $(WORLD)/%-unl: $(WORLD)/%
-	$(RUN) finetune $< --data $(W)/unlearn.jsonl --eval-data $(W)/forget.jsonl --lr 1e-3 --steps 100 --batch-size 32 \
+	$(WC) finetune $< --data $(W)/unlearn.jsonl --eval-data $(W)/forget.jsonl --lr 1e-3 --steps 100 --batch-size 32 \
 		--seed $(SEED) --device $(DEVICE) -q -o $@
 
 # each audit is the generic one above, in its own make (its own OUT)

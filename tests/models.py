@@ -93,6 +93,19 @@ def make_model_dir(path, arch="gpt2", seed=0):
     return path
 
 
+def as_records(ck, task: str, n: int, seed: int = 0) -> list[dict]:
+    """The built-in evaluation examples of ``task`` as text: the prompt up to <ans>, the
+    answer token after a space."""
+    from wrapcli.tasks import vocab
+    from wrapcli.tasks.checks import task_for
+    from wrapcli.tasks.sequences import eval_batch
+
+    spec = task_for(ck, task).replace(seed=seed)
+    batch = eval_batch(spec, spec.eval_components()[0], n, None)
+    return [{"prompt": " ".join(vocab.TOKENS[i] for i in row[: batch.answer_pos + 1]),
+             "answer": " " + vocab.TOKENS[a]} for row, a in zip(batch.tokens, batch.answer)]
+
+
 def write_jsonl(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

@@ -8,23 +8,11 @@ import json
 import pytest
 
 from wrapcli.models import checkpoint
-from wrapcli.tasks import vocab
-from wrapcli.tasks.checks import task_for
-from wrapcli.tasks.sequences import eval_batch
 
 from cli import run
-from models import built_in_archs, write_jsonl
+from models import as_records, built_in_archs, write_jsonl
 
 TINY = ["--preset", "smoke", "--device", "cpu", "-q"]
-
-
-def as_records(ck, task: str, n: int, seed: int = 0) -> list[dict]:
-    """The built-in evaluation examples of ``task`` as text: the prompt up to <ans>, the
-    answer token after a space."""
-    spec = task_for(ck, task).replace(seed=seed)
-    batch = eval_batch(spec, spec.eval_components()[0], n, None)
-    return [{"prompt": " ".join(vocab.TOKENS[i] for i in row[: batch.answer_pos + 1]),
-             "answer": " " + vocab.TOKENS[a]} for row, a in zip(batch.tokens, batch.answer)]
 
 
 @pytest.fixture(scope="module", params=built_in_archs())
