@@ -26,7 +26,7 @@ VALUES = ("-1", "nan", "inf", "-inf", "1e400", "99999999999999999999999", "abc",
 # are the corpus's), free text whose any value is legal, and the flags that need another
 # process or machine to mean anything.
 SKIPPED = {"-o", "--log", "--plot", "--markdown", "--samples", "--save-dir", "-w", "--prompt", "--lora-targets",
-           "--target", "--fail-on"}
+           "--target", "--fail-on", "--split"}  # --split: any name is a legal split, and a file without splits ignores it
 CLASS_NAME = re.compile(r"\b[A-Z]\w*(Error|Exception|Warning)\b|Traceback|\bErrno\b")
 LIMIT_S = 30
 
