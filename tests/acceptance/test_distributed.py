@@ -71,6 +71,7 @@ def test_commands_without_a_parallel_meaning_refuse_under_torchrun(chain, monkey
     one_line_error(result, "eval does not run data-parallel")
 
 
+@pytest.mark.slow  # 17 s of two processes' start-ups: the slow tier (the built-in torchrun tests stay fast)
 def test_torchrun_fine_tunes_and_relearns_user_records(tmp_path):
     """finetune --data and revive --data under torchrun with two gloo processes: the
     one-process weights, and one report with every seed whose curves are the one-process
@@ -113,6 +114,7 @@ def test_built_in_revive_is_refused_under_torchrun(tmp_path):
     assert done.returncode != 0 and "revive runs data-parallel on --data records only" in done.stderr
 
 
+@pytest.mark.slow  # 18 s: the slow tier, beside the torchrun test of user records
 def test_fsdp_shards_fine_tuning_and_relearning_of_user_records(tmp_path):
     """--fsdp under torchrun (torch FSDP2 on two gloo processes): the written weights are
     the one-process run's, gathered whole, and revive's one report has every seed with the

@@ -6,6 +6,7 @@ acc / acc_norm are identical, for
 
 - ``--data`` with ``--fields`` and ``--template letters`` (against lm-eval's WMDP template),
 - ``--data`` with ``--template raw`` (against a task whose continuations are the choices),
+- ``--data`` with ``--template cloze`` (against lm-eval's default: a space, then the choice),
 - ``--lm-eval-task`` (records built by lm-eval) for all three tasks,
 
 and ``--samples-format lm-eval`` writes what lm-eval's own EvaluationTracker writes for the
@@ -75,6 +76,8 @@ def write_tasks(d: Path) -> dict:
     raw = [{"question": f"The capital of {c} is", "choices": [f" {x}" for x in r["choices"]], "answer": r["answer"]}
            for c, r in zip(CAPS, rows)]
     (d / "raw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in raw))
+    cloze = [{**r, "choices": [c.strip() for c in r["choices"]]} for r in raw]  # as datasets ship them
+    (d / "cloze.jsonl").write_text("".join(json.dumps(r) + "\n" for r in cloze))
     wmdp = Path(lm_eval.__file__).parent / "tasks" / "wmdp" / "_default_template_yaml"
     tasks = d / "tasks"
     tasks.mkdir()
@@ -88,10 +91,14 @@ def write_tasks(d: Path) -> dict:
         f"task: caps_raw\n{common}output_type: multiple_choice\ndoc_to_text: '{{{{question}}}}'\n"
         "doc_to_choice: '{{choices}}'\ndoc_to_target: answer\ntarget_delimiter: ''\n"
         "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+    (tasks / "cloze.yaml").write_text(
+        common.replace("raw.jsonl", "cloze.jsonl") + "task: caps_cloze\noutput_type: multiple_choice\n"
+        "doc_to_text: '{{question}}'\ndoc_to_choice: '{{choices}}'\ndoc_to_target: answer\n"
+        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
     (tasks / "ll.yaml").write_text(
         f"task: caps_ll\n{common}output_type: loglikelihood\ndoc_to_text: '{{{{question}}}}'\n"
         "doc_to_target: '{{choices[answer]}}'\ntarget_delimiter: ''\nmetric_list:\n  - metric: acc\n  - metric: perplexity\n")
-    return {"dir": tasks, "parquet": d / "letters.parquet", "raw": d / "raw.jsonl"}
+    return {"dir": tasks, "parquet": d / "letters.parquet", "raw": d / "raw.jsonl", "cloze": d / "cloze.jsonl"}
 
 
 def lm_eval_samples(model_dir: Path, tasks: Path, out: Path) -> dict:
@@ -104,7 +111,7 @@ def lm_eval_samples(model_dir: Path, tasks: Path, out: Path) -> dict:
     from lm_eval.tasks import TaskManager
 
     lm = HFLM(pretrained=str(model_dir), batch_size=4, device="cpu")
-    result = lm_eval.simple_evaluate(model=lm, tasks=["wmdp_local", "caps_raw", "caps_ll"],
+    result = lm_eval.simple_evaluate(model=lm, tasks=["wmdp_local", "caps_raw", "caps_cloze", "caps_ll"],
                                      task_manager=TaskManager(include_path=str(tasks)), log_samples=True)
     tracker = EvaluationTracker(output_path=str(out))
     tracker.date_id = "parity"  # set by save_results_aggregated, which this run does not call
@@ -148,7 +155,7 @@ def test_wrapcli_scores_as_lm_eval_does(arch, tmp_path):
     model = bpe_model(tmp_path / "m", arch)
     files = write_tasks(tmp_path)
     theirs = lm_eval_samples(model, files["dir"], tmp_path / "lm-eval")
-    for name in ("wmdp_local", "caps_raw", "caps_ll"):  # records built by lm-eval
+    for name in ("wmdp_local", "caps_raw", "caps_cloze", "caps_ll"):  # records built by lm-eval
         ours = wrapcli_samples(model, "--lm-eval-task", name, "--include-path", files["dir"], out=tmp_path / f"{name}.jsonl")
         same_items(ours, theirs[name], whole=True)
     letters = wrapcli_samples(model, "--data", files["parquet"], "--fields", "prompt=question,choices=choices,answer=answer",
@@ -157,6 +164,10 @@ def test_wrapcli_scores_as_lm_eval_does(arch, tmp_path):
     assert [a["arguments"] for a in letters] == [b["arguments"] for b in theirs["wmdp_local"]]
     raw = wrapcli_samples(model, "--data", files["raw"], "--fields", "prompt=question", out=tmp_path / "raw-samples.jsonl")
     same_items(raw, theirs["caps_raw"], whole=False)
+    cloze = wrapcli_samples(model, "--data", files["cloze"], "--fields", "prompt=question", "--template", "cloze",
+                            out=tmp_path / "cloze-samples.jsonl")
+    same_items(cloze, theirs["caps_cloze"], whole=False)
+    assert [a["arguments"] for a in cloze] == [b["arguments"] for b in theirs["caps_cloze"]]
     report = json.loads((tmp_path / "letters-samples.json").read_text())["results"]["scores"]
     assert report["choice_accuracy"] == pytest.approx(sum(s["acc"] for s in theirs["wmdp_local"]) / len(CAPS))
     assert report["choice_accuracy_norm"] == pytest.approx(sum(s["acc_norm"] for s in theirs["wmdp_local"]) / len(CAPS))

@@ -34,7 +34,7 @@ Precision = Annotated[PrecisionName, typer.Option("--precision", help="auto (bf1
 # Record files as the field ships them (wrapcli/textdata/sources.py): every command that reads records takes these.
 Fields = Annotated[Optional[str], typer.Option("--fields", help="Map a record file's columns to record keys: KEY=COLUMN,... with keys prompt, answer, choices, text, label, group, subject; choices=A+B+C+D gathers columns (e.g. prompt=question,choices=choices,answer=answer).")]
 Split = Annotated[Optional[str], typer.Option("--split", help="The split to read where a record file or dataset directory holds several (e.g. test).")]
-Template = Annotated[Literal["raw", "letters"], typer.Option("--template", help="Multiple-choice records: raw (each choice appended to the prompt as written) or letters (lm-eval's MMLU/WMDP rendering: 'A. ...' lines, 'Answer:', continuations ' A', ' B', ...).")]
+Template = Annotated[Literal["raw", "cloze", "letters"], typer.Option("--template", help="Multiple-choice records: raw (each choice appended to the prompt as written), cloze (each after a space, lm-eval's default delimiter) or letters (lm-eval's MMLU/WMDP rendering: 'A. ...' lines, 'Answer:', continuations ' A', ' B', ...).")]
 
 
 def refuse_given(ctx: typer.Context, params: tuple[str, ...], why: str) -> None:

@@ -15,8 +15,10 @@ kinds (wrapcli/textdata/userdata.py).
   (``"C"``) or its text; it is converted to the index, and one that matches no choice is
   refused naming the row.
 - **A template** for multiple choice: ``raw`` keeps the prompt and appends each choice as it
-  is written (as wrapcli always has); ``letters`` renders them as lm-evaluation-harness's
-  MMLU and WMDP tasks do::
+  is written (as wrapcli always has); ``cloze`` appends each after lm-eval's default target
+  delimiter, a space (acc_norm divides by the choice's own length, as lm-eval does), for
+  choices shipped without one; ``letters`` renders them as lm-evaluation-harness's MMLU and
+  WMDP tasks do::
 
       The following are multiple choice questions (with answers) about SUBJECT.\\n\\n   (with a subject)
       QUESTION.strip()\\nA. CHOICE0\\nB. CHOICE1\\n...\\nAnswer:
@@ -40,7 +42,7 @@ from pathlib import Path
 from wrapcli.core.errors import UsageError, WrapError
 
 KEYS = ("prompt", "answer", "choices", "text", "label", "group", "subject")
-TEMPLATES = ("raw", "letters")
+TEMPLATES = ("raw", "cloze", "letters")
 DATA_EXTRA = "data"
 
 
@@ -308,6 +310,9 @@ def shaped(path, n: int, row: dict) -> dict:
         rec["answer"] = answer_index(path, n, rec)
         if _view.template == "letters":
             rec = letters(path, n, rec)
+        elif _view.template == "cloze":
+            rec = {**rec, "choices": [f" {c}" for c in rec["choices"]],
+                   "choice_lengths": [max(len(str(c)), 1) for c in rec["choices"]]}
     return rec
 
 
