@@ -78,8 +78,7 @@ def finetune(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Fine-tune on a new task, watching the fine-tuning and the pretraining operands with
-    (C_Te=1) and without (C_Te=0) the spurious feature."""
+    """Fine-tune on a new task, watching both operands with (C_Te=1) and without (C_Te=0) the spurious feature."""
     from wrapcli.terminal.console import errors_as_exit, progress, stderr
     from wrapcli.terminal.tables import accuracy_table
     from wrapcli.textdata.sources import reading
@@ -91,8 +90,7 @@ def finetune(
         from wrapcli.report import envelope as reports
         from wrapcli.runs.train import finetune as run
         from wrapcli.runs.train import finetune_text, planned_steps, takes_sgd_recipe
-        quiet = quiet or not is_main()  # under torchrun, rank 0 reports
-        con = stderr(quiet)
+        con = stderr(quiet := quiet or not is_main())  # under torchrun, rank 0 reports
         started = time.time()
         if (task is None) == (data is None):
             raise UsageError("give exactly one of --task (built-in task) or --data (user JSONL)")
