@@ -97,7 +97,7 @@ def eval_(
         check_format(out, "report", "-o")
         check_format(samples, "samples", "--samples")
         placed = placement(device_map, max_memory)
-        data = _records_source(data, lm_eval_task, include_path, samples_format, shots, fields, template)
+        data = _records_source(data, lm_eval_task, include_path, samples_format, shots, fields, template, task or conjugate)
         if data is not None:
             if task or conjugate:
                 raise UsageError("--data evaluates user records; --task and --conjugate are for built-in tasks")
@@ -140,7 +140,7 @@ def eval_(
         reports.write(report, out, json_out)
 
 
-def _records_source(data, lm_eval_task, include_path, samples_format, shots, fields, template):
+def _records_source(data, lm_eval_task, include_path, samples_format, shots, fields, template, built_in):
     """The records eval scores: --data, or an lm-eval task (read as ``lm-eval:NAME``)."""
     from wrapcli.core.errors import UsageError
     from wrapcli.textdata.sources import LM_EVAL
@@ -152,6 +152,9 @@ def _records_source(data, lm_eval_task, include_path, samples_format, shots, fie
             raise UsageError("--samples-format goes with --data or --lm-eval-task")
     elif data is not None:
         raise UsageError("give --data or --lm-eval-task, not both")
+    elif built_in:
+        raise UsageError(f"--lm-eval-task {lm_eval_task} scores an lm-eval task; --task and --conjugate are for "
+                         "built-in tasks")
     elif fields or template != "raw":
         raise UsageError("--fields and --template shape record files; lm-eval renders its tasks with its own templates")
     if samples_format == "lm-eval" and shots:

@@ -110,6 +110,8 @@ def paired_ratio(numerator_pairs, denominator_pairs, confidence: float = CONFIDE
     idx = rng.integers(0, len(num), (BOOTSTRAP_DRAWS, len(num)))
     top, bottom = num[idx].mean(1), den[idx].mean(1)
     ratios = top[bottom != 0] / bottom[bottom != 0]
+    if not len(ratios):  # every resample lost the denominator: a handful of records, no spread to give
+        return point, point, point
     lo, hi = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2])
     return point, float(lo), float(hi)
 
