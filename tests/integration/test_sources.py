@@ -91,6 +91,18 @@ def test_an_answer_may_be_an_index_a_letter_or_the_choice_text(tmp_path):
                    "bad.jsonl:1: answer 'E' matches no choice (give its index 0 to 1, its letter A to B or its text)")
 
 
+def test_a_table_in_wrapcli_s_own_columns_needs_no_field_map(tmp_path):
+    """A parquet file whose columns are already prompt/choices/answer, the answer given as
+    a letter, reads without --fields: the answer becomes the index as with a map."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    recs, rows = twin_records()
+    pq.write_table(pa.Table.from_pylist([{"prompt": r["question"], "choices": r["options"], "answer": r["label"]}
+                                         for r in rows]), tmp_path / "own.parquet")
+    assert read_records(tmp_path / "own.parquet")[1] == recs
+
+
 @pytest.mark.parametrize("fields, message, code", [
     ("prompt=question,choices", "'choices' is not KEY=COLUMN", 2),
     ("query=question", "unknown record key 'query'", 2),

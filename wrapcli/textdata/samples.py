@@ -30,7 +30,7 @@ def lm_eval_line(doc_id: int, rec: dict, result: dict) -> dict:
     """One sample from a record and its scores (wrapcli/textdata/textscore.py
     ``record_results``)."""
     meta = rec.get("lm_eval") or {}
-    doc = meta.get("doc", {k: v for k, v in rec.items() if k != "lm_eval"})
+    doc = meta["doc"] if "doc" in meta else {k: v for k, v in rec.items() if k != "lm_eval"}
     target = meta.get("target", rec["answer"])
     if "choices" in rec:
         pairs = [(rec["prompt"], c) for c in rec["choices"]]

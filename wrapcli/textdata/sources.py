@@ -58,7 +58,8 @@ class View:
 
     @property
     def plain(self) -> bool:
-        """Whether a JSONL file is read exactly as written (no map, no template)."""
+        """Whether a JSONL file is read exactly as written (no map, no template); a table's
+        rows are always shaped (a letter as the answer is converted without --fields too)."""
         return not self.fields and self.template == "raw"
 
 
@@ -170,10 +171,10 @@ def rows(path) -> list[tuple[int, dict]]:
     path = Path(path)
     if path.is_file() and path.suffix.lower() not in TABLES:
         raw = list(json_lines(path))
+        if _view.plain:  # a JSONL file without a map or template is read exactly as written
+            return raw
     else:
         raw = list(enumerate(read_table(path), 1))
-    if _view.plain:
-        return raw
     return [(n, shaped(path, n, rec)) for n, rec in raw]
 
 
